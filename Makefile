@@ -1,0 +1,29 @@
+# The two quick-start commands (make demo, make test) need nothing but python3 on the machine.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8000
+
+.PHONY: test demo lint bench screenshot system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+system-deps:
+	@sh scripts/ensure-system-deps.sh chromium
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) system-deps lint
+	$(VENV)/bin/pytest
+
+demo: $(STAMP)
+	$(VENV)/bin/otel-dashboard demo --port $(PORT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

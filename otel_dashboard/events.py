@@ -1,0 +1,252 @@
+"""The dashboard's event model: the ten event types, severities and :class:`DashboardEvent`."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "DashboardEvent",
+    "EventType",
+    "QualityThresholds",
+    "Severity",
+    "format_timestamp",
+    "new_event_id",
+]
+
+
+class EventType(str, enum.Enum):
+    """The ten dashboard event types (their values are the wire names)."""
+
+    AGENT_EXECUTION_STARTED = "agent_execution_started"
+    AGENT_EXECUTION_COMPLETED = "agent_execution_completed"
+    OPPORTUNITY_DISCOVERED = "opportunity_discovered"
+    SYNTHESIS_STARTED = "synthesis_started"
+    SYNTHESIS_COMPLETED = "synthesis_completed"
+    QUALITY_SCORE_UPDATED = "quality_score_updated"
+    ERROR_OCCURRED = "error_occurred"
+    SYSTEM_HEALTH_UPDATED = "system_health_updated"
+    AGENT_REGISTERED = "agent_registered"
+    METRICS_UPDATED = "metrics_updated"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Severity(str, enum.Enum):
+    """How an event is colored on the page."""
+
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Score thresholds (0-100) that turn a quality score into a severity.
+
+    A score >= ``success`` is ``success``, >= ``warning`` is ``warning``, anything lower ``error``.
+    """
+
+    success: float = 95.0
+    warning: float = 90.0
+
+    def __post_init__(self) -> None:
+        for name in ("success", "warning"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value <= 100:
+                raise ValueError(f"{name} must be a number between 0 and 100, got {value!r}")
+        if self.warning > self.success:
+            raise ValueError("warning must not be greater than success")
+
+    def severity(self, score: float) -> Severity:
+        """The severity of ``score`` under these thresholds."""
+        if score >= self.success:
+            return Severity.SUCCESS
+        if score >= self.warning:
+            return Severity.WARNING
+        return Severity.ERROR
+
+
+# Event ids: a per-process random prefix plus a counter. Unique across processes and much cheaper
+# than uuid4() on the span hot path; next() on itertools.count is atomic under the GIL.
+_ID_PREFIX = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
+def new_event_id() -> str:
+    """A new process-unique event id (``"<12 hex>-<counter hex>"``)."""
+    return f"{_ID_PREFIX}-{next(_id_counter):x}"
+
+
+def format_timestamp(epoch_ns: int | None = None) -> str:
+    """An ISO-8601 UTC timestamp with millisecond precision and a ``Z``.
+
+    Args:
+        epoch_ns: nanoseconds since the Unix epoch; now when ``None``.
+    """
+    if epoch_ns is None:
+        epoch_ns = time.time_ns()
+    seconds, rest_ns = divmod(epoch_ns, 1_000_000_000)
+    t = time.gmtime(seconds)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{rest_ns // 1_000_000:03d}Z"
+    )
+
+
+def _normalize_timestamp(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            # The original design produced naive timestamps; we read naive ones as UTC.
+            value = value.replace(tzinfo=timezone.utc)
+        return format_timestamp(round(value.timestamp() * 1_000_000) * 1000)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_timestamp(int(value * 1_000_000_000))
+    raise ValueError(f"timestamp must be an ISO string, a datetime or epoch seconds, got {value!r}")
+
+
+def _json_default(value: Any) -> Any:
+    # Never raise while serializing event data: anything orjson cannot encode becomes its text.
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+@dataclass(slots=True)
+class DashboardEvent:
+    """One dashboard event.
+
+    Args:
+        event_id: unique id of the event.
+        event_type: an :class:`EventType` (or its string value).
+        timestamp: UTC ISO-8601 string with ``Z``; a ``datetime`` or epoch seconds is converted.
+        data: the event's fields; must be JSON-serializable (anything else is sent as text).
+        severity: a :class:`Severity` (or its string value).
+        trace_id: 32 hex digits of the span's trace, if the event came from a span.
+        span_id: 16 hex digits of the span, if the event came from a span.
+        seq: assigned by the :class:`~otel_dashboard.state.DashboardState` that accepts the event.
+
+    Raises:
+        ValueError: an unknown ``event_type`` or ``severity``, or an unusable ``timestamp``.
+    """
+
+    event_id: str
+    event_type: EventType
+    timestamp: str
+    data: dict[str, Any] = field(default_factory=dict)
+    severity: Severity = Severity.INFO
+    trace_id: str | None = None
+    span_id: str | None = None
+    seq: int | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.event_type) is not EventType:
+            try:
+                self.event_type = EventType(self.event_type)
+            except ValueError:
+                raise ValueError(f"event_type: unknown event type {self.event_type!r}") from None
+        if type(self.severity) is not Severity:
+            try:
+                self.severity = Severity(self.severity)
+            except ValueError:
+                raise ValueError(f"severity: unknown severity {self.severity!r}") from None
+        if type(self.timestamp) is not str:
+            self.timestamp = _normalize_timestamp(self.timestamp)
+        if self.data is None:
+            self.data = {}
+
+    @classmethod
+    def create(
+        cls,
+        event_type: EventType | str,
+        data: dict[str, Any] | None = None,
+        severity: Severity | str = Severity.INFO,
+        *,
+        timestamp_ns: int | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+    ) -> DashboardEvent:
+        """Build an event with a fresh id and a timestamp (now, or ``timestamp_ns``)."""
+        return cls(
+            new_event_id(),
+            event_type,  # type: ignore[arg-type]
+            format_timestamp(timestamp_ns),
+            data if data is not None else {},
+            severity,  # type: ignore[arg-type]
+            trace_id,
+            span_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form of DESIGN.md ("Event on the wire")."""
+        return {
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "event_type": self.event_type.value,
+            "timestamp": self.timestamp,
+            "severity": self.severity.value,
+            "data": self.data,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+        }
+
+    def to_json_bytes(self) -> bytes:
+        """The wire form as UTF-8 JSON bytes."""
+        return orjson.dumps(self.to_dict(), default=_json_default)
+
+    def to_json(self) -> str:
+        """The wire form as a JSON string."""
+        return self.to_json_bytes().decode()
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> DashboardEvent:
+        """Rebuild an event from its wire form (``seq`` is kept if present).
+
+        Raises:
+            ValueError: a missing or invalid field, named in the message.
+        """
+        if not isinstance(payload, dict):
+            raise ValueError("event must be a JSON object")
+        for name in ("event_type",):
+            if name not in payload:
+                raise ValueError(f"{name}: missing")
+        data = payload.get("data", {})
+        if not isinstance(data, dict):
+            raise ValueError("data: must be an object")
+        event_id = payload.get("event_id") or new_event_id()
+        if not isinstance(event_id, str):
+            raise ValueError("event_id: must be a string")
+        timestamp = payload.get("timestamp") or format_timestamp()
+        for name in ("trace_id", "span_id"):
+            value = payload.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name}: must be a string or null")
+        seq = payload.get("seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+            raise ValueError("seq: must be an integer")
+        return cls(
+            event_id,
+            payload["event_type"],
+            timestamp,
+            data,
+            payload.get("severity", Severity.INFO),
+            payload.get("trace_id"),
+            payload.get("span_id"),
+            seq,
+        )

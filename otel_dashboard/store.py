@@ -1,0 +1,156 @@
+"""Event history storage.
+
+:class:`EventStore` is the small interface the state and the server read history through;
+:class:`MemoryEventStore` keeps a bounded ring in memory (O(1) append and trim).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+from otel_dashboard.events import DashboardEvent, EventType, Severity
+
+__all__ = ["EventQuery", "EventStore", "MemoryEventStore"]
+
+
+class EventQuery:
+    """Filters of a history query; ``None`` means "any".
+
+    Args:
+        after_seq: only events with ``seq`` greater than this.
+        event_types: only these event types.
+        severities: only these severities.
+        agents: only events whose ``data`` names one of these agents (by id or name).
+    """
+
+    __slots__ = ("after_seq", "agents", "event_types", "severities")
+
+    def __init__(
+        self,
+        *,
+        after_seq: int | None = None,
+        event_types: Iterable[EventType | str] | None = None,
+        severities: Iterable[Severity | str] | None = None,
+        agents: Iterable[str] | None = None,
+    ) -> None:
+        self.after_seq = after_seq
+        self.event_types = frozenset(EventType(t) for t in event_types) if event_types else None
+        self.severities = frozenset(Severity(s) for s in severities) if severities else None
+        self.agents = frozenset(agents) if agents else None
+
+    def matches(self, event: DashboardEvent) -> bool:
+        """Whether ``event`` passes every filter."""
+        if self.after_seq is not None and (event.seq or 0) <= self.after_seq:
+            return False
+        if self.event_types is not None and event.event_type not in self.event_types:
+            return False
+        if self.severities is not None and event.severity not in self.severities:
+            return False
+        if self.agents is not None:
+            data = event.data
+            if data.get("agent_name") not in self.agents and data.get("agent_id") not in self.agents:
+                return False
+        return True
+
+
+class EventStore:
+    """Where accepted events are kept. Implementations are thread-safe."""
+
+    def append(self, event: DashboardEvent) -> None:
+        """Keep ``event`` (its ``seq`` is already set and larger than any kept before)."""
+        raise NotImplementedError
+
+    def recent(self, limit: int) -> list[DashboardEvent]:
+        """Up to ``limit`` newest events, newest first."""
+        raise NotImplementedError
+
+    def after(self, after_seq: int, limit: int) -> list[DashboardEvent]:
+        """Up to ``limit`` events with ``seq > after_seq``, in ascending ``seq`` order."""
+        raise NotImplementedError
+
+    def query(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
+        """Up to ``limit`` events matching ``query``, ascending ``seq`` order.
+
+        With ``query.after_seq`` set, these are the first matches after it; without it, the newest
+        matches (still returned oldest first).
+        """
+        raise NotImplementedError
+
+    def first_seq(self) -> int | None:
+        """The smallest ``seq`` still held, or ``None`` when empty."""
+        raise NotImplementedError
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release resources; idempotent."""
+
+
+class MemoryEventStore(EventStore):
+    """A bounded in-memory ring of events; the oldest go first.
+
+    Args:
+        max_events: how many events to keep (a positive integer).
+
+    Raises:
+        ValueError: ``max_events`` is not a positive integer.
+    """
+
+    def __init__(self, max_events: int = 100) -> None:
+        if not isinstance(max_events, int) or isinstance(max_events, bool) or max_events < 1:
+            raise ValueError(f"max_events must be a positive integer, got {max_events!r}")
+        self.max_events = max_events
+        self._events: deque[DashboardEvent] = deque(maxlen=max_events)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def append(self, event: DashboardEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def _snapshot(self) -> list[DashboardEvent]:
+        with self._lock:
+            return list(self._events)
+
+    def recent(self, limit: int) -> list[DashboardEvent]:
+        if limit <= 0:
+            return []
+        events = self._snapshot()
+        return events[: -limit - 1 : -1]
+
+    def after(self, after_seq: int, limit: int) -> list[DashboardEvent]:
+        if limit <= 0:
+            return []
+        events = self._snapshot()
+        # seqs are strictly increasing in the ring, so a binary search finds the start.
+        start = bisect.bisect_right(events, after_seq, key=lambda e: e.seq or 0)
+        return events[start : start + limit]
+
+    def query(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
+        if limit <= 0:
+            return []
+        events = self._snapshot()
+        if query.after_seq is not None:
+            start = bisect.bisect_right(events, query.after_seq, key=lambda e: e.seq or 0)
+            out: list[DashboardEvent] = []
+            for event in events[start:]:
+                if query.matches(event):
+                    out.append(event)
+                    if len(out) >= limit:
+                        break
+            return out
+        newest: list[DashboardEvent] = []
+        for event in reversed(events):
+            if query.matches(event):
+                newest.append(event)
+                if len(newest) >= limit:
+                    break
+        newest.reverse()
+        return newest
+
+    def first_seq(self) -> int | None:
+        with self._lock:
+            return self._events[0].seq if self._events else None
