@@ -83,7 +83,7 @@ class EventStore:
         """The smallest ``seq`` still held, or ``None`` when empty."""
         raise NotImplementedError
 
-    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def close(self) -> None:
         """Release resources; idempotent."""
 
 
