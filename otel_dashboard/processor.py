@@ -1,0 +1,343 @@
+"""The OpenTelemetry span processor that feeds the dashboard.
+
+Usage::
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from otel_dashboard.processor import DashboardSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(DashboardSpanProcessor())
+
+Every started and ended span is handed, without blocking, to one background worker thread, which
+maps it to dashboard events (:mod:`otel_dashboard.mapping`) and publishes them to the
+:class:`~otel_dashboard.state.DashboardState`. The span hooks never raise and never wait: when the
+queue is full the span is dropped and counted (:attr:`DashboardSpanProcessor.dropped_events`, also
+reported to the state so ``/health`` shows it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from otel_dashboard import mapping
+from otel_dashboard.events import DashboardEvent, QualityThresholds
+from otel_dashboard.state import DashboardState, get_dashboard
+
+__all__ = ["DashboardSpanProcessor"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_MAX_QUEUE_SIZE = 8192
+_DEFAULT_TIMEOUT_MILLIS = 30_000
+_ERROR_LOG_INTERVAL_SECONDS = 10.0
+
+# Queue items are (kind, payload) tuples; kind is one of these.
+_START = 0
+_END = 1
+_FLUSH = 2  # payload: a threading.Event the worker sets when it reaches the item
+_STOP = 3  # payload: None; the worker exits
+
+
+class _RateLimitedLog:
+    """Logs the first failure with its traceback, then at most one line per interval."""
+
+    def __init__(self, interval_seconds: float) -> None:
+        self._interval = interval_seconds
+        self._next_log = 0.0
+        self._suppressed = 0
+
+    def exception(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next_log:
+            self._suppressed += 1
+            return
+        self._next_log = now + self._interval
+        suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            message += " (%d similar failures not logged)"
+            args = (*args, suppressed)
+        logger.exception(message, *args)
+
+
+class DashboardSpanProcessor(SpanProcessor):
+    """Maps spans to dashboard events and publishes them, off the application's threads.
+
+    ``on_start`` and ``on_end`` are called synchronously by the SDK in the thread that starts or ends
+    the span. They never block and never raise: they append the span to an in-memory queue and, if
+    the worker is idle, wake it. A full queue drops the span and counts it. Unsampled spans are
+    skipped. One daemon worker thread, started with the processor, maps each queued span with
+    :func:`~otel_dashboard.mapping.map_span_start` / :func:`~otel_dashboard.mapping.map_span_end` and
+    hands every event to the sink (``state.publish``), with instrumentation suppressed so that the
+    dashboard's own work is never traced. A span whose mapping or publishing fails is logged
+    (rate-limited) and skipped; the worker carries on.
+
+    The start of a span is mapped when the worker reaches it, which may be after more attributes
+    were set (under load, even after the span ended); events of one span are always published in
+    order, started before completed.
+
+    Args:
+        state: where events go; the process's :func:`~otel_dashboard.state.get_dashboard` when
+            ``None``, resolved once here at construction (so a later ``reset_dashboard()`` does not
+            redirect an existing processor).
+        max_queue_size: spans waiting for the worker at most; more are dropped and counted. The bound
+            may be exceeded by at most one span per concurrently producing thread.
+        quality_thresholds: turn quality scores into severities; the state's own
+            ``quality_thresholds`` when ``None``.
+
+    Raises:
+        ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``, or
+            ``quality_thresholds`` not a :class:`~otel_dashboard.events.QualityThresholds`.
+    """
+
+    def __init__(
+        self,
+        *,
+        state: DashboardState | None = None,
+        max_queue_size: int = _DEFAULT_MAX_QUEUE_SIZE,
+        quality_thresholds: QualityThresholds | None = None,
+    ) -> None:
+        if not isinstance(max_queue_size, int) or isinstance(max_queue_size, bool) or max_queue_size < 1:
+            raise ValueError(f"max_queue_size must be a positive integer, got {max_queue_size!r}")
+        if quality_thresholds is not None and not isinstance(quality_thresholds, QualityThresholds):
+            raise ValueError(
+                f"quality_thresholds must be a QualityThresholds or None, got {quality_thresholds!r}"
+            )
+        if state is None:
+            state = get_dashboard()
+        elif not callable(getattr(state, "publish", None)):
+            raise ValueError(f"state must be a DashboardState or None, got {state!r}")
+        self._state = state
+        self._thresholds: QualityThresholds = (
+            quality_thresholds or getattr(state, "quality_thresholds", None) or QualityThresholds()
+        )
+        self._max_queue_size = max_queue_size
+        # Where mapped events go. A remote sink (a later ``endpoint=`` option) fits here as another
+        # callable; it runs on the worker thread and may batch.
+        self._sink: Callable[[DashboardEvent], object] = state.publish
+        self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
+        self._shutdown = False
+        self._shutdown_lock = threading.Lock()
+        self._post_shutdown_logged = False
+        self._start_worker()
+        _after_fork_processors.add(self)
+
+    def _start_worker(self) -> None:
+        # The deque is unbounded on purpose: append/popleft are atomic and lock-free, and the size
+        # check in _enqueue bounds it. Only the drop path takes a lock.
+        self._queue: deque[tuple[int, Any]] = deque()
+        self._wakeup = threading.Event()
+        self._drop_lock = threading.Lock()
+        self._dropped = 0
+        self._reported_dropped = 0
+        self._next_drop_log = 0.0
+        self._processed = 0
+        self._worker = threading.Thread(
+            target=self._run, name="otel-dashboard-span-processor", daemon=True
+        )
+        self._worker.start()
+
+    # ------------------------------------------------------------------ counters
+    @property
+    def dropped_events(self) -> int:
+        """Spans (starts and ends) dropped because the queue was full.
+
+        Exact at any moment. The worker passes the same numbers on to ``state.count_dropped`` (so
+        ``/health`` shows them) as it goes; :meth:`force_flush` waits for that too. Spans offered
+        after :meth:`shutdown` are dropped silently and not counted here.
+        """
+        return self._dropped
+
+    @property
+    def processed(self) -> int:
+        """Queued spans (starts and ends) the worker has mapped and published so far."""
+        return self._processed
+
+    # ------------------------------------------------------------------ SpanProcessor hooks
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Queue the started span for the worker; never blocks or raises (called synchronously)."""
+        try:
+            if not span.context.trace_flags.sampled:
+                return
+            self._enqueue((_START, span))
+        except Exception:
+            self._errors.exception("dashboard processor: on_start failed")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the ended span for the worker; never blocks or raises (called synchronously)."""
+        try:
+            if not span.context.trace_flags.sampled:
+                return
+            self._enqueue((_END, span))
+        except Exception:
+            self._errors.exception("dashboard processor: on_end failed")
+
+    def _enqueue(self, item: tuple[int, Any]) -> None:
+        if self._shutdown:
+            if not self._post_shutdown_logged:
+                self._post_shutdown_logged = True
+                logger.warning("dashboard processor already shut down; dropping spans silently")
+            return
+        queue = self._queue
+        if len(queue) >= self._max_queue_size:
+            self._drop()
+            return
+        queue.append(item)
+        # The event stays set while the worker is busy, so this is one attribute read per span;
+        # the worker clears it only before it re-checks the queue and waits.
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def _drop(self) -> None:
+        # Only counted here. Telling the state (whose lock a slow subscriber may hold) and logging
+        # are left to the worker, so that a producing thread never waits on either.
+        with self._drop_lock:
+            self._dropped += 1
+
+    def _report_drops(self) -> None:
+        """Worker side: pass drops counted since the last report on to the state, and log them."""
+        dropped = self._dropped
+        delta = dropped - self._reported_dropped
+        if not delta:
+            return
+        self._reported_dropped = dropped
+        try:
+            self._state.count_dropped(delta)
+        except Exception:
+            self._errors.exception("dashboard processor: count_dropped failed")
+        now = time.monotonic()
+        if now >= self._next_drop_log:
+            self._next_drop_log = now + _ERROR_LOG_INTERVAL_SECONDS
+            logger.warning(
+                "dashboard processor queue full (max_queue_size=%d): %d spans dropped so far",
+                self._max_queue_size, dropped,
+            )
+
+    # ------------------------------------------------------------------ flush and shutdown
+    def force_flush(self, timeout_millis: int = _DEFAULT_TIMEOUT_MILLIS) -> bool:
+        """Wait until every span queued before this call has been mapped and published.
+
+        Args:
+            timeout_millis: how long to wait at most.
+
+        Returns:
+            True when done; False on timeout, or after :meth:`shutdown`.
+        """
+        if self._shutdown:
+            return False
+        return self._flush(timeout_millis)
+
+    def _flush(self, timeout_millis: float | None) -> bool:
+        if timeout_millis is None:
+            timeout_millis = _DEFAULT_TIMEOUT_MILLIS
+        if threading.current_thread() is self._worker:
+            return False  # called from the sink itself: waiting for ourselves cannot succeed
+        done = threading.Event()
+        # The marker bypasses the size check: a flush must not be refused because the queue is full.
+        self._queue.append((_FLUSH, done))
+        self._wakeup.set()
+        return done.wait(max(timeout_millis, 0) / 1000)
+
+    def shutdown(self, timeout_millis: int = _DEFAULT_TIMEOUT_MILLIS) -> None:
+        """Flush what is queued, stop the worker and join it, all within ``timeout_millis``.
+
+        Idempotent. Afterwards the hooks drop spans silently (not counted in :attr:`dropped_events`).
+        If the sink is stuck, the worker (a daemon thread) is left behind after the timeout.
+        """
+        with self._shutdown_lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+        if timeout_millis is None:
+            timeout_millis = _DEFAULT_TIMEOUT_MILLIS
+        deadline = time.monotonic() + max(timeout_millis, 0) / 1000
+        if not self._flush(timeout_millis):
+            logger.warning("dashboard processor: shutdown timed out flushing %d spans", len(self._queue))
+        self._queue.append((_STOP, None))
+        self._wakeup.set()
+        if threading.current_thread() is not self._worker:
+            self._worker.join(max(deadline - time.monotonic(), 0))
+        _after_fork_processors.discard(self)
+
+    # ------------------------------------------------------------------ the worker
+    def _run(self) -> None:
+        # Nothing this thread does (mapping, publishing, a future HTTP sink) may create spans.
+        context_api.attach(context_api.set_value(context_api._SUPPRESS_INSTRUMENTATION_KEY, True))
+        queue = self._queue
+        wakeup = self._wakeup
+        map_start = mapping.map_span_start
+        map_end = mapping.map_span_end
+        while True:
+            try:
+                kind, payload = queue.popleft()
+            except IndexError:
+                self._report_drops()
+                # Idle: clear, then re-check, then wait; a producer that appends after the re-check
+                # sees the cleared event and sets it, so no wake-up is lost.
+                wakeup.clear()
+                if not queue:
+                    wakeup.wait()
+                continue
+            if kind == _END:
+                self._process(payload, map_end)
+                self._processed += 1
+                if self._dropped != self._reported_dropped:
+                    self._report_drops()
+            elif kind == _START:
+                self._process(payload, map_start)
+                self._processed += 1
+                if self._dropped != self._reported_dropped:
+                    self._report_drops()
+            elif kind == _FLUSH:
+                self._report_drops()
+                payload.set()
+            else:  # _STOP
+                return
+
+    def _process(self, span: ReadableSpan, map_span: Callable[..., list[DashboardEvent]]) -> None:
+        try:
+            events = map_span(span, thresholds=self._thresholds)
+        except Exception:
+            self._errors.exception("dashboard processor: mapping span %r failed", _span_name(span))
+            return
+        sink = self._sink
+        for event in events:
+            try:
+                sink(event)
+            except Exception:
+                self._errors.exception(
+                    "dashboard processor: publishing %s failed", getattr(event, "event_type", event)
+                )
+
+
+def _span_name(span: Any) -> str:
+    try:
+        return str(span.name)
+    except Exception:
+        return "?"
+
+
+# A forked child inherits the queue but not the worker thread: give every live processor a fresh
+# queue and worker there (the parent's pending spans are the parent's business).
+_after_fork_processors: weakref.WeakSet[DashboardSpanProcessor] = weakref.WeakSet()
+
+
+def _restart_workers_after_fork() -> None:
+    for processor in list(_after_fork_processors):
+        processor._shutdown_lock = threading.Lock()
+        if not processor._shutdown:
+            processor._start_worker()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_workers_after_fork)

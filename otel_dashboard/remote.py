@@ -1,0 +1,528 @@
+"""Ships dashboard events from an agent process to a dashboard server's ``POST /api/events``.
+
+Usage (what ``DashboardSpanProcessor(endpoint=...)`` does with it)::
+
+    sender = RemoteEventSender("http://dashboard-host:8000")
+    sender.submit(event)          # from any thread; never blocks, never raises
+    sender.force_flush(5000)      # True once everything submitted so far is delivered or dropped
+    sender.shutdown(5000)         # flushes within the timeout, stops the thread
+
+:meth:`RemoteEventSender.submit` appends to a bounded in-memory queue; a full queue drops the event
+and counts it. One daemon thread sends the queue as ``{"events": [...]}`` JSON over one keep-alive
+HTTP connection (standard library only: agents need no aiohttp).
+
+Batching
+    The thread sends as soon as something is queued, unless it started a request less than
+    ``schedule_delay_millis`` ago: then it lets events accumulate until that much time has passed or
+    ``max_batch_size`` events are queued. At light load every event goes out at once; under load there
+    is at most one request per ``schedule_delay_millis`` (plus any full batches), and an event waits at
+    most that long before its request starts.
+
+Failures
+    A connection error, a timeout, a 5xx or a 429 answer retries the SAME batch, with jittered
+    exponential backoff (from 100 ms, capped at ``max_retry_delay_millis``; a 429/503
+    ``Retry-After`` in seconds is honoured up to the cap), for as long as it takes or until shutdown's
+    deadline. Meanwhile new events keep queueing, and are dropped and counted once the queue is full.
+    Any other 4xx answer means the server refuses the batch: it is dropped and its events counted in
+    :attr:`~RemoteEventSender.rejected_events` (logged the first time). A keep-alive connection the
+    server has closed is reopened once at once, without counting a failure. Delivery is at least once:
+    a request whose answer is lost is sent again.
+
+The thread runs with OpenTelemetry instrumentation suppressed, so an instrumented ``http.client``
+never traces the dashboard's own shipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import random
+import socket
+import ssl
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from opentelemetry import context as context_api
+
+from otel_dashboard.events import DashboardEvent
+
+__all__ = ["RemoteEventSender"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_MAX_QUEUE_SIZE = 8192
+_DEFAULT_MAX_BATCH_SIZE = 512
+_DEFAULT_SCHEDULE_DELAY_MILLIS = 50
+_DEFAULT_TIMEOUT_MILLIS = 5000
+_DEFAULT_MAX_RETRY_DELAY_MILLIS = 5000
+_DEFAULT_FLUSH_TIMEOUT_MILLIS = 30_000
+_INITIAL_RETRY_DELAY_SECONDS = 0.1
+_DROP_LOG_INTERVAL_SECONDS = 10.0
+_EVENTS_PATH = "/api/events"
+_USER_AGENT = "otel-dashboard-remote"
+_PLAIN_SUPPRESS_KEY = "suppress_instrumentation"  # read by older opentelemetry-instrumentation releases
+
+_OK = 0
+_RETRY = 1
+_REJECTED = 2
+
+
+class RemoteEventSender:
+    """Sends dashboard events to a remote dashboard server in batches, from a background thread.
+
+    Args:
+        endpoint: the server's base URL, ``http(s)://host[:port][/path-prefix]``; events go to
+            ``<endpoint>/api/events`` (an endpoint that already ends in ``/api/events`` is used as is).
+        headers: extra request headers (an ``Authorization`` header, say).
+        max_queue_size: events waiting to be sent at most; more are dropped and counted.
+        max_batch_size: events per request at most.
+        schedule_delay_millis: the shortest time between the starts of two requests, unless a full
+            batch is waiting; also the longest an event waits for its request at steady load.
+        timeout_millis: the socket timeout of one request.
+        max_retry_delay_millis: the longest pause between two attempts to send a batch.
+
+    Raises:
+        ValueError: an invalid argument; the message names it.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_queue_size: int = _DEFAULT_MAX_QUEUE_SIZE,
+        max_batch_size: int = _DEFAULT_MAX_BATCH_SIZE,
+        schedule_delay_millis: int = _DEFAULT_SCHEDULE_DELAY_MILLIS,
+        timeout_millis: int = _DEFAULT_TIMEOUT_MILLIS,
+        max_retry_delay_millis: int = _DEFAULT_MAX_RETRY_DELAY_MILLIS,
+    ) -> None:
+        self._scheme, self._host, self._port, self._path = _parse_endpoint(endpoint)
+        self._max_queue_size = _check_int("max_queue_size", max_queue_size, minimum=1)
+        self._max_batch_size = _check_int("max_batch_size", max_batch_size, minimum=1)
+        if max_batch_size > max_queue_size:
+            raise ValueError("max_batch_size must be less than or equal to max_queue_size")
+        self._delay = _check_int("schedule_delay_millis", schedule_delay_millis, minimum=0) / 1000
+        self._timeout = _check_int("timeout_millis", timeout_millis, minimum=1) / 1000
+        self._max_retry_delay = (
+            _check_int("max_retry_delay_millis", max_retry_delay_millis, minimum=1) / 1000
+        )
+        self._headers = {
+            "Content-Type": "application/json",
+            "User-Agent": _USER_AGENT,
+            **_check_headers(headers),
+        }
+        self.endpoint = f"{self._scheme}://{_host_port(self._host, self._port)}{self._path}"
+        self._ssl_context: ssl.SSLContext | None = None
+
+        self._dropped_events = 0
+        self._sent_events = 0
+        self._rejected_events = 0
+        self._failed_requests = 0
+        self._next_drop_log = 0.0
+        self._logged_rejection = False
+        self._failing = False
+        self._init_worker_state()
+        if hasattr(os, "register_at_fork"):
+            weak_reinit = weakref.WeakMethod(self._at_fork_reinit)
+            os.register_at_fork(after_in_child=lambda: (weak_reinit() or _noop)())
+
+    def _init_worker_state(self) -> None:
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # the thread waits here for events or a deadline
+        self._progress = threading.Condition(self._lock)  # force_flush waits here for completions
+        self._queue: deque[DashboardEvent] = deque()
+        self._submitted = 0  # events accepted into the queue, ever
+        self._completed = 0  # of those, delivered, rejected or dropped after queueing
+        self._flush_target = 0
+        self._shutdown = False
+        self._deadline: float | None = None
+        self._dropped_at_shutdown = 0
+        self._next_send_at = 0.0
+        self._conn: http.client.HTTPConnection | None = None
+        self._thread = threading.Thread(target=self._run, name="otel-dashboard-sender", daemon=True)
+        self._thread.start()
+
+    def _at_fork_reinit(self) -> None:
+        # The child has the parent's queue and locks but not its thread: start over, empty.
+        if not self._shutdown:
+            self._init_worker_state()
+
+    # ------------------------------------------------------------------ counters
+    @property
+    def dropped_events(self) -> int:
+        """Events dropped: queue full, submitted after shutdown, unserializable, or not delivered
+        before shutdown's deadline."""
+        return self._dropped_events
+
+    @property
+    def sent_events(self) -> int:
+        """Events the server accepted (a 2xx answer)."""
+        return self._sent_events
+
+    @property
+    def rejected_events(self) -> int:
+        """Events of batches the server refused with a 4xx answer other than 429."""
+        return self._rejected_events
+
+    @property
+    def failed_requests(self) -> int:
+        """Requests that failed: connection errors, timeouts and non-2xx answers."""
+        return self._failed_requests
+
+    @property
+    def queue_size(self) -> int:
+        """Events waiting to be sent."""
+        return len(self._queue)
+
+    # ------------------------------------------------------------------ the agent side
+    def submit(self, event: DashboardEvent) -> bool:
+        """Queues ``event`` for sending. Never blocks on I/O and never raises.
+
+        Returns:
+            False when the event was dropped (queue full, or after :meth:`shutdown`).
+        """
+        try:
+            with self._lock:
+                if not self._shutdown and len(self._queue) < self._max_queue_size:
+                    self._queue.append(event)
+                    self._submitted += 1
+                    queued = len(self._queue)
+                    if queued == 1 or queued >= self._max_batch_size:
+                        self._work.notify()
+                    return True
+                self._dropped_events += 1
+                shut_down = self._shutdown
+            self._log_drop(shut_down)
+        except Exception:  # never into agent code
+            pass
+        return False
+
+    def _log_drop(self, shut_down: bool) -> None:
+        now = time.monotonic()
+        if now < self._next_drop_log:
+            return
+        self._next_drop_log = now + _DROP_LOG_INTERVAL_SECONDS
+        if shut_down:
+            logger.warning("Dashboard event sender is shut down; dropping events")
+        else:
+            logger.warning(
+                "Dashboard event queue full (%d events, server %s slow or unreachable); dropping "
+                "events (%d dropped so far)", self._max_queue_size, self.endpoint, self._dropped_events,
+            )
+
+    def force_flush(self, timeout_millis: int = _DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
+        """Waits until every event submitted before the call is delivered or definitively dropped.
+
+        Returns:
+            False when that did not happen within ``timeout_millis``.
+        """
+        deadline = time.monotonic() + max(timeout_millis, 0) / 1000
+        with self._lock:
+            target = self._submitted
+            if self._completed >= target:
+                return True
+            if not self._thread.is_alive():
+                return False
+            self._flush_target = max(self._flush_target, target)
+            self._work.notify()
+            while self._completed < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._progress.wait(remaining)
+            return True
+
+    def shutdown(self, timeout_millis: int = _DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
+        """Sends what is queued within ``timeout_millis``, then stops the thread and closes the
+        connection. Events still undelivered at the deadline are dropped and counted; events submitted
+        afterwards too. Idempotent: later calls return at once.
+
+        Returns:
+            True when everything queued was delivered (or refused by the server) in time.
+        """
+        timeout = max(timeout_millis, 0) / 1000
+        with self._lock:
+            if self._shutdown:
+                return self._delivered_all()
+            self._shutdown = True
+            self._deadline = time.monotonic() + timeout
+            self._work.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            # Stuck in a request past the deadline: cut its socket so the thread ends now, not when
+            # the request times out. The thread drops what is left.
+            self._abort_request()
+            return False
+        return self._delivered_all()
+
+    def _delivered_all(self) -> bool:
+        return (
+            not self._thread.is_alive()
+            and self._completed >= self._submitted
+            and self._dropped_at_shutdown == 0
+        )
+
+    def _abort_request(self) -> None:
+        conn = self._conn
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    # ------------------------------------------------------------------ the sender thread
+    def _run(self) -> None:
+        token = _attach_suppressed_context()
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                try:
+                    self._deliver(batch)
+                except Exception:  # a bug must not kill the thread
+                    self._close_connection()
+                    self._add_dropped(len(batch))
+                    logger.exception("Sending dashboard events failed; %d events dropped", len(batch))
+                with self._lock:
+                    self._completed += len(batch)
+                    self._progress.notify_all()
+        finally:
+            self._close_connection()
+            context_api.detach(token)
+
+    def _next_batch(self) -> list[DashboardEvent] | None:
+        with self._lock:
+            while not self._queue:
+                if self._shutdown:
+                    return None
+                self._work.wait()
+            # Let events accumulate until the pacing delay has passed, unless the batch is full or
+            # someone waits for it (force_flush, shutdown).
+            while (
+                len(self._queue) < self._max_batch_size
+                and not self._shutdown
+                and self._flush_target <= self._completed
+            ):
+                remaining = self._next_send_at - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._work.wait(remaining)
+            count = min(len(self._queue), self._max_batch_size)
+            batch = [self._queue.popleft() for _ in range(count)]
+        self._next_send_at = time.monotonic() + self._delay
+        return batch
+
+    def _deliver(self, batch: list[DashboardEvent]) -> None:
+        body, count = self._encode(batch)
+        if body is None:
+            return
+        attempt = 0
+        while True:
+            if self._expired():
+                self._add_dropped(count)
+                self._dropped_at_shutdown += count
+                logger.warning(
+                    "Dashboard event sender shut down before %d events reached %s; dropped",
+                    count, self.endpoint,
+                )
+                return
+            outcome, detail, retry_after = self._post(body)
+            if outcome == _OK:
+                self._sent_events += count
+                if self._failing:
+                    self._failing = False
+                    logger.info("Dashboard server %s reachable again", self.endpoint)
+                return
+            self._failed_requests += 1
+            if outcome == _REJECTED:
+                self._rejected_events += count
+                if not self._logged_rejection:
+                    self._logged_rejection = True
+                    logger.warning(
+                        "Dashboard server %s refused %d events: %s (further refusals not logged)",
+                        self.endpoint, count, detail,
+                    )
+                return
+            if not self._failing:
+                self._failing = True
+                logger.warning(
+                    "Cannot deliver dashboard events to %s (%s); retrying with backoff while events "
+                    "queue (at most %d)", self.endpoint, detail, self._max_queue_size,
+                )
+            self._backoff(attempt, retry_after)
+            attempt += 1
+
+    def _encode(self, batch: list[DashboardEvent]) -> tuple[bytes | None, int]:
+        parts = []
+        for event in batch:
+            try:
+                wire = event.to_dict()
+                wire.pop("seq", None)  # the server numbers events itself
+                parts.append(orjson.dumps(wire, default=_json_default, option=orjson.OPT_NON_STR_KEYS))
+            except Exception:
+                self._add_dropped(1)
+                logger.warning("Dropping a dashboard event that cannot be serialized: %r", event)
+        if not parts:
+            return None, 0
+        return b'{"events":[' + b",".join(parts) + b"]}", len(parts)
+
+    def _add_dropped(self, count: int) -> None:
+        with self._lock:  # submit() counts drops too, from other threads
+            self._dropped_events += count
+
+    def _expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> None:
+        delay = min(self._max_retry_delay, _INITIAL_RETRY_DELAY_SECONDS * 2 ** min(attempt, 20))
+        delay *= random.uniform(0.5, 1.0)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self._max_retry_delay))
+        wake_at = time.monotonic() + delay
+        with self._lock:
+            while True:
+                until = wake_at if self._deadline is None else min(wake_at, self._deadline)
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._work.wait(remaining)  # woken early by submit/flush/shutdown: recompute
+
+    def _post(self, body: bytes) -> tuple[int, str, float | None]:
+        """One request (two when a kept-alive connection turns out closed): outcome, detail,
+        Retry-After seconds."""
+        for _ in range(2):
+            timeout = self._timeout
+            if self._deadline is not None:
+                timeout = max(min(timeout, self._deadline - time.monotonic()), 0.001)
+            reused = self._conn is not None
+            try:
+                conn = self._connection(timeout)
+                conn.request("POST", self._path, body=body, headers=self._headers)
+                response = conn.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                self._close_connection()
+                if reused and not isinstance(exc, TimeoutError):
+                    continue  # the server closed the idle connection: reopen at once
+                return _RETRY, f"{type(exc).__name__}: {exc}", None
+            status = response.status
+            if response.will_close:
+                self._close_connection()
+            if 200 <= status < 300:
+                return _OK, str(status), None
+            detail = f"HTTP {status} {payload[:200].decode('utf-8', 'replace')}"
+            if status == 429 or status >= 500:
+                return _RETRY, detail, _retry_after(response.getheader("Retry-After"))
+            return _REJECTED, detail, None
+        return _RETRY, "connection closed", None
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        conn = self._conn
+        if conn is None:
+            if self._scheme == "https":
+                if self._ssl_context is None:
+                    self._ssl_context = ssl.create_default_context()
+                conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=timeout, context=self._ssl_context
+                )
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            self._conn = conn
+        else:
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+        return conn
+
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _noop() -> None:
+    pass
+
+
+def _attach_suppressed_context() -> object:
+    ctx = context_api.get_current()
+    for name in ("_SUPPRESS_INSTRUMENTATION_KEY", "_SUPPRESS_HTTP_INSTRUMENTATION_KEY"):
+        key = getattr(context_api, name, None)
+        if key is not None:
+            ctx = context_api.set_value(key, True, ctx)
+    ctx = context_api.set_value(_PLAIN_SUPPRESS_KEY, True, ctx)
+    return context_api.attach(ctx)
+
+
+def _json_default(value: Any) -> Any:
+    # Event data that orjson cannot encode goes as its text, as DashboardEvent.to_json_bytes does.
+    return str(value)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # an HTTP date: not worth parsing here
+    return seconds if 0 <= seconds < 86_400 else None
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "a positive integer" if minimum >= 1 else "a non-negative integer"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return value
+
+
+def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ValueError(f"headers must be a mapping of strings, got {type(headers).__name__}")
+    out = {}
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise ValueError(f"headers must map non-empty strings to strings, got {key!r}: {value!r}")
+        if any(c in key + value for c in "\r\n\0") or any(c in key for c in " :"):
+            raise ValueError(f"headers: invalid header {key!r}")
+        out[key] = value
+    return out
+
+
+def _parse_endpoint(endpoint: Any) -> tuple[str, str, int | None, str]:
+    """``(scheme, host, port, request path)`` of an endpoint URL."""
+    hint = "endpoint must be an http(s) URL like 'http://host:8000'"
+    if not isinstance(endpoint, str):
+        raise ValueError(f"{hint}, got {endpoint!r}")
+    parts = urlsplit(endpoint.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{hint}: invalid port in {endpoint!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{hint}, got {endpoint!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{hint} without query or fragment, got {endpoint!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("endpoint must not carry credentials; pass an Authorization header in headers")
+    path = parts.path.rstrip("/")
+    if not path.endswith(_EVENTS_PATH):
+        path += _EVENTS_PATH
+    return parts.scheme.lower(), parts.hostname, port, path
+
+
+def _host_port(host: str, port: int | None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"

@@ -1,0 +1,292 @@
+"""DashboardState: the direct API of the original design, metrics, bounds, the bus and the singleton."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from otel_dashboard import DashboardEvent, DashboardState, EventType, Severity, get_dashboard, reset_dashboard
+from otel_dashboard.events import QualityThresholds
+from otel_dashboard.store import EventQuery
+
+
+@pytest.fixture(name="state")
+def fixture_state() -> DashboardState:
+    return DashboardState(max_history=1000)
+
+
+def types_of(events: list[DashboardEvent]) -> list[str]:
+    return [e.event_type.value for e in events]
+
+
+async def test_every_direct_api_helper_builds_one_event_with_its_fields(state: DashboardState) -> None:
+    await state.agent_started("r-1", "Researcher", "find markets", region="EU")
+    await state.agent_completed("r-1", "Researcher", "find markets", 1500.0, True,
+                                data_source="web", quality_score=97.0)
+    await state.opportunity_discovered("o-1", "Solar", "Rooftop solar", 0.9, "$1M", "energy")
+    await state.synthesis_started("merge", "merging findings")
+    await state.synthesis_completed("merge", 250.0, 4)
+    await state.quality_score_updated("Researcher", 92.5, {"accuracy": 90.0})
+    await state.error_occurred("Writer", "boom", "RuntimeError")
+    await state.system_health_updated(cpu_percent=12.5, memory_percent=40.0, active_agents=2)
+    hand_built = DashboardEvent("custom-1", "metrics_updated", "2026-01-15T10:30:00.000Z", {"x": 1})
+    await state.broadcast_event(hand_built)
+
+    events = state.get_events_after(0, 100)
+    assert types_of(events) == [
+        "agent_registered",  # first sight of agent id r-1
+        "agent_execution_started",
+        "agent_execution_completed",
+        "opportunity_discovered",
+        "synthesis_started",
+        "synthesis_completed",
+        "quality_score_updated",
+        "error_occurred",
+        "system_health_updated",
+        "metrics_updated",
+    ]
+    assert [e.seq for e in events] == list(range(1, 11))
+    by_type = {e.event_type: e for e in events}
+    started = by_type[EventType.AGENT_EXECUTION_STARTED]
+    assert started.data == {"agent_id": "r-1", "agent_name": "Researcher",
+                            "task_description": "find markets", "region": "EU"}
+    assert started.severity is Severity.INFO
+    completed = by_type[EventType.AGENT_EXECUTION_COMPLETED]
+    assert completed.data == {"agent_id": "r-1", "agent_name": "Researcher",
+                              "task_description": "find markets", "duration_ms": 1500.0,
+                              "success": True, "data_source": "web", "quality_score": 97.0}
+    assert completed.severity is Severity.SUCCESS
+    assert by_type[EventType.OPPORTUNITY_DISCOVERED].data["confidence_score"] == 0.9
+    assert by_type[EventType.OPPORTUNITY_DISCOVERED].severity is Severity.SUCCESS
+    assert by_type[EventType.SYNTHESIS_COMPLETED].data["patterns_found"] == 4
+    assert by_type[EventType.QUALITY_SCORE_UPDATED].severity is Severity.WARNING
+    assert by_type[EventType.ERROR_OCCURRED].data == {
+        "source": "Writer", "error_message": "boom", "error_type": "RuntimeError"}
+    assert by_type[EventType.ERROR_OCCURRED].severity is Severity.ERROR
+    assert by_type[EventType.SYSTEM_HEALTH_UPDATED].data["cpu_percent"] == 12.5
+    assert by_type[EventType.METRICS_UPDATED].event_id == "custom-1"
+
+
+async def test_metrics_after_a_known_sequence(state: DashboardState) -> None:
+    await state.agent_started("a", "A", "t1")
+    await state.agent_completed("a", "A", "t1", 10.0, True, quality_score=0.0)
+    await state.agent_started("b", "B", "t2")
+    await state.agent_completed("b", "B", "t2", 10.0, False, quality_score=90.0)
+    await state.agent_completed("c", "C", "t3", 10.0, True)  # no score: not in the average
+    await state.opportunity_discovered("o1", "T", "D", 0.5, "$", "cat")
+    await state.error_occurred("x", "y", "z")
+
+    metrics = state.get_metrics()
+    assert metrics["total_agents_executed"] == 3
+    assert metrics["avg_quality_score"] == 45.0  # 0.0 is a score: (0 + 90) / 2
+    assert metrics["quality_scores_count"] == 2
+    assert metrics["total_opportunities_discovered"] == 1
+    assert metrics["failed_agent_runs"] == 1
+    assert metrics["total_errors"] == 1
+    assert metrics["active_agents"] == 0
+    # 3 first-sight registrations + 5 run events + 1 opportunity + 1 error
+    assert metrics["total_events"] == 10
+    assert metrics["system_uptime_seconds"] >= 0
+
+
+async def test_avg_quality_score_is_zero_before_any_score(state: DashboardState) -> None:
+    assert state.get_metrics()["avg_quality_score"] == 0.0
+    assert state.get_metrics()["quality_scores_count"] == 0
+
+
+async def test_history_is_bounded_and_recent_events_are_newest_first() -> None:
+    state = DashboardState(max_history=5)
+    for i in range(12):
+        await state.error_occurred(f"s{i}", "m", "t")
+    recent = state.get_recent_events(limit=50)
+    assert [e.seq for e in recent] == [12, 11, 10, 9, 8]
+    assert [e.seq for e in state.get_recent_events(limit=2)] == [12, 11]
+    assert state.store.first_seq() == 8
+    assert state.get_metrics()["total_events"] == 12
+
+
+async def test_active_agents_follow_runs_and_are_bounded() -> None:
+    state = DashboardState(max_active_agents=3)
+    for i in range(5):
+        await state.agent_started(f"a{i}", f"A{i}", "task", run_id=f"run-{i}")
+    active = state.get_active_agents()
+    assert [a["run_id"] for a in active] == ["run-2", "run-3", "run-4"]
+    assert state.get_counters()["evicted_active_agents"] == 2
+    assert all(a["stalled"] is False and a["elapsed_seconds"] >= 0 for a in active)
+
+    await state.agent_completed("a3", "A3", "task", 5.0, True, run_id="run-3")
+    assert [a["run_id"] for a in state.get_active_agents()] == ["run-2", "run-4"]
+
+
+async def test_an_agent_running_past_the_threshold_is_stalled() -> None:
+    state = DashboardState(stall_threshold_seconds=0.01)
+    await state.agent_started("a", "A", "t")
+    threading.Event().wait(0.05)
+    assert state.get_active_agents()[0]["stalled"] is True
+
+
+async def test_opportunities_are_bounded_newest_first() -> None:
+    state = DashboardState(max_opportunities=2)
+    for i in range(4):
+        await state.opportunity_discovered(f"o{i}", f"T{i}", "d", 0.5, "$", "c")
+    assert [o["opportunity_id"] for o in state.get_opportunities()] == ["o3", "o2"]
+    assert state.get_metrics()["total_opportunities_discovered"] == 4
+
+
+async def test_first_sight_of_an_agent_registers_it_once(state: DashboardState) -> None:
+    await state.agent_started("r-1", "Researcher", "t")
+    await state.agent_completed("r-1", "Researcher", "t", 1.0, True)
+    await state.agent_started("r-1", "Researcher", "t")
+    registered = [e for e in state.get_events_after(0, 100) if e.event_type is EventType.AGENT_REGISTERED]
+    assert len(registered) == 1
+    assert registered[0].data == {"agent_id": "r-1", "agent_name": "Researcher", "registered_by": "first_seen"}
+    assert state.get_known_agents() == {"r-1": "Researcher"}
+
+
+@pytest.mark.parametrize(
+    ("call", "parameter"),
+    [
+        (lambda s: s.agent_completed("a", "A", "t", -1.0, True), "duration_ms"),
+        (lambda s: s.agent_completed("a", "A", "t", 1.0, True, quality_score=101), "quality_score"),
+        (lambda s: s.agent_completed("a", "A", "t", 1.0, True, quality_score=float("nan")), "quality_score"),
+        (lambda s: s.opportunity_discovered("o", "T", "D", 1.5, "$", "c"), "confidence_score"),
+        (lambda s: s.quality_score_updated("s", -0.1, {}), "overall_score"),
+        (lambda s: s.synthesis_completed("p", -5, 1), "duration_ms"),
+    ],
+)
+async def test_out_of_range_values_raise_value_error_naming_the_parameter(
+    state: DashboardState, call, parameter: str
+) -> None:
+    with pytest.raises(ValueError, match=parameter):
+        await call(state)
+    assert state.last_seq == 0  # nothing half-accepted
+
+
+@pytest.mark.parametrize(
+    ("score", "severity"),
+    [(100, "success"), (95, "success"), (94.99, "warning"), (90, "warning"), (89.9, "error"), (0, "error")],
+)
+async def test_quality_severity_follows_the_thresholds(score: float, severity: str) -> None:
+    state = DashboardState()
+    event = await state.quality_score_updated("s", score, {})
+    assert event.severity.value == severity
+
+
+async def test_quality_thresholds_are_configurable() -> None:
+    state = DashboardState(quality_thresholds=QualityThresholds(success=80, warning=50))
+    assert (await state.quality_score_updated("s", 85, {})).severity is Severity.SUCCESS
+    assert (await state.quality_score_updated("s", 60, {})).severity is Severity.WARNING
+    with pytest.raises(ValueError, match="warning"):
+        QualityThresholds(success=50, warning=80)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [({"max_history": 0}, "max_history"), ({"max_active_agents": -1}, "max_active_agents"),
+     ({"max_opportunities": 1.5}, "max_opportunities"), ({"stall_threshold_seconds": 0}, "stall_threshold")],
+)
+def test_bad_constructor_arguments_name_the_parameter(kwargs: dict, parameter: str) -> None:
+    with pytest.raises(ValueError, match=parameter):
+        DashboardState(**kwargs)
+
+
+def test_subscribers_get_every_event_in_order_and_a_failing_one_harms_nobody(state: DashboardState) -> None:
+    seen: list[int] = []
+
+    def broken(event: DashboardEvent) -> None:
+        raise RuntimeError("subscriber bug")
+
+    state.subscribe(broken)
+    state.subscribe(lambda e: seen.append(e.seq))
+    for _ in range(3):
+        event = state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {"source": "s"}))
+        assert event.seq is not None
+    assert seen == [1, 2, 3]
+    assert state.get_counters()["subscriber_errors"] == 3
+    state.unsubscribe(broken)
+    state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {}))
+    assert state.get_counters()["subscriber_errors"] == 3
+
+
+def test_snapshot_and_subscription_are_atomic_under_concurrent_publishing() -> None:
+    state = DashboardState(max_history=100_000)
+    stop = threading.Event()
+
+    def produce() -> None:
+        while not stop.is_set():
+            state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {}))
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        received: list[int] = []
+        while state.last_seq < 200:
+            threading.Event().wait(0.001)
+        snapshot = state.subscribe_with_snapshot(lambda e: received.append(e.seq), recent_limit=10)
+        threading.Event().wait(0.05)
+    finally:
+        stop.set()
+        producer.join()
+    assert [e["seq"] for e in snapshot["events"]][-1] == snapshot["seq"]
+    assert received[0] == snapshot["seq"] + 1
+    assert received == list(range(snapshot["seq"] + 1, received[-1] + 1))
+
+
+def test_concurrent_publishers_get_unique_consecutive_seqs() -> None:
+    state = DashboardState(max_history=50_000)
+
+    def produce() -> None:
+        for _ in range(5000):
+            state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {}))
+
+    threads = [threading.Thread(target=produce) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seqs = [e.seq for e in state.get_events_after(0, 50_000)]
+    assert seqs == list(range(1, 40_001))
+
+
+async def test_metrics_updated_is_emitted_only_after_a_change(state: DashboardState) -> None:
+    assert state.emit_metrics_if_changed() is None
+    await state.error_occurred("s", "m", "t")
+    event = state.emit_metrics_if_changed()
+    assert event is not None and event.event_type is EventType.METRICS_UPDATED
+    assert event.data["total_events"] == 1  # the card values at the time of the change
+    assert state.emit_metrics_if_changed() is None
+
+
+async def test_history_query_filters(state: DashboardState) -> None:
+    await state.agent_started("a", "Alpha", "t")
+    await state.agent_started("b", "Beta", "t")
+    await state.error_occurred("Alpha", "m", "t", agent_name="Alpha")
+    alpha = state.query_events(EventQuery(agents=["Alpha"]), limit=10)
+    assert types_of(alpha) == ["agent_registered", "agent_execution_started", "error_occurred"]
+    errors = state.query_events(EventQuery(severities=["error"]), limit=10)
+    assert types_of(errors) == ["error_occurred"]
+    after = state.query_events(EventQuery(after_seq=3, event_types=["agent_execution_started"]), limit=10)
+    assert [e.data["agent_name"] for e in after] == ["Beta"]
+
+
+def test_get_dashboard_is_one_instance_per_process_and_reset_replaces_it() -> None:
+    first = get_dashboard()
+    assert get_dashboard() is first
+    fresh = reset_dashboard()
+    assert fresh is not first and get_dashboard() is fresh
+
+
+def test_two_copies_of_the_module_share_one_singleton(tmp_path) -> None:
+    # The original design could hold two singletons when imported under two module paths.
+    code = (
+        "import importlib.util, sys, otel_dashboard.state as a\n"
+        "spec = importlib.util.spec_from_file_location('copy_of_state', a.__file__)\n"
+        "b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)\n"
+        "assert b is not a and b.get_dashboard() is a.get_dashboard()\n"
+        "print('one')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "one"

@@ -1,0 +1,304 @@
+"""TraceStore and span records: from live SDK spans, from run events, merging, ordering, bounds,
+thread safety."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.trace import Status, StatusCode, Tracer
+
+from instrumentation import semconv as sc
+from otel_dashboard.events import DashboardEvent, EventType, Severity
+from otel_dashboard.traces import TraceStore, span_record_from_span, span_records_from_events
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+class _Recorder(SpanProcessor):
+    """Records (span, ended) pairs, as the dashboard processor sees them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[ReadableSpan, bool]] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.calls.append((span, False))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.calls.append((span, True))
+
+
+@pytest.fixture(name="traced")
+def fixture_traced() -> Iterator[tuple[Tracer, _Recorder]]:
+    provider = TracerProvider(resource=Resource.create({"service.name": "research-agents"}))
+    recorder = _Recorder()
+    provider.add_span_processor(recorder)
+    yield provider.get_tracer("test"), recorder
+    provider.shutdown()
+
+
+def _record(span_id: str, *, trace_id: str = TRACE, parent: str | None = None, start: int = 1,
+            end: int | None = None, **extra: Any) -> dict[str, Any]:
+    record = {
+        "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent, "name": f"span {span_id}",
+        "kind": "other", "start_time": None, "end_time": "2026-01-01T00:00:00.000Z" if end else None,
+        "start_time_unix_nano": start, "end_time_unix_nano": end, "duration_ms": None,
+        "status": "unset", "status_message": None, "service_name": None, "agent_name": None,
+        "tool_name": None, "attributes": {},
+    }
+    record.update(extra)
+    return record
+
+
+def _sid(n: int) -> str:
+    return format(n, "016x")
+
+
+# ---------------------------------------------------------------------------------- records from spans
+def test_records_of_a_live_agent_run(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, recorder = traced
+    agent_attrs = {
+        sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.GEN_AI_AGENT_NAME: "Researcher",
+        sc.TASK_DESCRIPTION: "x" * 1000, "secret.prompt": "not kept",
+    }
+    tool_attrs = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL, sc.GEN_AI_AGENT_NAME: "Researcher"}
+    with (
+        tracer.start_as_current_span("invoke_agent Researcher", attributes=agent_attrs),
+        tracer.start_as_current_span("execute_tool web_search", attributes=tool_attrs) as tool,
+    ):
+        tool.set_status(Status(StatusCode.ERROR, "timed out"))
+
+    store = TraceStore()
+    records = [span_record_from_span(span, ended=ended) for span, ended in recorder.calls]
+    running_agent = records[0]
+    assert running_agent["kind"] == "agent"
+    assert running_agent["end_time"] is None and running_agent["duration_ms"] is None
+    assert running_agent["status"] == "unset"
+    assert running_agent["agent_name"] == "Researcher"
+    assert running_agent["service_name"] == "research-agents"
+    assert running_agent["attributes"][sc.TASK_DESCRIPTION] == "x" * 255 + "\u2026"
+    assert "secret.prompt" not in running_agent["attributes"]
+
+    store.add_span(records[0])
+    store.add_span(records[1])
+    running = store.get_trace(records[0]["trace_id"])
+    assert running["running"] is True and running["span_count"] == 2
+    for record in records[2:]:
+        store.add_span(record)
+
+    trace = store.get_trace(records[0]["trace_id"].upper())
+    agent, tool_record = trace["spans"]
+    assert trace["running"] is False and trace["truncated"] is False
+    assert trace["root_span_ids"] == [agent["span_id"]]
+    assert tool_record["parent_span_id"] == agent["span_id"]
+    assert tool_record["kind"] == "tool" and tool_record["tool_name"] == "web_search"
+    assert tool_record["status"] == "error" and tool_record["status_message"] == "timed out"
+    assert agent["status"] == "unset" and agent["end_time"] is not None
+    assert agent["duration_ms"] >= tool_record["duration_ms"] >= 0
+    assert agent["start_time_unix_nano"] <= tool_record["start_time_unix_nano"]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "kind"),
+    [
+        ({sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT}, "agent"),
+        ({sc.OPENINFERENCE_SPAN_KIND: "AGENT"}, "agent"),
+        ({sc.TRACELOOP_SPAN_KIND: "agent"}, "agent"),
+        ({sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL}, "tool"),
+        ({sc.OPENINFERENCE_SPAN_KIND: "TOOL"}, "tool"),
+        ({sc.SPAN_KIND: sc.SPAN_KIND_SYNTHESIS}, "synthesis"),
+        ({sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CREATE_AGENT}, "registration"),
+        ({sc.GEN_AI_AGENT_NAME: "copied by baggage"}, "other"),
+        ({sc.GEN_AI_OPERATION_NAME: "chat"}, "other"),
+    ],
+)
+def test_kind_detection(traced: tuple[Tracer, _Recorder], attributes: dict[str, Any], kind: str) -> None:
+    tracer, recorder = traced
+    with tracer.start_as_current_span("s", attributes=attributes):
+        pass
+    assert span_record_from_span(recorder.calls[-1][0], ended=True)["kind"] == kind
+
+
+def test_agent_name_from_the_span_name(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, recorder = traced
+    with tracer.start_as_current_span("invoke_agent Planner",
+                                      attributes={sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT}):
+        pass
+    assert span_record_from_span(recorder.calls[-1][0], ended=True)["agent_name"] == "Planner"
+
+
+def test_a_span_without_context_has_no_record() -> None:
+    with pytest.raises(ValueError):
+        span_record_from_span(ReadableSpan("orphan"), ended=True)
+
+
+# ---------------------------------------------------------------------------------- records from events
+def _run_event(event_type: EventType, data: dict[str, Any], timestamp: str,
+               span_id: str = "b7ad6b7169203331") -> DashboardEvent:
+    return DashboardEvent("e", event_type, timestamp, data, Severity.INFO, TRACE, span_id)
+
+
+def test_records_from_agent_run_events() -> None:
+    started = _run_event(EventType.AGENT_EXECUTION_STARTED, {
+        "agent_id": "a1", "agent_name": "Researcher", "started_at": "2026-01-15T10:30:00.000Z",
+        "service_name": "svc", "parent_span_id": "00f067aa0ba902b7",
+    }, "2026-01-15T10:30:00.000Z")
+    completed = _run_event(EventType.AGENT_EXECUTION_COMPLETED, {
+        "agent_id": "a1", "agent_name": "Researcher", "duration_ms": 1500.0, "success": False,
+        "error_message": "boom", "started_at": "2026-01-15T10:30:00.000Z",
+    }, "2026-01-15T10:30:01.500Z")
+    ignored = [
+        _run_event(EventType.OPPORTUNITY_DISCOVERED, {}, "2026-01-15T10:30:00.000Z"),
+        DashboardEvent("x", EventType.AGENT_EXECUTION_STARTED, "2026-01-15T10:30:00.000Z", {}),
+        _run_event(EventType.AGENT_EXECUTION_STARTED, {}, "2026-01-15T10:30:00.000Z", span_id="nothex"),
+    ]
+
+    running, finished = span_records_from_events([started, *ignored, completed])
+
+    assert running["kind"] == "agent" and running["name"] == "invoke_agent Researcher"
+    assert running["end_time"] is None and running["status"] == "unset"
+    assert running["parent_span_id"] == "00f067aa0ba902b7"
+    assert running["start_time_unix_nano"] == 1_768_473_000_000_000_000
+    assert finished["end_time"] == "2026-01-15T10:30:01.500Z"
+    assert finished["duration_ms"] == 1500.0
+    assert finished["status"] == "error" and finished["status_message"] == "boom"
+
+    store = TraceStore()
+    store.add_span(running)
+    assert store.get_trace(TRACE)["running"] is True
+    store.add_span(finished)
+    trace = store.get_trace(TRACE)
+    (span,) = trace["spans"]
+    assert trace["running"] is False
+    assert span["service_name"] == "svc"  # kept from the start record
+    assert span["parent_span_id"] == "00f067aa0ba902b7"
+    assert span["status"] == "error"
+    assert trace["root_span_ids"] == [span["span_id"]]  # its parent is not in the store
+
+
+def test_synthesis_completed_without_started_at_starts_at_end_minus_duration() -> None:
+    (record,) = span_records_from_events([_run_event(
+        EventType.SYNTHESIS_COMPLETED, {"phase": "merge", "duration_ms": 250, "success": True},
+        "2026-01-15T10:30:01.000Z",
+    )])
+    assert record["kind"] == "synthesis" and record["name"] == "synthesis merge"
+    assert record["start_time"] == "2026-01-15T10:30:00.750Z"
+    assert record["status"] == "ok"
+
+
+# ---------------------------------------------------------------------------------- store semantics
+def test_a_late_start_never_reopens_a_finished_span() -> None:
+    store = TraceStore()
+    assert store.add_span(_record(_sid(1), end=5, status="ok"))
+    assert not store.add_span(_record(_sid(1), status="unset"))
+    (span,) = store.get_trace(TRACE)["spans"]
+    assert span["status"] == "ok" and span["end_time_unix_nano"] == 5
+
+
+def test_spans_sorted_by_start_and_roots() -> None:
+    store = TraceStore()
+    store.add_span(_record(_sid(3), parent=_sid(1), start=30))
+    store.add_span(_record(_sid(1), start=10, end=50))
+    store.add_span(_record(_sid(2), parent=_sid(1), start=20, end=25))
+    store.add_span(_record(_sid(4), parent=_sid(99), start=5, end=6))  # its parent is unknown
+    trace = store.get_trace(TRACE)
+    assert [s["span_id"] for s in trace["spans"]] == [_sid(4), _sid(1), _sid(2), _sid(3)]
+    assert trace["root_span_ids"] == [_sid(4), _sid(1)]
+    assert trace["running"] is True
+
+
+def test_unknown_trace_is_none() -> None:
+    store = TraceStore()
+    assert store.get_trace(TRACE) is None
+    assert store.get_trace("not an id") is None
+    assert store.get_trace(None) is None  # type: ignore[arg-type]
+
+
+def test_returned_traces_are_copies() -> None:
+    store = TraceStore()
+    store.add_span(_record(_sid(1), attributes={"a": 1}))
+    trace = store.get_trace(TRACE)
+    trace["spans"][0]["attributes"]["a"] = 2
+    trace["spans"][0]["name"] = "changed"
+    again = store.get_trace(TRACE)["spans"][0]
+    assert again["attributes"] == {"a": 1} and again["name"] == f"span {_sid(1)}"
+
+
+def test_least_recently_updated_trace_is_evicted() -> None:
+    store = TraceStore(max_traces=2)
+    traces = [format(n, "032x") for n in (1, 2, 3)]
+    store.add_span(_record(_sid(1), trace_id=traces[0]))
+    store.add_span(_record(_sid(1), trace_id=traces[1]))
+    store.add_span(_record(_sid(2), trace_id=traces[0]))  # trace 0 updated: trace 1 is now oldest
+    store.add_span(_record(_sid(1), trace_id=traces[2]))
+    assert store.get_trace(traces[1]) is None
+    assert store.get_trace(traces[0])["span_count"] == 2
+    assert store.get_trace(traces[2]) is not None
+    assert len(store) == 2
+    assert store.stats() == {"traces": 2, "spans": 3, "evicted_traces": 1, "dropped_spans": 0}
+
+
+def test_per_trace_span_cap_truncates_but_still_updates() -> None:
+    store = TraceStore(max_spans_per_trace=2)
+    assert store.add_span(_record(_sid(1)))
+    assert store.add_span(_record(_sid(2)))
+    assert not store.add_span(_record(_sid(3)))
+    assert store.add_span(_record(_sid(2), end=9, status="ok"))  # a kept span may still end
+    trace = store.get_trace(TRACE)
+    assert trace["span_count"] == 2 and trace["truncated"] is True and trace["dropped_spans"] == 1
+    assert trace["spans"][1]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [{"span_id": _sid(1)}, {"trace_id": TRACE}, {"trace_id": "xyz", "span_id": _sid(1)},
+     {"trace_id": TRACE, "span_id": "b7ad"}],
+)
+def test_records_need_valid_ids(record: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        TraceStore().add_span(record)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_traces": 0}, {"max_spans_per_trace": -1},
+                                    {"max_traces": True}, {"max_traces": 1.5}])
+def test_bounds_must_be_positive_integers(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        TraceStore(**kwargs)
+
+
+def test_concurrent_writers_and_readers() -> None:
+    store = TraceStore(max_traces=50, max_spans_per_trace=100)
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for n in range(400):
+                trace_id = format(worker * 1000 + n % 60 + 1, "032x")
+                store.add_span(_record(_sid(n + 1), trace_id=trace_id, start=n))
+                store.add_span(_record(_sid(n + 1), trace_id=trace_id, start=n, end=n + 1))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            for n in range(2000):
+                store.get_trace(format(n % 60 + 1, "032x"))
+                store.stats()
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    threads.append(threading.Thread(target=read))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    stats = store.stats()
+    assert stats["traces"] == 50
+    assert stats["evicted_traces"] >= 4 * 60 - 50  # traces cycle, so some come back and go again
+    assert stats["spans"] <= 50 * 100
