@@ -25,5 +25,8 @@ test: $(STAMP) system-deps lint
 demo: $(STAMP)
 	$(VENV)/bin/otel-dashboard demo --port $(PORT)
 
+screenshot: $(STAMP) system-deps
+	$(PY) scripts/screenshot.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

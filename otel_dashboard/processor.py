@@ -6,7 +6,8 @@ Usage::
     from otel_dashboard.processor import DashboardSpanProcessor
 
     provider = TracerProvider()
-    provider.add_span_processor(DashboardSpanProcessor())
+    provider.add_span_processor(DashboardSpanProcessor())                     # in process
+    provider.add_span_processor(DashboardSpanProcessor(endpoint="http://dashboard:8000"))  # remote
 
 Every started and ended span is handed, without blocking, to one background worker thread, which
 maps it to dashboard events (:mod:`otel_dashboard.mapping`) and publishes them to the
@@ -23,7 +24,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -32,6 +33,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_dashboard import mapping
 from otel_dashboard.events import DashboardEvent, QualityThresholds
+from otel_dashboard.remote import RemoteEventSender
 from otel_dashboard.state import DashboardState, get_dashboard
 
 __all__ = ["DashboardSpanProcessor"]
@@ -86,6 +88,12 @@ class DashboardSpanProcessor(SpanProcessor):
     were set (under load, even after the span ended); events of one span are always published in
     order, started before completed.
 
+    With ``endpoint`` set, events (started ones included) are not published in process but shipped
+    in batches to that dashboard server's ``POST /api/events`` by a
+    :class:`~otel_dashboard.remote.RemoteEventSender` (standard library HTTP, its own thread, bounded
+    queue, retries with backoff while the server is unreachable); :meth:`force_flush` and
+    :meth:`shutdown` then also wait for delivery, within their timeouts.
+
     Args:
         state: where events go; the process's :func:`~otel_dashboard.state.get_dashboard` when
             ``None``, resolved once here at construction (so a later ``reset_dashboard()`` does not
@@ -94,10 +102,16 @@ class DashboardSpanProcessor(SpanProcessor):
             may be exceeded by at most one span per concurrently producing thread.
         quality_thresholds: turn quality scores into severities; the state's own
             ``quality_thresholds`` when ``None``.
+        endpoint: base URL of a dashboard server (``http://host:8000``) to ship events to instead
+            of the in-process state; cannot be combined with ``state``.
+        headers: extra HTTP headers for ``endpoint`` (``{"Authorization": "Bearer ..."}``).
+        schedule_delay_millis: with ``endpoint``, the longest an event waits for its batch while
+            the sender is busy (idle senders send at once).
 
     Raises:
-        ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``, or
-            ``quality_thresholds`` not a :class:`~otel_dashboard.events.QualityThresholds`.
+        ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``,
+            ``quality_thresholds`` not a :class:`~otel_dashboard.events.QualityThresholds`, both
+            ``state`` and ``endpoint`` given, or an invalid ``endpoint``/``headers``.
     """
 
     def __init__(
@@ -106,6 +120,9 @@ class DashboardSpanProcessor(SpanProcessor):
         state: DashboardState | None = None,
         max_queue_size: int = _DEFAULT_MAX_QUEUE_SIZE,
         quality_thresholds: QualityThresholds | None = None,
+        endpoint: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        schedule_delay_millis: int = 50,
     ) -> None:
         if not isinstance(max_queue_size, int) or isinstance(max_queue_size, bool) or max_queue_size < 1:
             raise ValueError(f"max_queue_size must be a positive integer, got {max_queue_size!r}")
@@ -113,7 +130,16 @@ class DashboardSpanProcessor(SpanProcessor):
             raise ValueError(
                 f"quality_thresholds must be a QualityThresholds or None, got {quality_thresholds!r}"
             )
-        if state is None:
+        self._sender: RemoteEventSender | None = None
+        self._state: DashboardState | None = None
+        if endpoint is not None:
+            if state is not None:
+                raise ValueError("state and endpoint cannot be combined: events go to one of them")
+            self._sender = RemoteEventSender(
+                endpoint, headers=headers, max_queue_size=max_queue_size,
+                schedule_delay_millis=schedule_delay_millis,
+            )
+        elif state is None:
             state = get_dashboard()
         elif not callable(getattr(state, "publish", None)):
             raise ValueError(f"state must be a DashboardState or None, got {state!r}")
@@ -122,9 +148,10 @@ class DashboardSpanProcessor(SpanProcessor):
             quality_thresholds or getattr(state, "quality_thresholds", None) or QualityThresholds()
         )
         self._max_queue_size = max_queue_size
-        # Where mapped events go. A remote sink (a later ``endpoint=`` option) fits here as another
-        # callable; it runs on the worker thread and may batch.
-        self._sink: Callable[[DashboardEvent], object] = state.publish
+        # Where mapped events go: the state's bus, or the remote sender's queue. Called on the worker.
+        self._sink: Callable[[DashboardEvent], object] = (
+            self._sender.submit if self._sender is not None else state.publish  # type: ignore[union-attr]
+        )
         self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
@@ -150,13 +177,15 @@ class DashboardSpanProcessor(SpanProcessor):
     # ------------------------------------------------------------------ counters
     @property
     def dropped_events(self) -> int:
-        """Spans (starts and ends) dropped because the queue was full.
+        """Spans (starts and ends) dropped because the queue was full, plus, with ``endpoint``,
+        events the remote sender dropped (its queue full while the server was unreachable).
 
         Exact at any moment. The worker passes the same numbers on to ``state.count_dropped`` (so
         ``/health`` shows them) as it goes; :meth:`force_flush` waits for that too. Spans offered
         after :meth:`shutdown` are dropped silently and not counted here.
         """
-        return self._dropped
+        sender = self._sender
+        return self._dropped + (sender.dropped_events if sender is not None else 0)
 
     @property
     def processed(self) -> int:
@@ -212,7 +241,8 @@ class DashboardSpanProcessor(SpanProcessor):
             return
         self._reported_dropped = dropped
         try:
-            self._state.count_dropped(delta)
+            if self._state is not None:
+                self._state.count_dropped(delta)
         except Exception:
             self._errors.exception("dashboard processor: count_dropped failed")
         now = time.monotonic()
@@ -235,7 +265,12 @@ class DashboardSpanProcessor(SpanProcessor):
         """
         if self._shutdown:
             return False
-        return self._flush(timeout_millis)
+        deadline = time.monotonic() + max(timeout_millis, 0) / 1000
+        if not self._flush(timeout_millis):
+            return False
+        if self._sender is not None:
+            return self._sender.force_flush(_remaining_millis(deadline))
+        return True
 
     def _flush(self, timeout_millis: float | None) -> bool:
         if timeout_millis is None:
@@ -267,6 +302,8 @@ class DashboardSpanProcessor(SpanProcessor):
         self._wakeup.set()
         if threading.current_thread() is not self._worker:
             self._worker.join(max(deadline - time.monotonic(), 0))
+        if self._sender is not None:
+            self._sender.shutdown(_remaining_millis(deadline))
         _after_fork_processors.discard(self)
 
     # ------------------------------------------------------------------ the worker
@@ -318,6 +355,10 @@ class DashboardSpanProcessor(SpanProcessor):
                 self._errors.exception(
                     "dashboard processor: publishing %s failed", getattr(event, "event_type", event)
                 )
+
+
+def _remaining_millis(deadline: float) -> int:
+    return max(int((deadline - time.monotonic()) * 1000), 0)
 
 
 def _span_name(span: Any) -> str:

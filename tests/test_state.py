@@ -142,7 +142,8 @@ async def test_first_sight_of_an_agent_registers_it_once(state: DashboardState) 
     await state.agent_started("r-1", "Researcher", "t")
     registered = [e for e in state.get_events_after(0, 100) if e.event_type is EventType.AGENT_REGISTERED]
     assert len(registered) == 1
-    assert registered[0].data == {"agent_id": "r-1", "agent_name": "Researcher", "registered_by": "first_seen"}
+    assert registered[0].data == {
+        "agent_id": "r-1", "agent_name": "Researcher", "registered_by": "first_seen"}
     assert state.get_known_agents() == {"r-1": "Researcher"}
 
 

@@ -1,0 +1,177 @@
+"""The ``otel-dashboard`` command.
+
+``otel-dashboard serve`` runs the dashboard server until SIGINT/SIGTERM (exit code 0 after a clean
+stop); ``otel-dashboard demo`` runs it with simulated, instrumented agents. ``python -m otel_dashboard``
+is the same command. Bad option values are argparse errors (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_DEFAULT_HISTORY = 1000
+_SNAPSHOT_EVENTS = 100
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535 (0 picks a free port), got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10000000, got {value}")
+    return value
+
+
+def _host(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text.strip()
+
+
+def _name(text: str) -> str:
+    if len(text) > 200:
+        raise argparse.ArgumentTypeError("must be at most 200 characters")
+    return text
+
+
+def _log_level(text: str) -> str:
+    if text.lower() not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(_LOG_LEVELS)}, got {text!r}")
+    return text.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``otel-dashboard`` command."""
+    parser = argparse.ArgumentParser(
+        prog="otel-dashboard",
+        description="A live observability dashboard for AI-agent systems, OpenTelemetry native.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    serve = commands.add_parser("serve", help="run the dashboard server",
+                                description="Run the dashboard server until SIGINT or SIGTERM.")
+    serve.add_argument("--host", type=_host, default="127.0.0.1",
+                       help="interface to listen on (default: 127.0.0.1; 0.0.0.0 exposes it)")
+    serve.add_argument("--port", type=_port, default=8000,
+                       help="TCP port (default: 8000; 0 picks a free one, printed at start)")
+    serve.add_argument("--history", type=_positive_int, default=_DEFAULT_HISTORY, metavar="N",
+                       help=f"events kept for /api/events and resume (default: {_DEFAULT_HISTORY}); "
+                            f"snapshots carry the newest {_SNAPSHOT_EVENTS}")
+    serve.add_argument("--name", type=_name, default=None, metavar="LABEL",
+                       help="a label for this dashboard, shown on the page and in /health")
+    serve.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
+                       help=f"logging level: {', '.join(_LOG_LEVELS)} (default: info)")
+
+    demo = commands.add_parser("demo", help="run the server with simulated, instrumented agents",
+                               description="Serve the dashboard and run a simulated multi-agent system.")
+    demo.add_argument("--host", type=_host, default="127.0.0.1",
+                      help="interface to listen on (default: 127.0.0.1)")
+    demo.add_argument("--port", type=_port, default=8000, help="TCP port (default: 8000)")
+    demo.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
+                      help=f"logging level: {', '.join(_LOG_LEVELS)} (default: info)")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from otel_dashboard.server import DashboardWebSocketServer
+    from otel_dashboard.state import DashboardState, reset_dashboard
+
+    # The process's state (what get_dashboard() returns) is the one served, so in-process producers
+    # and the server agree.
+    state = reset_dashboard(DashboardState(max_history=args.history))
+    server = DashboardWebSocketServer(
+        args.host, args.port, state=state, history_size=min(args.history, _SNAPSHOT_EVENTS),
+        name=args.name,
+    )
+    # Signal handlers go in before the URL is printed: whoever reads it may signal at once.
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - Windows
+            pass
+    try:
+        try:
+            await server.start()
+        except FileNotFoundError as exc:  # the page is missing from this installation
+            print(f"otel-dashboard: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"otel-dashboard: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
+        print(f"otel-dashboard serving on {server.dashboard_url}", flush=True)
+        await stop.wait()
+        logging.getLogger(__name__).info("stopping")
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await server.stop()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from otel_dashboard import demo
+
+    try:
+        result = demo.run_demo(args.host, args.port)
+        if inspect.isawaitable(result):
+            result = asyncio.run(result)  # type: ignore[arg-type]
+    except NotImplementedError:
+        print("otel-dashboard: the demo is not available in this build", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"otel-dashboard: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"otel-dashboard: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``otel-dashboard`` command with ``argv`` (``sys.argv[1:]`` by default).
+
+    Returns:
+        The exit code: 0 after a clean stop, 1 when the server cannot start.
+
+    Raises:
+        SystemExit: with code 2 for bad arguments (from argparse), 0 for ``--help``.
+    """
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        if args.command == "serve":
+            return asyncio.run(_serve(args))
+        return _demo(args)
+    except KeyboardInterrupt:  # Ctrl+C before the handlers were installed
+        return 0
