@@ -1,8 +1,10 @@
 """The ``otel-dashboard`` command.
 
 ``otel-dashboard serve`` runs the dashboard server until SIGINT/SIGTERM (exit code 0 after a clean
-stop); ``otel-dashboard demo`` runs it with simulated, instrumented agents. ``python -m otel_dashboard``
-is the same command. Bad option values are argparse errors (exit code 2).
+stop), keeping history in an SQLite file (``--db``; see ``docs/operations.md``);
+``otel-dashboard demo`` runs it with simulated, instrumented agents (history in memory).
+``python -m otel_dashboard`` is the same command. Bad option values are argparse errors (exit code
+2); a server that cannot start (busy port, unusable database) exits with 1 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -11,15 +13,23 @@ import argparse
 import asyncio
 import inspect
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from otel_dashboard.store import EventStore
+
+__all__ = ["build_parser", "default_db_path", "main"]
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _DEFAULT_HISTORY = 1000
 _SNAPSHOT_EVENTS = 100
+_DEFAULT_RETENTION_EVENTS = 1_000_000
+_MEMORY_DB = ":memory:"
 
 
 def _port(text: str) -> int:
@@ -40,6 +50,48 @@ def _positive_int(text: str) -> int:
     if not 1 <= value <= 10_000_000:
         raise argparse.ArgumentTypeError(f"must be between 1 and 10000000, got {value}")
     return value
+
+
+def _retention_events(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
+    return value
+
+
+def _retention_hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more hours, got {text}")
+    return value
+
+
+def _db_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (use :memory: for no database)")
+    return text
+
+
+def default_db_path() -> Path:
+    """Where ``serve`` keeps its database without ``--db``: the user's data directory.
+
+    ``$XDG_DATA_HOME/otel-dashboard/events.db``, else ``~/.local/share/otel-dashboard/events.db``
+    (``%LOCALAPPDATA%\\otel-dashboard\\events.db`` on Windows).
+    """
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        base = Path(xdg)
+    elif sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):  # pragma: no cover - Windows
+        base = Path(os.environ["LOCALAPPDATA"])
+    else:
+        base = Path.home() / ".local" / "share"
+    return base / "otel-dashboard" / "events.db"
 
 
 def _host(text: str) -> str:
@@ -76,8 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000,
                        help="TCP port (default: 8000; 0 picks a free one, printed at start)")
     serve.add_argument("--history", type=_positive_int, default=_DEFAULT_HISTORY, metavar="N",
-                       help=f"events kept for /api/events and resume (default: {_DEFAULT_HISTORY}); "
-                            f"snapshots carry the newest {_SNAPSHOT_EVENTS}")
+                       help=f"with --db :memory:, events kept for /api/events and resume (default: "
+                            f"{_DEFAULT_HISTORY}); in every mode, snapshots carry the newest "
+                            f"min(N, {_SNAPSHOT_EVENTS})")
+    serve.add_argument("--db", type=_db_path, default=None, metavar="PATH",
+                       help="SQLite file that keeps the event history across restarts (default: "
+                            "$XDG_DATA_HOME/otel-dashboard/events.db or "
+                            "~/.local/share/otel-dashboard/events.db); :memory: keeps --history "
+                            "events in memory only")
+    serve.add_argument("--retention-events", type=_retention_events, default=_DEFAULT_RETENTION_EVENTS,
+                       metavar="N", help=f"keep at most the newest N events in the database (default: "
+                                         f"{_DEFAULT_RETENTION_EVENTS}; 0: no limit)")
+    serve.add_argument("--retention-hours", type=_retention_hours, default=0.0, metavar="H",
+                       help="delete events older than H hours from the database (default: 0, no limit)")
+    serve.add_argument("--db-synchronous", choices=("normal", "full"), default="normal",
+                       help="normal (default): a crash of the server loses nothing committed, a power "
+                            "loss may lose the newest commits; full: an fsync per commit, survives "
+                            "power loss too, slower")
     serve.add_argument("--name", type=_name, default=None, metavar="LABEL",
                        help="a label for this dashboard, shown on the page and in /health")
     serve.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
@@ -98,12 +165,55 @@ def _configure_logging(level: str) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from otel_dashboard.store import StoreError
+
+    try:
+        store = _open_store(args)
+    except StoreError as exc:
+        print(f"otel-dashboard: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return await _serve_with(args, store)
+    finally:
+        store.close()
+
+
+def _open_store(args: argparse.Namespace) -> EventStore:
+    """The event store ``serve`` asked for; prints where history is kept.
+
+    Raises:
+        StoreError: the database (or its directory) cannot be used; the message names the path.
+    """
+    from otel_dashboard.store import MemoryEventStore, StoreError
+
+    if args.db == _MEMORY_DB:
+        print(f"otel-dashboard history: in memory ({args.history} events, lost at exit)", flush=True)
+        return MemoryEventStore(args.history)
+    from otel_dashboard.sqlite_store import SqliteEventStore
+
+    path = Path(args.db).expanduser() if args.db is not None else default_db_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(str(path), f"event database {path}: cannot create its directory "
+                                    f"{path.parent}: {exc.strerror or exc}") from None
+    store = SqliteEventStore(
+        path,
+        retention_events=args.retention_events or None,
+        retention_hours=args.retention_hours or None,
+        synchronous=args.db_synchronous,
+    )
+    print(f"otel-dashboard database: {path}", flush=True)
+    return store
+
+
+async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
     from otel_dashboard.server import DashboardWebSocketServer
     from otel_dashboard.state import DashboardState, reset_dashboard
 
     # The process's state (what get_dashboard() returns) is the one served, so in-process producers
-    # and the server agree.
-    state = reset_dashboard(DashboardState(max_history=args.history))
+    # and the server agree. A durable store rebuilds the state (seq, metrics, lost agents) here.
+    state = reset_dashboard(DashboardState(max_history=args.history, store=store))
     server = DashboardWebSocketServer(
         args.host, args.port, state=state, history_size=min(args.history, _SNAPSHOT_EVENTS),
         name=args.name,

@@ -91,20 +91,30 @@ def new_event_id() -> str:
     return f"{_ID_PREFIX}-{next(_id_counter):x}"
 
 
+# The "YYYY-MM-DDTHH:MM:SS" part of the last second formatted: events come in bursts within the
+# same second, and gmtime + formatting is most of the cost. One tuple, replaced atomically.
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def format_timestamp(epoch_ns: int | None = None) -> str:
     """An ISO-8601 UTC timestamp with millisecond precision and a ``Z``.
 
     Args:
         epoch_ns: nanoseconds since the Unix epoch; now when ``None``.
     """
+    global _second_cache
     if epoch_ns is None:
         epoch_ns = time.time_ns()
     seconds, rest_ns = divmod(epoch_ns, 1_000_000_000)
-    t = time.gmtime(seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{rest_ns // 1_000_000:03d}Z"
-    )
+    cached_second, prefix = _second_cache
+    if cached_second != seconds:
+        t = time.gmtime(seconds)
+        prefix = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
+        _second_cache = (seconds, prefix)
+    return f"{prefix}.{rest_ns // 1_000_000:03d}Z"
 
 
 def _normalize_timestamp(value: Any) -> str:

@@ -25,7 +25,8 @@ Order of the events of one ended span (stable, documented in ``docs/events.md``)
     3. ``agent_execution_completed`` / ``synthesis_completed`` / ``agent_registered``;
     4. at most one ``error_occurred``.
 
-Attributes are read with ``Mapping.get`` only, so a live SDK span costs no copy. Mapping tolerates
+Attributes are read, never copied: for SDK spans straight from the attribute dict (``Mapping.get``
+through the SDK's wrappers costs several times more, and this runs for every span). Mapping tolerates
 anything a foreign span may carry (missing resource or context, non-string values, odd statuses); it
 raises only on programmer errors, and the processor guards against even those.
 """
@@ -33,6 +34,7 @@ raises only on programmer errors, and the processor guards against even those.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -122,7 +124,7 @@ def map_span_end(
         The span's events; empty for the common span that is none of the recognised kinds.
     """
     attrs = _attributes(span)
-    span_events = span.events or ()
+    span_events = _span_events(span)
     status = span.status
     failed = getattr(status, "status_code", None) is StatusCode.ERROR
     is_agent = _is_agent_span(attrs)
@@ -287,8 +289,23 @@ def _hex(value: Any, width: int) -> str | None:
 
 
 def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    # The SDK keeps attributes in BoundedAttributes._dict; reading it directly skips two Python-level
+    # wrappers per lookup (MappingProxyType and Mapping.get). dict.get is atomic, so reading a live
+    # span's dict while its thread sets attributes is safe. Anything else goes the public way.
+    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if type(raw) is dict:
+        return raw
     attrs = span.attributes
     return attrs if attrs is not None else _EMPTY
+
+
+def _span_events(span: ReadableSpan) -> Sequence[Any]:
+    # Same shortcut as _attributes: the SDK's ``events`` property copies its BoundedList under a lock
+    # on every call, although most spans have no events at all.
+    raw = getattr(getattr(span, "_events", None), "_dq", None)
+    if type(raw) is deque:
+        return tuple(raw) if raw else ()
+    return span.events or ()
 
 
 def _event_attributes(span_event: Any) -> Mapping[str, Any]:
@@ -301,13 +318,21 @@ def _event_time(span_event: Any) -> int:
     return ts if isinstance(ts, int) else 0
 
 
+# (resource, service name) of the last span seen: a process's spans share one Resource object.
+_service_cache: tuple[Any, str | None] = (None, None)
+
+
 def _service_name(span: ReadableSpan) -> str | None:
     # Passed through as is, the SDK default "unknown_service:..." included.
+    global _service_cache
     resource = getattr(span, "resource", None)
+    cached_resource, cached_name = _service_cache
+    if resource is cached_resource and resource is not None:
+        return cached_name
     attrs = getattr(resource, "attributes", None)
-    if not attrs:
-        return None
-    return _str(attrs.get(sc.SERVICE_NAME))
+    name = _str(attrs.get(sc.SERVICE_NAME)) if attrs else None
+    _service_cache = (resource, name)
+    return name
 
 
 def _iso(epoch_ns: Any) -> str | None:

@@ -11,9 +11,10 @@ Usage::
 
 Every started and ended span is handed, without blocking, to one background worker thread, which
 maps it to dashboard events (:mod:`otel_dashboard.mapping`) and publishes them to the
-:class:`~otel_dashboard.state.DashboardState`. The span hooks never raise and never wait: when the
-queue is full the span is dropped and counted (:attr:`DashboardSpanProcessor.dropped_events`, also
-reported to the state so ``/health`` shows it).
+:class:`~otel_dashboard.state.DashboardState`, and keeps a record of the span in the state's trace
+store (``GET /api/traces/{trace_id}``: running at start, finished at end). The span hooks never
+raise and never wait: when the queue is full the span is dropped and counted
+(:attr:`DashboardSpanProcessor.dropped_events`, also reported to the state so ``/health`` shows it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from otel_dashboard import mapping
 from otel_dashboard.events import DashboardEvent, QualityThresholds
 from otel_dashboard.remote import RemoteEventSender
 from otel_dashboard.state import DashboardState, get_dashboard
+from otel_dashboard.traces import span_record_from_span
 
 __all__ = ["DashboardSpanProcessor"]
 
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_MAX_QUEUE_SIZE = 8192
 _DEFAULT_TIMEOUT_MILLIS = 30_000
+_REMOTE_MAX_BATCH_SIZE = 512  # events per request; never more than the queue holds
 _ERROR_LOG_INTERVAL_SECONDS = 10.0
 
 # Queue items are (kind, payload) tuples; kind is one of these.
@@ -81,8 +84,9 @@ class DashboardSpanProcessor(SpanProcessor):
     skipped. One daemon worker thread, started with the processor, maps each queued span with
     :func:`~otel_dashboard.mapping.map_span_start` / :func:`~otel_dashboard.mapping.map_span_end` and
     hands every event to the sink (``state.publish``), with instrumentation suppressed so that the
-    dashboard's own work is never traced. A span whose mapping or publishing fails is logged
-    (rate-limited) and skipped; the worker carries on.
+    dashboard's own work is never traced. The worker also records every span it processes for the
+    trace view (``state.record_spans``: a running record at start, the finished one at end). A span
+    whose mapping or publishing fails is logged (rate-limited) and skipped; the worker carries on.
 
     The start of a span is mapped when the worker reaches it, which may be after more attributes
     were set (under load, even after the span ended); events of one span are always published in
@@ -91,8 +95,9 @@ class DashboardSpanProcessor(SpanProcessor):
     With ``endpoint`` set, events (started ones included) are not published in process but shipped
     in batches to that dashboard server's ``POST /api/events`` by a
     :class:`~otel_dashboard.remote.RemoteEventSender` (standard library HTTP, its own thread, bounded
-    queue, retries with backoff while the server is unreachable); :meth:`force_flush` and
-    :meth:`shutdown` then also wait for delivery, within their timeouts.
+    queue, retries with backoff while the server is unreachable), together with the span records, so
+    the server's trace view shows remote spans too; :meth:`force_flush` and :meth:`shutdown` then
+    also wait for delivery, within their timeouts.
 
     Args:
         state: where events go; the process's :func:`~otel_dashboard.state.get_dashboard` when
@@ -137,6 +142,7 @@ class DashboardSpanProcessor(SpanProcessor):
                 raise ValueError("state and endpoint cannot be combined: events go to one of them")
             self._sender = RemoteEventSender(
                 endpoint, headers=headers, max_queue_size=max_queue_size,
+                max_batch_size=min(_REMOTE_MAX_BATCH_SIZE, max_queue_size),
                 schedule_delay_millis=schedule_delay_millis,
             )
         elif state is None:
@@ -152,6 +158,13 @@ class DashboardSpanProcessor(SpanProcessor):
         self._sink: Callable[[DashboardEvent], object] = (
             self._sender.submit if self._sender is not None else state.publish  # type: ignore[union-attr]
         )
+        # Where span records go (the trace view): the sender's queue, or the state's trace store.
+        self._record_sink: Callable[[dict[str, Any]], object] | None = None
+        if self._sender is not None:
+            self._record_sink = self._sender.submit_span
+        elif callable(getattr(state, "record_spans", None)):
+            record_spans = state.record_spans  # type: ignore[union-attr]
+            self._record_sink = lambda record: record_spans((record,))
         self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
@@ -326,12 +339,12 @@ class DashboardSpanProcessor(SpanProcessor):
                     wakeup.wait()
                 continue
             if kind == _END:
-                self._process(payload, map_end)
+                self._process(payload, map_end, True)
                 self._processed += 1
                 if self._dropped != self._reported_dropped:
                     self._report_drops()
             elif kind == _START:
-                self._process(payload, map_start)
+                self._process(payload, map_start, False)
                 self._processed += 1
                 if self._dropped != self._reported_dropped:
                     self._report_drops()
@@ -341,7 +354,9 @@ class DashboardSpanProcessor(SpanProcessor):
             else:  # _STOP
                 return
 
-    def _process(self, span: ReadableSpan, map_span: Callable[..., list[DashboardEvent]]) -> None:
+    def _process(
+        self, span: ReadableSpan, map_span: Callable[..., list[DashboardEvent]], ended: bool
+    ) -> None:
         try:
             events = map_span(span, thresholds=self._thresholds)
         except Exception:
@@ -355,6 +370,14 @@ class DashboardSpanProcessor(SpanProcessor):
                 self._errors.exception(
                     "dashboard processor: publishing %s failed", getattr(event, "event_type", event)
                 )
+        # After the events: a remote batch cut between the two then still lets the shipped span
+        # record (which arrives last) win over the record the server derives from a run event.
+        record_sink = self._record_sink
+        if record_sink is not None:
+            try:
+                record_sink(span_record_from_span(span, ended=ended))
+            except Exception:
+                self._errors.exception("dashboard processor: recording span %r failed", _span_name(span))
 
 
 def _remaining_millis(deadline: float) -> int:

@@ -4,12 +4,16 @@ Usage (what ``DashboardSpanProcessor(endpoint=...)`` does with it)::
 
     sender = RemoteEventSender("http://dashboard-host:8000")
     sender.submit(event)          # from any thread; never blocks, never raises
+    sender.submit_span(record)    # a span record for the server's trace view, the same way
     sender.force_flush(5000)      # True once everything submitted so far is delivered or dropped
     sender.shutdown(5000)         # flushes within the timeout, stops the thread
 
 :meth:`RemoteEventSender.submit` appends to a bounded in-memory queue; a full queue drops the event
-and counts it. One daemon thread sends the queue as ``{"events": [...]}`` JSON over one keep-alive
-HTTP connection (standard library only: agents need no aiohttp).
+and counts it. :meth:`RemoteEventSender.submit_span` does the same with a span record
+(:func:`~otel_dashboard.traces.span_record_from_span`), so the server's trace view shows the spans of
+remote agents, tools included; span records share the queue but are counted apart (the ``*_events``
+counters count events only). One daemon thread sends the queue as ``{"events": [...], "spans": [...]}``
+JSON over one keep-alive HTTP connection (standard library only: agents need no aiohttp).
 
 Batching
     The thread sends as soon as something is queued, unless it started a request less than
@@ -82,8 +86,9 @@ class RemoteEventSender:
         endpoint: the server's base URL, ``http(s)://host[:port][/path-prefix]``; events go to
             ``<endpoint>/api/events`` (an endpoint that already ends in ``/api/events`` is used as is).
         headers: extra request headers (an ``Authorization`` header, say).
-        max_queue_size: events waiting to be sent at most; more are dropped and counted.
-        max_batch_size: events per request at most.
+        max_queue_size: events and span records waiting to be sent at most; more are dropped and
+            counted.
+        max_batch_size: events and span records per request at most.
         schedule_delay_millis: the shortest time between the starts of two requests, unless a full
             batch is waiting; also the longest an event waits for its request at steady load.
         timeout_millis: the socket timeout of one request.
@@ -123,7 +128,9 @@ class RemoteEventSender:
         self._ssl_context: ssl.SSLContext | None = None
 
         self._dropped_events = 0
+        self._dropped_spans = 0
         self._sent_events = 0
+        self._sent_spans = 0
         self._rejected_events = 0
         self._failed_requests = 0
         self._next_drop_log = 0.0
@@ -138,8 +145,8 @@ class RemoteEventSender:
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # the thread waits here for events or a deadline
         self._progress = threading.Condition(self._lock)  # force_flush waits here for completions
-        self._queue: deque[DashboardEvent] = deque()
-        self._submitted = 0  # events accepted into the queue, ever
+        self._queue: deque[DashboardEvent | dict[str, Any]] = deque()  # events and span records
+        self._submitted = 0  # items accepted into the queue, ever
         self._completed = 0  # of those, delivered, rejected or dropped after queueing
         self._flush_target = 0
         self._shutdown = False
@@ -178,8 +185,18 @@ class RemoteEventSender:
         return self._failed_requests
 
     @property
+    def sent_spans(self) -> int:
+        """Span records the server accepted."""
+        return self._sent_spans
+
+    @property
+    def dropped_spans(self) -> int:
+        """Span records dropped, for the same reasons as events (not in :attr:`dropped_events`)."""
+        return self._dropped_spans
+
+    @property
     def queue_size(self) -> int:
-        """Events waiting to be sent."""
+        """Events and span records waiting to be sent."""
         return len(self._queue)
 
     # ------------------------------------------------------------------ the agent side
@@ -189,16 +206,31 @@ class RemoteEventSender:
         Returns:
             False when the event was dropped (queue full, or after :meth:`shutdown`).
         """
+        return self._offer(event, is_span=False)
+
+    def submit_span(self, record: dict[str, Any]) -> bool:
+        """Queues a span record (:func:`~otel_dashboard.traces.span_record_from_span`) for the server's
+        trace view. Never blocks on I/O and never raises.
+
+        Returns:
+            False when the record was dropped (queue full, or after :meth:`shutdown`).
+        """
+        return self._offer(record, is_span=True)
+
+    def _offer(self, item: DashboardEvent | dict[str, Any], *, is_span: bool) -> bool:
         try:
             with self._lock:
                 if not self._shutdown and len(self._queue) < self._max_queue_size:
-                    self._queue.append(event)
+                    self._queue.append(item)
                     self._submitted += 1
                     queued = len(self._queue)
                     if queued == 1 or queued >= self._max_batch_size:
                         self._work.notify()
                     return True
-                self._dropped_events += 1
+                if is_span:
+                    self._dropped_spans += 1
+                else:
+                    self._dropped_events += 1
                 shut_down = self._shutdown
             self._log_drop(shut_down)
         except Exception:  # never into agent code
@@ -219,7 +251,7 @@ class RemoteEventSender:
             )
 
     def force_flush(self, timeout_millis: int = _DEFAULT_FLUSH_TIMEOUT_MILLIS) -> bool:
-        """Waits until every event submitted before the call is delivered or definitively dropped.
+        """Waits until everything submitted before the call is delivered or definitively dropped.
 
         Returns:
             False when that did not happen within ``timeout_millis``.
@@ -289,8 +321,10 @@ class RemoteEventSender:
                     self._deliver(batch)
                 except Exception:  # a bug must not kill the thread
                     self._close_connection()
-                    self._add_dropped(len(batch))
-                    logger.exception("Sending dashboard events failed; %d events dropped", len(batch))
+                    spans = sum(1 for item in batch if isinstance(item, dict))
+                    self._add_dropped(len(batch) - spans, spans)
+                    logger.exception("Sending dashboard events failed; %d events and span records "
+                                     "dropped", len(batch))
                 with self._lock:
                     self._completed += len(batch)
                     self._progress.notify_all()
@@ -298,7 +332,7 @@ class RemoteEventSender:
             self._close_connection()
             context_api.detach(token)
 
-    def _next_batch(self) -> list[DashboardEvent] | None:
+    def _next_batch(self) -> list[DashboardEvent | dict[str, Any]] | None:
         with self._lock:
             while not self._queue:
                 if self._shutdown:
@@ -320,23 +354,24 @@ class RemoteEventSender:
         self._next_send_at = time.monotonic() + self._delay
         return batch
 
-    def _deliver(self, batch: list[DashboardEvent]) -> None:
-        body, count = self._encode(batch)
+    def _deliver(self, batch: list[DashboardEvent | dict[str, Any]]) -> None:
+        body, count, spans = self._encode(batch)
         if body is None:
             return
         attempt = 0
         while True:
             if self._expired():
-                self._add_dropped(count)
-                self._dropped_at_shutdown += count
+                self._add_dropped(count, spans)
+                self._dropped_at_shutdown += count + spans
                 logger.warning(
-                    "Dashboard event sender shut down before %d events reached %s; dropped",
-                    count, self.endpoint,
+                    "Dashboard event sender shut down before %d events (and %d span records) reached "
+                    "%s; dropped", count, spans, self.endpoint,
                 )
                 return
             outcome, detail, retry_after = self._post(body)
             if outcome == _OK:
                 self._sent_events += count
+                self._sent_spans += spans
                 if self._failing:
                     self._failing = False
                     logger.info("Dashboard server %s reachable again", self.endpoint)
@@ -360,23 +395,36 @@ class RemoteEventSender:
             self._backoff(attempt, retry_after)
             attempt += 1
 
-    def _encode(self, batch: list[DashboardEvent]) -> tuple[bytes | None, int]:
+    def _encode(self, batch: list[DashboardEvent | dict[str, Any]]) -> tuple[bytes | None, int, int]:
+        """The request body, the number of events and of span records in it."""
         parts = []
-        for event in batch:
+        span_parts = []
+        for item in batch:
             try:
-                wire = event.to_dict()
+                if isinstance(item, dict):
+                    span_parts.append(orjson.dumps(item, default=_json_default,
+                                                   option=orjson.OPT_NON_STR_KEYS))
+                    continue
+                wire = item.to_dict()
                 wire.pop("seq", None)  # the server numbers events itself
                 parts.append(orjson.dumps(wire, default=_json_default, option=orjson.OPT_NON_STR_KEYS))
             except Exception:
-                self._add_dropped(1)
-                logger.warning("Dropping a dashboard event that cannot be serialized: %r", event)
-        if not parts:
-            return None, 0
-        return b'{"events":[' + b",".join(parts) + b"]}", len(parts)
+                if isinstance(item, dict):
+                    self._add_dropped(0, 1)
+                else:
+                    self._add_dropped(1)
+                logger.warning("Dropping a dashboard event that cannot be serialized: %r", item)
+        if not parts and not span_parts:
+            return None, 0, 0
+        body = b'{"events":[' + b",".join(parts) + b"]"
+        if span_parts:
+            body += b',"spans":[' + b",".join(span_parts) + b"]"
+        return body + b"}", len(parts), len(span_parts)
 
-    def _add_dropped(self, count: int) -> None:
+    def _add_dropped(self, count: int, spans: int = 0) -> None:
         with self._lock:  # submit() counts drops too, from other threads
             self._dropped_events += count
+            self._dropped_spans += spans
 
     def _expired(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline

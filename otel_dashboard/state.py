@@ -14,11 +14,12 @@ import threading
 import time
 import types
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from otel_dashboard.events import DashboardEvent, EventType, QualityThresholds, Severity
+from otel_dashboard.events import DashboardEvent, EventType, QualityThresholds, Severity, format_timestamp
 from otel_dashboard.store import EventQuery, EventStore, MemoryEventStore
+from otel_dashboard.traces import TraceStore
 
 __all__ = ["DashboardState", "Subscriber", "get_dashboard", "reset_dashboard"]
 
@@ -56,12 +57,16 @@ class DashboardState:
 
     Args:
         max_history: events kept in the default in-memory history (ignored when ``store`` is given).
-        store: where accepted events are kept; a :class:`MemoryEventStore` by default.
+        store: where accepted events are kept; a :class:`MemoryEventStore` by default. A store
+            that already holds events (a database, after a restart) is read back at once: ``seq``
+            continues after it and the derived state is rebuilt (see :meth:`_rebuild_from_store`).
         max_active_agents: running agents tracked at most; the oldest are evicted (and counted).
         max_opportunities: opportunities kept at most; the oldest go first.
         max_known_agents: agent ids remembered for ``agent_registered`` on first sight.
         quality_thresholds: turn quality scores into severities.
         stall_threshold_seconds: a running agent older than this counts as stalled.
+        max_traces: traces kept for the trace view (:attr:`traces`); the least recently updated go
+            first.
 
     Raises:
         ValueError: a bound that is not a positive integer, or a non-positive stall threshold.
@@ -77,6 +82,7 @@ class DashboardState:
         max_known_agents: int = _DEFAULT_MAX_KNOWN_AGENTS,
         quality_thresholds: QualityThresholds | None = None,
         stall_threshold_seconds: float = _DEFAULT_STALL_THRESHOLD_SECONDS,
+        max_traces: int = 1000,
     ) -> None:
         _positive_int("max_history", max_history)
         self._max_active_agents = _positive_int("max_active_agents", max_active_agents)
@@ -89,6 +95,7 @@ class DashboardState:
         self.stall_threshold_seconds = float(stall_threshold_seconds)
         self.quality_thresholds = quality_thresholds or QualityThresholds()
         self._store: EventStore = store if store is not None else MemoryEventStore(max_history)
+        self.traces = TraceStore(max_traces=max_traces)  # spans by trace, for GET /api/traces/{id}
         self._lock = threading.RLock()
         self._subscribers: tuple[Subscriber, ...] = ()
         self._seq = 0
@@ -111,6 +118,11 @@ class DashboardState:
         self._opportunities: deque[dict[str, Any]] = deque(maxlen=max_opportunities)
         self._subscriber_errors = 0
         self._dropped_events = 0
+        # Runs that were in progress when a previous server stopped (see _rebuild_from_store).
+        self._lost_agents: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # Keep this call LAST in __init__: it replays stored events through _apply, which needs
+        # every field above.
+        self._rebuild_from_store()
 
     # ------------------------------------------------------------------ the bus
     @property
@@ -122,6 +134,21 @@ class DashboardState:
     def last_seq(self) -> int:
         """The ``seq`` of the newest accepted event (0 before the first)."""
         return self._seq
+
+    def wait_durable(self, seq: int | None = None, timeout_seconds: float = 5.0) -> bool:
+        """Block until the event ``seq`` (the newest accepted one when None) is committed to the store.
+
+        The ingest endpoint calls it (or :meth:`wait_durable_async`) before it answers 200. An
+        in-memory store answers True at once.
+
+        Returns:
+            True once committed; False on timeout or if the store could not keep the event.
+        """
+        return self._store.wait_durable(self._seq if seq is None else seq, timeout_seconds)
+
+    async def wait_durable_async(self, seq: int | None = None, timeout_seconds: float = 5.0) -> bool:
+        """:meth:`wait_durable` for coroutines: waits without blocking the event loop."""
+        return await self._store.wait_durable_async(self._seq if seq is None else seq, timeout_seconds)
 
     def publish(self, event: DashboardEvent) -> DashboardEvent:
         """Accept ``event``: number it, keep it, update the derived state, notify subscribers.
@@ -196,6 +223,7 @@ class DashboardState:
         elif etype is EventType.AGENT_EXECUTION_COMPLETED:
             run_id = str(data.get("run_id") or data.get("agent_id") or "")
             self._active_agents.pop(run_id, None)
+            self._lost_agents.pop(run_id, None)  # a lost run that finished after all
             self._total_agents_executed += 1
             if data.get("success") is False:
                 self._failed_agent_runs += 1
@@ -233,8 +261,9 @@ class DashboardState:
         """Subscribe and take a snapshot atomically: no event falls between the two or is in both.
 
         Returns:
-            ``{"seq", "metrics", "events", "opportunities", "active_agents"}``; ``events`` are the
-            newest ``recent_limit`` events in ascending ``seq`` order, ``seq`` the last one included.
+            ``{"seq", "metrics", "events", "opportunities", "active_agents", "lost_agents"}``;
+            ``events`` are the newest ``recent_limit`` events in ascending ``seq`` order, ``seq`` the
+            last one included.
         """
         with self._lock:
             snapshot = self.snapshot(recent_limit=recent_limit)
@@ -252,12 +281,22 @@ class DashboardState:
                 "events": [e.to_dict() for e in events],
                 "opportunities": self.get_opportunities(),
                 "active_agents": self.get_active_agents(),
+                "lost_agents": self.get_lost_agents(),
             }
 
     def count_dropped(self, n: int = 1) -> None:
         """Record ``n`` events dropped before they reached the state (shown in health and stats)."""
         with self._lock:
             self._dropped_events += n
+
+    def record_spans(self, records: list[dict[str, Any]]) -> None:
+        """Keep span records (see :func:`~otel_dashboard.traces.span_record_from_span`) in
+        :attr:`traces`; thread-safe (the trace store has its own lock). Invalid records are skipped."""
+        for record in records:
+            try:
+                self.traces.add_span(record)
+            except ValueError:
+                logger.debug("span record without valid ids skipped: %r", record)
 
     # ------------------------------------------------------------------ reads
     def get_metrics(self) -> dict[str, Any]:
@@ -271,6 +310,7 @@ class DashboardState:
                 "avg_quality_score": round(avg, 2),
                 "quality_scores_count": self._quality_count,
                 "active_agents": len(self._active_agents),
+                "lost_agents": len(self._lost_agents),
                 "failed_agent_runs": self._failed_agent_runs,
                 "total_errors": self._total_errors,
                 "system_uptime_seconds": round(time.monotonic() - self._started_monotonic, 3),
@@ -310,6 +350,65 @@ class DashboardState:
         """Agent ids seen so far (bounded), mapped to their names."""
         with self._lock:
             return dict(self._known_agents)
+
+    def get_lost_agents(self) -> list[dict[str, Any]]:
+        """Agent runs that were in progress when a previous server stopped, oldest first.
+
+        Found at start by :meth:`_rebuild_from_store` (a start with no completion); each keeps the
+        fields of an active agent plus ``"status": "lost"``. A run leaves the list if its completion
+        arrives after all. Bounded by ``max_active_agents``.
+        """
+        with self._lock:
+            return [dict(entry) for entry in self._lost_agents.values()]
+
+    def _rebuild_from_store(self) -> None:
+        """Continue from what the store already holds (a durable store after a restart).
+
+        ``seq`` continues after the store's last one. Stored events are replayed through
+        :meth:`_apply` (not stored again, no subscriber told): every agent run and registration
+        event in ``seq`` order, and the newest ``max_opportunities`` opportunities; the per-type
+        counts come from the store itself (SQL aggregates for SQLite). Runs still open at the end
+        were running when the previous server stopped: they become lost agents, not active ones.
+        """
+        last_seq = self._store.last_seq()
+        if not last_seq:
+            return
+        began = time.perf_counter()
+        with self._lock:
+            self._seq = last_seq
+            counts = self._store.count_by_type()
+            replayed = 0
+            for event in _stored_events(self._store, _REBUILD_REPLAYED_TYPES):
+                self._apply(event)
+                replayed += 1
+            opportunities = self._store.query(
+                EventQuery(event_types=[EventType.OPPORTUNITY_DISCOVERED]), self._opportunities.maxlen or 1
+            )
+            for event in opportunities:
+                self._apply(event)
+            replayed += len(opportunities)
+            # Counts cover every held event, replayed or not.
+            self._events_by_type = dict.fromkeys(EventType, 0)
+            for type_value, count in counts.items():
+                if type_value in _EVENT_TYPE_VALUES:
+                    self._events_by_type[EventType(type_value)] = count
+            self._total_events = sum(self._events_by_type.values())
+            self._total_opportunities = self._events_by_type[EventType.OPPORTUNITY_DISCOVERED]
+            self._total_errors = self._events_by_type[EventType.ERROR_OCCURRED]
+            detected_at = format_timestamp()
+            for run_id, entry in self._active_agents.items():
+                lost = {k: v for k, v in entry.items() if not k.startswith("_")}
+                lost.update(status="lost", lost_detected_at=detected_at)
+                self._lost_agents[run_id] = lost
+            while len(self._lost_agents) > self._max_active_agents:
+                self._lost_agents.popitem(last=False)
+            self._active_agents.clear()
+            self._evicted_active_agents = 0
+        logger.info(
+            "dashboard state rebuilt from the store: seq continues after %d, %d events held, %d replayed, "
+            "%d lost agent runs, in %.2f s",
+            last_seq, self._total_events, replayed, len(self._lost_agents), time.perf_counter() - began,
+        )
 
     def get_counters(self) -> dict[str, int]:
         """Internal counters for health and stats."""
@@ -459,6 +558,27 @@ class DashboardState:
                 "active_agents": active_agents, **extra}
         severity = Severity.WARNING if data.get("status") == "degraded" else Severity.INFO
         return self.publish(DashboardEvent.create(EventType.SYSTEM_HEALTH_UPDATED, data, severity))
+
+
+_EVENT_TYPE_VALUES = frozenset(t.value for t in EventType)
+# What a rebuild replays in full: everything that derives more than a count (opportunities apart).
+_REBUILD_REPLAYED_TYPES = (
+    EventType.AGENT_EXECUTION_STARTED,
+    EventType.AGENT_EXECUTION_COMPLETED,
+    EventType.AGENT_REGISTERED,
+)
+_REBUILD_PAGE_EVENTS = 5000
+
+
+def _stored_events(store: EventStore, event_types: tuple[EventType, ...]) -> Iterator[DashboardEvent]:
+    """Every held event of ``event_types``, ascending ``seq``, read page by page."""
+    query = EventQuery(after_seq=0, event_types=event_types)
+    while True:
+        page = store.query(query, _REBUILD_PAGE_EVENTS)
+        if not page:
+            return
+        yield from page
+        query.after_seq = page[-1].seq
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float | None = None) -> None:

@@ -1,7 +1,9 @@
 """Event history storage.
 
 :class:`EventStore` is the small interface the state and the server read history through;
-:class:`MemoryEventStore` keeps a bounded ring in memory (O(1) append and trim).
+:class:`MemoryEventStore` keeps a bounded ring in memory (O(1) append and trim), and
+:class:`~otel_dashboard.sqlite_store.SqliteEventStore` keeps history in an SQLite file (durable across
+restarts, see ``docs/operations.md``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,18 @@ from collections.abc import Iterable
 
 from otel_dashboard.events import DashboardEvent, EventType, Severity
 
-__all__ = ["EventQuery", "EventStore", "MemoryEventStore"]
+__all__ = ["EventQuery", "EventStore", "MemoryEventStore", "StoreError"]
+
+
+class StoreError(ValueError):
+    """The event store cannot be opened or used: a corrupt or unwritable file, a newer schema, a lock.
+
+    The message names the path; :attr:`path` holds it.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class EventQuery:
@@ -82,6 +95,39 @@ class EventStore:
     def first_seq(self) -> int | None:
         """The smallest ``seq`` still held, or ``None`` when empty."""
         raise NotImplementedError
+
+    def last_seq(self) -> int | None:
+        """The largest ``seq`` ever appended (kept or not), or ``None`` before the first.
+
+        A durable store remembers it across restarts, so numbering can continue after it.
+        """
+        newest = self.recent(1)
+        return newest[0].seq if newest else None
+
+    def count_by_type(self) -> dict[str, int]:
+        """How many events of each type are held (keys are event type values)."""
+        counts: dict[str, int] = {}
+        cursor = 0
+        while True:
+            page = self.after(cursor, 10_000)
+            if not page:
+                return counts
+            for event in page:
+                counts[event.event_type.value] = counts.get(event.event_type.value, 0) + 1
+            cursor = page[-1].seq or cursor + len(page)
+
+    def wait_durable(self, seq: int, timeout_seconds: float = 5.0) -> bool:
+        """Block until the event ``seq`` is committed to durable storage.
+
+        Returns:
+            True once it is (at once for a store that is not durable); False on timeout, or when the
+            event could not be stored (see the implementation's counters).
+        """
+        return True
+
+    async def wait_durable_async(self, seq: int, timeout_seconds: float = 5.0) -> bool:
+        """:meth:`wait_durable` for a coroutine: waits without blocking the event loop."""
+        return True
 
     def close(self) -> None:
         """Release resources; idempotent."""
@@ -154,3 +200,13 @@ class MemoryEventStore(EventStore):
     def first_seq(self) -> int | None:
         with self._lock:
             return self._events[0].seq if self._events else None
+
+    def last_seq(self) -> int | None:
+        with self._lock:
+            return self._events[-1].seq if self._events else None
+
+    def count_by_type(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for event in self._snapshot():
+            counts[event.event_type.value] = counts.get(event.event_type.value, 0) + 1
+        return counts

@@ -538,7 +538,11 @@ def test_gap_notice_when_history_no_longer_holds_missed_events(
     expect(notice).to_have_count(0)
 
 
-def test_detail_panel_shows_fields_and_ids_and_closes_on_escape(page: Page, make_server) -> None:
+def test_detail_panel_shows_fields_and_ids_and_closes_on_escape(
+    page: Page, make_server, console: Console
+) -> None:
+    # The event's trace id is made up: the trace view asks for it and the browser logs the 404.
+    console.allow(r"status of 404")
     server = make_server(health_interval_seconds=60)
     open_dashboard(page, server)
     trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
@@ -569,6 +573,7 @@ def test_detail_panel_shows_fields_and_ids_and_closes_on_escape(page: Page, make
     expect(page.locator("#detail-meta")).to_contain_text(event.event_id)
     expect(page.locator("#detail-trace-h")).to_have_text("Trace")
     expect(page.locator("#trace-view")).to_have_attribute("data-trace-id", trace_id)
+    expect(page.locator("#trace-view")).to_contain_text("Trace not available")
 
     page.keyboard.press("Escape")
     expect(detail).to_be_hidden()

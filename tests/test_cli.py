@@ -28,6 +28,12 @@ URL_RE = re.compile(r"otel-dashboard serving on (http://\S+)/dashboard")
 WEB_INDEX = Path(__file__).resolve().parent.parent / "web" / "index.html"
 
 
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `serve` keeps its database under the user's data directory by default; tests use their own.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
 def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", "otel_dashboard", *args]
 

@@ -22,10 +22,11 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 
-from otel_dashboard import server as server_module
+from otel_dashboard import broadcast as broadcast_module
 from otel_dashboard.events import DashboardEvent, EventType, Severity
 from otel_dashboard.server import HUB_KEY, DashboardWebSocketServer, create_app
 from otel_dashboard.state import DashboardState
+from otel_dashboard.websocket import handle_client_message
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -478,7 +479,8 @@ async def test_resume_drops_queued_live_events_it_replays(
     base = snapshot["seq"]
     (client,) = server.app[HUB_KEY]._client_list  # type: ignore[index]
     publish_many(state, 30)  # queued for the client; its writer has not run yet
-    server.app[HUB_KEY].handle_text(client, orjson.dumps({"type": "resume", "after_seq": base + 10}).decode())
+    resume = orjson.dumps({"type": "resume", "after_seq": base + 10}).decode()
+    handle_client_message(server.app[HUB_KEY], client, resume)  # type: ignore[index]
     received: list[tuple[bool, int]] = []
     while (message := await recv(ws))["type"] != "resumed":
         received.extend((message.get("replay", False), e["seq"]) for e in message["events"])
@@ -601,7 +603,7 @@ async def test_second_overflow_closes_with_1013(make_server: Any, session: aioht
 async def test_handoff_overflow_is_reported_as_a_gap(
     make_server: Any, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server_module, "_HANDOFF_LIMIT", 10)
+    monkeypatch.setattr(broadcast_module, "_HANDOFF_LIMIT", 10)
     state = DashboardState()
     server = await make_server(state)
     ws, snapshot = await connect(session, server)
@@ -654,7 +656,9 @@ async def test_stalled_client_never_slows_the_producer_or_the_others(
     for seqs, frames in results:
         assert seqs == list(range(base + 1, base + total + 1))
         assert max(frames) > 1
-    assert longest < 0.05, f"a publish call took {longest * 1000:.1f} ms"
+    # A producer blocked by the stalled client would wait for seconds (until the send timeout); the
+    # bound is loose because one GIL hand-off on a loaded 2-core machine can take tens of ms.
+    assert longest < 0.5, f"a publish call took {longest * 1000:.1f} ms"
     await wait_for_condition(lambda: server.connected_clients == 10)  # the stalled one is gone
     async with session.get(server.url + "/stats") as r:
         drops = (await r.json())["dropped_events"]

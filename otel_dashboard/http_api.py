@@ -1,0 +1,241 @@
+"""The JSON read API: ``/health``, ``/stats``, ``GET /api/events``, ``GET /api/traces/{trace_id}``,
+and the shared JSON plumbing.
+
+Every answer, errors included, is ``application/json``. Errors are ``{"error": "..."}``, plus
+``"parameter"`` naming a bad query parameter. :func:`error_middleware` turns aiohttp's own errors
+(404, 405, 413, ...) and unexpected failures (500) into such bodies, so no answer ever carries a
+path or a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from otel_dashboard.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, event_matches
+from otel_dashboard.events import DashboardEvent, EventType, Severity, format_timestamp
+from otel_dashboard.health import HEALTH_KEY
+from otel_dashboard.options import SERVER_VERSION, SERVICE
+from otel_dashboard.store import EventQuery
+
+__all__ = [
+    "BadParameter",
+    "api_events",
+    "api_trace",
+    "dumps",
+    "error_middleware",
+    "health",
+    "json_error",
+    "json_response",
+    "parse_events_query",
+    "short_repr",
+    "stats",
+]
+
+logger = logging.getLogger(__name__)
+
+_EVENT_TYPE_VALUES = frozenset(t.value for t in EventType)
+_SEVERITY_VALUES = frozenset(s.value for s in Severity)
+_API_EVENTS_PARAMS = frozenset({"after_seq", "event_type", "severity", "agent", "service", "limit"})
+# A service filter scans the history (the store's query has no such filter): at most this many events.
+_SERVICE_SCAN_LIMIT = 1_000_000
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+# --------------------------------------------------------------------------- JSON helpers
+def dumps(obj: Any) -> bytes:
+    """JSON bytes of ``obj``; values orjson cannot encode become their text."""
+    return orjson.dumps(obj, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer."""
+    return web.Response(
+        body=dumps(obj), status=status, content_type="application/json", headers=headers
+    )
+
+
+def json_error(
+    status: int, message: str, parameter: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    """``{"error": message}`` (plus ``"parameter"``) with ``status``."""
+    body: dict[str, Any] = {"error": message}
+    if parameter is not None:
+        body["parameter"] = parameter
+    return json_response(body, status=status, headers=headers)
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (for error messages quoting client input)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class BadParameter(ValueError):
+    """A bad query parameter; the answer is a 400 naming it."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+# --------------------------------------------------------------------------- middleware
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's HTTP errors and unexpected failures as JSON error bodies."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        if exc.status == 413:
+            return json_error(413, f"request body is larger than {request.client_max_size} bytes")
+        return json_error(exc.status, (exc.reason or "error").lower(), headers=headers)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        logger.exception("unhandled error serving %s %s", request.method, request.path)
+        return json_error(500, "internal server error")
+
+
+# --------------------------------------------------------------------------- handlers
+async def health(request: web.Request) -> web.Response:
+    """``GET /health``."""
+    server_health = request.app[HEALTH_KEY]
+    numbers = server_health.health()
+    return json_response({
+        "status": numbers["status"],
+        "service": SERVICE,
+        "name": server_health.options.name,
+        "version": SERVER_VERSION,
+        "timestamp": format_timestamp(),
+        "connected_clients": numbers["connected_clients"],
+        "uptime_seconds": numbers["uptime_seconds"],
+        "events_per_second": numbers["events_per_second"],
+        "dropped_events": numbers["dropped_events"],
+        "last_seq": server_health.state.last_seq,
+        "active_agents": numbers["active_agents"],
+        "stalled_agents": numbers["stalled_agents"],
+    })
+
+
+async def stats(request: web.Request) -> web.Response:
+    """``GET /stats``."""
+    return json_response(request.app[HEALTH_KEY].stats())
+
+
+async def api_events(request: web.Request) -> web.Response:
+    """``GET /api/events``: the history query."""
+    state = request.app[BROADCASTER_KEY].state
+    try:
+        query, limit, services = parse_events_query(request.query)
+    except BadParameter as exc:
+        return json_error(400, str(exc), parameter=exc.parameter)
+    last_seq = state.last_seq
+    if services:
+        wanted = frozenset(services)
+        matches = [e for e in state.get_events_after(query.after_seq or 0, _SERVICE_SCAN_LIMIT)
+                   if _service_of(e) in wanted and event_matches(query, e)]
+        events = matches[:limit] if query.after_seq is not None else matches[-limit:]
+    else:
+        try:
+            events = state.query_events(query, limit)
+        except TypeError:  # unhashable agent values in stored data: fall back to a safe scan
+            events = [e for e in state.get_events_after(query.after_seq or 0, 1_000_000)
+                      if event_matches(query, e)][:limit]
+    return web.Response(body=_events_body(events, last_seq, state.store.first_seq()),
+                        content_type="application/json")
+
+
+def _service_of(event: DashboardEvent) -> str | None:
+    data = event.data
+    value = data.get("service_name") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+async def api_trace(request: web.Request) -> web.Response:
+    """``GET /api/traces/{trace_id}``: the spans of one trace, for the drill-down view."""
+    trace_id = request.match_info["trace_id"]
+    if len(trace_id) != 32 or not _HEX_DIGITS.issuperset(trace_id) or not trace_id.strip("0"):
+        return json_error(400, "trace_id must be 32 hex digits, not all zero", parameter="trace_id")
+    trace = request.app[BROADCASTER_KEY].state.traces.get_trace(trace_id)
+    if trace is None:
+        return json_response({"error": "trace not found", "trace_id": trace_id.lower()}, status=404)
+    return json_response(trace)
+
+
+def _events_body(events: list[DashboardEvent], last_seq: int, first_seq: int | None) -> bytes:
+    return (
+        b'{"events":[' + b",".join(e.to_json_bytes() for e in events)
+        + b'],"last_seq":' + str(last_seq).encode()
+        + b',"first_seq":' + dumps(first_seq) + b"}"
+    )
+
+
+# --------------------------------------------------------------------------- parameters
+def _multi(query: Any, name: str) -> list[str]:
+    values: list[str] = []
+    for raw in query.getall(name, ()):
+        values.extend(v.strip() for v in raw.split(",") if v.strip())
+    return values
+
+
+def _int_param(query: Any, name: str, low: int, high: int | None, default: int | None) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(name, f"{name} must be an integer") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise BadParameter(name, f"{name} must be {bound}")
+    return value
+
+
+def parse_events_query(query: Any) -> tuple[EventQuery, int, list[str]]:
+    """The :class:`EventQuery`, the limit and the service names of ``/api/events`` query parameters.
+
+    Raises:
+        BadParameter: an unknown parameter or a bad value, named.
+    """
+    for key in query:
+        if key not in _API_EVENTS_PARAMS:
+            raise BadParameter(key, f"unknown parameter {short_repr(key, 40)}; expected one of "
+                                    + ", ".join(sorted(_API_EVENTS_PARAMS)))
+    after_seq = _int_param(query, "after_seq", 0, None, None)
+    limit = _int_param(query, "limit", 1, 1000, 100)
+    event_types = _multi(query, "event_type")
+    bad = [t for t in event_types if t not in _EVENT_TYPE_VALUES]
+    if bad:
+        raise BadParameter("event_type", f"unknown event_type {short_repr(bad[0], 40)}")
+    severities = _multi(query, "severity")
+    bad = [s for s in severities if s not in _SEVERITY_VALUES]
+    if bad:
+        raise BadParameter("severity", f"unknown severity {short_repr(bad[0], 40)}")
+    agents = _multi(query, "agent")
+    if len(agents) > MAX_FILTER_VALUES:
+        raise BadParameter("agent", f"at most {MAX_FILTER_VALUES} agents")
+    services = _multi(query, "service")
+    if len(services) > MAX_FILTER_VALUES:
+        raise BadParameter("service", f"at most {MAX_FILTER_VALUES} services")
+    q = EventQuery(
+        after_seq=after_seq,
+        event_types=event_types or None,
+        severities=severities or None,
+        agents=agents or None,
+    )
+    return q, limit or 100, services

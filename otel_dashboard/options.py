@@ -1,0 +1,176 @@
+"""The dashboard server's options: their defaults and their validation.
+
+:class:`ServerOptions` is built once per application (by :func:`make_options`, from the keyword
+arguments of :class:`~otel_dashboard.server.DashboardWebSocketServer` and
+:func:`~otel_dashboard.server.create_app`) and read by every part of the server: the broadcaster,
+the WebSocket handler, the HTTP handlers and the timers. An invalid value raises ``ValueError``
+naming the option; an unknown option raises ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+__all__ = [
+    "OPTIONS_KEY",
+    "OPTION_DEFAULTS",
+    "SERVER_VERSION",
+    "SERVICE",
+    "ServerOptions",
+    "check_int",
+    "check_seconds",
+    "make_options",
+]
+
+OPTION_DEFAULTS: dict[str, Any] = {
+    "static_dir": None,
+    "client_queue_size": 10_000,
+    "send_timeout_seconds": 10.0,
+    "heartbeat_seconds": 20.0,
+    "max_message_bytes": 64 * 1024,
+    "health_interval_seconds": 5.0,
+    "metrics_interval_seconds": 1.0,
+    "overflow_window_seconds": 30.0,
+    "stall_threshold_seconds": None,
+    "compress": False,
+    "max_body_bytes": 16 * 1024 * 1024,
+}
+"""Defaults of the options passed as keyword arguments (``**options``)."""
+
+_MAX_BODY_BYTES_LIMIT = 1024 * 1024 * 1024
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` when it is an integer in ``[low, high]``.
+
+    Raises:
+        ValueError: otherwise, naming ``name``.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+    return value
+
+
+def check_seconds(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+    """``value`` as float seconds when it is a number in ``(0, 86400]`` (or None when allowed).
+
+    Raises:
+        ValueError: otherwise, naming ``name``.
+    """
+    if value is None and allow_none:
+        return None
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or value != value
+        or not 0 < value <= 86_400
+    ):
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a number of seconds > 0 (at most 86400){extra}, got {value!r}")
+    return float(value)
+
+
+class ServerOptions:
+    """The server's validated options (shared by :func:`create_app` and the server)."""
+
+    __slots__ = (
+        "client_queue_size",
+        "compress",
+        "dashboard_html_path",
+        "health_interval_seconds",
+        "heartbeat_seconds",
+        "history_size",
+        "max_body_bytes",
+        "max_message_bytes",
+        "metrics_interval_seconds",
+        "name",
+        "overflow_window_seconds",
+        "send_timeout_seconds",
+        "stall_threshold_seconds",
+        "static_dir",
+    )
+
+    def __init__(
+        self,
+        *,
+        dashboard_html_path: str | os.PathLike[str] | None,
+        static_dir: str | os.PathLike[str] | None,
+        history_size: int,
+        name: str | None,
+        client_queue_size: int,
+        send_timeout_seconds: float,
+        heartbeat_seconds: float | None,
+        max_message_bytes: int,
+        health_interval_seconds: float | None,
+        metrics_interval_seconds: float | None,
+        overflow_window_seconds: float,
+        stall_threshold_seconds: float | None,
+        compress: bool,
+        max_body_bytes: int,
+    ) -> None:
+        self.history_size = check_int("history_size", history_size, 0, 100_000)
+        if name is not None and (not isinstance(name, str) or len(name) > 200):
+            raise ValueError(f"name must be a string of at most 200 characters or None, got {name!r}")
+        self.name = name or None
+        self.client_queue_size = check_int("client_queue_size", client_queue_size, 1, 10_000_000)
+        self.send_timeout_seconds: float = check_seconds(  # type: ignore[assignment]
+            "send_timeout_seconds", send_timeout_seconds
+        )
+        self.heartbeat_seconds = check_seconds("heartbeat_seconds", heartbeat_seconds, allow_none=True)
+        self.max_message_bytes = check_int("max_message_bytes", max_message_bytes, 64, 16 * 1024 * 1024)
+        self.health_interval_seconds = check_seconds(
+            "health_interval_seconds", health_interval_seconds, allow_none=True
+        )
+        self.metrics_interval_seconds = check_seconds(
+            "metrics_interval_seconds", metrics_interval_seconds, allow_none=True
+        )
+        self.overflow_window_seconds: float = check_seconds(  # type: ignore[assignment]
+            "overflow_window_seconds", overflow_window_seconds
+        )
+        self.stall_threshold_seconds = check_seconds(
+            "stall_threshold_seconds", stall_threshold_seconds, allow_none=True
+        )
+        if not isinstance(compress, bool):
+            raise ValueError(f"compress must be True or False, got {compress!r}")
+        self.compress = compress
+        self.max_body_bytes = check_int("max_body_bytes", max_body_bytes, 1024, _MAX_BODY_BYTES_LIMIT)
+        for pname, pvalue in (("dashboard_html_path", dashboard_html_path), ("static_dir", static_dir)):
+            if pvalue is not None and not isinstance(pvalue, (str, os.PathLike)):
+                raise ValueError(f"{pname} must be a path or None, got {pvalue!r}")
+        self.dashboard_html_path = Path(dashboard_html_path) if dashboard_html_path is not None else None
+        self.static_dir = Path(static_dir) if static_dir is not None else None
+
+
+def make_options(
+    dashboard_html_path: Any, history_size: Any, name: Any, options: dict[str, Any]
+) -> ServerOptions:
+    """Validated options from the server's arguments and its ``**options`` keywords.
+
+    Raises:
+        TypeError: an unknown option.
+        ValueError: an invalid value, named in the message.
+    """
+    unknown = set(options) - set(OPTION_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
+    return ServerOptions(
+        dashboard_html_path=dashboard_html_path, history_size=history_size, name=name,
+        **{**OPTION_DEFAULTS, **options},
+    )
+
+
+OPTIONS_KEY = web.AppKey("otel_dashboard_options", ServerOptions)
+
+try:
+    SERVER_VERSION = metadata.version("otel-dashboard")
+except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    SERVER_VERSION = "0.1.0"
+"""The version the server reports (``/health``, the snapshot's ``server``)."""
+
+SERVICE = "otel-dashboard"
+"""The ``service`` field of ``/health``."""

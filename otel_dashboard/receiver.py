@@ -1,0 +1,345 @@
+"""Telemetry intake: ``POST /api/events`` (event ingest) and ``POST /v1/traces`` (OTLP/HTTP receiver).
+
+``POST /api/events``
+    Remote processors and programs in other languages push dashboard events here: one event object,
+    or a batch ``{"events": [...]}`` validated by :func:`~otel_dashboard.ingest.parse_ingest_payload`,
+    all or nothing. A batch may also carry ``"spans": [...]``, span records (the shape of
+    :func:`~otel_dashboard.traces.span_record_from_span`) for the trace view; a record needs a
+    ``trace_id`` (32 hex digits), a ``span_id`` (16 hex digits) and a ``name`` (a string), its other
+    fields are kept when they have the right type and dropped otherwise. The accepted events are
+    published in order, then the span records (and records derived from run events that came without
+    their span) go to the state's trace store. Answers: 200 ``{"accepted", "first_seq", "last_seq"}``,
+    400 naming the field, 413 over ``max_body_bytes``, 415 for a content type other than
+    ``application/json`` or a content coding other than ``identity``; 503 when a durable store does
+    not confirm the events in time (the sender retries; delivery is at least once).
+
+``POST /v1/traces``
+    The OTLP/HTTP trace receiver (protobuf or JSON, gzip allowed; :mod:`otel_dashboard.otlp`). The body
+    is decoded, converted, mapped and published in a worker thread, so a large request never stalls
+    the event loop. Answers follow the OTLP/HTTP specification: 200 with an ``ExportTraceServiceResponse``
+    in the request's encoding (``partial_success`` for rejected spans), 400 / 413 / 415 (and 503, as
+    above) with a ``google.rpc.Status`` in the request's encoding (JSON when the content type is not
+    recognised). Every accepted span is also recorded for the trace view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from otel_dashboard.broadcast import BROADCASTER_KEY
+from otel_dashboard.events import DashboardEvent
+from otel_dashboard.health import HEALTH_KEY
+from otel_dashboard.http_api import json_error, json_response
+from otel_dashboard.ingest import IngestError, parse_ingest_payload
+from otel_dashboard.options import OPTIONS_KEY
+from otel_dashboard.otlp import (
+    ENCODING_JSON,
+    ENCODING_PROTOBUF,
+    OtlpError,
+    decode_body,
+    encode_error,
+    encode_response,
+    events_from_otlp_spans,
+    spans_from_request,
+)
+from otel_dashboard.state import DashboardState
+from otel_dashboard.traces import (
+    KIND_AGENT,
+    KIND_OTHER,
+    KIND_REGISTRATION,
+    KIND_SYNTHESIS,
+    KIND_TOOL,
+    span_record_from_span,
+    span_records_from_events,
+)
+
+__all__ = ["ingest_events", "otlp_traces", "parse_span_records"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_SPANS_PER_REQUEST = 10_000
+_MAX_TEXT_CHARS = 256
+_MAX_ATTRIBUTES = 32
+_HEX = frozenset("0123456789abcdefABCDEF")
+_KINDS = frozenset({KIND_AGENT, KIND_TOOL, KIND_SYNTHESIS, KIND_REGISTRATION, KIND_OTHER})
+_STATUSES = frozenset({"unset", "ok", "error"})
+_TEXT_FIELDS = ("start_time", "end_time", "status_message", "service_name", "agent_name", "tool_name")
+_INT_FIELDS = ("start_time_unix_nano", "end_time_unix_nano")
+_OTLP_ENCODINGS = {
+    "application/x-protobuf": ENCODING_PROTOBUF,
+    "application/protobuf": ENCODING_PROTOBUF,
+    "application/json": ENCODING_JSON,
+}
+_IDENTITY_CODINGS = frozenset({"", "identity"})
+
+
+# --------------------------------------------------------------------------- POST /api/events
+async def ingest_events(request: web.Request) -> web.Response:
+    """``POST /api/events``: one event or a batch, all or nothing."""
+    state = request.app[BROADCASTER_KEY].state
+    server_health = request.app[HEALTH_KEY]
+    limit = request.app[OPTIONS_KEY].max_body_bytes
+    media_type = _media_type(request.headers.get("Content-Type"))
+    if media_type != "application/json":
+        server_health.count("ingest_refused_requests")
+        return json_error(415, f"unsupported content type {(media_type or 'none')[:100]!r}: "
+                               "use application/json")
+    coding = _content_coding(request)
+    if coding not in _IDENTITY_CODINGS:
+        server_health.count("ingest_refused_requests")
+        return json_error(415, f"unsupported content encoding {coding[:50]!r}: send the body uncompressed")
+    body = await _read_body(request, limit)
+    if body is None:
+        server_health.count("ingest_refused_requests")
+        return json_error(413, f"request body is larger than {limit} bytes")
+    try:
+        events = parse_ingest_payload(body)
+        spans = _spans_of(body)
+    except IngestError as exc:
+        server_health.count("ingest_refused_requests")
+        return json_response(exc.to_dict(), status=400)
+    for event in events:
+        state.publish(event)
+    _record_ingested_spans(state, events, spans)
+    server_health.count("ingest_requests")
+    server_health.count("ingested_events", len(events))
+    if events and not await _durable(state, events[-1].seq):
+        return json_error(503, "the events were published but the store did not confirm them in time; "
+                               "send them again")
+    return json_response({
+        "accepted": len(events),
+        "first_seq": events[0].seq if events else None,
+        "last_seq": events[-1].seq if events else None,
+    })
+
+
+def _spans_of(body: bytes) -> list[dict[str, Any]]:
+    if b'"spans"' not in body:
+        return []
+    document = orjson.loads(body)  # valid: parse_ingest_payload accepted it
+    if "events" not in document or "event_type" in document:
+        return []  # a single event: no spans
+    return parse_span_records(document.get("spans"))
+
+
+def _record_ingested_spans(
+    state: DashboardState, events: list[DashboardEvent], spans: list[dict[str, Any]]
+) -> None:
+    shipped = {(record["trace_id"], record["span_id"]) for record in spans}
+    # Run events whose span did not come along still get a record; a shipped span record wins.
+    derived = [
+        record for record in span_records_from_events(events)
+        if (record["trace_id"], record["span_id"]) not in shipped
+    ]
+    if derived or spans:
+        state.record_spans([*derived, *spans])
+
+
+def parse_span_records(value: Any) -> list[dict[str, Any]]:
+    """The span records of a batch's ``"spans"`` value, cleaned; ``None`` gives none.
+
+    Raises:
+        IngestError: not an array, too many records, or a record without a valid ``trace_id``,
+            ``span_id`` or ``name`` (the field is named, e.g. ``spans[2].span_id``).
+    """
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise IngestError("spans", "must be an array of span records")
+    if len(value) > _MAX_SPANS_PER_REQUEST:
+        raise IngestError("spans", f"at most {_MAX_SPANS_PER_REQUEST} span records per request, "
+                                   f"got {len(value)}")
+    return [_span_record(item, f"spans[{index}]") for index, item in enumerate(value)]
+
+
+def _span_record(item: Any, field: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise IngestError(field, "must be a span record object")
+    trace_id = _required_id(item.get("trace_id"), 32, f"{field}.trace_id")
+    span_id = _required_id(item.get("span_id"), 16, f"{field}.span_id")
+    name = item.get("name")
+    if not isinstance(name, str):
+        raise IngestError(f"{field}.name", "must be a string")
+    parent = item.get("parent_span_id")
+    kind = item.get("kind")
+    status = item.get("status")
+    duration = item.get("duration_ms")
+    record: dict[str, Any] = {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": parent.lower() if _is_id(parent, 16) else None,
+        "name": _text(name),
+        "kind": kind if kind in _KINDS else KIND_OTHER,
+        "status": status if status in _STATUSES else "unset",
+        "duration_ms": duration if _is_number(duration) and duration >= 0 else None,
+        "attributes": _attributes(item.get("attributes")),
+    }
+    for key in _TEXT_FIELDS:
+        value = item.get(key)
+        record[key] = _text(value) if isinstance(value, str) else None
+    for key in _INT_FIELDS:
+        value = item.get(key)
+        record[key] = value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    return record
+
+
+def _required_id(value: Any, digits: int, field: str) -> str:
+    if not _is_id(value, digits):
+        shown = repr(value[:64]) if isinstance(value, str) else type(value).__name__
+        raise IngestError(field, f"must be {digits} hex digits, not all zero, got {shown}")
+    return value.lower()
+
+
+def _is_id(value: Any, digits: int) -> bool:
+    return (
+        isinstance(value, str) and len(value) == digits and _HEX.issuperset(value)
+        and value.strip("0") != ""
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _text(value: str) -> str:
+    return value if len(value) <= _MAX_TEXT_CHARS else value[: _MAX_TEXT_CHARS - 1] + "\u2026"
+
+
+def _attributes(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if len(out) >= _MAX_ATTRIBUTES:
+            break
+        if item is None or isinstance(item, (bool, int, float)):
+            out[_text(key)] = item
+        elif isinstance(item, str):
+            out[_text(key)] = _text(item)
+        elif isinstance(item, list):
+            out[_text(key)] = [
+                _text(v) if isinstance(v, str) else v
+                for v in item[:16] if v is None or isinstance(v, (str, bool, int, float))
+            ]
+    return out
+
+
+# --------------------------------------------------------------------------- POST /v1/traces
+class _Received:
+    __slots__ = ("durable", "encoding", "events", "message", "rejected", "spans")
+
+    def __init__(
+        self, encoding: str, spans: int, rejected: int, message: str | None, events: int, durable: bool
+    ) -> None:
+        self.encoding = encoding
+        self.spans = spans
+        self.rejected = rejected
+        self.message = message
+        self.events = events
+        self.durable = durable
+
+
+async def otlp_traces(request: web.Request) -> web.Response:
+    """``POST /v1/traces``: the OTLP/HTTP trace receiver."""
+    state = request.app[BROADCASTER_KEY].state
+    server_health = request.app[HEALTH_KEY]
+    limit = request.app[OPTIONS_KEY].max_body_bytes
+    content_type = request.headers.get("Content-Type")
+    server_health.count("otlp_requests")
+    body = await _read_body(request, limit)
+    if body is None:
+        server_health.count("otlp_refused_requests")
+        encoding = _OTLP_ENCODINGS.get(_media_type(content_type) or "")
+        return _otlp_error(encoding, f"request body is larger than {limit} bytes", 413)
+    # aiohttp inflates the body itself when the app runs under a runner with auto_decompress on.
+    already_decoded = getattr(request.content, "total_compressed_bytes", None) is not None
+    content_encoding = None if already_decoded else request.headers.get("Content-Encoding")
+    try:
+        received = await asyncio.to_thread(
+            _receive_otlp, state, body, content_type, content_encoding, limit
+        )
+    except OtlpError as exc:
+        server_health.count("otlp_refused_requests")
+        return _otlp_error(exc.encoding, str(exc), exc.http_status)
+    server_health.count("otlp_spans_accepted", received.spans)
+    server_health.count("otlp_spans_rejected", received.rejected)
+    server_health.count("otlp_events_published", received.events)
+    if not received.durable:
+        return _otlp_error(received.encoding, "the spans were received but the store did not confirm "
+                                              "their events in time; send them again", 503)
+    payload, response_type = encode_response(received.encoding, received.rejected, received.message or "")
+    return web.Response(status=200, body=payload, content_type=response_type)
+
+
+def _receive_otlp(
+    state: DashboardState,
+    body: bytes,
+    content_type: str | None,
+    content_encoding: str | None,
+    limit: int,
+) -> _Received:
+    """Worker thread: decode, convert, map, publish and record one OTLP request."""
+    request, encoding = decode_body(
+        body, content_type=content_type, content_encoding=content_encoding, max_decoded_bytes=limit
+    )
+    spans, rejected, message = spans_from_request(request)
+    events = events_from_otlp_spans(spans, thresholds=state.quality_thresholds)
+    for event in events:
+        state.publish(event)
+    records = []
+    for span in spans:
+        try:
+            records.append(span_record_from_span(span, ended=True))
+        except Exception:  # a span the record cannot describe: its events went out anyway
+            logger.debug("no trace record for received span %r", span.name, exc_info=True)
+    if records:
+        state.record_spans(records)
+    durable = True
+    wait_durable = getattr(state, "wait_durable", None)
+    if events and wait_durable is not None:
+        durable = bool(wait_durable(events[-1].seq))
+    return _Received(encoding, len(spans), rejected, message, len(events), durable)
+
+
+def _otlp_error(encoding: str | None, message: str, status: int) -> web.Response:
+    payload, content_type = encode_error(encoding, message, status)
+    return web.Response(status=status, body=payload, content_type=content_type)
+
+
+# --------------------------------------------------------------------------- helpers
+async def _durable(state: DashboardState, seq: int | None) -> bool:
+    """Whether the store confirms the event ``seq`` (at once for an in-memory store)."""
+    wait = getattr(state, "wait_durable_async", None)
+    if wait is None or seq is None:
+        return True
+    return bool(await wait(seq))
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than ``limit`` bytes."""
+    length = request.content_length
+    if length is not None and length > limit:
+        return None
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
+
+
+def _media_type(content_type: str | None) -> str | None:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type or None
+
+
+def _content_coding(request: web.Request) -> str:
+    if getattr(request.content, "total_compressed_bytes", None) is not None:
+        return ""  # aiohttp already inflated the body
+    return ",".join(
+        part.strip().lower() for part in request.headers.get("Content-Encoding", "").split(",")
+        if part.strip().lower() not in _IDENTITY_CODINGS
+    )

@@ -1,0 +1,146 @@
+"""The ``/ws`` endpoint: the WebSocket handler and the messages clients send.
+
+The handler upgrades the request, registers the client with the
+:class:`~otel_dashboard.broadcast.Broadcaster` (which sends the snapshot and then the live stream),
+reads the client's messages until it goes away, and unregisters it. :func:`handle_client_message`
+validates one text message (``subscribe``, ``resume``, ``ping``) and acts on it through the
+broadcaster; anything malformed gets ``{"type": "error", "message": ...}`` and the connection stays
+up. See ``docs/server.md`` for the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from otel_dashboard.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, Broadcaster, Client
+from otel_dashboard.events import EventType, Severity
+from otel_dashboard.http_api import json_error, short_repr
+
+__all__ = ["handle_client_message", "websocket_handler"]
+
+logger = logging.getLogger(__name__)
+
+# aiohttp closes the connection (1009) for frames above its own limit; ours answers with an error.
+_AIOHTTP_MIN_MSG_SIZE = 1024 * 1024
+
+_EVENT_TYPE_VALUES = frozenset(t.value for t in EventType)
+_SEVERITY_VALUES = frozenset(s.value for s in Severity)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """``GET /ws``: the live event stream."""
+    broadcaster = request.app[BROADCASTER_KEY]
+    options = broadcaster.options
+    if broadcaster.closing:
+        return json_error(503, "server shutting down")
+    ws = web.WebSocketResponse(
+        heartbeat=options.heartbeat_seconds,
+        max_msg_size=max(_AIOHTTP_MIN_MSG_SIZE, 2 * options.max_message_bytes),
+        compress=options.compress,
+    )
+    if not ws.can_prepare(request).ok:
+        return json_error(400, "expected a WebSocket upgrade request")
+    try:
+        await ws.prepare(request)
+    except ConnectionError:
+        return ws
+    if broadcaster.closing:
+        with suppress(Exception):
+            await asyncio.wait_for(
+                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"),
+                options.send_timeout_seconds,
+            )
+        return ws
+    client = broadcaster.register(ws, request)
+    try:
+        async for msg in ws:
+            if client.closing:
+                continue
+            if msg.type is WSMsgType.TEXT:
+                try:
+                    handle_client_message(broadcaster, client, msg.data)
+                except Exception:
+                    logger.exception("dashboard client %s: handling a message failed", client.id)
+                    broadcaster.send_error(client, "internal error")
+            elif msg.type is WSMsgType.BINARY:
+                broadcaster.send_error(client, "binary messages are not supported; send JSON text")
+            elif msg.type is WSMsgType.ERROR:
+                logger.debug("dashboard client %s: %s", client.id, ws.exception())
+                break
+    except ConnectionError:
+        pass
+    finally:
+        broadcaster.unregister(client)
+    return ws
+
+
+def handle_client_message(broadcaster: Broadcaster, client: Client, data: str) -> None:
+    """Validate one text message from ``client`` and act on it (answers go to its queue)."""
+    limit = broadcaster.options.max_message_bytes
+    size = len(data)
+    if size > limit or (not data.isascii() and len(data.encode("utf-8", "replace")) > limit):
+        broadcaster.send_error(client, f"message too large: the limit is {limit} bytes")
+        return
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        broadcaster.send_error(client, "malformed JSON")
+        return
+    if not isinstance(message, dict):
+        broadcaster.send_error(client, "a message must be a JSON object")
+        return
+    mtype = message.get("type")
+    if not isinstance(mtype, str):
+        broadcaster.send_error(client, "a message needs a string field 'type'")
+        return
+    if mtype == "ping":
+        broadcaster.pong(client)
+    elif mtype == "subscribe":
+        _handle_subscribe(broadcaster, client, message)
+    elif mtype == "resume":
+        _handle_resume(broadcaster, client, message)
+    else:
+        broadcaster.send_error(
+            client, f"unknown message type {short_repr(mtype)}; expected subscribe, resume or ping"
+        )
+
+
+def _handle_subscribe(broadcaster: Broadcaster, client: Client, message: dict[str, Any]) -> None:
+    lists: dict[str, list[str]] = {}
+    for key, allowed in (
+        ("event_types", _EVENT_TYPE_VALUES),
+        ("severities", _SEVERITY_VALUES),
+        ("agents", None),
+    ):
+        value = message.get(key)
+        if value is None:
+            lists[key] = []
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            broadcaster.send_error(client, f"subscribe: {key} must be a list of strings")
+            return
+        if len(value) > MAX_FILTER_VALUES:
+            broadcaster.send_error(client, f"subscribe: {key} has more than {MAX_FILTER_VALUES} values")
+            return
+        if allowed is not None:
+            unknown = sorted(set(value) - allowed)
+            if unknown:
+                shown = ", ".join(short_repr(v, 40) for v in unknown[:10])
+                broadcaster.send_error(client, f"subscribe: unknown {key}: {shown}")
+                return
+        lists[key] = sorted(set(value))
+    broadcaster.set_filter(client, lists)
+
+
+def _handle_resume(broadcaster: Broadcaster, client: Client, message: dict[str, Any]) -> None:
+    after = message.get("after_seq")
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        broadcaster.send_error(client, "resume: after_seq must be an integer >= 0")
+        return
+    broadcaster.resume(client, after)
