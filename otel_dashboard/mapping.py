@@ -52,7 +52,7 @@ from otel_dashboard.events import (
     format_timestamp,
 )
 
-__all__ = ["map_span_end", "map_span_start"]
+__all__ = ["map_span_end", "map_span_start", "span_attributes"]
 
 # Values of other instrumentations' span-kind attributes (candidates for semconv.py).
 _OPENINFERENCE_KIND_AGENT = "agent"  # OpenInference writes "AGENT"; compared lower-cased
@@ -81,7 +81,7 @@ def map_span_start(
     Returns:
         Zero or one event, timestamped with the span's start time.
     """
-    attrs = _attributes(span)
+    attrs = span_attributes(span)
     if _is_agent_span(attrs):
         ctx = _SpanInfo(span)
         name = _agent_name(span, attrs)
@@ -123,7 +123,7 @@ def map_span_end(
     Returns:
         The span's events; empty for the common span that is none of the recognised kinds.
     """
-    attrs = _attributes(span)
+    attrs = span_attributes(span)
     span_events = _span_events(span)
     status = span.status
     failed = getattr(status, "status_code", None) is StatusCode.ERROR
@@ -288,7 +288,8 @@ def _hex(value: Any, width: int) -> str | None:
     return format(value, f"0{width}x")
 
 
-def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
+def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """A span's attributes for reading (not a copy; never ``None``)."""
     # The SDK keeps attributes in BoundedAttributes._dict; reading it directly skips two Python-level
     # wrappers per lookup (MappingProxyType and Mapping.get). dict.get is atomic, so reading a live
     # span's dict while its thread sets attributes is safe. Anything else goes the public way.

@@ -46,6 +46,7 @@ _DEFAULT_MAX_QUEUE_SIZE = 8192
 _DEFAULT_TIMEOUT_MILLIS = 30_000
 _REMOTE_MAX_BATCH_SIZE = 512  # events per request; never more than the queue holds
 _ERROR_LOG_INTERVAL_SECONDS = 10.0
+_LINGER_SECONDS = 0.0005
 
 # Queue items are (kind, payload) tuples; kind is one of these.
 _START = 0
@@ -158,13 +159,32 @@ class DashboardSpanProcessor(SpanProcessor):
         self._sink: Callable[[DashboardEvent], object] = (
             self._sender.submit if self._sender is not None else state.publish  # type: ignore[union-attr]
         )
-        # Where span records go (the trace view): the sender's queue, or the state's trace store.
-        self._record_sink: Callable[[dict[str, Any]], object] | None = None
+        # Where spans go for the trace view (called on the worker with the span and whether it
+        # ended): in process, a reference in the state's trace store (the record is built only when
+        # someone opens the trace); remote, a record shipped with the events.
+        self._record_span: Callable[[ReadableSpan, bool], object] | None = None
         if self._sender is not None:
-            self._record_sink = self._sender.submit_span
-        elif callable(getattr(state, "record_spans", None)):
-            record_spans = state.record_spans  # type: ignore[union-attr]
-            self._record_sink = lambda record: record_spans((record,))
+            submit_span = self._sender.submit_span
+
+            def ship_ended(span: ReadableSpan, ended: bool) -> None:
+                # One record per span, at its end: the server derives running agent and synthesis
+                # spans from their started events, and a record per start would double the cost.
+                if ended:
+                    submit_span(span_record_from_span(span, ended=True))
+
+            self._record_span = ship_ended
+        else:
+            traces = getattr(state, "traces", None)
+            add_live_span = getattr(traces, "add_live_span", None)
+            if callable(add_live_span):
+
+                def keep_live(span: ReadableSpan, ended: bool) -> None:
+                    # The reference kept at start already shows the span ended; the end needs it
+                    # only if that start was dropped, which can happen only once a drop happened.
+                    if not ended or self._dropped:
+                        add_live_span(span)
+
+                self._record_span = keep_live
         self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
@@ -332,6 +352,12 @@ class DashboardSpanProcessor(SpanProcessor):
                 kind, payload = queue.popleft()
             except IndexError:
                 self._report_drops()
+                # Linger a moment before going idle: during a burst, more spans arrive within it and
+                # are taken in one go, while producers see the wake-up still set and skip set() (a
+                # futex wake and a thread switch per span otherwise). Adds at most this to latency.
+                time.sleep(_LINGER_SECONDS)
+                if queue:
+                    continue
                 # Idle: clear, then re-check, then wait; a producer that appends after the re-check
                 # sees the cleared event and sets it, so no wake-up is lost.
                 wakeup.clear()
@@ -372,10 +398,10 @@ class DashboardSpanProcessor(SpanProcessor):
                 )
         # After the events: a remote batch cut between the two then still lets the shipped span
         # record (which arrives last) win over the record the server derives from a run event.
-        record_sink = self._record_sink
-        if record_sink is not None:
+        record_span = self._record_span
+        if record_span is not None:
             try:
-                record_sink(span_record_from_span(span, ended=ended))
+                record_span(span, ended)
             except Exception:
                 self._errors.exception("dashboard processor: recording span %r failed", _span_name(span))
 

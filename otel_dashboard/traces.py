@@ -15,6 +15,7 @@ trace is marked ``truncated``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from opentelemetry.trace import StatusCode
 from instrumentation import semconv as sc
 from otel_dashboard.events import DashboardEvent, EventType, format_timestamp
 from otel_dashboard.ingest import timestamp_to_unix_nano
+from otel_dashboard.mapping import span_attributes
 
 __all__ = [
     "KIND_AGENT",
@@ -88,7 +90,8 @@ class _Trace:
     __slots__ = ("dropped_spans", "spans")
 
     def __init__(self) -> None:
-        self.spans: dict[str, dict[str, Any]] = {}
+        # span id (int) -> a record dict, or the live SDK span itself (see TraceStore.add_live_span)
+        self.spans: dict[int, dict[str, Any] | ReadableSpan] = {}
         self.dropped_spans = 0
 
 
@@ -117,7 +120,8 @@ class TraceStore:
         self._max_traces = max_traces
         self._max_spans = max_spans_per_trace
         self._lock = threading.Lock()
-        self._traces: OrderedDict[str, _Trace] = OrderedDict()
+        # Keyed by the integer ids: the in-process hot path then formats no hex at all.
+        self._traces: OrderedDict[int, _Trace] = OrderedDict()
         self._evicted_traces = 0
         self._dropped_spans = 0
 
@@ -134,18 +138,11 @@ class TraceStore:
         Raises:
             ValueError: ``trace_id`` or ``span_id`` missing or not a hex string of the right length.
         """
-        trace_id = _checked_id(record.get("trace_id"), 32, "trace_id")
-        span_id = _checked_id(record.get("span_id"), 16, "span_id")
+        trace_id = int(_checked_id(record.get("trace_id"), 32, "trace_id"), 16)
+        span_id = int(_checked_id(record.get("span_id"), 16, "span_id"), 16)
         finished = record.get("end_time") is not None
         with self._lock:
-            trace = self._traces.get(trace_id)
-            if trace is None:
-                trace = self._traces[trace_id] = _Trace()
-                while len(self._traces) > self._max_traces:
-                    self._traces.popitem(last=False)
-                    self._evicted_traces += 1
-            else:
-                self._traces.move_to_end(trace_id)
+            trace = self._trace_for(trace_id)
             existing = trace.spans.get(span_id)
             if existing is None:
                 if len(trace.spans) >= self._max_spans:
@@ -153,10 +150,12 @@ class TraceStore:
                     self._dropped_spans += 1
                     return False
                 stored = dict(record)
-                stored["trace_id"], stored["span_id"] = trace_id, span_id
+                stored["trace_id"], stored["span_id"] = format(trace_id, "032x"), format(span_id, "016x")
                 stored["attributes"] = dict(record.get("attributes") or {})
                 trace.spans[span_id] = stored
                 return True
+            if not isinstance(existing, dict):
+                return False  # the live span is the truth about itself
             if existing.get("end_time") is not None and not finished:
                 return False
             for key, value in record.items():
@@ -168,6 +167,49 @@ class TraceStore:
                 else:
                     existing[key] = value
             return True
+
+    def add_live_span(self, span: ReadableSpan) -> bool:
+        """Keeps a reference to an in-process SDK span; its record is built when the trace is read.
+
+        This is the span processor's path: it costs a dict update per span instead of building a
+        record at every start and end, and a span read while running shows as running, once ended as
+        ended. Calling it again for a kept span only marks its trace as recently updated.
+
+        Returns:
+            False when the span was not kept (no valid ids, or its trace is full).
+        """
+        try:
+            context = span.context
+            trace_id, span_id = context.trace_id, context.span_id
+        except AttributeError:
+            return False
+        if not trace_id or not span_id:
+            return False
+        with self._lock:
+            trace = self._traces.get(trace_id)
+            if trace is not None and span_id in trace.spans:
+                self._traces.move_to_end(trace_id)
+                return True
+            trace = self._trace_for(trace_id)
+            spans = trace.spans
+            if len(spans) >= self._max_spans:
+                trace.dropped_spans += 1
+                self._dropped_spans += 1
+                return False
+            spans[span_id] = span
+            return True
+
+    def _trace_for(self, trace_id: int) -> _Trace:
+        # Called with the lock held: the trace, created (evicting the stalest) or marked as fresh.
+        trace = self._traces.get(trace_id)
+        if trace is None:
+            trace = self._traces[trace_id] = _Trace()
+            while len(self._traces) > self._max_traces:
+                self._traces.popitem(last=False)
+                self._evicted_traces += 1
+        else:
+            self._traces.move_to_end(trace_id)
+        return trace
 
     def add_spans(self, records: Iterable[Mapping[str, Any]]) -> None:
         """:meth:`add_span` for each record."""
@@ -184,16 +226,25 @@ class TraceStore:
             in the tree); ``running`` is true while any span has not ended; ``truncated`` when spans
             were dropped for the per-trace cap.
         """
-        if not isinstance(trace_id, str):
+        if not isinstance(trace_id, str) or len(trace_id) != 32:
             return None
         key = trace_id.lower()
+        if not _HEX.issuperset(key):
+            return None
         with self._lock:
-            trace = self._traces.get(key)
+            trace = self._traces.get(int(key, 16))
             if trace is None:
                 return None
-            spans = [{**record, "attributes": dict(record["attributes"])}
-                     for record in trace.spans.values()]
+            kept = list(trace.spans.values())
             dropped = trace.dropped_spans
+        # Records of live spans are built here, outside the lock, on the (rare) read.
+        spans = []
+        for item in kept:
+            if isinstance(item, dict):
+                spans.append({**item, "attributes": dict(item["attributes"])})
+            else:
+                with contextlib.suppress(ValueError):
+                    spans.append(span_record_from_span(item, ended=item.end_time is not None))
         spans.sort(key=lambda r: (r.get("start_time_unix_nano") or 0, r["span_id"]))
         ids = {record["span_id"] for record in spans}
         return {
@@ -251,7 +302,7 @@ def span_record_from_span(span: ReadableSpan, *, ended: bool) -> dict[str, Any]:
         raise ValueError("the span has no valid context")
     parent = span.parent
     parent_id = getattr(parent, "span_id", 0) if parent is not None else 0
-    attrs: Mapping[str, Any] = span.attributes or {}
+    attrs = span_attributes(span)
     name = span.name or ""
     kind = _kind(attrs)
     start_ns = span.start_time if isinstance(span.start_time, int) and span.start_time > 0 else None
