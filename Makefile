@@ -25,6 +25,19 @@ test: $(STAMP) system-deps lint
 demo: $(STAMP)
 	$(VENV)/bin/otel-dashboard demo --port $(PORT)
 
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+# Benchmarks print tables (docs/benchmarks.md explains them); not part of `make test`.
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/bench_processor.py
+	$(PY) benchmarks/bench_fanout.py
+	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_startup.py
+
 screenshot: $(STAMP) system-deps
 	$(PY) scripts/screenshot.py
 

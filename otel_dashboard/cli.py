@@ -1,10 +1,12 @@
 """The ``otel-dashboard`` command.
 
 ``otel-dashboard serve`` runs the dashboard server until SIGINT/SIGTERM (exit code 0 after a clean
-stop), keeping history in an SQLite file (``--db``; see ``docs/operations.md``);
+stop), keeping history in an SQLite file (``--db``; see ``docs/operations.md``), protected by the
+security options (token, origins, TLS, limits; see ``docs/security.md``);
 ``otel-dashboard demo`` runs it with simulated, instrumented agents (history in memory).
 ``python -m otel_dashboard`` is the same command. Bad option values are argparse errors (exit code
-2); a server that cannot start (busy port, unusable database) exits with 1 and one line on stderr.
+2); a server that cannot start (busy port, unusable database, unusable certificate or key file)
+exits with 1 and one line on stderr naming what is wrong.
 """
 
 from __future__ import annotations
@@ -13,23 +15,30 @@ import argparse
 import asyncio
 import inspect
 import logging
+import math
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from otel_dashboard.security_config import SecurityConfig
+    from otel_dashboard.server import DashboardWebSocketServer
     from otel_dashboard.store import EventStore
 
-__all__ = ["build_parser", "default_db_path", "main"]
+__all__ = ["build_parser", "default_db_path", "main", "public_base_url"]
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _DEFAULT_HISTORY = 1000
 _SNAPSHOT_EVENTS = 100
 _DEFAULT_RETENTION_EVENTS = 1_000_000
 _MEMORY_DB = ":memory:"
+_MIN_BODY_BYTES = 1024
+_MAX_BODY_BYTES = 1024 * 1024 * 1024
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})
 
 
 def _port(text: str) -> int:
@@ -94,6 +103,62 @@ def default_db_path() -> Path:
     return base / "otel-dashboard" / "events.db"
 
 
+def _token(text: str) -> str:
+    from otel_dashboard.security_config import SecurityConfig
+
+    try:
+        SecurityConfig(token=text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _origin(text: str) -> str:
+    from otel_dashboard.security_config import SecurityConfig
+
+    try:
+        return SecurityConfig(allowed_origins=(text,)).allowed_origins[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("allowed_origins: ")) from None
+
+
+def _allowed_host(text: str) -> str:
+    from otel_dashboard.security_config import SecurityConfig
+
+    try:
+        return SecurityConfig(allowed_hosts=(text,)).allowed_hosts[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("allowed_hosts: ")) from None
+
+
+def _file(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a file path")
+    return text
+
+
+def _body_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not _MIN_BODY_BYTES <= value <= _MAX_BODY_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"must be between {_MIN_BODY_BYTES} and {_MAX_BODY_BYTES}, got {value}"
+        )
+    return value
+
+
+def _events_per_second(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of events per second >= 1, got {text}")
+    return value
+
+
 def _host(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
@@ -149,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a label for this dashboard, shown on the page and in /health")
     serve.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
                        help=f"logging level: {', '.join(_LOG_LEVELS)} (default: info)")
+    _add_security_arguments(serve)
 
     demo = commands.add_parser("demo", help="run the server with simulated, instrumented agents",
                                description="Serve the dashboard and run a simulated multi-agent system.")
@@ -160,13 +226,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("security", "see docs/security.md")
+    tokens = group.add_mutually_exclusive_group()
+    tokens.add_argument("--token", type=_token, default=None, metavar="T",
+                        help="require this token on /ws, /api/*, /stats and ingest (default: "
+                             "$OTEL_DASHBOARD_TOKEN; on a non-loopback --host without either, a random "
+                             "one is generated and a login URL printed)")
+    tokens.add_argument("--no-token", action="store_true",
+                        help="no token even on a non-loopback --host (behind an authenticating proxy)")
+    group.add_argument("--allowed-origin", type=_origin, action="append", default=[], metavar="URL",
+                       help="a browser origin (scheme://host[:port]) allowed to use the API (CORS) and "
+                            "the WebSocket; repeatable (default: none)")
+    group.add_argument("--allowed-host", type=_allowed_host, action="append", default=[], metavar="NAME",
+                       help="an extra Host name accepted on a loopback bind (a local reverse proxy); "
+                            "repeatable")
+    group.add_argument("--certfile", type=_file, default=None, metavar="PEM",
+                       help="certificate chain (PEM, may hold the key too): serve https and wss")
+    group.add_argument("--keyfile", type=_file, default=None, metavar="PEM",
+                       help="private key (unencrypted PEM) for --certfile")
+    group.add_argument("--max-body-bytes", type=_body_bytes, default=16 * 1024 * 1024, metavar="N",
+                       help="largest request body; larger ones get 413 (default: 16777216)")
+    group.add_argument("--max-connections-per-ip", type=_positive_int, default=4096, metavar="N",
+                       help="open WebSocket connections per client address; more get 429 (default: 4096)")
+    group.add_argument("--ingest-rate", type=_events_per_second, default=250_000.0, metavar="EPS",
+                       help="events per second one client address may ingest, bursts of twice that; "
+                            "more get 429 with Retry-After (default: 250000)")
+
+
+def _security_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SecurityConfig:
+    """The server's :class:`SecurityConfig` from the command line and the environment (exit 2 if bad)."""
+    from otel_dashboard.security_config import SecurityConfig
+
+    if args.keyfile is not None and args.certfile is None:
+        parser.error("argument --keyfile: needs --certfile (the certificate) as well")
+    try:
+        return SecurityConfig.from_options(
+            token=args.token, bind_host=args.host, allowed_origins=args.allowed_origin,
+            allowed_hosts=args.allowed_host, certfile=args.certfile, keyfile=args.keyfile,
+            no_token=args.no_token, max_body_bytes=args.max_body_bytes,
+            max_connections_per_ip=args.max_connections_per_ip,
+            ingest_events_per_second=args.ingest_rate,
+            ingest_burst_events=max(1, int(2 * args.ingest_rate)),
+        )
+    except ValueError as exc:  # the environment's token (the options were checked one by one)
+        parser.error(str(exc))
+
+
+def public_base_url(server: DashboardWebSocketServer) -> str:
+    """How users reach ``server``: its URL, with this machine's name for a wildcard bind (0.0.0.0)."""
+    if server.host not in _WILDCARD_HOSTS:
+        return server.url
+    scheme = "https" if server.security.tls_enabled else "http"
+    return f"{scheme}://{socket.gethostname() or 'localhost'}:{server.port}"
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from otel_dashboard.security_config import TLSConfigError
     from otel_dashboard.store import StoreError
 
+    try:
+        args.security.ssl_context()  # a certificate or key that cannot be used stops us before anything
+    except TLSConfigError as exc:
+        print(f"otel-dashboard: {exc}", file=sys.stderr)
+        return 1
     try:
         store = _open_store(args)
     except StoreError as exc:
@@ -214,9 +341,10 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
     # The process's state (what get_dashboard() returns) is the one served, so in-process producers
     # and the server agree. A durable store rebuilds the state (seq, metrics, lost agents) here.
     state = reset_dashboard(DashboardState(max_history=args.history, store=store))
+    config = args.security
     server = DashboardWebSocketServer(
         args.host, args.port, state=state, history_size=min(args.history, _SNAPSHOT_EVENTS),
-        name=args.name,
+        name=args.name, security=config,
     )
     # Signal handlers go in before the URL is printed: whoever reads it may signal at once.
     loop = asyncio.get_running_loop()
@@ -239,6 +367,12 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
                   file=sys.stderr)
             return 1
         print(f"otel-dashboard serving on {server.dashboard_url}", flush=True)
+        if config.token_generated:
+            print(f"open {config.login_url(public_base_url(server))}  to log in "
+                  "(a token made for this run; set --token or OTEL_DASHBOARD_TOKEN to keep one)", flush=True)
+        elif config.auth_required:
+            print("a token is required: open the page and enter it, or send 'Authorization: Bearer <token>'",
+                  flush=True)
         await stop.wait()
         logging.getLogger(__name__).info("stopping")
     finally:
@@ -277,7 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Raises:
         SystemExit: with code 2 for bad arguments (from argparse), 0 for ``--help``.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        args.security = _security_config(args, parser)
     _configure_logging(args.log_level)
     try:
         if args.command == "serve":

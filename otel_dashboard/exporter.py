@@ -7,7 +7,7 @@ Usage::
     provider.add_span_processor(BatchSpanProcessor(DashboardSpanExporter("http://dashboard:8000")))
 
 Zero-code: ``OTEL_TRACES_EXPORTER=otel_dashboard OTEL_DASHBOARD_ENDPOINT=http://dashboard:8000
-opentelemetry-instrument python app.py``.
+opentelemetry-instrument python app.py`` (plus ``OTEL_DASHBOARD_TOKEN=...`` for a server with a token).
 
 An exporter only ever sees ENDED spans: it yields completed events (and the span events, errors and
 registrations of ended spans) but never ``agent_execution_started`` or ``synthesis_started``, so the
@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_dashboard import mapping
 from otel_dashboard.events import QualityThresholds
 from otel_dashboard.remote import RemoteEventSender
+from otel_dashboard.security_config import TOKEN_ENV, bearer_headers
 from otel_dashboard.state import DashboardState, get_dashboard
 
 __all__ = ["ENDPOINT_ENV", "DashboardSpanExporter"]
@@ -52,9 +53,14 @@ class DashboardSpanExporter(SpanExporter):
             endpoint.
         headers: extra HTTP headers for the endpoint.
         quality_thresholds: turn quality scores into severities.
+        token: the server's token (``serve --token``), sent as ``Authorization: Bearer <token>``
+            (it replaces an ``Authorization`` in ``headers``); when ``None`` with an endpoint, the
+            ``OTEL_DASHBOARD_TOKEN`` environment variable if set (the zero-code path). Not used in
+            process.
 
     Raises:
-        ValueError: ``state`` combined with an endpoint, or an invalid endpoint.
+        ValueError: ``state`` combined with an endpoint, a ``token`` without an endpoint, or an
+            invalid endpoint, headers or token.
     """
 
     def __init__(
@@ -64,14 +70,21 @@ class DashboardSpanExporter(SpanExporter):
         state: DashboardState | None = None,
         headers: dict[str, str] | None = None,
         quality_thresholds: QualityThresholds | None = None,
+        token: str | None = None,
     ) -> None:
         if endpoint is None:
             endpoint = os.environ.get(ENDPOINT_ENV) or None
         self._sender: RemoteEventSender | None = None
         self._state: DashboardState | None = None
+        if token is not None and endpoint is None:
+            raise ValueError("token is for a remote server: pass endpoint= (or set OTEL_DASHBOARD_ENDPOINT)")
         if endpoint is not None:
             if state is not None:
                 raise ValueError("state and endpoint cannot be combined: events go to one of them")
+            if token is None:
+                token = os.environ.get(TOKEN_ENV, "").strip() or None
+            if token is not None:
+                headers = bearer_headers(headers, token)
             self._sender = RemoteEventSender(endpoint, headers=headers)
             self._sink = self._sender.submit
         else:

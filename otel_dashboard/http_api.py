@@ -20,6 +20,7 @@ from otel_dashboard.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, event_m
 from otel_dashboard.events import DashboardEvent, EventType, Severity, format_timestamp
 from otel_dashboard.health import HEALTH_KEY
 from otel_dashboard.options import SERVER_VERSION, SERVICE
+from otel_dashboard.security import SECURITY_KEY
 from otel_dashboard.store import EventQuery
 
 __all__ = [
@@ -132,8 +133,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """``GET /stats``."""
-    return json_response(request.app[HEALTH_KEY].stats())
+    """``GET /stats``: the server's numbers, with the security layer's refusals under ``security``."""
+    body = request.app[HEALTH_KEY].stats()
+    security = request.app.get(SECURITY_KEY)
+    if security is not None:
+        body["security"] = security.stats()
+    return json_response(body)
 
 
 async def api_events(request: web.Request) -> web.Response:

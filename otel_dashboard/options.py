@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from otel_dashboard.security_config import SecurityConfig
+
 __all__ = [
     "OPTIONS_KEY",
     "OPTION_DEFAULTS",
@@ -39,6 +41,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "stall_threshold_seconds": None,
     "compress": False,
     "max_body_bytes": 16 * 1024 * 1024,
+    "security": None,
 }
 """Defaults of the options passed as keyword arguments (``**options``)."""
 
@@ -90,6 +93,7 @@ class ServerOptions:
         "metrics_interval_seconds",
         "name",
         "overflow_window_seconds",
+        "security",
         "send_timeout_seconds",
         "stall_threshold_seconds",
         "static_dir",
@@ -112,6 +116,7 @@ class ServerOptions:
         stall_threshold_seconds: float | None,
         compress: bool,
         max_body_bytes: int,
+        security: SecurityConfig | None = None,
     ) -> None:
         self.history_size = check_int("history_size", history_size, 0, 100_000)
         if name is not None and (not isinstance(name, str) or len(name) > 200):
@@ -139,6 +144,13 @@ class ServerOptions:
             raise ValueError(f"compress must be True or False, got {compress!r}")
         self.compress = compress
         self.max_body_bytes = check_int("max_body_bytes", max_body_bytes, 1024, _MAX_BODY_BYTES_LIMIT)
+        if security is None:
+            # No configuration given: the secure defaults, with the two sizes the options name.
+            security = SecurityConfig(max_body_bytes=self.max_body_bytes,
+                                      max_ws_message_bytes=self.max_message_bytes)
+        elif not isinstance(security, SecurityConfig):
+            raise ValueError(f"security must be a SecurityConfig or None, got {type(security).__name__}")
+        self.security = security
         for pname, pvalue in (("dashboard_html_path", dashboard_html_path), ("static_dir", static_dir)):
             if pvalue is not None and not isinstance(pvalue, (str, os.PathLike)):
                 raise ValueError(f"{pname} must be a path or None, got {pvalue!r}")
@@ -158,10 +170,23 @@ def make_options(
     unknown = set(options) - set(OPTION_DEFAULTS)
     if unknown:
         raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
+    merged = {**OPTION_DEFAULTS, **options}
+    security = options.get("security")
+    if isinstance(security, SecurityConfig):
+        # One source of truth for the two sizes: the SecurityConfig. An option given as well must agree.
+        for option, field in _SIZES_FROM_SECURITY:
+            value = getattr(security, field)
+            if option in options and options[option] != value:
+                raise ValueError(f"{option}={options[option]!r} disagrees with security.{field}={value!r}: "
+                                 f"set it in one place (the SecurityConfig)")
+            merged[option] = value
     return ServerOptions(
-        dashboard_html_path=dashboard_html_path, history_size=history_size, name=name,
-        **{**OPTION_DEFAULTS, **options},
+        dashboard_html_path=dashboard_html_path, history_size=history_size, name=name, **merged,
     )
+
+
+# Server options that a SecurityConfig decides when one is given: (option, SecurityConfig field).
+_SIZES_FROM_SECURITY = (("max_body_bytes", "max_body_bytes"), ("max_message_bytes", "max_ws_message_bytes"))
 
 
 OPTIONS_KEY = web.AppKey("otel_dashboard_options", ServerOptions)

@@ -113,11 +113,14 @@ class DashboardSpanProcessor(SpanProcessor):
         headers: extra HTTP headers for ``endpoint`` (``{"Authorization": "Bearer ..."}``).
         schedule_delay_millis: with ``endpoint``, the longest an event waits for its batch while
             the sender is busy (idle senders send at once).
+        token: the server's token (``serve --token``): sent as ``Authorization: Bearer <token>``
+            with every batch (it replaces an ``Authorization`` in ``headers``); only with ``endpoint``.
 
     Raises:
         ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``,
             ``quality_thresholds`` not a :class:`~otel_dashboard.events.QualityThresholds`, both
-            ``state`` and ``endpoint`` given, or an invalid ``endpoint``/``headers``.
+            ``state`` and ``endpoint`` given, a ``token`` without ``endpoint``, or an invalid
+            ``endpoint``/``headers``/``token``.
     """
 
     def __init__(
@@ -129,7 +132,14 @@ class DashboardSpanProcessor(SpanProcessor):
         endpoint: str | None = None,
         headers: Mapping[str, str] | None = None,
         schedule_delay_millis: int = 50,
+        token: str | None = None,
     ) -> None:
+        if token is not None:
+            from otel_dashboard.security_config import bearer_headers
+
+            if endpoint is None:
+                raise ValueError("token is for a remote server: pass endpoint= too")
+            headers = bearer_headers(headers, token)
         if not isinstance(max_queue_size, int) or isinstance(max_queue_size, bool) or max_queue_size < 1:
             raise ValueError(f"max_queue_size must be a positive integer, got {max_queue_size!r}")
         if quality_thresholds is not None and not isinstance(quality_thresholds, QualityThresholds):

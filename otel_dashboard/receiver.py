@@ -10,16 +10,19 @@
     published in order, then the span records (and records derived from run events that came without
     their span) go to the state's trace store. Answers: 200 ``{"accepted", "first_seq", "last_seq"}``,
     400 naming the field, 413 over ``max_body_bytes``, 415 for a content type other than
-    ``application/json`` or a content coding other than ``identity``; 503 when a durable store does
-    not confirm the events in time (the sender retries; delivery is at least once).
+    ``application/json`` or a content coding other than ``identity``, 429 with ``Retry-After`` over
+    the per-address ingest rate (nothing accepted); 200 only once the events are committed to the
+    store: 503 with ``Retry-After`` when a durable store does not confirm them within
+    :data:`DURABLE_TIMEOUT_SECONDS` (the sender retries; delivery is at least once).
 
 ``POST /v1/traces``
     The OTLP/HTTP trace receiver (protobuf or JSON, gzip allowed; :mod:`otel_dashboard.otlp`). The body
     is decoded, converted, mapped and published in a worker thread, so a large request never stalls
     the event loop. Answers follow the OTLP/HTTP specification: 200 with an ``ExportTraceServiceResponse``
-    in the request's encoding (``partial_success`` for rejected spans), 400 / 413 / 415 (and 503, as
-    above) with a ``google.rpc.Status`` in the request's encoding (JSON when the content type is not
-    recognised). Every accepted span is also recorded for the trace view.
+    in the request's encoding (``partial_success`` for rejected spans), 400 / 413 / 415 / 429 (and
+    503, as above) with a ``google.rpc.Status`` in the request's encoding (JSON when the content type
+    is not recognised). The ingest rate is charged one event per span, after decoding and before
+    anything is published. Every accepted span is also recorded for the trace view.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from otel_dashboard.otlp import (
     events_from_otlp_spans,
     spans_from_request,
 )
+from otel_dashboard.security import check_ingest
 from otel_dashboard.state import DashboardState
 from otel_dashboard.traces import (
     KIND_AGENT,
@@ -58,7 +62,7 @@ from otel_dashboard.traces import (
     span_records_from_events,
 )
 
-__all__ = ["ingest_events", "otlp_traces", "parse_span_records"]
+__all__ = ["DURABLE_TIMEOUT_SECONDS", "ingest_events", "otlp_traces", "parse_span_records"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +80,10 @@ _OTLP_ENCODINGS = {
     "application/json": ENCODING_JSON,
 }
 _IDENTITY_CODINGS = frozenset({"", "identity"})
+
+DURABLE_TIMEOUT_SECONDS = 10.0
+"""How long an ingest request waits for its events to be committed before it answers 503."""
+_DURABLE_RETRY_AFTER = "1"
 
 
 # --------------------------------------------------------------------------- POST /api/events
@@ -103,14 +111,18 @@ async def ingest_events(request: web.Request) -> web.Response:
     except IngestError as exc:
         server_health.count("ingest_refused_requests")
         return json_response(exc.to_dict(), status=400)
+    if (refused := check_ingest(request, len(events))) is not None:
+        server_health.count("ingest_refused_requests")
+        return refused
     for event in events:
         state.publish(event)
     _record_ingested_spans(state, events, spans)
     server_health.count("ingest_requests")
     server_health.count("ingested_events", len(events))
     if events and not await _durable(state, events[-1].seq):
+        server_health.count("ingest_not_durable_requests")
         return json_error(503, "the events were published but the store did not confirm them in time; "
-                               "send them again")
+                               "send them again", headers={"Retry-After": _DURABLE_RETRY_AFTER})
     return json_response({
         "accepted": len(events),
         "first_seq": events[0].seq if events else None,
@@ -230,18 +242,14 @@ def _attributes(value: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- POST /v1/traces
-class _Received:
-    __slots__ = ("durable", "encoding", "events", "message", "rejected", "spans")
+class _Decoded:
+    __slots__ = ("encoding", "message", "rejected", "spans")
 
-    def __init__(
-        self, encoding: str, spans: int, rejected: int, message: str | None, events: int, durable: bool
-    ) -> None:
+    def __init__(self, encoding: str, spans: list[Any], rejected: int, message: str | None) -> None:
         self.encoding = encoding
         self.spans = spans
         self.rejected = rejected
         self.message = message
-        self.events = events
-        self.durable = durable
 
 
 async def otlp_traces(request: web.Request) -> web.Response:
@@ -260,34 +268,43 @@ async def otlp_traces(request: web.Request) -> web.Response:
     already_decoded = getattr(request.content, "total_compressed_bytes", None) is not None
     content_encoding = None if already_decoded else request.headers.get("Content-Encoding")
     try:
-        received = await asyncio.to_thread(
-            _receive_otlp, state, body, content_type, content_encoding, limit
-        )
+        decoded = await asyncio.to_thread(_decode_otlp, body, content_type, content_encoding, limit)
     except OtlpError as exc:
         server_health.count("otlp_refused_requests")
         return _otlp_error(exc.encoding, str(exc), exc.http_status)
-    server_health.count("otlp_spans_accepted", received.spans)
-    server_health.count("otlp_spans_rejected", received.rejected)
-    server_health.count("otlp_events_published", received.events)
-    if not received.durable:
-        return _otlp_error(received.encoding, "the spans were received but the store did not confirm "
-                                              "their events in time; send them again", 503)
-    payload, response_type = encode_response(received.encoding, received.rejected, received.message or "")
+    if decoded.spans and (refused := check_ingest(request, len(decoded.spans))) is not None:
+        server_health.count("otlp_refused_requests")
+        retry_after = refused.headers.get("Retry-After")
+        return _otlp_error(decoded.encoding, "ingest rate exceeded: retry later", 429,
+                           {"Retry-After": retry_after} if retry_after else None)
+    published, last_seq = await asyncio.to_thread(_publish_otlp, state, decoded.spans)
+    server_health.count("otlp_spans_accepted", len(decoded.spans))
+    server_health.count("otlp_spans_rejected", decoded.rejected)
+    server_health.count("otlp_events_published", published)
+    if published and not await _durable(state, last_seq):
+        server_health.count("otlp_not_durable_requests")
+        return _otlp_error(decoded.encoding, "the spans were received but the store did not confirm "
+                                             "their events in time; send them again", 503,
+                           {"Retry-After": _DURABLE_RETRY_AFTER})
+    payload, response_type = encode_response(decoded.encoding, decoded.rejected, decoded.message or "")
     return web.Response(status=200, body=payload, content_type=response_type)
 
 
-def _receive_otlp(
-    state: DashboardState,
-    body: bytes,
-    content_type: str | None,
-    content_encoding: str | None,
-    limit: int,
-) -> _Received:
-    """Worker thread: decode, convert, map, publish and record one OTLP request."""
+def _decode_otlp(body: bytes, content_type: str | None, content_encoding: str | None, limit: int) -> _Decoded:
+    """Worker thread: decode and convert one OTLP request (nothing published yet)."""
     request, encoding = decode_body(
         body, content_type=content_type, content_encoding=content_encoding, max_decoded_bytes=limit
     )
     spans, rejected, message = spans_from_request(request)
+    return _Decoded(encoding, spans, rejected, message)
+
+
+def _publish_otlp(state: DashboardState, spans: list[Any]) -> tuple[int, int | None]:
+    """Worker thread: map, publish and record the spans of one request.
+
+    Returns:
+        The number of events published and the ``seq`` of the last one (None when there is none).
+    """
     events = events_from_otlp_spans(spans, thresholds=state.quality_thresholds)
     for event in events:
         state.publish(event)
@@ -299,16 +316,14 @@ def _receive_otlp(
             logger.debug("no trace record for received span %r", span.name, exc_info=True)
     if records:
         state.record_spans(records)
-    durable = True
-    wait_durable = getattr(state, "wait_durable", None)
-    if events and wait_durable is not None:
-        durable = bool(wait_durable(events[-1].seq))
-    return _Received(encoding, len(spans), rejected, message, len(events), durable)
+    return len(events), (events[-1].seq if events else None)
 
 
-def _otlp_error(encoding: str | None, message: str, status: int) -> web.Response:
+def _otlp_error(
+    encoding: str | None, message: str, status: int, headers: dict[str, str] | None = None
+) -> web.Response:
     payload, content_type = encode_error(encoding, message, status)
-    return web.Response(status=status, body=payload, content_type=content_type)
+    return web.Response(status=status, body=payload, content_type=content_type, headers=headers)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -317,7 +332,7 @@ async def _durable(state: DashboardState, seq: int | None) -> bool:
     wait = getattr(state, "wait_durable_async", None)
     if wait is None or seq is None:
         return True
-    return bool(await wait(seq))
+    return bool(await wait(seq, timeout_seconds=DURABLE_TIMEOUT_SECONDS))
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:

@@ -25,7 +25,8 @@ What the middleware does to each request, in this order (see ``docs/security.md`
 5. **Token** (when one is set): every route except ``/``, ``/health``, ``/dashboard``, ``/dashboard/``,
    ``/static/...`` and ``/api/auth`` needs ``Authorization: Bearer T``, the cookie, or ``?token=T``,
    compared in constant time; otherwise 401 JSON with ``WWW-Authenticate: Bearer``.
-6. **Limits**: a ``Content-Length`` over ``max_body_bytes`` gets 413; an ingest POST from an address
+6. **Limits**: a ``Content-Length`` over ``max_body_bytes`` gets 413 (except on ``/v1/traces``, whose
+   handler answers it in the OTLP format); an ingest POST from an address
    whose events-per-second bucket is empty gets 429 with ``Retry-After``; a WebSocket upgrade beyond
    ``max_connections_per_ip`` open connections from one address gets 429 with ``Retry-After``.
 
@@ -99,6 +100,9 @@ _PUBLIC_PREFIX = "/static"
 _LOGIN_ROUTES = frozenset({"/", "/dashboard", "/dashboard/"})
 #: Ingest routes (POST): checked against the per-address events-per-second bucket.
 INGEST_ROUTES = frozenset({"/api/events", "/v1/traces"})
+#: Routes whose handler answers an oversized body itself: the OTLP receiver's 413 is a google.rpc.Status
+#: in the request's encoding, as OTLP/HTTP asks. The handler checks ``Content-Length`` before reading.
+_OWN_BODY_LIMIT_ROUTES = frozenset({"/v1/traces"})
 _TOKEN_PARAMETER = "token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _CORS_METHODS = "GET, POST"
@@ -326,10 +330,13 @@ class Security:
         headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
-        is_page = headers.get(hdrs.CONTENT_TYPE, "").split(";", 1)[0].strip().lower() == "text/html"
-        headers.setdefault("Content-Security-Policy", PAGE_CSP if is_page else _OTHER_CSP)
-        if is_page:
-            headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        # Not on a 304: its headers replace the cached ones, and a 304 has no content type to tell a
+        # page from anything else; the cached response keeps the policy it came with.
+        if response.status != 304:
+            is_page = headers.get(hdrs.CONTENT_TYPE, "").split(";", 1)[0].strip().lower() == "text/html"
+            headers.setdefault("Content-Security-Policy", PAGE_CSP if is_page else _OTHER_CSP)
+            if is_page:
+                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         if self.config.tls_enabled and request.secure:
             parsed = parse_host_header(request.headers.get(hdrs.HOST, ""))
             # Never on loopback names: HSTS covers every port of a host, and would force https on
@@ -379,10 +386,17 @@ class WsRateGuard:
         """Count one message; False when the connection is over its rate."""
         return self._bucket is None or self._bucket.take()
 
-    async def close(self, ws: web.WebSocketResponse) -> None:
-        """Close ``ws`` with 1008 "message rate exceeded" (and count it)."""
+    def note_exceeded(self) -> None:
+        """Count (and log, rate-limited) a connection closed for its message rate.
+
+        For a handler that closes the socket its own way; :meth:`close` does both.
+        """
         if self._security is not None:
             self._security.note("ws_message_rate_exceeded")
+
+    async def close(self, ws: web.WebSocketResponse) -> None:
+        """Close ``ws`` with 1008 "message rate exceeded" (and count it)."""
+        self.note_exceeded()
         await ws.close(code=WS_CLOSE_POLICY_VIOLATION, message=b"message rate exceeded")
 
 
@@ -431,7 +445,7 @@ def security_middleware(security: Security | SecurityConfig) -> Any:
                 return _json(400, {"error": "malformed query string"})
 
         length = request.content_length
-        if length is not None and length > config.max_body_bytes:
+        if length is not None and length > config.max_body_bytes and route not in _OWN_BODY_LIMIT_ROUTES:
             sec.note("body_too_large", request)
             return _json(413, {"error": f"request body is larger than {config.max_body_bytes} bytes"},
                          headers={hdrs.CONNECTION: "close"})

@@ -22,6 +22,7 @@ __all__ = [
     "TOKEN_ENV",
     "SecurityConfig",
     "TLSConfigError",
+    "bearer_headers",
     "is_loopback_host",
     "origin_string",
     "parse_host_header",
@@ -126,6 +127,24 @@ def _check_token(token: Any, name: str) -> None:
             f"{name} must be 8-1024 characters from A-Z a-z 0-9 . _ ~ - "
             "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
+
+
+def bearer_headers(headers: Mapping[str, str] | None, token: str) -> dict[str, str]:
+    """``headers`` plus ``Authorization: Bearer <token>`` (replacing any ``Authorization`` in them).
+
+    For clients of a token-protected server (the remote processor and exporter).
+
+    Raises:
+        ValueError: a token the server could never accept (named ``token``), or ``headers`` that is
+            not a mapping.
+    """
+    _check_token(token, "token")
+    if headers is not None and not isinstance(headers, Mapping):
+        raise ValueError(f"headers must be a mapping of strings, got {type(headers).__name__}")
+    out = {key: value for key, value in (headers or {}).items()
+           if not (isinstance(key, str) and key.lower() == "authorization")}
+    out["Authorization"] = f"Bearer {token}"
+    return out
 
 
 def _no_password() -> bytes:

@@ -23,7 +23,9 @@ This module puts the application together; each part lives in its own module:
   ``GET /api/traces/{trace_id}`` and the JSON error handling;
 * :mod:`otel_dashboard.receiver` -- ``POST /api/events`` and the OTLP/HTTP receiver ``POST /v1/traces``;
 * :mod:`otel_dashboard.health` -- health and statistics;
-* :mod:`otel_dashboard.pages` -- the page and its static assets.
+* :mod:`otel_dashboard.pages` -- the page and its static assets;
+* :mod:`otel_dashboard.security` -- token auth, Origin/Host/CORS checks, limits, security headers
+  (installed on every app, see ``docs/security.md``).
 
 Here live :func:`create_app`, the timers (``metrics_updated``, ``system_health_updated``) and
 :class:`DashboardWebSocketServer`.
@@ -32,6 +34,7 @@ Here live :func:`create_app`, the timers (``metrics_updated``, ``system_health_u
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -41,10 +44,12 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard import http_api, pages, receiver
+from otel_dashboard import http_api, pages, receiver, security
 from otel_dashboard.broadcast import BROADCASTER_KEY, Broadcaster
 from otel_dashboard.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.options import OPTIONS_KEY, ServerOptions, check_int, make_options
+from otel_dashboard.security import SecurityConfig
+from otel_dashboard.security_config import is_loopback_host
 from otel_dashboard.state import DashboardState, get_dashboard
 from otel_dashboard.websocket import websocket_handler
 
@@ -68,7 +73,8 @@ def create_app(
 
     Takes the same options as :class:`DashboardWebSocketServer` (except host and port). Running
     the app (``AppRunner`` or ``aiohttp_client``) subscribes it to ``state``; cleaning it up
-    closes every socket and unsubscribes.
+    closes every socket and unsubscribes. The security layer is installed with ``security=``
+    (a :class:`~otel_dashboard.security.SecurityConfig`), else with the defaults for a loopback bind.
 
     Raises:
         FileNotFoundError: the dashboard page (or a given ``static_dir``) does not exist.
@@ -91,7 +97,10 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     state = state if state is not None else get_dashboard()
     broadcaster = Broadcaster(state, options)
     server_health = ServerHealth(broadcaster, options)
+    # The error middleware first (outermost): every answer, the security layer's included, is JSON.
+    # The body limit has one source: options.max_body_bytes == options.security.max_body_bytes.
     app = web.Application(middlewares=[http_api.error_middleware], client_max_size=options.max_body_bytes)
+    security.install(app, options.security)
     app[OPTIONS_KEY] = options
     app[BROADCASTER_KEY] = broadcaster
     app[HEALTH_KEY] = server_health
@@ -181,7 +190,15 @@ class DashboardWebSocketServer:
             time a close handshake gets before the connection is aborted.
         heartbeat_seconds: WebSocket ping interval; a peer that does not answer within half of it
             is disconnected. None disables heartbeats.
-        max_message_bytes: largest client message accepted (bigger ones get an error message).
+        max_message_bytes: largest client message accepted (bigger ones get an error message);
+            ``security.max_ws_message_bytes`` when ``security`` is given.
+        max_body_bytes: largest request body (413 beyond); ``security.max_body_bytes`` when
+            ``security`` is given (an option that disagrees with it is a ValueError).
+        security: a :class:`~otel_dashboard.security.SecurityConfig`: token, allowed origins and
+            hosts, TLS, limits (see ``docs/security.md``); its ``bind_host`` is set to ``host``. By
+            default: no token, the Host check on a loopback ``host``, the default limits. A
+            non-loopback ``host`` without a token is logged as a warning
+            (``SecurityConfig.from_options`` generates a token, as ``serve`` does).
         health_interval_seconds: period of ``system_health_updated``; None disables it.
         metrics_interval_seconds: period of the ``metrics_updated`` check; None disables it.
         overflow_window_seconds: a second queue overflow within this window closes the client.
@@ -210,6 +227,9 @@ class DashboardWebSocketServer:
         if state is not None and not isinstance(state, DashboardState):
             raise ValueError(f"state must be a DashboardState or None, got {type(state).__name__}")
         self._options = make_options(dashboard_html_path, history_size, name, options)
+        if self._options.security.bind_host != host:
+            # The configuration must know where the server listens: the Host check is for loopback binds.
+            self._options.security = dataclasses.replace(self._options.security, bind_host=host)
         self._state = state
         self._runner: web.AppRunner | None = None
         self._app: web.Application | None = None
@@ -234,10 +254,16 @@ class DashboardWebSocketServer:
         return self._port if self._port is not None else self._requested_port
 
     @property
+    def security(self) -> SecurityConfig:
+        """The security configuration (token, origins, TLS, limits)."""
+        return self._options.security
+
+    @property
     def url(self) -> str:
-        """``http://host:port`` of the running server."""
+        """``http://host:port`` (``https://`` with TLS) of the running server."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self._options.security.tls_enabled else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def dashboard_url(self) -> str:
@@ -269,6 +295,7 @@ class DashboardWebSocketServer:
 
         Raises:
             FileNotFoundError: the dashboard page does not exist.
+            TLSConfigError: a certificate or key file that cannot be used (the message names it).
             OSError: the port cannot be bound.
         """
         if self._lock is None:
@@ -276,12 +303,15 @@ class DashboardWebSocketServer:
         async with self._lock:
             if self._runner is not None:
                 return
+            config = self._options.security
+            ssl_context = config.ssl_context()
             app = self.create_app()
             # auto_decompress off: the OTLP receiver inflates gzip bodies itself, bounded (gzip bombs).
-            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, auto_decompress=False)
+            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, auto_decompress=False,
+                                   access_log_class=security.RedactingAccessLogger)
             await runner.setup()
             try:
-                site = web.TCPSite(runner, self.host, self._requested_port)
+                site = web.TCPSite(runner, self.host, self._requested_port, ssl_context=ssl_context)
                 await site.start()
             except BaseException:
                 await runner.cleanup()
@@ -292,6 +322,9 @@ class DashboardWebSocketServer:
             self._app = app
             self._stopped = asyncio.Event()
             logger.info("otel-dashboard serving on %s", self.dashboard_url)
+            if config.token is None and not is_loopback_host(self.host):
+                logger.warning("otel-dashboard listens on %s without a token: anyone who can reach it can "
+                               "read the dashboard and post events (see docs/security.md)", self.host)
 
     async def stop(self) -> None:
         """Close every client (1001), stop the timers, unsubscribe and release the port; idempotent."""

@@ -6,6 +6,11 @@ reads the client's messages until it goes away, and unregisters it. :func:`handl
 validates one text message (``subscribe``, ``resume``, ``ping``) and acts on it through the
 broadcaster; anything malformed gets ``{"type": "error", "message": ...}`` and the connection stays
 up. See ``docs/server.md`` for the protocol.
+
+The security layer (:mod:`otel_dashboard.security`) has checked the token, the Origin and the number
+of connections from the client's address before the upgrade; here each message is counted against
+the connection's rate (``SecurityConfig.ws_messages_per_second``): a client over it is closed with
+1008 "message rate exceeded". The message size limit is ``SecurityConfig.max_ws_message_bytes``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from otel_dashboard.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, Broadcaster, Client
 from otel_dashboard.events import EventType, Severity
 from otel_dashboard.http_api import json_error, short_repr
+from otel_dashboard.security import SECURITY_KEY, WS_CLOSE_POLICY_VIOLATION, ws_rate_guard
 
 __all__ = ["handle_client_message", "websocket_handler"]
 
@@ -39,9 +45,12 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     options = broadcaster.options
     if broadcaster.closing:
         return json_error(503, "server shutting down")
+    security = request.app.get(SECURITY_KEY)
+    max_message_bytes = (security.config.max_ws_message_bytes if security is not None
+                         else options.max_message_bytes)
     ws = web.WebSocketResponse(
         heartbeat=options.heartbeat_seconds,
-        max_msg_size=max(_AIOHTTP_MIN_MSG_SIZE, 2 * options.max_message_bytes),
+        max_msg_size=max(_AIOHTTP_MIN_MSG_SIZE, 2 * max_message_bytes),
         compress=options.compress,
     )
     if not ws.can_prepare(request).ok:
@@ -58,8 +67,15 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             )
         return ws
     client = broadcaster.register(ws, request)
+    guard = ws_rate_guard(request)
     try:
         async for msg in ws:
+            if not guard.allow():
+                guard.note_exceeded()
+                # The broadcaster's close: it stops the client's writer first, and aborts the
+                # connection if the close frame cannot go out within the send timeout.
+                await broadcaster._close_client(client, WS_CLOSE_POLICY_VIOLATION, "message rate exceeded")
+                break
             if client.closing:
                 continue
             if msg.type is WSMsgType.TEXT:

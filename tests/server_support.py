@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import re
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,7 +20,7 @@ from aiohttp import WSMsgType
 from otel_dashboard.server import DashboardWebSocketServer
 from otel_dashboard.state import DashboardState
 
-__all__ = ["WAIT", "EventStream", "of_type", "running_server"]
+__all__ = ["WAIT", "EventStream", "make_certificate", "of_type", "read_line_matching", "running_server"]
 
 WAIT = 10.0  # generous bound for any single wait; the tests normally take milliseconds
 
@@ -101,3 +106,47 @@ def of_type(event_type: str, **data: Any) -> Callable[[dict[str, Any]], bool]:
 
     return check
 
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for ``localhost`` and ``127.0.0.1`` (and its key), made with openssl."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command is needed to make a test certificate"
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost", "-days", "1",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )
+    return cert, key
+
+
+def read_line_matching(
+    proc: subprocess.Popen[str], pattern: re.Pattern[str], timeout: float
+) -> re.Match[str]:
+    """The first line of ``proc``'s stdout (a text pipe) matching ``pattern``, within ``timeout`` seconds.
+
+    Lines are read in a helper thread, not with a selector on the pipe: a line the text stream has
+    already buffered (two prints arriving together) is never waited for. On timeout the process is
+    killed (which ends the read) and AssertionError raised with what was printed.
+    """
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
+        while True:
+            pending = reader.submit(proc.stdout.readline)
+            try:
+                line = pending.result(timeout=max(0.0, deadline - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                proc.kill()
+                break
+            if not line:
+                break
+            seen.append(line)
+            match = pattern.search(line)
+            if match:
+                return match
+    raise AssertionError(f"nothing matching {pattern.pattern!r} printed; stdout so far: {seen!r}, "
+                         f"exit code {proc.poll()}")

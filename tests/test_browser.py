@@ -30,6 +30,8 @@ from browser_support import (
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from otel_dashboard.events import DashboardEvent, EventType, Severity
+from otel_dashboard.security import SecurityConfig
+from otel_dashboard.sqlite_store import SqliteEventStore
 from otel_dashboard.state import DashboardState
 
 CONNECTED = "Connected - Live Updates"
@@ -705,3 +707,132 @@ def test_narrow_360px_viewport_has_no_horizontal_overflow(page: Page, make_serve
     assert widths["scroll"] <= 360 and widths["body"] <= 360, widths
     expect(page.locator(".card")).to_have_count(6)
     expect(page.locator("#conn-text")).to_be_in_viewport()
+
+
+# ---------------------------------------------------------------------------------------------- issue 6
+
+TOKEN = "browser-test-token-0123"
+
+
+def test_login_prompt_on_a_token_protected_server_then_logging_in_connects(
+    page: Page, make_server, console: Console
+) -> None:
+    # The browser logs the refused handshake (401) and the refused wrong token itself.
+    console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"status of 401")
+    server = make_server(security=SecurityConfig(token=TOKEN), health_interval_seconds=60)
+    server.publish(synthesis_started("before-login"))
+    page.goto(server.dashboard_url)
+    login = page.locator("#login")
+    expect(login).to_be_visible()  # a prompt, not a blank page
+    expect(page.locator("#login-title")).to_have_text("This dashboard needs a token")
+    expect(page.locator("#conn-text")).to_have_text("Login required")
+    expect(page.locator("#login-token")).to_be_focused()
+    assert page.evaluate("window.otelDashboard.loginRequired") is True
+
+    page.fill("#login-token", "not-the-token")
+    page.keyboard.press("Enter")
+    error = page.locator("#login-error")
+    expect(error).to_have_text("That token is wrong. Check it and try again.")
+    expect(login).to_be_visible()
+    page.fill("#login-token", "<b>no</b>")
+    page.click("#login-submit")
+    expect(error).to_contain_text("not a token")
+
+    page.fill("#login-token", TOKEN)
+    page.click("#login-submit")
+    expect(login).to_be_hidden()
+    expect(page.locator("#conn-text")).to_have_text(CONNECTED)
+    wait_for_seq(page, server.state.last_seq)
+    assert rows(page)[0]["desc"] == "Synthesis before-login started: Cluster findings"
+    server.publish(synthesis_started("after-login"))
+    wait_for_seq(page, server.state.last_seq)
+    assert rows(page)[0]["desc"] == "Synthesis after-login started: Cluster findings"
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["otel_dashboard_token"]["httpOnly"] is True
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: no script can read it
+
+    # The login URL the server prints works too, and the token does not stay in the address bar.
+    page.context.clear_cookies()
+    page.goto(f"{server.dashboard_url}?token={TOKEN}")
+    expect(page.locator("#conn-text")).to_have_text(CONNECTED)
+    assert page.url == server.dashboard_url
+    expect(login).to_be_hidden()
+
+
+def test_service_filter_lists_seen_services_and_filters_the_stream(page: Page, make_server) -> None:
+    server = make_server(health_interval_seconds=60)
+    server.publish(agent_started("a", "Alpha", "in snapshot", run_id="s1", service_name="billing"))
+    open_dashboard(page, server)
+    publish = server.publish
+    publish(agent_started("b", "Beta", "task b", run_id="s2", service_name="search"))
+    publish(agent_completed("b", "Beta", "task b", run_id="s2", service_name="search"))
+    publish(error_occurred("Gamma", "boom", service_name="checkout"))
+    publish(synthesis_started("no-service"))
+    wait_for_seq(page, server.state.last_seq)
+
+    select = page.locator("#filter-service")
+    expect(select.locator("option")).to_have_text(["All services", "billing", "checkout", "search"])
+    select.select_option("search")
+    shown = rows(page, visible_only=True)
+    assert [r["type"] for r in shown] == [
+        "agent_execution_completed", "agent_execution_started", "agent_registered"]  # first sight: registered
+    assert all("Beta" in r["desc"] for r in shown)
+    assert page.evaluate("window.otelDashboard.filters")["agents"] == []  # applied in the page only
+    expect(page.locator("#filter-clear")).to_be_visible()
+
+    # New events: only the selected service shows; the others are not kept.
+    publish(agent_started("c", "Charlie", "task c", run_id="s3", service_name="search"))
+    publish(error_occurred("Delta", "other service", service_name="billing"))
+    wait_for_seq(page, server.state.last_seq)
+    shown = rows(page, visible_only=True)
+    assert shown[0]["desc"] == "Charlie started: task c"
+    assert not any("Delta" in r["desc"] for r in shown)
+    expect(select.locator("option")).to_have_count(4)  # no duplicate options
+
+    page.click("#filter-clear")
+    expect(select).to_have_value("")
+    assert any("Gamma" in r["desc"] for r in rows(page, visible_only=True))
+
+
+def test_lost_agents_are_shown_after_a_restart_with_a_running_agent(
+    page: Page, make_server, console: Console, tmp_path
+) -> None:
+    console.allow(r"WebSocket connection to .* failed")
+    db = tmp_path / "events.db"
+    first = make_server(DashboardState(store=SqliteEventStore(db)), health_interval_seconds=60)
+    port = first.port
+    open_dashboard(page, first)
+    first.publish(agent_started("miner", "DataMiner", "Crawl filings", run_id="run-lost",
+                                service_name="ingest"))
+    first.publish(agent_started("fast", "Quick", "Short task", run_id="run-done"))
+    first.publish(agent_completed("fast", "Quick", "Short task", run_id="run-done"))
+    wait_for_seq(page, first.state.last_seq)
+    expect(page.locator("#agents > li.agent")).to_have_count(1)
+    expect(page.locator("#lost")).to_be_hidden()
+    assert first.state.wait_durable(timeout_seconds=5)
+    first.stop()
+    first.state.store.close()
+
+    # The same database, a new server on the same port: the run that never ended is lost, not running.
+    second = make_server(DashboardState(store=SqliteEventStore(db)), port=port, health_interval_seconds=60)
+    assert [a["run_id"] for a in second.state.get_lost_agents()] == ["run-lost"]
+    expect(page.locator("#conn-text")).to_have_text(CONNECTED, timeout=15_000)
+    lost = page.locator("#lost")
+    expect(lost).to_be_visible()
+    expect(page.locator("#lost-count")).to_have_text("1")
+    row = page.locator("#lost-agents > li.lost-agent")
+    expect(row).to_have_count(1)
+    expect(row.locator(".agent-name")).to_have_text("DataMiner")
+    expect(row.locator(".agent-task")).to_have_text("Crawl filings")
+    expect(row.locator(".agent-meta")).to_contain_text("ingest")
+    expect(row.locator(".lost-tag")).to_have_text("lost")
+    expect(page.locator("#agents > li.agent")).to_have_count(0)  # not shown as running forever
+    expect(page.locator("#agents-count")).to_have_text("0")
+    assert page.evaluate("window.otelDashboard.lostAgents") == 1
+
+    # Its completion arrives after all (the agent outlived the server): it leaves the list.
+    second.publish(agent_completed("miner", "DataMiner", "Crawl filings", run_id="run-lost"))
+    expect(lost).to_be_hidden()
+    second.stop()
+    second.state.store.close()

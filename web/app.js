@@ -10,6 +10,8 @@ const CONFIG = Object.freeze({
   maxOpportunities: 50, // opportunity cards kept
   maxAgentRows: 100, // running-agent rows shown; the rest are counted
   maxAgentOptions: 300, // agent names offered in the agent filter
+  maxServiceOptions: 100, // service names offered in the service filter
+  maxLostRows: 20, // lost agent runs shown; the rest are counted
   animateMaxPerFrame: 24, // rows arriving together above this count are not animated
   backoffBaseMs: 1000, // reconnect delay ceiling: 1 s doubling ...
   backoffCapMs: 30000, // ... to 30 s, full jitter
@@ -269,14 +271,19 @@ const model = {
   health: null,
   healthSeq: -1,
   agents: new Map(), // run key -> running agent
+  lostAgents: [], // runs that were running when the server stopped (snapshot.lost_agents), oldest first
   opportunities: [], // newest first
   agentNames: new Set(),
+  serviceNames: new Set(),
   stallSeconds: CONFIG.defaultStallSeconds,
   serverName: null,
   hadSnapshot: false,
 };
 
-const dirty = { cards: false, health: false, agents: false, opportunities: false, agentOptions: false };
+const dirty = {
+  cards: false, health: false, agents: false, lost: false, opportunities: false, agentOptions: false,
+  serviceOptions: false,
+};
 let rowQueue = []; // events waiting to become stream rows
 let pausedQueue = []; // events that arrived while paused
 let orderCounter = 0;
@@ -330,6 +337,7 @@ function onEvents(list) {
     }
     if (ev.seq === null || ev.seq > model.snapshotSeq) applyToPanels(ev);
     noteAgent(ev.data);
+    noteService(ev.data);
     queueRow(ev);
   }
   if (traceActivity) noteTraceActivity(); // the trace on screen changed: refetch it (throttled)
@@ -374,6 +382,7 @@ function applyToPanels(ev) {
       break;
     case "agent_execution_completed":
       removeAgent(d);
+      removeLost(d);
       break;
     case "opportunity_discovered":
       addOpportunity({ ...d, timestamp: ev.timestamp, seq: ev.seq, event_id: ev.event_id }, true);
@@ -423,6 +432,15 @@ function removeAgent(d) {
   // A completion for a run never seen starting: nothing to remove.
 }
 
+/** A lost run whose completion arrives after all is no longer lost (as on the server). */
+function removeLost(d) {
+  const key = d.run_id || d.agent_id;
+  if (!key) return;
+  const before = model.lostAgents.length;
+  model.lostAgents = model.lostAgents.filter((a) => a.key !== String(key));
+  if (model.lostAgents.length !== before) dirty.lost = true;
+}
+
 function opportunityKey(o) {
   return String(o.opportunity_id || o.event_id || o.seq || o.title);
 }
@@ -443,6 +461,14 @@ function noteAgent(d) {
   if (model.agentNames.size >= CONFIG.maxAgentOptions) return;
   model.agentNames.add(name);
   dirty.agentOptions = true;
+}
+
+function noteService(d) {
+  const name = d.service_name;
+  if (typeof name !== "string" || !name || model.serviceNames.has(name)) return;
+  if (model.serviceNames.size >= CONFIG.maxServiceOptions) return;
+  model.serviceNames.add(name);
+  dirty.serviceOptions = true;
 }
 
 function onSnapshot(s) {
@@ -487,8 +513,22 @@ function onSnapshot(s) {
       serverStalled: a.stalled === true,
     });
     noteAgent(a);
+    noteService(a);
   }
   dirty.agents = true;
+
+  model.lostAgents = [];
+  for (const a of Array.isArray(s.lost_agents) ? s.lost_agents : []) {
+    if (!isObject(a)) continue;
+    model.lostAgents.push({
+      key: String(a.run_id || a.agent_id || `lost-${model.lostAgents.length}`),
+      agent_id: a.agent_id, agent_name: a.agent_name, task_description: a.task_description,
+      service_name: a.service_name, started_at: a.started_at, lost_detected_at: a.lost_detected_at,
+    });
+    noteAgent(a);
+    noteService(a);
+  }
+  dirty.lost = true;
 
   model.opportunities = [];
   for (const o of Array.isArray(s.opportunities) ? s.opportunities : []) {
@@ -540,8 +580,10 @@ function connect() {
   }
   conn.ws = ws;
   conn.lastSubscription = "";
+  let opened = false;
   ws.addEventListener("open", () => {
     if (ws !== conn.ws) return;
+    opened = true;
     conn.attempt = 0;
     conn.lastMessageAt = Date.now();
     setConnState("open");
@@ -559,8 +601,95 @@ function connect() {
     clearInterval(conn.pingTimer);
     // Whatever the close code (server restart 1001, network loss 1006, "too slow" from the
     // server), the page resumes from its last seq, so reconnecting is always safe.
-    scheduleReconnect();
+    if (opened) scheduleReconnect();
+    else onConnectFailed();
   });
+}
+
+// ------------------------------------------------------------------------------------------------
+// login: a handshake refused with 401 looks like any failed connection, so the page asks the server
+
+const auth = { prompting: false, checking: false };
+const TOKEN_RE = /^[A-Za-z0-9._~-]{1,1024}$/;
+
+/** Whether the server wants a token this page does not have (false when it cannot be asked). */
+async function loginNeeded() {
+  try {
+    const res = await fetch("api/auth", { cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!res.ok) return false;
+    const body = await res.json();
+    return isObject(body) && body.auth_required === true && body.authenticated !== true;
+  } catch {
+    return false; // the server is unreachable: keep reconnecting
+  }
+}
+
+function onConnectFailed() {
+  if (auth.checking) return;
+  auth.checking = true;
+  loginNeeded().then((needed) => {
+    auth.checking = false;
+    if (conn.ws) return; // a new attempt started meanwhile (Retry now, back online)
+    if (needed) showLogin("");
+    else scheduleReconnect();
+  });
+}
+
+function showLogin(message) {
+  auth.prompting = true;
+  clearTimeout(conn.retryTimer);
+  conn.retryTimer = 0;
+  setConnState("login");
+  const box = $("login");
+  const wasHidden = box.hidden;
+  box.hidden = false;
+  const error = $("login-error");
+  error.textContent = message;
+  error.hidden = !message;
+  if (wasHidden || message) $("login-token").focus();
+}
+
+function hideLogin() {
+  auth.prompting = false;
+  $("login").hidden = true;
+  $("login-error").hidden = true;
+  $("login-token").value = "";
+}
+
+async function submitLogin(e) {
+  e.preventDefault(); // the page's CSP has form-action 'none': the token goes by fetch, never a form post
+  const input = $("login-token");
+  const token = input.value.trim();
+  if (!token) {
+    showLogin("Enter the token.");
+    return;
+  }
+  if (!TOKEN_RE.test(token)) {
+    showLogin("That is not a token: a token is made of letters, digits and . _ ~ -");
+    return;
+  }
+  const button = $("login-submit");
+  button.disabled = true;
+  try {
+    const res = await fetch("api/auth", {
+      method: "POST", cache: "no-store", credentials: "same-origin",
+      headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+    });
+    if (res.ok) {
+      hideLogin(); // the server set the login cookie: the WebSocket sends it from now on
+      conn.attempt = 0;
+      connect();
+    } else if (res.status === 401) {
+      input.select();
+      showLogin("That token is wrong. Check it and try again.");
+    } else {
+      showLogin(`The server refused the login (HTTP ${res.status}). Try again.`);
+    }
+  } catch {
+    showLogin("The server cannot be reached. Try again in a moment.");
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function scheduleReconnect() {
@@ -639,6 +768,7 @@ const filters = {
   types: new Set(EVENT_TYPES),
   severities: new Set(SEVERITIES),
   agent: "",
+  service: "",
   text: "",
 };
 
@@ -669,6 +799,7 @@ function matches(ev) {
   if (!filters.severities.has(severityOf(ev))) return false;
   if (!allTypes() && !filters.types.has(typeOf(ev))) return false;
   if (filters.agent && ev.data.agent_name !== filters.agent && ev.data.agent_id !== filters.agent) return false;
+  if (filters.service && ev.data.service_name !== filters.service) return false;
   if (filters.text && !searchText(ev).includes(filters.text)) return false;
   return true;
 }
@@ -714,7 +845,8 @@ function renderFilterControls() {
   }
   $("type-summary").textContent = allTypes() ? "all" : `${filters.types.size} of ${EVENT_TYPES.length}`;
   $("type-menu").classList.toggle("active", !allTypes());
-  const active = !allTypes() || filters.severities.size !== SEVERITIES.length || filters.agent || filters.text;
+  const active = !allTypes() || filters.severities.size !== SEVERITIES.length || filters.agent
+    || filters.service || filters.text;
   $("filter-clear").hidden = !active;
 }
 
@@ -754,8 +886,10 @@ function render() {
   if (dirty.cards) renderCards();
   if (dirty.health) renderHealth();
   if (dirty.agents) renderAgents();
+  if (dirty.lost) renderLost();
   if (dirty.opportunities) renderOpportunities();
   if (dirty.agentOptions) renderAgentOptions();
+  if (dirty.serviceOptions) renderServiceOptions();
   if (dirty.paused) renderPaused();
 }
 
@@ -1022,6 +1156,33 @@ function tickAgents() {
   }
 }
 
+function renderLost() {
+  dirty.lost = false;
+  const lost = model.lostAgents;
+  const shown = lost.slice(0, CONFIG.maxLostRows);
+  $("lost-agents").replaceChildren(...shown.map(makeLostRow));
+  $("lost-count").textContent = String(lost.length);
+  $("lost").hidden = lost.length === 0;
+  const more = $("lost-more");
+  more.hidden = lost.length <= shown.length;
+  more.textContent = `+ ${intFormat.format(lost.length - shown.length)} more lost`;
+}
+
+function makeLostRow(agent) {
+  const li = el("li", "lost-agent");
+  li.dataset.run = agent.key;
+  const main = el("div", "agent-main");
+  main.appendChild(el("span", "agent-name", txt(agent.agent_name || agent.agent_id || "agent", 80)));
+  main.appendChild(el("div", "agent-task", txt(agent.task_description || "no task description", 240)));
+  const started = parseTime(agent.started_at);
+  const since = Number.isNaN(started) ? "" : `started ${new Date(started).toLocaleString()}`;
+  const meta = [agent.service_name ? txt(agent.service_name, 60) : "", since].filter(Boolean).join(" · ");
+  main.appendChild(el("div", "agent-meta", meta || "start time unknown"));
+  li.title = "Running when the server stopped; its completion never arrived.";
+  li.append(main, el("span", "lost-tag", "lost"));
+  return li;
+}
+
 const opportunityCards = new Map(); // key -> <li>
 
 function renderOpportunities() {
@@ -1103,6 +1264,20 @@ function renderAgentOptions() {
   }
 }
 
+function renderServiceOptions() {
+  dirty.serviceOptions = false;
+  const select = $("filter-service");
+  const present = new Set(Array.from(select.options, (o) => o.value));
+  const names = Array.from(model.serviceNames).sort((a, b) => a.localeCompare(b));
+  for (const name of names) {
+    if (present.has(name)) continue;
+    const option = el("option", null, txt(name, 60));
+    option.value = name;
+    const after = Array.from(select.options).find((o) => o.value && o.value.localeCompare(name) > 0);
+    select.insertBefore(option, after || null);
+  }
+}
+
 function renderServerInfo() {
   const label = $("server-name");
   if (model.serverName) {
@@ -1126,7 +1301,10 @@ function setConnState(state) {
   $("conn-retry").hidden = state !== "waiting";
   renderConnText();
   if (changed) {
-    const words = { open: "Connected", waiting: "Connection lost, reconnecting", connecting: "Connecting" };
+    const words = {
+      open: "Connected", waiting: "Connection lost, reconnecting", connecting: "Connecting",
+      login: "Login required",
+    };
     $("sr-announcer").textContent = words[state];
   }
 }
@@ -1134,6 +1312,7 @@ function setConnState(state) {
 function renderConnText() {
   let text = "Connecting…";
   if (conn.state === "open") text = "Connected - Live Updates";
+  else if (conn.state === "login") text = "Login required";
   else if (conn.state === "waiting") {
     text = `Reconnecting in ${Math.max(1, Math.ceil((conn.retryAt - Date.now()) / 1000))}s`;
   } else if (conn.attempt > 0) text = "Reconnecting…";
@@ -1873,6 +2052,11 @@ function wire() {
     filters.agent = e.target.value;
     applyFilters();
   });
+  $("filter-service").addEventListener("change", (e) => {
+    filters.service = e.target.value;
+    applyFilters();
+  });
+  $("login-form").addEventListener("submit", submitLogin);
   let searchTimer = 0;
   $("filter-text").addEventListener("input", (e) => {
     clearTimeout(searchTimer);
@@ -1886,8 +2070,10 @@ function wire() {
     filters.types = new Set(EVENT_TYPES);
     filters.severities = new Set(SEVERITIES);
     filters.agent = "";
+    filters.service = "";
     filters.text = "";
     $("filter-agent").value = "";
+    $("filter-service").value = "";
     $("filter-text").value = "";
     applyFilters();
   });
@@ -1964,6 +2150,7 @@ function wire() {
   renderServerInfo();
   renderStreamCounts();
   renderAgents();
+  renderLost();
   renderOpportunities();
 }
 
@@ -1983,6 +2170,8 @@ Object.defineProperty(window, "otelDashboard", {
     get lastSeq() { return model.lastSeq; },
     get connectionState() { return conn.state; },
     get runningAgents() { return model.agents.size; },
+    get lostAgents() { return model.lostAgents.length; },
+    get loginRequired() { return auth.prompting; },
     get filters() { return { ...subscription(), paused: ui.paused }; },
   }),
 });
