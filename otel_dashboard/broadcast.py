@@ -592,7 +592,11 @@ class Broadcaster:
         page = self.state.get_events_after(replay.cursor, _MAX_FRAME_EVENTS)
         if not page or (page[0].seq or 0) > replay.cursor + 1:
             to = replay.until if not page else min((page[0].seq or 0) - 1, replay.until)
-            gap = {"type": "gap", "from": replay.cursor + 1, "to": to, "reason": "history"}
+            first = replay.cursor + 1
+            # Inside a hole left by an unclean restart the events, if any existed, died with the
+            # old server; anywhere else retention trimmed them.
+            in_hole = any(a <= first and to <= b for a, b in self.state.store.restart_holes())
+            gap = {"type": "gap", "from": first, "to": to, "reason": "restart" if in_hole else "history"}
             replay.cursor = to
             await self._send(client, _dumps(gap))
             return

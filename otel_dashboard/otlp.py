@@ -130,6 +130,9 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # google.rpc.Code values used in error bodies.
 _RPC_INVALID_ARGUMENT = 3
 _RPC_RESOURCE_EXHAUSTED = 8
+_RPC_UNAVAILABLE = 14
+# google.rpc.Code for each HTTP status we answer with (the mapping of google/rpc/code.proto).
+_RPC_CODE_BY_HTTP_STATUS = {413: _RPC_RESOURCE_EXHAUSTED, 429: _RPC_RESOURCE_EXHAUSTED, 503: _RPC_UNAVAILABLE}
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -543,7 +546,7 @@ def encode_error(encoding: str | None, message: str, http_status: int = 400) -> 
     Returns:
         The body and its content type.
     """
-    code = _RPC_RESOURCE_EXHAUSTED if http_status == 413 else _RPC_INVALID_ARGUMENT
+    code = _RPC_CODE_BY_HTTP_STATUS.get(http_status, _RPC_INVALID_ARGUMENT)
     if encoding == ENCODING_PROTOBUF:
         return _rpc_status_protobuf(code, message), _RESPONSE_CONTENT_TYPES[ENCODING_PROTOBUF]
     return orjson.dumps({"code": code, "message": message}), _RESPONSE_CONTENT_TYPES[ENCODING_JSON]

@@ -106,6 +106,17 @@ _INSERT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SET_LAST_SEQ = "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)"
+_SET_CLEAN_SHUTDOWN = "INSERT OR REPLACE INTO meta (key, value) VALUES ('clean_shutdown', ?)"
+_SET_RESTART_HOLES = "INSERT OR REPLACE INTO meta (key, value) VALUES ('restart_holes', ?)"
+_MAX_RESTART_HOLES = 20
+
+
+def _read_holes(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'restart_holes'").fetchone()
+    try:
+        return [(int(a), int(b)) for a, b in orjson.loads(row[0])] if row and row[0] else []
+    except (ValueError, TypeError):
+        return []
 _COLUMNS = "seq, event_json"
 
 _open_stores: weakref.WeakSet[SqliteEventStore] = weakref.WeakSet()
@@ -310,6 +321,7 @@ class SqliteEventStore(EventStore):
         self._pending: deque[DashboardEvent] = deque()
         self._last_appended = 0
         self._resolved_seq = 0  # every appended seq <= this is committed or dropped
+        self._restart_holes: list[tuple[int, int]] = []
         self._dropped_ranges: deque[list[int]] = deque(maxlen=_MAX_DROPPED_RANGES)
         self._async_waiters: list[tuple[int, int, _AsyncWaiter]] = []
         self._waiter_ids = itertools.count()
@@ -414,6 +426,10 @@ class SqliteEventStore(EventStore):
                     # A real write, so that an unwritable file fails here and not at the first event.
                     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)",
                                  (time.time(),))
+                    clean = conn.execute(
+                        "SELECT value FROM meta WHERE key = 'clean_shutdown'").fetchone()
+                    was_clean = version == 0 or (clean is not None and clean[0] == 1)
+                    conn.execute(_SET_CLEAN_SHUTDOWN, (0,))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -421,11 +437,25 @@ class SqliteEventStore(EventStore):
                     raise
                 row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
                 meta = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+                self._restart_holes = _read_holes(conn)
             except sqlite3.DatabaseError as exc:
                 if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(" ", ""):
                     raise self._error("not writable", exc) from None
                 raise self._error("cannot be used (corrupt, unwritable, or locked)", exc) from None
             self._resolved_seq = max(row[0] or 0, int(meta[0]) if meta and meta[0] is not None else 0)
+            if not was_clean and self._resolved_seq:
+                # The last run died with up to max_unwritten_events accepted (and already sent to
+                # browsers) but not committed. Handing those seqs out again would make a browser that
+                # saw them resume past new events: continue beyond every seq that run could have used.
+                skipped_to = self._resolved_seq + self.max_unwritten_events
+                logger.warning("event database %s: the previous server did not shut down cleanly; seq "
+                               "continues at %d (not %d) so that no seq a client saw is reused",
+                               self.path, skipped_to + 1, self._resolved_seq + 1)
+                holes = [*self._restart_holes, (self._resolved_seq + 1, skipped_to)][-_MAX_RESTART_HOLES:]
+                conn.execute(_SET_RESTART_HOLES, (orjson.dumps(holes).decode(),))
+                self._restart_holes = holes
+                self._resolved_seq = skipped_to
+                conn.execute(_SET_LAST_SEQ, (skipped_to,))
         except BaseException:
             conn.close()
             raise
@@ -481,6 +511,13 @@ class SqliteEventStore(EventStore):
                 conn.execute("ROLLBACK")
             raise
 
+    def _mark_clean_shutdown(self, conn: sqlite3.Connection) -> None:
+        # Everything accepted is written: the next start may continue seq right after the last one.
+        try:
+            conn.execute(_SET_CLEAN_SHUTDOWN, (1,))
+        except sqlite3.Error as exc:
+            logger.warning("event database %s: could not record the clean shutdown: %s", self.path, exc)
+
     def _run(self) -> None:
         try:
             self._write_loop()
@@ -513,7 +550,10 @@ class SqliteEventStore(EventStore):
                         timeout = max(0.001, next_age_check - time.monotonic())
                     self._cond.wait(timeout)
                 if self._closing:
-                    if not self._pending or time.monotonic() >= self._close_deadline:
+                    if not self._pending:
+                        self._mark_clean_shutdown(conn)
+                        return
+                    if time.monotonic() >= self._close_deadline:
                         return
                     if retry_delay:  # still failing: pause, but not past the close deadline
                         self._cond.wait(min(retry_delay, max(0.0, self._close_deadline - time.monotonic())))
@@ -874,6 +914,9 @@ class SqliteEventStore(EventStore):
         if first is not None:
             return int(first)
         return pending[0].seq if pending else None
+
+    def restart_holes(self) -> list[tuple[int, int]]:
+        return list(self._restart_holes)
 
     def last_seq(self) -> int | None:
         with self._cond:

@@ -129,6 +129,12 @@ class EventStore:
         """:meth:`wait_durable` for a coroutine: waits without blocking the event loop."""
         return True
 
+    def restart_holes(self) -> list[tuple[int, int]]:
+        """Seq ranges skipped after unclean stops (``(first, last)``, inclusive): events there, if
+        any, were accepted and streamed by a server that died before writing them. Empty for stores
+        that do not survive a restart."""
+        return []
+
     def close(self) -> None:
         """Release resources; idempotent."""
 

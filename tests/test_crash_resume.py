@@ -6,6 +6,7 @@ database, and check what the issue promises: every event answered 200 is there, 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import signal
@@ -20,6 +21,8 @@ import pytest
 from aiohttp import WSMsgType
 from server_support import read_line_matching
 
+from otel_dashboard.sqlite_store import SqliteEventStore
+
 pytestmark = pytest.mark.timeout(120)
 
 STARTUP_TIMEOUT = 20.0
@@ -28,6 +31,8 @@ URL_RE = re.compile(r"otel-dashboard serving on (http://\S+)/dashboard")
 BATCHES = 100  # of 100 events: 10,000 in all
 BATCH_SIZE = 100
 KILL_AFTER_BATCHES = 40  # acknowledged batches before the kill
+# How far seq jumps after an unclean stop: the store's default backlog bound (what `serve` uses).
+UNCLEAN_SEQ_SKIP = inspect.signature(SqliteEventStore).parameters["max_unwritten_events"].default
 
 
 def start_serve(db: Path) -> tuple[subprocess.Popen[str], str]:
@@ -153,28 +158,37 @@ async def test_kill_9_mid_ingest_loses_no_acknowledged_event_and_a_client_resume
             async with session.post(f"{url}/api/events", json=batch(BATCHES)) as response:
                 assert response.status == 200
                 after_restart = await response.json()
-            assert after_restart["first_seq"] == seqs[-1] + 1
+            # The kill was unclean: new seqs start past every seq the dead server could have streamed
+            # without committing (its store's max_unwritten_events), so no seq a client saw is reused.
+            assert after_restart["first_seq"] == seqs[-1] + UNCLEAN_SEQ_SKIP + 1
+            assert after_restart["first_seq"] > last_seen
 
-            # The client reconnects and resumes from the last seq it saw: everything after it, no gap.
-            # KNOWN LIMIT (reported): events are streamed when accepted, before they are committed, so
-            # the client may have seen the cut-off batch, which the kill lost, and whose seqs the
-            # restarted server hands out again. Until the store never reuses such a seq, the client
-            # resumes from the newest event it saw that was acknowledged (the same seq in ~5 runs of 6).
-            resume_from = min(last_seen, last_acknowledged)
+            # The client reconnects and resumes from the last seq it saw, even one of the cut-off batch
+            # that the kill lost: it gets everything after it, without a gap.
+            resume_from = last_seen
             async with session.ws_connect(f"{url}/ws") as ws:
                 assert orjson.loads((await ws.receive(timeout=WAIT)).data)["type"] == "snapshot"
                 await ws.send_json({"type": "resume", "after_seq": resume_from})
                 replayed: list[int] = []
                 while True:
                     message = orjson.loads((await ws.receive(timeout=WAIT)).data)
-                    assert message["type"] != "gap", message
+                    if message["type"] == "gap":
+                        # Only the seqs the dead server may have used without writing them: never an
+                        # acknowledged event, nothing of the new run.
+                        assert message["reason"] == "restart", message
+                        assert message["from"] > last_acknowledged
+                        assert message["to"] < after_restart["first_seq"]
+                        continue
                     if message["type"] == "events":
                         replayed.extend(e["seq"] for e in message["events"])
                     elif message["type"] == "resumed":
                         until = message["seq"]
                         break
             assert until >= after_restart["last_seq"]
-            assert [s for s in replayed if s <= until] == list(range(resume_from + 1, until + 1))
+            # Stored events the client had not seen yet (if it lagged), then the new ones.
+            expected = [s for s in seqs if s > resume_from]
+            expected += list(range(after_restart["first_seq"], after_restart["last_seq"] + 1))
+            assert [s for s in replayed if s <= until] == expected
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -53,7 +53,7 @@ def fixture_forwarder() -> Iterator[_Forwarder]:
         trace.set_tracer_provider(TracerProvider())
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        pytest.skip("the global tracer provider is not an SDK TracerProvider")
+        pytest.fail("the global tracer provider is not an SDK TracerProvider")
     forwarder = _Forwarder()
     provider.add_span_processor(forwarder)  # processors cannot be removed: disabled at teardown
     yield forwarder

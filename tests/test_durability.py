@@ -194,9 +194,16 @@ def test_kill_9_mid_write_loses_nothing_that_was_reported_durable(tmp_path: Path
     stored = db_seqs(path)
     assert stored == list(range(1, len(stored) + 1))  # in order, contiguous from 1
     assert len(stored) >= len(durable)  # every seq reported durable is there (and maybe a few more)
-    state = DashboardState(store=SqliteEventStore(path))
-    assert state.last_seq == len(stored)
+    store = SqliteEventStore(path)
+    state = DashboardState(store=store)
+    # The kill was unclean: seq goes on past every seq the dead run could have handed out (and
+    # streamed) without committing, so none is ever reused.
+    assert state.last_seq == len(stored) + store.max_unwritten_events
     assert [e.seq for e in state.get_events_after(durable[-1] - 3, 3)] == durable[-3:]
+    store.close()
+    # After a clean stop the next start continues right after the last seq.
+    state = DashboardState(store=SqliteEventStore(path))
+    assert state.last_seq == len(stored) + store.max_unwritten_events
     state.store.close()
 
 

@@ -455,7 +455,6 @@ def test_invalid_arguments_name_the_parameter(kwargs: dict[str, Any], name: str)
         RemoteEventSender(endpoint, **kwargs)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_gets_its_own_sender_thread(server: RecordingServer, make_sender: Any) -> None:
     sender = make_sender(server.url)
     sender.submit(_event(1))

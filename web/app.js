@@ -754,11 +754,11 @@ function onGap(msg) {
   const from = num(msg.from);
   const to = num(msg.to);
   const range = from !== null && to !== null ? ` #${from}–#${to}` : "";
-  showNotice(
-    "warning",
-    `Some events${range} were missed: the server no longer holds them. Cards and panels are up to date.`,
-    "gap",
-  );
+  // "restart": the seqs a server that died uncleanly may have used without writing them down.
+  const text = msg.reason === "restart"
+    ? `The server restarted after an unclean stop: events${range}, if any were sent before it, are not kept.`
+    : `Some events${range} were missed: the server no longer holds them. Cards and panels are up to date.`;
+  showNotice("warning", text, "gap");
 }
 
 // ------------------------------------------------------------------------------------------------
