@@ -29,6 +29,7 @@ from otel_dashboard.events import QualityThresholds
 from otel_dashboard.remote import RemoteEventSender
 from otel_dashboard.security_config import TOKEN_ENV, bearer_headers
 from otel_dashboard.state import DashboardState, get_dashboard
+from otel_dashboard.traces import span_record_from_span
 
 __all__ = ["ENDPOINT_ENV", "DashboardSpanExporter"]
 
@@ -101,6 +102,11 @@ class DashboardSpanExporter(SpanExporter):
             try:
                 for event in mapping.map_span_end(span, thresholds=self._thresholds):
                     self._sink(event)
+                # The span for the trace view too: a reference in process, a record remote.
+                if self._sender is not None:
+                    self._sender.submit_span(span_record_from_span(span, ended=True))
+                elif self._state is not None:
+                    self._state.traces.add_live_span(span)
             except Exception:
                 logger.exception("dashboard exporter: mapping span %r failed", getattr(span, "name", "?"))
         return SpanExportResult.SUCCESS

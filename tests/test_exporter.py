@@ -47,6 +47,53 @@ def run_agent(provider: TracerProvider, agent_name: str) -> None:
         pass
 
 
+def run_agent_with_tool(provider: TracerProvider) -> str:
+    """An agent span around a tool span; returns the trace id (hex)."""
+    tracer = provider.get_tracer("tests.exporter")
+    with tracer.start_as_current_span("invoke_agent Planner", attributes={
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Planner",
+    }) as span, tracer.start_as_current_span("execute_tool search", attributes={
+        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search",
+    }):
+        pass
+    return format(span.get_span_context().trace_id, "032x")
+
+
+def test_exported_spans_reach_the_trace_view_in_process() -> None:
+    state = DashboardState()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(DashboardSpanExporter(state=state)))
+    try:
+        trace_id = run_agent_with_tool(provider)
+    finally:
+        provider.shutdown()
+    trace = state.traces.get_trace(trace_id)
+    assert trace is not None
+    assert [(s["name"], s["kind"]) for s in trace["spans"]] == [
+        ("invoke_agent Planner", "agent"), ("execute_tool search", "tool")]
+    assert trace["root_span_ids"] == [trace["spans"][0]["span_id"]]
+    assert trace["running"] is False
+
+
+async def test_exported_spans_reach_the_trace_view_of_a_remote_server(
+    session: aiohttp.ClientSession,
+) -> None:
+    state = DashboardState()
+    async with running_server(state) as server:
+        exporter = DashboardSpanExporter(server.url)
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        try:
+            trace_id = await asyncio.to_thread(run_agent_with_tool, provider)
+            assert await asyncio.to_thread(exporter.force_flush, 10_000)
+        finally:
+            await asyncio.to_thread(provider.shutdown)
+        async with session.get(f"{server.url}/api/traces/{trace_id}") as response:
+            assert response.status == 200
+            trace = await response.json()
+    assert sorted(s["kind"] for s in trace["spans"]) == ["agent", "tool"]
+
+
 def export_through(exporter: DashboardSpanExporter, agent_name: str) -> None:
     """The usual set-up: BatchSpanProcessor(exporter) on a provider; one agent run; flushed."""
     provider = TracerProvider(resource=Resource.create({"service.name": "exporter-tests"}))
