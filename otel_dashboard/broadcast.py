@@ -21,10 +21,9 @@ import time
 from collections import Counter, deque
 from typing import Any
 
-import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from otel_dashboard.events import DashboardEvent, format_timestamp
+from otel_dashboard.events import DashboardEvent, format_timestamp, json_dumps
 from otel_dashboard.options import SERVER_VERSION, ServerOptions
 from otel_dashboard.state import DashboardState
 from otel_dashboard.store import EventQuery
@@ -60,15 +59,7 @@ MAX_FILTER_VALUES = 1000
 _CODE_TRY_AGAIN_LATER = 1013  # WSCloseCode.TRY_AGAIN_LATER, spelled out for old aiohttp versions
 
 
-def _dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    try:
-        return str(value)
-    except Exception:
-        return f"<unprintable {type(value).__name__}>"
+_dumps = json_dumps
 
 
 def event_matches(query: EventQuery | None, event: DashboardEvent) -> bool:

@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,34 +41,24 @@ _MAX_BODY_BYTES = 1024 * 1024 * 1024
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535 (0 picks a free port), got {value}")
-    return value
+def _int_in_range(low: int, high: int | None, message: str) -> Callable[[str], int]:
+    """An argparse ``type`` for integers from ``low`` to ``high`` (no upper bound when None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{message}, got {value}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= 10_000_000:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 10000000, got {value}")
-    return value
-
-
-def _retention_events(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
-    return value
+_port = _int_in_range(0, 65535, "must be between 0 and 65535 (0 picks a free port)")
+_positive_int = _int_in_range(1, 10_000_000, "must be between 1 and 10000000")
+_retention_events = _int_in_range(0, None, "must be 0 (no limit) or more")
 
 
 def _retention_hours(text: str) -> float:
@@ -137,16 +127,8 @@ def _file(text: str) -> str:
     return text
 
 
-def _body_bytes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not _MIN_BODY_BYTES <= value <= _MAX_BODY_BYTES:
-        raise argparse.ArgumentTypeError(
-            f"must be between {_MIN_BODY_BYTES} and {_MAX_BODY_BYTES}, got {value}"
-        )
-    return value
+_body_bytes = _int_in_range(
+    _MIN_BODY_BYTES, _MAX_BODY_BYTES, f"must be between {_MIN_BODY_BYTES} and {_MAX_BODY_BYTES}")
 
 
 def _events_per_second(text: str) -> float:

@@ -19,6 +19,7 @@ __all__ = [
     "QualityThresholds",
     "Severity",
     "format_timestamp",
+    "json_dumps",
     "new_event_id",
 ]
 
@@ -138,6 +139,11 @@ def _json_default(value: Any) -> Any:
         return f"<unprintable {type(value).__name__}>"
 
 
+def json_dumps(obj: Any, *, option: int | None = None) -> bytes:
+    """JSON bytes of ``obj``; never raises for values orjson cannot encode (they become text)."""
+    return orjson.dumps(obj, default=_json_default, option=option)
+
+
 @dataclass(slots=True)
 class DashboardEvent:
     """One dashboard event.
@@ -218,7 +224,7 @@ class DashboardEvent:
 
     def to_json_bytes(self) -> bytes:
         """The wire form as UTF-8 JSON bytes."""
-        return orjson.dumps(self.to_dict(), default=_json_default)
+        return json_dumps(self.to_dict())
 
     def to_json(self) -> str:
         """The wire form as a JSON string."""

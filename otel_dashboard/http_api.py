@@ -13,11 +13,10 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from otel_dashboard.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, event_matches
-from otel_dashboard.events import DashboardEvent, EventType, Severity, format_timestamp
+from otel_dashboard.events import DashboardEvent, EventType, Severity, format_timestamp, json_dumps
 from otel_dashboard.health import HEALTH_KEY
 from otel_dashboard.options import SERVER_VERSION, SERVICE
 from otel_dashboard.security import SECURITY_KEY
@@ -48,16 +47,7 @@ _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 # --------------------------------------------------------------------------- JSON helpers
-def dumps(obj: Any) -> bytes:
-    """JSON bytes of ``obj``; values orjson cannot encode become their text."""
-    return orjson.dumps(obj, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    try:
-        return str(value)
-    except Exception:
-        return f"<unprintable {type(value).__name__}>"
+dumps = json_dumps
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

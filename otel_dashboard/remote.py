@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 import orjson
 from opentelemetry import context as context_api
 
-from otel_dashboard.events import DashboardEvent
+from otel_dashboard.events import DashboardEvent, json_dumps
 
 __all__ = ["RemoteEventSender"]
 
@@ -402,12 +402,11 @@ class RemoteEventSender:
         for item in batch:
             try:
                 if isinstance(item, dict):
-                    span_parts.append(orjson.dumps(item, default=_json_default,
-                                                   option=orjson.OPT_NON_STR_KEYS))
+                    span_parts.append(json_dumps(item, option=orjson.OPT_NON_STR_KEYS))
                     continue
                 wire = item.to_dict()
                 wire.pop("seq", None)  # the server numbers events itself
-                parts.append(orjson.dumps(wire, default=_json_default, option=orjson.OPT_NON_STR_KEYS))
+                parts.append(json_dumps(wire, option=orjson.OPT_NON_STR_KEYS))
             except Exception:
                 if isinstance(item, dict):
                     self._add_dropped(0, 1)
@@ -512,9 +511,6 @@ def _attach_suppressed_context() -> object:
     return context_api.attach(ctx)
 
 
-def _json_default(value: Any) -> Any:
-    # Event data that orjson cannot encode goes as its text, as DashboardEvent.to_json_bytes does.
-    return str(value)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
+
+from playwright.sync_api import ConsoleMessage
 
 from otel_dashboard.events import DashboardEvent, EventType, Severity
 from otel_dashboard.server import DashboardWebSocketServer
@@ -196,3 +199,25 @@ def synthesis_completed(phase: str, duration_ms: float = 420.0, patterns: int = 
     """A ``synthesis_completed`` event."""
     data = {"phase": phase, "duration_ms": duration_ms, "patterns_found": patterns, "success": True}
     return DashboardEvent.create(EventType.SYNTHESIS_COMPLETED, data, Severity.SUCCESS)
+
+
+class Console:
+    """Console errors and uncaught exceptions of a page; a test fails if any is left unexplained."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self._allowed: list[re.Pattern[str]] = []
+
+    def allow(self, pattern: str) -> None:
+        """Accept errors matching ``pattern`` (e.g. the browser's log of a 404 or a refused connection)."""
+        self._allowed.append(re.compile(pattern))
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def on_page_error(self, error: Any) -> None:
+        self.errors.append(f"pageerror: {error}")
+
+    def unexplained(self) -> list[str]:
+        return [e for e in self.errors if not any(p.search(e) for p in self._allowed)]

@@ -8,7 +8,6 @@ instrumented agent publishes them. Every test fails on a console error or an unc
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -16,8 +15,7 @@ from typing import Any
 
 import pytest
 from browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    Console,
     ServerThread,
     agent_completed,
     agent_started,
@@ -27,7 +25,7 @@ from browser_support import (
     synthesis_completed,
     synthesis_started,
 )
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from otel_dashboard.events import DashboardEvent, EventType, Severity
 from otel_dashboard.security import SecurityConfig
@@ -41,61 +39,6 @@ META_TYPES = ("metrics_updated", "system_health_updated")
 
 # ---------------------------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `make system-deps` "
-                    "(Debian package chromium) or set OTEL_DASHBOARD_CHROMIUM")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-class Console:
-    """Console errors and uncaught exceptions of a page; a test fails if any is left unexplained."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self._allowed: list[re.Pattern[str]] = []
-
-    def allow(self, pattern: str) -> None:
-        """Accept errors matching ``pattern`` (e.g. the browser's own log of a refused connection)."""
-        self._allowed.append(re.compile(pattern))
-
-    def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text}")
-
-    def on_page_error(self, error: Any) -> None:
-        self.errors.append(f"pageerror: {error}")
-
-    def unexplained(self) -> list[str]:
-        return [e for e in self.errors if not any(p.search(e) for p in self._allowed)]
-
-
-@pytest.fixture
-def console() -> Console:
-    return Console()
-
-
-@pytest.fixture
-def page(browser: Browser, console: Console) -> Iterator[Page]:
-    context = browser.new_context(
-        viewport={"width": 1440, "height": 900}, locale="en-US", timezone_id="UTC",
-        reduced_motion="reduce",
-    )
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    page.on("console", console.on_console)
-    page.on("pageerror", console.on_page_error)
-    try:
-        yield page
-    finally:
-        context.close()
-    assert console.unexplained() == [], "errors in the browser console"
 
 
 @pytest.fixture

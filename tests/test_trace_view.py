@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 import time
 import urllib.request
@@ -19,12 +18,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, ServerThread
+from browser_support import Console, ServerThread
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Span, TracerProvider
 from opentelemetry.trace import Status, StatusCode, Tracer
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+from playwright.sync_api import Page, Request, expect
 
 from instrumentation import semconv as sc
 from otel_dashboard.events import DashboardEvent, EventType, Severity
@@ -40,61 +39,6 @@ XSS_SCRIPT = "<script>window.__xss=2</script>"
 
 # ---------------------------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `make system-deps` "
-                    "(Debian package chromium) or set OTEL_DASHBOARD_CHROMIUM")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-class Console:
-    """Console errors and uncaught exceptions of a page; a test fails if any is left unexplained."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self._allowed: list[re.Pattern[str]] = []
-
-    def allow(self, pattern: str) -> None:
-        """Accept errors matching ``pattern`` (e.g. the browser's own log of a 404 answer)."""
-        self._allowed.append(re.compile(pattern))
-
-    def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text}")
-
-    def on_page_error(self, error: Any) -> None:
-        self.errors.append(f"pageerror: {error}")
-
-    def unexplained(self) -> list[str]:
-        return [e for e in self.errors if not any(p.search(e) for p in self._allowed)]
-
-
-@pytest.fixture
-def console() -> Console:
-    return Console()
-
-
-@pytest.fixture
-def page(browser: Browser, console: Console) -> Iterator[Page]:
-    context = browser.new_context(
-        viewport={"width": 1440, "height": 900}, locale="en-US", timezone_id="UTC",
-        reduced_motion="reduce",
-    )
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    page.on("console", console.on_console)
-    page.on("pageerror", console.on_page_error)
-    try:
-        yield page
-    finally:
-        context.close()
-    assert console.unexplained() == [], "errors in the browser console"
 
 
 class Traced:
