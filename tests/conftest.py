@@ -1,7 +1,9 @@
-"""Fixtures shared by the real-browser tests (test_browser.py, test_trace_view.py).
+"""Fixtures shared by several test modules.
 
-Every test that uses ``page`` fails on a console error or an uncaught page error, unless it
-explains it with ``console.allow(pattern)``.
+* ``browser``, ``page``, ``console``: the real-browser tests. Every test that uses ``page`` fails on a
+  console error or an uncaught page error, unless it explains it with ``console.allow(pattern)``.
+* ``forwarder``, ``exporter``: spans made through the GLOBAL tracer provider (as the decorators make
+  them), captured per test.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 from browser_support import CHROMIUM, CHROMIUM_ARGS, Console
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from playwright.sync_api import Browser, Page, sync_playwright
+from tracing_support import SpanForwarder
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +53,26 @@ def page(browser: Browser, console: Console) -> Iterator[Page]:
     finally:
         context.close()
     assert console.unexplained() == [], "errors in the browser console"
+
+
+@pytest.fixture(scope="module", name="forwarder")
+def fixture_forwarder() -> Iterator[SpanForwarder]:
+    # The API lets a process set the global provider once: reuse one that another test module set.
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        pytest.fail("the global tracer provider is not an SDK TracerProvider")
+    forwarder = SpanForwarder()
+    provider.add_span_processor(forwarder)  # processors cannot be removed: disabled at teardown
+    yield forwarder
+    forwarder.exporter = None
+
+
+@pytest.fixture(name="exporter")
+def fixture_exporter(forwarder: SpanForwarder) -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    forwarder.exporter = exporter
+    yield exporter
+    forwarder.exporter = None
+    forwarder.fail = False

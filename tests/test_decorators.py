@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from tracing_support import SpanForwarder
 
 from instrumentation import agent, agent_span, synthesis, synthesis_span, tool, tool_span
 from instrumentation import semconv as sc
@@ -27,48 +28,6 @@ from instrumentation._serialize import DEFAULT_LIMIT
 
 
 # --- fixtures: one global SDK provider per process, a fresh exporter per test ---------------------
-class _Forwarder(SpanProcessor):
-    """Sends ended spans to whichever exporter the current test installed (none: dropped)."""
-
-    def __init__(self) -> None:
-        self.exporter: InMemorySpanExporter | None = None
-        self.fail: bool = False  # simulates a broken processor that raises into span start/end
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        if self.fail:
-            raise RuntimeError("broken processor on_start")
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self.fail:
-            raise RuntimeError("broken processor on_end")
-        exporter = self.exporter
-        if exporter is not None:
-            exporter.export((span,))
-
-
-@pytest.fixture(scope="module", name="forwarder")
-def fixture_forwarder() -> Iterator[_Forwarder]:
-    # The API lets a process set the global provider once: reuse one that another test module set.
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        pytest.fail("the global tracer provider is not an SDK TracerProvider")
-    forwarder = _Forwarder()
-    provider.add_span_processor(forwarder)  # processors cannot be removed: disabled at teardown
-    yield forwarder
-    forwarder.exporter = None
-
-
-@pytest.fixture(name="exporter")
-def fixture_exporter(forwarder: _Forwarder) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    forwarder.exporter = exporter
-    yield exporter
-    forwarder.exporter = None
-    forwarder.fail = False
-
-
 @pytest.fixture(autouse=True)
 def _inputs_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_DASHBOARD_HIDE_INPUTS", raising=False)
@@ -730,7 +689,7 @@ class TestOutcomes:
         assert span.status.description == "partial failure handled"
 
     def test_broken_span_processor_never_reaches_the_agent(
-        self, exporter: InMemorySpanExporter, forwarder: _Forwarder
+        self, exporter: InMemorySpanExporter, forwarder: SpanForwarder
     ) -> None:
         forwarder.fail = True
         error = ValueError("the agent's own")

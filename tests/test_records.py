@@ -6,12 +6,12 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -28,40 +28,6 @@ from instrumentation import semconv as sc
 
 
 # --- fixtures: one global SDK provider per process, a fresh exporter per test ---------------------
-class _Forwarder(SpanProcessor):
-    """Sends ended spans to whichever exporter the current test installed (none: dropped)."""
-
-    def __init__(self) -> None:
-        self.exporter: InMemorySpanExporter | None = None
-
-    def on_end(self, span: ReadableSpan) -> None:
-        exporter = self.exporter
-        if exporter is not None:
-            exporter.export((span,))
-
-
-@pytest.fixture(scope="module", name="forwarder")
-def fixture_forwarder() -> Iterator[_Forwarder]:
-    # The API lets a process set the global provider once: reuse one that another test module set.
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        pytest.fail("the global tracer provider is not an SDK TracerProvider")
-    forwarder = _Forwarder()
-    provider.add_span_processor(forwarder)  # processors cannot be removed: disabled at teardown
-    yield forwarder
-    forwarder.exporter = None
-
-
-@pytest.fixture(name="exporter")
-def fixture_exporter(forwarder: _Forwarder) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    forwarder.exporter = exporter
-    yield exporter
-    forwarder.exporter = None
-
-
 def _by_name(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
     return {s.name: s for s in exporter.get_finished_spans()}
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 __all__ = ["routed_to"]
 
@@ -59,3 +60,22 @@ def routed_to(processor: SpanProcessor) -> Iterator[None]:
         yield
     finally:
         router.target = None
+
+
+class SpanForwarder(SpanProcessor):
+    """Sends ended spans to whichever exporter the current test installed (none: dropped)."""
+
+    def __init__(self) -> None:
+        self.exporter: InMemorySpanExporter | None = None
+        self.fail: bool = False  # simulates a broken processor that raises into span start/end
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.fail:
+            raise RuntimeError("broken processor on_start")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.fail:
+            raise RuntimeError("broken processor on_end")
+        exporter = self.exporter
+        if exporter is not None:
+            exporter.export((span,))
