@@ -1252,23 +1252,19 @@ function makeOpportunityCard(o) {
 
 function renderAgentOptions() {
   dirty.agentOptions = false;
-  const select = $("filter-agent");
-  const present = new Set(Array.from(select.options, (o) => o.value));
-  const names = Array.from(model.agentNames).sort((a, b) => a.localeCompare(b));
-  for (const name of names) {
-    if (present.has(name)) continue;
-    const option = el("option", null, txt(name, 60));
-    option.value = name;
-    const after = Array.from(select.options).find((o) => o.value && o.value.localeCompare(name) > 0);
-    select.insertBefore(option, after || null);
-  }
+  addSortedOptions($("filter-agent"), model.agentNames);
 }
 
 function renderServiceOptions() {
   dirty.serviceOptions = false;
-  const select = $("filter-service");
+  addSortedOptions($("filter-service"), model.serviceNames);
+}
+
+// Adds the names not offered yet to a filter <select>, keeping it sorted (existing options stay,
+// so a selection is never lost).
+function addSortedOptions(select, namesSet) {
   const present = new Set(Array.from(select.options, (o) => o.value));
-  const names = Array.from(model.serviceNames).sort((a, b) => a.localeCompare(b));
+  const names = Array.from(namesSet).sort((a, b) => a.localeCompare(b));
   for (const name of names) {
     if (present.has(name)) continue;
     const option = el("option", null, txt(name, 60));
