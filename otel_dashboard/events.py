@@ -170,6 +170,10 @@ class DashboardEvent:
     trace_id: str | None = None
     span_id: str | None = None
     seq: int | None = None
+    # (seq, wire JSON) of the last serialization: an accepted event is encoded once and the bytes
+    # shared by the broadcast, the store and the history API. Keyed by seq because the wire form
+    # holds it; an event's data must not change once it is published.
+    _json_cache: tuple[int | None, bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if type(self.event_type) is not EventType:
@@ -224,7 +228,12 @@ class DashboardEvent:
 
     def to_json_bytes(self) -> bytes:
         """The wire form as UTF-8 JSON bytes."""
-        return json_dumps(self.to_dict())
+        cached = self._json_cache
+        if cached is not None and cached[0] == self.seq:
+            return cached[1]
+        encoded = json_dumps(self.to_dict())
+        self._json_cache = (self.seq, encoded)
+        return encoded
 
     def to_json(self) -> str:
         """The wire form as a JSON string."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -50,6 +51,7 @@ from otel_dashboard.otlp import (
     events_from_otlp_spans,
     spans_from_request,
 )
+from otel_dashboard.prometheus import observe_ingest_seconds
 from otel_dashboard.security import check_ingest
 from otel_dashboard.state import DashboardState
 from otel_dashboard.traces import (
@@ -88,7 +90,15 @@ _DURABLE_RETRY_AFTER = "1"
 
 # --------------------------------------------------------------------------- POST /api/events
 async def ingest_events(request: web.Request) -> web.Response:
-    """``POST /api/events``: one event or a batch, all or nothing."""
+    """``POST /api/events``: one event or a batch, all or nothing (timed for ``/metrics``)."""
+    started = time.perf_counter()
+    try:
+        return await _ingest_events(request)
+    finally:
+        observe_ingest_seconds(request.app, time.perf_counter() - started)
+
+
+async def _ingest_events(request: web.Request) -> web.Response:
     state = request.app[BROADCASTER_KEY].state
     server_health = request.app[HEALTH_KEY]
     limit = request.app[OPTIONS_KEY].max_body_bytes
@@ -253,6 +263,15 @@ class _Decoded:
 
 
 async def otlp_traces(request: web.Request) -> web.Response:
+    """``POST /v1/traces`` (timed for ``/metrics``); see :func:`_otlp_traces`."""
+    started = time.perf_counter()
+    try:
+        return await _otlp_traces(request)
+    finally:
+        observe_ingest_seconds(request.app, time.perf_counter() - started)
+
+
+async def _otlp_traces(request: web.Request) -> web.Response:
     """``POST /v1/traces``: the OTLP/HTTP trace receiver."""
     state = request.app[BROADCASTER_KEY].state
     server_health = request.app[HEALTH_KEY]

@@ -48,6 +48,7 @@ from otel_dashboard import http_api, pages, receiver, security
 from otel_dashboard.broadcast import BROADCASTER_KEY, Broadcaster
 from otel_dashboard.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.options import OPTIONS_KEY, ServerOptions, check_int, make_options
+from otel_dashboard.prometheus import add_metrics_route
 from otel_dashboard.security import SecurityConfig
 from otel_dashboard.security_config import is_loopback_host
 from otel_dashboard.state import DashboardState, get_dashboard
@@ -101,6 +102,7 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     # The body limit has one source: options.max_body_bytes == options.security.max_body_bytes.
     app = web.Application(middlewares=[http_api.error_middleware], client_max_size=options.max_body_bytes)
     security.install(app, options.security)
+    add_metrics_route(app)  # behind the security layer like every data route
     app[OPTIONS_KEY] = options
     app[BROADCASTER_KEY] = broadcaster
     app[HEALTH_KEY] = server_health

@@ -346,6 +346,11 @@ class DashboardState:
                 out.append(public)
             return out
 
+    def events_by_type(self) -> dict[str, int]:
+        """Accepted events per event type, since this state was created (or rebuilt)."""
+        with self._lock:
+            return {k.value: v for k, v in self._events_by_type.items()}
+
     def get_known_agents(self) -> dict[str, str]:
         """Agent ids seen so far (bounded), mapped to their names."""
         with self._lock:
