@@ -28,8 +28,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -89,16 +91,26 @@ _DURABLE_RETRY_AFTER = "1"
 
 
 # --------------------------------------------------------------------------- POST /api/events
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _timed(handler: Handler) -> Handler:
+    """The handler, with its handling time reported to ``/metrics`` (ingest latency)."""
+
+    @functools.wraps(handler)
+    async def timed(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            return await handler(request)
+        finally:
+            observe_ingest_seconds(request.app, time.perf_counter() - started)
+
+    return timed
+
+
+@_timed
 async def ingest_events(request: web.Request) -> web.Response:
-    """``POST /api/events``: one event or a batch, all or nothing (timed for ``/metrics``)."""
-    started = time.perf_counter()
-    try:
-        return await _ingest_events(request)
-    finally:
-        observe_ingest_seconds(request.app, time.perf_counter() - started)
-
-
-async def _ingest_events(request: web.Request) -> web.Response:
+    """``POST /api/events``: one event or a batch, all or nothing."""
     state = request.app[BROADCASTER_KEY].state
     server_health = request.app[HEALTH_KEY]
     limit = request.app[OPTIONS_KEY].max_body_bytes
@@ -262,16 +274,8 @@ class _Decoded:
         self.message = message
 
 
+@_timed
 async def otlp_traces(request: web.Request) -> web.Response:
-    """``POST /v1/traces`` (timed for ``/metrics``); see :func:`_otlp_traces`."""
-    started = time.perf_counter()
-    try:
-        return await _otlp_traces(request)
-    finally:
-        observe_ingest_seconds(request.app, time.perf_counter() - started)
-
-
-async def _otlp_traces(request: web.Request) -> web.Response:
     """``POST /v1/traces``: the OTLP/HTTP trace receiver."""
     state = request.app[BROADCASTER_KEY].state
     server_health = request.app[HEALTH_KEY]

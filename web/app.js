@@ -3,7 +3,7 @@
 // Data flow: WebSocket message -> model (cheap, synchronous: dedupe by seq, running agents,
 // opportunities, latest metrics) -> dirty flags and a bounded row queue -> one render per animation
 // frame. Nothing from the server is ever parsed as HTML: every string reaches the DOM through
-// textContent (or a form control's value), never innerHTML, and no href is built from data.
+// textContent (or a form control's value), never as markup, and no href is built from data.
 
 const CONFIG = Object.freeze({
   maxRows: 200, // event rows kept in the DOM; the oldest are removed
