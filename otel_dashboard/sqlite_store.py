@@ -46,7 +46,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
@@ -109,6 +109,19 @@ _SET_LAST_SEQ = "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)
 _SET_CLEAN_SHUTDOWN = "INSERT OR REPLACE INTO meta (key, value) VALUES ('clean_shutdown', ?)"
 _SET_RESTART_HOLES = "INSERT OR REPLACE INTO meta (key, value) VALUES ('restart_holes', ?)"
 _MAX_RESTART_HOLES = 20
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (the connection is in autocommit mode): committed, or rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _read_holes(conn: sqlite3.Connection) -> list[tuple[int, int]]:
@@ -440,8 +453,7 @@ class SqliteEventStore(EventStore):
                     logger.warning("event database %s: WAL mode unavailable (journal mode %s); reads "
                                    "may wait for writes", self.path, mode)
                 conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with _transaction(conn):
                     if version == 0:
                         for statement in _SCHEMA:
                             conn.execute(statement)
@@ -453,11 +465,6 @@ class SqliteEventStore(EventStore):
                         "SELECT value FROM meta WHERE key = 'clean_shutdown'").fetchone()
                     was_clean = version == 0 or (clean is not None and clean[0] == 1)
                     conn.execute(_SET_CLEAN_SHUTDOWN, (0,))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
                 row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
                 meta = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
                 self._restart_holes = _read_holes(conn)
@@ -524,15 +531,9 @@ class SqliteEventStore(EventStore):
         self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], last_seq: int
     ) -> None:
         """Write ``rows`` in one transaction (the seam a test uses to inject a full disk)."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             conn.executemany(_INSERT, rows)
             conn.execute(_SET_LAST_SEQ, (last_seq,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def _mark_clean_shutdown(self, conn: sqlite3.Connection) -> None:
         # Everything accepted is written: the next start may continue seq right after the last one.
@@ -624,8 +625,7 @@ class SqliteEventStore(EventStore):
     ) -> list[tuple[int, BaseException]]:
         """Write ``rows`` in one transaction, row by row, leaving out the rows SQLite refuses."""
         rejected: list[tuple[int, BaseException]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             for row in rows:
                 try:
                     conn.execute(_INSERT, row)
@@ -634,11 +634,6 @@ class SqliteEventStore(EventStore):
                 except Exception as exc:  # a value SQLite cannot bind or store
                     rejected.append((int(row[0]) if isinstance(row[0], int) else -1, exc))
             conn.execute(_SET_LAST_SEQ, (last_seq,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return rejected
 
     def _committed(
@@ -710,14 +705,8 @@ class SqliteEventStore(EventStore):
         return count_more, age_more
 
     def _delete(self, conn: sqlite3.Connection, select: str, params: tuple[Any, ...]) -> int:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             deleted = conn.execute(f"DELETE FROM events WHERE seq IN ({select})", params).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         if deleted > 0:
             with self._cond:
                 self.deleted_events += deleted
