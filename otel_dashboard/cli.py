@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import logging
 import math
 import os
@@ -341,13 +340,8 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
     try:
         try:
             await server.start()
-        except FileNotFoundError as exc:  # the page is missing from this installation
-            print(f"otel-dashboard: {exc}", file=sys.stderr)
-            return 1
         except OSError as exc:
-            print(f"otel-dashboard: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-                  file=sys.stderr)
-            return 1
+            return _start_failed(exc, args)
         print(f"otel-dashboard serving on {server.dashboard_url}", flush=True)
         if config.token_generated:
             print(f"open {config.login_url(public_base_url(server))}  to log in "
@@ -368,20 +362,19 @@ def _demo(args: argparse.Namespace) -> int:
     from otel_dashboard import demo
 
     try:
-        result = demo.run_demo(args.host, args.port)
-        if inspect.isawaitable(result):
-            result = asyncio.run(result)  # type: ignore[arg-type]
-    except NotImplementedError:
-        print("otel-dashboard: the demo is not available in this build", file=sys.stderr)
-        return 1
-    except FileNotFoundError as exc:
-        print(f"otel-dashboard: {exc}", file=sys.stderr)
-        return 1
+        return asyncio.run(demo.run_demo(args.host, args.port))
     except OSError as exc:
+        return _start_failed(exc, args)
+
+
+def _start_failed(exc: OSError, args: argparse.Namespace) -> int:
+    """One line on stderr for a server that could not start; the exit code."""
+    if isinstance(exc, FileNotFoundError):  # the page is missing from this installation
+        print(f"otel-dashboard: {exc}", file=sys.stderr)
+    else:
         print(f"otel-dashboard: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
               file=sys.stderr)
-        return 1
-    return int(result or 0)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
