@@ -181,16 +181,8 @@ def map_span_end(
             and not saw_quality_event
             and attrs.get(sc.SPAN_KIND) != sc.SPAN_KIND_AGENT
         ):
-            data = {
-                "source": agent_name,
-                "overall_score": quality_score,
-                "dimension_scores": _dimensions(attrs.get(sc.QUALITY_DIMENSIONS)),
-                "agent_id": agent_id,
-                "agent_name": agent_name,
-                "service_name": ctx.service_name,
-            }
-            out.append(ctx.event(
-                EventType.QUALITY_SCORE_UPDATED, data, thresholds.severity(quality_score), span.end_time
+            out.append(_quality_event(
+                ctx, agent_name, quality_score, attrs, agent_id, agent_name, thresholds, span.end_time
             ))
         data = {
             "agent_id": agent_id,
@@ -444,17 +436,31 @@ def _quality_from_span_event(
         or _str(span.name)
         or "unknown"
     )
+    return _quality_event(
+        ctx, source, score, event_attrs, agent_id, agent_name, thresholds, _event_time(span_event)
+    )
+
+
+def _quality_event(
+    ctx: _SpanInfo,
+    source: str | None,
+    score: float,
+    attrs: Mapping[str, Any],
+    agent_id: str | None,
+    agent_name: str | None,
+    thresholds: QualityThresholds,
+    time_ns: int | None,
+) -> DashboardEvent:
+    """``quality_score_updated``; ``attrs`` (a span event's or the span's) carry the dimensions."""
     data = {
         "source": source,
         "overall_score": score,
-        "dimension_scores": _dimensions(event_attrs.get(sc.QUALITY_DIMENSIONS)),
+        "dimension_scores": _dimensions(attrs.get(sc.QUALITY_DIMENSIONS)),
         "agent_id": agent_id,
         "agent_name": agent_name,
         "service_name": ctx.service_name,
     }
-    return ctx.event(
-        EventType.QUALITY_SCORE_UPDATED, data, thresholds.severity(score), _event_time(span_event)
-    )
+    return ctx.event(EventType.QUALITY_SCORE_UPDATED, data, thresholds.severity(score), time_ns)
 
 
 def _registration(ctx: _SpanInfo, span: ReadableSpan, attrs: Mapping[str, Any]) -> DashboardEvent:
