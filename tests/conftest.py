@@ -2,6 +2,7 @@
 
 * ``browser``, ``page``, ``console``: the real-browser tests. Every test that uses ``page`` fails on a
   console error or an uncaught page error, unless it explains it with ``console.allow(pattern)``.
+* ``session``: an aiohttp client session for the tests that talk to a real server.
 * ``forwarder``, ``exporter``: spans made through the GLOBAL tracer provider (as the decorators make
   them), captured per test.
 """
@@ -9,8 +10,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 from browser_support import CHROMIUM, CHROMIUM_ARGS, Console
 from opentelemetry import trace
@@ -76,3 +78,9 @@ def fixture_exporter(forwarder: SpanForwarder) -> Iterator[InMemorySpanExporter]
     yield exporter
     forwarder.exporter = None
     forwarder.fail = False
+
+
+@pytest.fixture(name="session")
+async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,12 +27,6 @@ pytestmark = pytest.mark.timeout(60)
 
 DEPLOYMENT_DOC = Path(__file__).resolve().parent.parent / "docs" / "deployment.md"
 _YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
-
-@pytest.fixture(name="session")
-async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def exporter_settings(document: str, name: str = "otlphttp/dashboard") -> dict[str, str]:

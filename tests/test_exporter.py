@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from importlib import metadata
 
 import aiohttp
@@ -26,12 +25,6 @@ from otel_dashboard.exporter import DashboardSpanExporter
 from otel_dashboard.state import DashboardState
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(name="session")
-async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture(autouse=True)

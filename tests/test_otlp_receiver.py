@@ -49,12 +49,6 @@ _OTLP_ENV = (
 )
 
 
-@pytest.fixture(name="session")
-async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 @pytest.fixture(name="server")
 async def fixture_server() -> AsyncIterator[DashboardWebSocketServer]:
     async with running_server(max_body_bytes=SMALL_LIMIT) as server:

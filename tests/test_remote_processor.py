@@ -11,7 +11,6 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -25,12 +24,6 @@ from otel_dashboard.processor import DashboardSpanProcessor
 pytestmark = pytest.mark.timeout(60)
 
 LIVE_LATENCY_SECONDS = 0.3  # the bound, from span start/end to the WebSocket client
-
-
-@pytest.fixture(name="session")
-async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def free_port() -> int:

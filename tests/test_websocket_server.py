@@ -49,12 +49,6 @@ def fixture_static_dir(tmp_path: Path) -> Path:
     return static
 
 
-@pytest.fixture(name="session")
-async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 @pytest.fixture(name="make_server")
 async def fixture_make_server(
     html_path: Path,
