@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 system-deps:
-	@sh scripts/ensure-system-deps.sh chromium
+	@sh scripts/ensure-system-deps.sh chromium redis-server
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

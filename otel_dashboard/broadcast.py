@@ -48,6 +48,7 @@ _RATE_WINDOW_SECONDS = 10
 _EVENTS_PREFIX = b'{"type":"events","events":['
 _EVENTS_SUFFIX = b"]}"
 _REPLAY_SUFFIX = b'],"replay":true}'
+_PROVISIONAL_PREFIX = b'{"type":"events","provisional":true,"events":['
 
 # Queue item kinds, stored in the seq slot (event seqs start at 1).
 _CONTROL = 0
@@ -321,13 +322,16 @@ class Broadcaster:
 
     def _enqueue(self, client: Client, kind: int, message: dict[str, Any]) -> None:
         """Queue a control message (in order with the events)."""
+        self._enqueue_bytes(client, kind, _dumps(message))
+
+    def _enqueue_bytes(self, client: Client, kind: int, payload: bytes) -> None:
         if client.closing:
             return
         if len(client.queue) >= self.options.client_queue_size:
             self._overflow(client)
             if client.closing:
                 return
-        client.queue.append((kind, _dumps(message)))
+        client.queue.append((kind, payload))
         client.wake()
 
     def _overflow(self, client: Client) -> None:
@@ -609,6 +613,18 @@ class Broadcaster:
             replay.count += len(parts)
             client.sent_events += len(parts)
             await self._send(client, _EVENTS_PREFIX + b",".join(parts) + _REPLAY_SUFFIX)
+
+    def send_provisional(self, events: list[DashboardEvent]) -> None:
+        """Show events that have no ``seq`` yet (a cluster broker that cannot reach Redis) to the
+        clients whose filter they pass: ``{"type": "events", "provisional": true, "events": [...]}``.
+        The same events arrive again, numbered, once Redis is back (the page matches them by id)."""
+        encoded = [(event, event.to_json_bytes()) for event in events]
+        for client in self._client_list:
+            if client.closing:
+                continue
+            parts = [payload for event, payload in encoded if event_matches(client.filter, event)]
+            if parts:
+                self._enqueue_bytes(client, _CONTROL, _PROVISIONAL_PREFIX + b",".join(parts) + _EVENTS_SUFFIX)
 
     # ------------------------------------------------------------ counters
     def events_per_second(self) -> float:

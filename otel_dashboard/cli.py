@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from otel_dashboard.broker import BrokerConfig
     from otel_dashboard.security_config import SecurityConfig
     from otel_dashboard.server import DashboardWebSocketServer
     from otel_dashboard.store import EventStore
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
                        help=f"logging level: {', '.join(_LOG_LEVELS)} (default: info)")
     _add_security_arguments(serve)
+    _add_broker_arguments(serve)
 
     demo = commands.add_parser("demo", help="run the server with simulated, instrumented agents",
                                description="Serve the dashboard and run a simulated multi-agent system.")
@@ -235,6 +237,47 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
                             "more get 429 with Retry-After (default: 250000)")
 
 
+def _broker_url(text: str) -> str:
+    from otel_dashboard.broker import BrokerConfig
+
+    try:
+        BrokerConfig(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("broker url ")) from None
+    return text
+
+
+def _broker_prefix(text: str) -> str:
+    if not text or len(text) > 100:
+        raise argparse.ArgumentTypeError("must be 1 to 100 characters")
+    return text
+
+
+def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("scale-out",
+                                      "several replicas sharing one Redis; see docs/deployment.md")
+    group.add_argument("--broker", type=_broker_url, default=None, metavar="URL",
+                       help="share events with the other replicas through Redis (redis://host:6379/0, "
+                            "rediss:// or unix://); needs pip install 'otel-dashboard[redis]' "
+                            "(default: none, this server alone)")
+    group.add_argument("--broker-prefix", type=_broker_prefix, default="otel_dashboard", metavar="P",
+                       help="prefix of the Redis keys; one cluster per prefix (default: otel_dashboard)")
+    group.add_argument("--broker-stream-events", type=_positive_int, default=100_000, metavar="N",
+                       help="the Redis stream keeps about the newest N events (default: 100000)")
+    group.add_argument("--broker-buffer-events", type=_positive_int, default=100_000, metavar="N",
+                       help="events held while Redis is unreachable; beyond, ingest answers 503 "
+                            "(default: 100000)")
+
+
+def _broker_config(args: argparse.Namespace) -> BrokerConfig | None:
+    if args.broker is None:
+        return None
+    from otel_dashboard.broker import BrokerConfig
+
+    return BrokerConfig(args.broker, prefix=args.broker_prefix, max_stream_events=args.broker_stream_events,
+                        max_buffered_events=args.broker_buffer_events, replica=args.name)
+
+
 def _security_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SecurityConfig:
     """The server's :class:`SecurityConfig` from the command line and the environment (exit 2 if bad)."""
     from otel_dashboard.security_config import SecurityConfig
@@ -270,6 +313,13 @@ async def _serve(args: argparse.Namespace) -> int:
     from otel_dashboard.security_config import TLSConfigError
     from otel_dashboard.store import StoreError
 
+    if args.broker is not None:
+        try:
+            import redis.asyncio  # noqa: F401
+        except ImportError:
+            print("otel-dashboard: --broker needs the redis package: pip install 'otel-dashboard[redis]'",
+                  file=sys.stderr)
+            return 1
     try:
         args.security.ssl_context()  # a certificate or key that cannot be used stops us before anything
     except TLSConfigError as exc:
@@ -325,7 +375,7 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
     config = args.security
     server = DashboardWebSocketServer(
         args.host, args.port, state=state, history_size=min(args.history, _SNAPSHOT_EVENTS),
-        name=args.name, security=config,
+        name=args.name, security=config, broker=_broker_config(args),
     )
     # Signal handlers go in before the URL is printed: whoever reads it may signal at once.
     loop = asyncio.get_running_loop()

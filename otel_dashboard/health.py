@@ -13,11 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from otel_dashboard.broadcast import Broadcaster
+from otel_dashboard.broker import RedisBroker
 from otel_dashboard.events import DashboardEvent, EventType, Severity
 from otel_dashboard.options import ServerOptions
 
 __all__ = ["HEALTH_KEY", "ServerHealth"]
 
+_HEALTH_BROKER_FIELDS = frozenset({"connected", "replica", "buffered_events", "down_seconds", "last_error"})
 # A drop makes /health and system_health_updated "degraded" for at least this long.
 _DEGRADED_WINDOW_SECONDS = 10.0
 
@@ -36,6 +38,7 @@ class ServerHealth:
         self.options = options
         self._cpu_sample = (time.monotonic(), time.process_time())
         self.counters: dict[str, int] = {}
+        self.broker: RedisBroker | None = None  # set when the server shares events through Redis
 
     def start(self) -> None:
         """Reset the CPU sample (the server's start)."""
@@ -55,8 +58,10 @@ class ServerHealth:
         recently_dropped = last_drop is not None and now - last_drop < window
         agents = self.state.get_active_agents()
         stalled = sum(1 for a in agents if a.get("stalled"))
-        return {
-            "status": "degraded" if recently_dropped or stalled else "ok",
+        broker = self.broker
+        broker_down = broker is not None and not broker.connected
+        health = {
+            "status": "degraded" if recently_dropped or stalled or broker_down else "ok",
             "connected_clients": broadcaster.client_count,
             "events_per_second": broadcaster.events_per_second(),
             "dropped_events": drops,
@@ -64,6 +69,9 @@ class ServerHealth:
             "active_agents": len(agents),
             "stalled_agents": stalled,
         }
+        if broker is not None:
+            health["broker"] = {k: v for k, v in broker.status().items() if k in _HEALTH_BROKER_FIELDS}
+        return health
 
     def stats(self) -> dict[str, Any]:
         """The state's ``get_dashboard_stats()`` plus the server's own numbers."""
@@ -80,6 +88,8 @@ class ServerHealth:
         if traces is not None:
             stats["traces"] = traces.stats()
         stats["receiver"] = dict(self.counters)
+        if self.broker is not None:
+            stats["broker"] = self.broker.status()
         return stats
 
     def _cpu_percent(self) -> float:
@@ -99,6 +109,8 @@ class ServerHealth:
             "memory_rss_bytes": rss,
             "memory_percent": _memory_percent(rss),
         })
+        if self.broker is not None:
+            data["replica"] = self.broker.replica
         severity = Severity.WARNING if data["status"] != "ok" else Severity.INFO
         return self.state.publish(DashboardEvent.create(EventType.SYSTEM_HEALTH_UPDATED, data, severity))
 

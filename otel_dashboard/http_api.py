@@ -106,7 +106,7 @@ async def health(request: web.Request) -> web.Response:
     """``GET /health``."""
     server_health = request.app[HEALTH_KEY]
     numbers = server_health.health()
-    return json_response({
+    body = {
         "status": numbers["status"],
         "service": SERVICE,
         "name": server_health.options.name,
@@ -119,7 +119,10 @@ async def health(request: web.Request) -> web.Response:
         "last_seq": server_health.state.last_seq,
         "active_agents": numbers["active_agents"],
         "stalled_agents": numbers["stalled_agents"],
-    })
+    }
+    if "broker" in numbers:
+        body["broker"] = numbers["broker"]
+    return json_response(body)
 
 
 async def stats(request: web.Request) -> web.Response:

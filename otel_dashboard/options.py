@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from otel_dashboard.broker import BrokerConfig
 from otel_dashboard.security_config import SecurityConfig
 
 __all__ = [
@@ -42,6 +43,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "compress": False,
     "max_body_bytes": 16 * 1024 * 1024,
     "security": None,
+    "broker": None,
 }
 """Defaults of the options passed as keyword arguments (``**options``)."""
 
@@ -82,6 +84,7 @@ class ServerOptions:
     """The server's validated options (shared by :func:`create_app` and the server)."""
 
     __slots__ = (
+        "broker",
         "client_queue_size",
         "compress",
         "dashboard_html_path",
@@ -117,6 +120,7 @@ class ServerOptions:
         compress: bool,
         max_body_bytes: int,
         security: SecurityConfig | None = None,
+        broker: BrokerConfig | str | None = None,
     ) -> None:
         self.history_size = check_int("history_size", history_size, 0, 100_000)
         if name is not None and (not isinstance(name, str) or len(name) > 200):
@@ -156,6 +160,12 @@ class ServerOptions:
                 raise ValueError(f"{pname} must be a path or None, got {pvalue!r}")
         self.dashboard_html_path = Path(dashboard_html_path) if dashboard_html_path is not None else None
         self.static_dir = Path(static_dir) if static_dir is not None else None
+        if isinstance(broker, str):
+            broker = BrokerConfig(broker)
+        elif broker is not None and not isinstance(broker, BrokerConfig):
+            raise ValueError(
+                f"broker must be a redis:// URL, a BrokerConfig or None, got {type(broker).__name__}")
+        self.broker = broker
 
 
 def make_options(

@@ -13,7 +13,10 @@
     ``application/json`` or a content coding other than ``identity``, 429 with ``Retry-After`` over
     the per-address ingest rate (nothing accepted); 200 only once the events are committed to the
     store: 503 with ``Retry-After`` when a durable store does not confirm them within
-    :data:`DURABLE_TIMEOUT_SECONDS` (the sender retries; delivery is at least once).
+    :data:`DURABLE_TIMEOUT_SECONDS` (the sender retries; delivery is at least once). On a cluster
+    replica (``broker=``) 200 comes once Redis has numbered the events, or with ``"buffered": true``
+    and null seqs once they wait in the replica's buffer while Redis is unreachable; 503 when that
+    buffer is full.
 
 ``POST /v1/traces``
     The OTLP/HTTP trace receiver (protobuf or JSON, gzip allowed; :mod:`otel_dashboard.otlp`). The body
@@ -38,8 +41,9 @@ import orjson
 from aiohttp import web
 
 from otel_dashboard.broadcast import BROADCASTER_KEY
+from otel_dashboard.broker import BROKER_KEY, BrokerBufferFull, RedisBroker
 from otel_dashboard.events import DashboardEvent
-from otel_dashboard.health import HEALTH_KEY
+from otel_dashboard.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.http_api import json_error, json_response
 from otel_dashboard.ingest import IngestError, parse_ingest_payload
 from otel_dashboard.options import OPTIONS_KEY
@@ -136,6 +140,9 @@ async def ingest_events(request: web.Request) -> web.Response:
     if (refused := check_ingest(request, len(events))) is not None:
         server_health.count("ingest_refused_requests")
         return refused
+    broker = request.app.get(BROKER_KEY)
+    if broker is not None:
+        return await _ingest_through_broker(broker, state, events, spans, server_health)
     for event in events:
         state.publish(event)
     _record_ingested_spans(state, events, spans)
@@ -149,6 +156,28 @@ async def ingest_events(request: web.Request) -> web.Response:
         "accepted": len(events),
         "first_seq": events[0].seq if events else None,
         "last_seq": events[-1].seq if events else None,
+    })
+
+
+async def _ingest_through_broker(
+    broker: RedisBroker, state: DashboardState, events: list[DashboardEvent],
+    spans: list[dict[str, Any]], server_health: ServerHealth,
+) -> web.Response:
+    """A cluster replica's ingest: 200 once Redis has numbered the events, or once they wait in the
+    replica's buffer because Redis is unreachable (``"buffered": true``, no seqs yet)."""
+    try:
+        seqs = await broker.append(events)
+    except BrokerBufferFull as exc:
+        server_health.count("ingest_refused_requests")
+        return json_error(503, f"{exc}; send them again", headers={"Retry-After": _DURABLE_RETRY_AFTER})
+    _record_ingested_spans(state, events, spans)
+    server_health.count("ingest_requests")
+    server_health.count("ingested_events", len(events))
+    return json_response({
+        "accepted": len(events),
+        "first_seq": seqs[0] if seqs else None,
+        "last_seq": seqs[-1] if seqs else None,
+        "buffered": seqs is None,
     })
 
 
@@ -300,6 +329,12 @@ async def otlp_traces(request: web.Request) -> web.Response:
         retry_after = refused.headers.get("Retry-After")
         return _otlp_error(decoded.encoding, "ingest rate exceeded: retry later", 429,
                            {"Retry-After": retry_after} if retry_after else None)
+    broker = request.app.get(BROKER_KEY)
+    # Up to two events per span (started and completed): a buffer without room for them refuses now.
+    if broker is not None and decoded.spans and not broker.has_room(2 * len(decoded.spans)):
+        server_health.count("otlp_refused_requests")
+        return _otlp_error(decoded.encoding, "the broker is unreachable and its buffer is full; "
+                                             "send them again", 503, {"Retry-After": _DURABLE_RETRY_AFTER})
     published, last_seq = await asyncio.to_thread(_publish_otlp, state, decoded.spans)
     server_health.count("otlp_spans_accepted", len(decoded.spans))
     server_health.count("otlp_spans_rejected", decoded.rejected)

@@ -46,6 +46,7 @@ from aiohttp import web
 
 from otel_dashboard import http_api, pages, receiver, security
 from otel_dashboard.broadcast import BROADCASTER_KEY, Broadcaster
+from otel_dashboard.broker import BROKER_KEY, RedisBroker
 from otel_dashboard.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.options import OPTIONS_KEY, ServerOptions, check_int, make_options
 from otel_dashboard.prometheus import add_metrics_route
@@ -106,6 +107,10 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     app[OPTIONS_KEY] = options
     app[BROADCASTER_KEY] = broadcaster
     app[HEALTH_KEY] = server_health
+    broker = RedisBroker(options.broker) if options.broker is not None else None
+    if broker is not None:
+        app[BROKER_KEY] = broker
+        server_health.broker = broker
     app[pages.HTML_KEY] = html.resolve()
     if static_dir is not None:
         app[pages.STATIC_KEY] = static_dir.resolve()
@@ -115,9 +120,13 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
             state.stall_threshold_seconds = options.stall_threshold_seconds
         broadcaster.start(asyncio.get_running_loop())
         server_health.start()
+        if broker is not None:
+            await broker.start(state, on_provisional=broadcaster.send_provisional)
         timers = []
         if options.metrics_interval_seconds is not None:
-            timers.append(asyncio.ensure_future(_metrics_loop(state, options.metrics_interval_seconds)))
+            timers.append(asyncio.ensure_future(
+                _metrics_loop(state, options.metrics_interval_seconds, broker)
+            ))
         if options.health_interval_seconds is not None:
             timers.append(asyncio.ensure_future(
                 _health_loop(server_health, options.health_interval_seconds)
@@ -127,6 +136,8 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
             timer.cancel()
         if timers:
             await asyncio.wait(timers)
+        if broker is not None:
+            await broker.stop()
         await broadcaster.cleanup()
 
     async def on_shutdown(app: web.Application) -> None:
@@ -150,11 +161,14 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
 
 
 # --------------------------------------------------------------------------- timers
-async def _metrics_loop(state: DashboardState, interval: float) -> None:
+async def _metrics_loop(state: DashboardState, interval: float, broker: RedisBroker | None) -> None:
+    # In a cluster every replica derives the same metrics; only the leader publishes them.
+    lease_millis = int(interval * 3000)
     while True:
         await asyncio.sleep(interval)
         try:
-            state.emit_metrics_if_changed()
+            if broker is None or await broker.is_leader(lease_millis):
+                state.emit_metrics_if_changed()
         except Exception:
             logger.exception("publishing metrics_updated failed")
 
@@ -206,6 +220,9 @@ class DashboardWebSocketServer:
         overflow_window_seconds: a second queue overflow within this window closes the client.
         stall_threshold_seconds: if given, sets ``state.stall_threshold_seconds`` at start.
         compress: negotiate permessage-deflate (saves bandwidth, costs CPU per client).
+        broker: share events with other replicas through Redis: a ``redis://`` URL or a
+            :class:`~otel_dashboard.broker.BrokerConfig` (see ``docs/deployment.md``). None (the
+            default): this server alone.
 
     Raises:
         ValueError: an invalid option, named in the message.

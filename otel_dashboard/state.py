@@ -15,15 +15,33 @@ import time
 import types
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from otel_dashboard.events import DashboardEvent, EventType, QualityThresholds, Severity, format_timestamp
 from otel_dashboard.store import EventQuery, EventStore, MemoryEventStore
 from otel_dashboard.traces import TraceStore
 
-__all__ = ["DashboardState", "Subscriber", "get_dashboard", "reset_dashboard"]
+__all__ = [
+    "DashboardState",
+    "Sequencer",
+    "Subscriber",
+    "first_sight_agent_id",
+    "first_sight_registration",
+    "get_dashboard",
+    "reset_dashboard",
+]
 
 logger = logging.getLogger(__name__)
+
+class Sequencer(Protocol):
+    """Where a state in a cluster sends its events (see :meth:`DashboardState.attach_sequencer`).
+
+    The sequencer numbers the events cluster-wide and hands them back to every replica's state through
+    :meth:`DashboardState.accept_sequenced`, in ``seq`` order. ``submit`` must not block or raise.
+    """
+
+    def submit(self, event: DashboardEvent) -> None: ...
+
 
 Subscriber = Callable[[DashboardEvent], None]
 """Called with each accepted event, synchronously, in the publishing thread, in ``seq`` order.
@@ -120,6 +138,10 @@ class DashboardState:
         self._dropped_events = 0
         # Runs that were in progress when a previous server stopped (see _rebuild_from_store).
         self._lost_agents: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._sequencer: Sequencer | None = None
+        # Runs found open by the rebuild, kept so that a replica joining a cluster can take them back
+        # as running (in a cluster another replica may still be receiving their events).
+        self._rebuilt_runs: OrderedDict[str, dict[str, Any]] = OrderedDict()
         # Keep this call LAST in __init__: it replays stored events through _apply, which needs
         # every field above.
         self._rebuild_from_store()
@@ -159,34 +181,69 @@ class DashboardState:
         Returns:
             The same event, with its ``seq`` set.
         """
+        sequencer = self._sequencer
+        if sequencer is not None:
+            # A cluster numbers events once for every replica: the event comes back, numbered,
+            # through accept_sequenced (registration on first sight included).
+            sequencer.submit(event)
+            return event
         with self._lock:
-            if event.event_type in _AGENT_RUN_EVENT_TYPES:
-                agent_id = event.data.get("agent_id")
-                if agent_id and agent_id not in self._known_agents:
-                    self._accept(self._first_sight_registration(event, agent_id))
+            agent_id = first_sight_agent_id(event)
+            if agent_id and agent_id not in self._known_agents:
+                self._accept(first_sight_registration(event, agent_id))
             self._accept(event)
         return event
+
+    def attach_sequencer(self, sequencer: Sequencer | None) -> None:
+        """Let ``sequencer`` number this state's events (a cluster broker), or go back to local numbering.
+
+        While attached, :meth:`publish` hands each event to ``sequencer.submit`` and returns it
+        without a ``seq``; the event is accepted (numbered, kept, applied, broadcast) when the
+        sequencer passes it to :meth:`accept_sequenced`. Attaching also makes the runs that the
+        rebuild found open running again: in a cluster they are not lost because this replica
+        restarted. ``seq`` restarts from the newest event actually in the store, so that the
+        cluster's events after it are all taken.
+        """
+        with self._lock:
+            self._sequencer = sequencer
+            if sequencer is None:
+                return
+            newest = self._store.recent(1)
+            self._seq = (newest[0].seq or 0) if newest else 0
+            for run_id, entry in self._rebuilt_runs.items():
+                if run_id in self._lost_agents:
+                    self._lost_agents.pop(run_id)
+                    self._active_agents[run_id] = entry
+            self._rebuilt_runs.clear()
+
+    def accept_sequenced(self, events: list[DashboardEvent]) -> int:
+        """Accept events numbered by a sequencer, in ``seq`` order; events at or below :attr:`last_seq`
+        are skipped (already taken). Each is kept, applied and broadcast like a published one.
+
+        Returns:
+            How many were accepted.
+        """
+        accepted = 0
+        with self._lock:
+            for event in events:
+                seq = event.seq
+                if seq is None or seq <= self._seq:
+                    continue
+                self._seq = seq
+                self._take(event)
+                accepted += 1
+        return accepted
 
     async def broadcast_event(self, event: DashboardEvent) -> DashboardEvent:
         """Accept a hand-built event (the original design's entry point); see :meth:`publish`."""
         return self.publish(event)
 
-    def _first_sight_registration(self, event: DashboardEvent, agent_id: str) -> DashboardEvent:
-        data = {
-            "agent_id": agent_id,
-            "agent_name": event.data.get("agent_name") or agent_id,
-            "registered_by": "first_seen",
-        }
-        if "service_name" in event.data:
-            data["service_name"] = event.data["service_name"]
-        return DashboardEvent.create(
-            EventType.AGENT_REGISTERED, data, Severity.INFO,
-            trace_id=event.trace_id, span_id=event.span_id,
-        )
-
     def _accept(self, event: DashboardEvent) -> None:
         self._seq += 1
         event.seq = self._seq
+        self._take(event)
+
+    def _take(self, event: DashboardEvent) -> None:
         self._store.append(event)
         self._apply(event)
         for subscriber in self._subscribers:
@@ -401,6 +458,7 @@ class DashboardState:
             self._total_opportunities = self._events_by_type[EventType.OPPORTUNITY_DISCOVERED]
             self._total_errors = self._events_by_type[EventType.ERROR_OCCURRED]
             detected_at = format_timestamp()
+            self._rebuilt_runs = OrderedDict(self._active_agents)
             for run_id, entry in self._active_agents.items():
                 lost = {k: v for k, v in entry.items() if not k.startswith("_")}
                 lost.update(status="lost", lost_detected_at=detected_at)
@@ -573,6 +631,29 @@ _REBUILD_REPLAYED_TYPES = (
     EventType.AGENT_REGISTERED,
 )
 _REBUILD_PAGE_EVENTS = 5000
+
+
+def first_sight_agent_id(event: DashboardEvent) -> Any:
+    """The agent id of a run event (started or completed), whose first sight registers the agent;
+    None for other events."""
+    if event.event_type in _AGENT_RUN_EVENT_TYPES:
+        return event.data.get("agent_id") or None
+    return None
+
+
+def first_sight_registration(event: DashboardEvent, agent_id: Any) -> DashboardEvent:
+    """The ``agent_registered`` event that precedes the first run event of ``agent_id``."""
+    data = {
+        "agent_id": agent_id,
+        "agent_name": event.data.get("agent_name") or agent_id,
+        "registered_by": "first_seen",
+    }
+    if "service_name" in event.data:
+        data["service_name"] = event.data["service_name"]
+    return DashboardEvent.create(
+        EventType.AGENT_REGISTERED, data, Severity.INFO,
+        trace_id=event.trace_id, span_id=event.span_id,
+    )
 
 
 def _stored_events(store: EventStore, event_types: tuple[EventType, ...]) -> Iterator[DashboardEvent]:

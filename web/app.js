@@ -321,16 +321,36 @@ function normalizeEvent(raw) {
   return ev;
 }
 
-function onEvents(list) {
+// Events shown before they had a seq (a cluster replica that cannot reach Redis), by event_id: when
+// the numbered copy arrives it only gives the shown one its seq, so nothing is counted twice.
+const provisionalById = new Map();
+
+function noteProvisional(ev) {
+  if (typeof ev.event_id !== "string") return;
+  provisionalById.set(ev.event_id, ev);
+  if (provisionalById.size > CONFIG.seenCap) {
+    provisionalById.delete(provisionalById.keys().next().value);
+  }
+}
+
+function onEvents(list, provisional = false) {
   if (!Array.isArray(list)) return;
   let traceActivity = false;
   for (const raw of list) {
+    if (provisional && isObject(raw)) raw.seq = null;
     const ev = normalizeEvent(raw);
     if (!ev) continue;
+    if (provisional) noteProvisional(ev);
     if (ev.seq !== null) {
       if (model.seen.has(ev.seq)) continue;
       markSeen(ev.seq);
       if (ev.seq > model.lastSeq) model.lastSeq = ev.seq;
+      const shown = typeof ev.event_id === "string" ? provisionalById.get(ev.event_id) : undefined;
+      if (shown) {
+        provisionalById.delete(ev.event_id);
+        shown.seq = ev.seq;
+        continue;
+      }
     }
     if (traceView.traceId && typeof ev.trace_id === "string" && ev.trace_id.toLowerCase() === traceView.traceId) {
       traceActivity = true;
@@ -732,7 +752,7 @@ function handleMessage(raw) {
       onSnapshot(msg);
       break;
     case "events":
-      onEvents(msg.events);
+      onEvents(msg.events, msg.provisional === true);
       break;
     case "event":
       onEvents([msg.event]);

@@ -1,0 +1,546 @@
+"""Several dashboard servers sharing one Redis: the cluster's event sequence (``serve --broker``).
+
+Every replica hands the events it accepts (ingest, OTLP, its in-process processor, its timers) to a
+:class:`RedisBroker`, which appends them to one Redis Stream with a Lua script that numbers them:
+``seq`` is assigned once for the whole cluster (kept in a counter key, and used as the stream entry
+id ``<seq>-0``), and the first run event of an agent id never seen by the cluster is preceded by its
+``agent_registered`` (a Redis set of known agent ids). Every replica reads the stream (``XREAD
+BLOCK``) and accepts each entry into its own :class:`~otel_dashboard.state.DashboardState`
+(:meth:`~otel_dashboard.state.DashboardState.accept_sequenced`): same events, same order, same
+``seq`` on every replica, so the metrics, the running agents and the history agree, and a browser can
+resume on any replica. Only the leader (a Redis key with a TTL) publishes ``metrics_updated``.
+
+When Redis cannot be reached, the replica keeps going on its own: what it accepts waits in a bounded
+buffer (ingest still answers 200 while the buffer has room, 503 when it is full), is shown at once to
+its own clients as *provisional* events (no ``seq`` yet), and is appended when Redis is back, after
+which every replica receives it with its ``seq``. ``/health`` says ``degraded`` meanwhile. See
+``docs/deployment.md``.
+
+``redis`` (the ``redis`` package's asyncio client) is an optional extra:
+``pip install 'otel-dashboard[redis]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.parse
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from otel_dashboard.events import DashboardEvent, EventType
+from otel_dashboard.state import first_sight_agent_id, first_sight_registration
+
+if TYPE_CHECKING:
+    from otel_dashboard.state import DashboardState
+
+__all__ = ["BROKER_KEY", "BrokerBufferFull", "BrokerConfig", "RedisBroker", "redact_url"]
+
+logger = logging.getLogger(__name__)
+
+_SCHEMES = ("redis", "rediss", "unix")
+_READ_COUNT = 1000
+_READ_BLOCK_MILLIS = 1000
+_BATCH_EVENTS = 500
+_RETRY_MIN_SECONDS = 0.05
+_RETRY_MAX_SECONDS = 1.0
+_STOP_FLUSH_SECONDS = 2.0
+_ACK_TIMEOUT_SECONDS = 2.0
+_START_PING_SECONDS = 1.5
+_SEEN_IDS = 10_000
+
+# KEYS: the counter, the stream, the set of known agent ids.
+# ARGV: MAXLEN, the caller's newest seq (a floor: a Redis that lost its data must not hand out a seq
+# again), then (agent id or "", registration JSON or "", event JSON) per event.
+# Returns the seq of each event (registrations take their own seqs in between).
+_APPEND_LUA = """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[2])
+if seq < floor then seq = floor end
+local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if top[1] then
+  local last = tonumber(string.match(top[1][1], '^(%d+)'))
+  if last and seq < last then seq = last end
+end
+local out = {}
+local function emit(json)
+  seq = seq + 1
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], string.format('%d-0', seq), 'e', json)
+end
+for i = 3, #ARGV, 3 do
+  local aid = ARGV[i]
+  if aid ~= '' and redis.call('SADD', KEYS[3], aid) == 1 and ARGV[i + 1] ~= '' then
+    emit(ARGV[i + 1])
+  end
+  emit(ARGV[i + 2])
+  out[#out + 1] = seq
+end
+redis.call('SET', KEYS[1], seq)
+return out
+"""
+
+
+class BrokerBufferFull(Exception):
+    """Redis is unreachable and the replica's buffer has no room for more events (ingest answers 503)."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (for logs, ``/health`` and ``/stats``)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where and how replicas share their events.
+
+    Args:
+        url: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or ``unix://path``.
+        prefix: the Redis keys are ``<prefix>:events`` (the stream), ``<prefix>:seq``,
+            ``<prefix>:agents`` and ``<prefix>:leader``; one cluster per prefix.
+        max_stream_events: the stream keeps about this many newest events (``XADD MAXLEN ~``).
+        max_buffered_events: events a replica holds while Redis is unreachable; beyond, ingest
+            answers 503 and in-process events are dropped (and counted).
+        replica: this replica's name (``host:pid`` by default), in ``system_health_updated``.
+
+    Raises:
+        ValueError: an invalid field, named in the message.
+    """
+
+    url: str
+    prefix: str = "otel_dashboard"
+    max_stream_events: int = 100_000
+    max_buffered_events: int = 100_000
+    replica: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or urllib.parse.urlsplit(self.url).scheme not in _SCHEMES:
+            raise ValueError(f"broker url must start with redis://, rediss:// or unix://, got "
+                             f"{redact_url(self.url) if isinstance(self.url, str) else self.url!r}")
+        if not isinstance(self.prefix, str) or not self.prefix or len(self.prefix) > 100:
+            raise ValueError(f"broker prefix must be a non-empty string of at most 100 characters, "
+                             f"got {self.prefix!r}")
+        for name in ("max_stream_events", "max_buffered_events"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000_000:
+                raise ValueError(f"broker {name} must be an integer between 1 and 100000000, got {value!r}")
+        if self.replica is not None and (not isinstance(self.replica, str) or len(self.replica) > 200):
+            raise ValueError(
+                f"broker replica must be a string of at most 200 characters, got {self.replica!r}")
+
+    @property
+    def replica_name(self) -> str:
+        return self.replica or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Ticket:
+    """One ingest request waiting for its events' seqs."""
+
+    __slots__ = ("future", "remaining", "seqs")
+
+    def __init__(self, future: asyncio.Future[list[int] | None], count: int) -> None:
+        self.future = future
+        self.remaining = count
+        self.seqs: list[int] = [0] * count
+
+
+class _Item:
+    __slots__ = ("event", "index", "shown", "ticket")
+
+    def __init__(self, event: DashboardEvent, ticket: _Ticket | None = None, index: int = 0) -> None:
+        self.event = event
+        self.ticket = ticket
+        self.index = index
+        self.shown = False  # delivered to this replica's clients as a provisional event
+
+
+class RedisBroker:
+    """The cluster's sequencer and event feed for one replica (see the module docstring).
+
+    Args:
+        config: the broker's configuration.
+
+    Raises:
+        RuntimeError: the ``redis`` package is not installed (the message says how to install it).
+    """
+
+    def __init__(self, config: BrokerConfig) -> None:
+        try:
+            import redis.asyncio as aioredis
+        except ImportError:  # pragma: no cover - the extra is installed for the tests
+            raise RuntimeError(
+                "--broker needs the redis package: pip install 'otel-dashboard[redis]'") from None
+        self.config = config
+        self.replica = config.replica_name
+        self._redis = aioredis.Redis.from_url(
+            config.url, socket_connect_timeout=1.0, socket_timeout=_READ_BLOCK_MILLIS / 1000 + 4.0,
+            health_check_interval=0,
+        )
+        prefix = config.prefix
+        self._keys = [f"{prefix}:seq", f"{prefix}:events", f"{prefix}:agents"]
+        self._stream = f"{prefix}:events"
+        self._leader_key = f"{prefix}:leader"
+        self._append = self._redis.register_script(_APPEND_LUA)
+        self._state: DashboardState | None = None
+        self._on_provisional: Callable[[list[DashboardEvent]], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._pending: deque[_Item] = deque()
+        self._wake: asyncio.Event | None = None
+        self._wake_scheduled = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._registered: set[str] = set()
+        self._seen_ids: OrderedDict[str, None] = OrderedDict()
+        self._highest_assigned = 0
+        self._stopped = False
+        self.connected = False
+        self.last_error: str | None = None
+        self.down_since: float | None = None
+        self.appended_events = 0
+        self.received_events = 0
+        self.dropped_events = 0
+        self.duplicate_events = 0
+        self.invalid_entries = 0
+        self.provisional_events = 0
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(
+        self,
+        state: DashboardState,
+        *,
+        on_provisional: Callable[[list[DashboardEvent]], None] | None = None,
+    ) -> None:
+        """Attach to ``state`` and start reading and appending (on the server's loop).
+
+        Never fails because Redis is down: the replica starts degraded and keeps trying.
+
+        Args:
+            state: the replica's state; its events go through the broker from now on.
+            on_provisional: called on the loop with events accepted while Redis is unreachable
+                (shown to this replica's clients before they have a ``seq``).
+        """
+        self._state = state
+        self._on_provisional = on_provisional
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._wake = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._redis.ping(), _START_PING_SECONDS)
+            self._came_up()
+        except Exception as exc:
+            self._went_down(exc)
+        state.attach_sequencer(self)
+        self._tasks = [
+            asyncio.ensure_future(self._run_reader()),
+            asyncio.ensure_future(self._run_writer()),
+        ]
+        logger.info("otel-dashboard replica %s shares events through %s (stream %s)",
+                    self.replica, redact_url(self.config.url), self._stream)
+
+    async def stop(self) -> None:
+        """Append what is buffered (for up to 2 s), stop reading, detach from the state; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        deadline = time.monotonic() + _STOP_FLUSH_SECONDS
+        while self._pending and self.connected and time.monotonic() < deadline:
+            self._kick()
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        if self._pending:
+            logger.warning("otel-dashboard broker: %d buffered events were never appended to Redis "
+                           "(unreachable at shutdown)", len(self._pending))
+            self.dropped_events += len(self._pending)
+            self._resolve_buffered(list(self._pending))
+            self._pending.clear()
+        if self._state is not None:
+            self._state.attach_sequencer(None)
+        try:
+            await self._redis.aclose()
+        except Exception:  # pragma: no cover - closing a broken connection
+            logger.debug("closing the Redis client failed", exc_info=True)
+
+    # ------------------------------------------------------------ intake
+    def submit(self, event: DashboardEvent) -> None:
+        """Queue ``event`` for the stream (the state's publish; any thread; never blocks or raises)."""
+        if self._stopped or len(self._pending) >= self.config.max_buffered_events:
+            self.dropped_events += 1
+            if self._state is not None:
+                self._state.count_dropped(1)
+            return
+        self._pending.append(_Item(event))
+        self._kick()
+
+    def has_room(self, events: int) -> bool:
+        """Whether ``events`` more fit in the buffer (ingest checks this before accepting a request)."""
+        return len(self._pending) + events <= self.config.max_buffered_events
+
+    async def append(self, events: list[DashboardEvent]) -> list[int] | None:
+        """Queue ``events`` (an ingest request) and wait until Redis has numbered them.
+
+        Returns:
+            Their seqs, or None when Redis is unreachable (or slow) and they wait in the buffer;
+            either way they are accepted.
+
+        Raises:
+            BrokerBufferFull: no room in the buffer; nothing was queued.
+        """
+        if not events:
+            return []
+        if self._stopped or not self.has_room(len(events)):
+            raise BrokerBufferFull(f"the broker is unreachable and its buffer of "
+                                   f"{self.config.max_buffered_events} events is full")
+        assert self._loop is not None
+        ticket = _Ticket(self._loop.create_future(), len(events))
+        self._pending.extend(_Item(event, ticket, i) for i, event in enumerate(events))
+        if not self.connected:
+            self._show_provisional()
+            ticket.future.set_result(None)
+        self._kick()
+        try:
+            return await asyncio.wait_for(asyncio.shield(ticket.future), _ACK_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError:
+            return None
+
+    def _kick(self) -> None:
+        if self._wake is None or self._wake_scheduled:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wake.set()
+            return
+        self._wake_scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._wake_from_thread)  # type: ignore[union-attr]
+        except RuntimeError:  # the loop is closed: shutting down
+            self._wake_scheduled = False
+
+    def _wake_from_thread(self) -> None:
+        self._wake_scheduled = False
+        if self._wake is not None:
+            self._wake.set()
+
+    # ------------------------------------------------------------ writer
+    async def _run_writer(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        backoff = _RETRY_MIN_SECONDS
+        while True:
+            await wake.wait()
+            wake.clear()
+            while self._pending:
+                batch = [self._pending.popleft() for _ in range(min(_BATCH_EVENTS, len(self._pending)))]
+                try:
+                    seqs = await self._append(keys=self._keys, args=self._script_args(batch))
+                except asyncio.CancelledError:
+                    self._pending.extendleft(reversed(batch))
+                    raise
+                except Exception as exc:
+                    self._pending.extendleft(reversed(batch))
+                    self._went_down(exc)
+                    self._resolve_buffered(list(self._pending))
+                    self._show_provisional()
+                    await self._pause(backoff)
+                    backoff = min(_RETRY_MAX_SECONDS, backoff * 2)
+                    continue
+                backoff = _RETRY_MIN_SECONDS
+                self._came_up()
+                self.appended_events += len(batch)
+                if seqs:
+                    self._highest_assigned = max(self._highest_assigned, int(seqs[-1]))
+                self._resolve(batch, seqs)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait before retrying; events queued meanwhile are shown provisionally at once."""
+        assert self._wake is not None
+        deadline = time.monotonic() + seconds
+        while not self.connected and (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except asyncio.TimeoutError:
+                break
+            self._show_provisional()
+            self._resolve_buffered(list(self._pending))
+
+    def _script_args(self, batch: list[_Item]) -> list[Any]:
+        state = self._state
+        floor = max(self._highest_assigned, state.last_seq if state is not None else 0)
+        args: list[Any] = [self.config.max_stream_events, floor]
+        registered = self._registered
+        for item in batch:
+            event = item.event
+            agent_id = first_sight_agent_id(event)
+            registration = b""
+            if agent_id is not None:
+                agent_id = str(agent_id)
+                if agent_id not in registered:
+                    registration = first_sight_registration(event, agent_id).to_json_bytes()
+            elif event.event_type is EventType.AGENT_REGISTERED and event.data.get("agent_id"):
+                agent_id = str(event.data["agent_id"])  # an explicit registration: no first-sight one
+            args += (agent_id or "", registration, _wire(event))
+        return args
+
+    def _resolve(self, batch: list[_Item], seqs: list[Any]) -> None:
+        for item, seq in zip(batch, seqs, strict=True):
+            ticket = item.ticket
+            if ticket is None:
+                continue
+            ticket.seqs[item.index] = int(seq)
+            ticket.remaining -= 1
+            if ticket.remaining == 0 and not ticket.future.done():
+                ticket.future.set_result(ticket.seqs)
+
+    @staticmethod
+    def _resolve_buffered(batch: list[_Item]) -> None:
+        for item in batch:
+            ticket = item.ticket
+            if ticket is not None and not ticket.future.done():
+                ticket.future.set_result(None)
+
+    def _show_provisional(self) -> None:
+        # list() copies the deque atomically; iterating it directly races with other threads' appends.
+        fresh = [item for item in list(self._pending) if not item.shown]
+        if not fresh:
+            return
+        shown = []
+        for item in fresh:
+            item.shown = True
+            shown.append(item.event)
+        self.provisional_events += len(shown)
+        if self._on_provisional is not None:
+            try:
+                self._on_provisional(shown)
+            except Exception:
+                logger.exception("showing provisional events failed")
+
+    # ------------------------------------------------------------ reader
+    async def _run_reader(self) -> None:
+        state = self._state
+        assert state is not None
+        backoff = _RETRY_MIN_SECONDS
+        while True:
+            try:
+                reply = await self._redis.xread(
+                    {self._stream: f"{state.last_seq}-0"}, count=_READ_COUNT, block=_READ_BLOCK_MILLIS
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._went_down(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(_RETRY_MAX_SECONDS, backoff * 2)
+                continue
+            backoff = _RETRY_MIN_SECONDS
+            self._came_up()
+            for _stream, entries in reply or ():
+                events = self._parse(entries)
+                if events:
+                    self.received_events += state.accept_sequenced(events)
+
+    def _parse(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[DashboardEvent]:
+        events: list[DashboardEvent] = []
+        seen = self._seen_ids
+        for entry_id, fields in entries:
+            try:
+                seq = int(entry_id.split(b"-", 1)[0])
+                event = DashboardEvent.from_dict(orjson.loads(fields[b"e"]))
+            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+                self.invalid_entries += 1
+                logger.warning("otel-dashboard broker: skipped an invalid stream entry %r", entry_id)
+                continue
+            # A batch whose reply was lost (a timeout after Redis ran it) is appended again on retry.
+            if event.event_id in seen:
+                self.duplicate_events += 1
+                continue
+            seen[event.event_id] = None
+            if len(seen) > _SEEN_IDS:
+                seen.popitem(last=False)
+            event.seq = seq
+            if event.event_type is EventType.AGENT_REGISTERED and event.data.get("agent_id"):
+                self._registered.add(str(event.data["agent_id"]))
+            events.append(event)
+        return events
+
+    # ------------------------------------------------------------ health
+    def _went_down(self, exc: BaseException) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        if self.connected or self.down_since is None:
+            self.down_since = time.monotonic()
+            logger.warning("otel-dashboard broker %s unreachable (%s): buffering up to %d events",
+                           redact_url(self.config.url), self.last_error, self.config.max_buffered_events)
+        self.connected = False
+
+    def _came_up(self) -> None:
+        if not self.connected:
+            if self.down_since is not None and self.last_error is not None:
+                logger.info("otel-dashboard broker %s reachable again; appending %d buffered events",
+                            redact_url(self.config.url), len(self._pending))
+            self.connected = True
+            self.down_since = None
+            self._kick()
+
+    def status(self) -> dict[str, Any]:
+        """What ``/health`` and ``/stats`` say about the broker."""
+        return {
+            "url": redact_url(self.config.url),
+            "stream": self._stream,
+            "replica": self.replica,
+            "connected": self.connected,
+            "buffered_events": len(self._pending),
+            "max_buffered_events": self.config.max_buffered_events,
+            "down_seconds": (round(time.monotonic() - self.down_since, 3)
+                             if self.down_since is not None and not self.connected else None),
+            "last_error": self.last_error,
+            "appended_events": self.appended_events,
+            "received_events": self.received_events,
+            "provisional_events": self.provisional_events,
+            "dropped_events": self.dropped_events,
+            "duplicate_events": self.duplicate_events,
+            "invalid_entries": self.invalid_entries,
+        }
+
+    async def is_leader(self, ttl_millis: int) -> bool:
+        """Whether this replica leads (publishes ``metrics_updated``); takes or renews the lease.
+
+        False when Redis is unreachable: no replica publishes what it could not append anyway.
+        """
+        replica = self.replica.encode()
+        try:
+            if await self._redis.set(self._leader_key, replica, nx=True, px=ttl_millis):
+                return True
+            if await self._redis.get(self._leader_key) == replica:
+                await self._redis.pexpire(self._leader_key, ttl_millis)
+                return True
+        except Exception:
+            return False
+        return False
+
+
+def _wire(event: DashboardEvent) -> bytes:
+    """The event's JSON without a seq (the stream entry's id carries it)."""
+    if event.seq is None:
+        return event.to_json_bytes()
+    return DashboardEvent.from_dict({**event.to_dict(), "seq": None}).to_json_bytes()
+
+
+BROKER_KEY = web.AppKey("otel_dashboard_broker", RedisBroker)
+"""The application key of the server's :class:`RedisBroker` (only set with ``broker=``)."""

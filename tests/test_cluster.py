@@ -1,0 +1,392 @@
+"""Several dashboard servers sharing one Redis (``broker=``): one sequence, every event everywhere once.
+
+Real ``redis-server`` processes on free loopback ports (tests/redis_support.py), real servers (in
+process, or ``otel-dashboard serve`` subprocesses where a replica is killed), real WebSocket clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import WSMsgType
+
+from otel_dashboard.broker import BROKER_KEY, BrokerConfig, redact_url
+from otel_dashboard.cli import main as cli_main
+from otel_dashboard.server import DashboardWebSocketServer
+from otel_dashboard.state import DashboardState
+from tests.redis_support import RedisServer
+from tests.server_support import WAIT, read_line_matching, running_server
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _config(redis: RedisServer, prefix: str, **kwargs: Any) -> BrokerConfig:
+    return BrokerConfig(redis.url, prefix=prefix, **kwargs)
+
+
+@asynccontextmanager
+async def _replicas(
+    redis: RedisServer, count: int = 2, **kwargs: Any
+) -> AsyncIterator[list[DashboardWebSocketServer]]:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(running_server(
+                DashboardState(max_history=20_000), broker=_config(redis, prefix, replica=f"r{i}", **kwargs)
+            ))
+            for i in range(count)
+        ]
+
+
+class ClusterClient:
+    """A WebSocket client that keeps the numbered events it receives and can move to another replica."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.events: list[dict[str, Any]] = []
+        self.provisional: list[dict[str, Any]] = []
+        self.gaps: list[dict[str, Any]] = []
+        self.last_seq = 0
+        self.resumed: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+
+    async def connect(self, url: str, *, resume: bool = False) -> None:
+        ws = await asyncio.wait_for(self.session.ws_connect(url + "/ws"), WAIT)
+        snapshot = orjson.loads((await asyncio.wait_for(ws.receive(), WAIT)).data)
+        assert snapshot["type"] == "snapshot"
+        if resume:
+            await ws.send_str(orjson.dumps({"type": "resume", "after_seq": self.last_seq}).decode())
+        else:
+            self.last_seq = snapshot["seq"]
+        self.closed = asyncio.Event()
+        self._task = asyncio.ensure_future(self._read(ws))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    break
+                message = orjson.loads(msg.data)
+                if message["type"] == "events" and message.get("provisional"):
+                    self.provisional.extend(message["events"])
+                elif message["type"] == "events":
+                    for event in message["events"]:
+                        self.events.append(event)
+                        self.last_seq = event["seq"]
+                elif message["type"] == "gap":
+                    self.gaps.append(message)
+                elif message["type"] == "resumed":
+                    self.resumed.append(message)
+        finally:
+            self.closed.set()
+
+    def markers(self, run: str) -> list[int]:
+        return [e["data"]["i"] for e in self.events if e["data"].get("run") == run]
+
+    async def wait_for_markers(self, run: str, count: int, timeout: float = WAIT) -> None:
+        deadline = time.monotonic() + timeout
+        while len(set(self.markers(run))) < count:
+            assert time.monotonic() < deadline, (
+                f"{len(set(self.markers(run)))} of {count} events within {timeout} s; gaps {self.gaps}")
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _batch(run: str, start: int, count: int) -> dict[str, Any]:
+    return {"events": [
+        {"event_type": "error_occurred", "event_id": f"{run}-{i}", "data": {"run": run, "i": i}}
+        for i in range(start, start + count)
+    ]}
+
+
+def _assert_in_seq_order_once(client: ClusterClient) -> None:
+    seqs = [e["seq"] for e in client.events]
+    assert seqs == sorted(set(seqs)), "events out of seq order or repeated"
+
+
+async def test_two_replicas_every_client_sees_every_event_once_in_seq_order(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    async with _replicas(redis_server) as (a, b):
+        clients = [ClusterClient(session) for _ in range(6)]
+        for i, client in enumerate(clients):
+            await client.connect((a if i % 2 else b).url)
+        answers = []
+        for start in range(0, 400, 50):
+            response = await session.post(a.url + "/api/events", json=_batch("r", start, 50))
+            assert response.status == 200
+            answers.append(await response.json())
+        for client in clients:
+            await client.wait_for_markers("r", 400)
+        # The seqs the ingest answered are the ones every client on both replicas got.
+        answered = [seq for answer in answers for seq in range(answer["first_seq"], answer["last_seq"] + 1)]
+        assert all(not answer["buffered"] for answer in answers)
+        for client in clients:
+            _assert_in_seq_order_once(client)
+            assert client.markers("r") == list(range(400))
+            assert [e["seq"] for e in client.events if e["data"].get("run") == "r"] == answered
+            assert not client.gaps and not client.provisional
+        for client in clients:
+            await client.close()
+
+
+async def test_metrics_active_agents_and_registrations_agree_across_replicas(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    async with _replicas(redis_server) as (a, b):
+        watcher = ClusterClient(session)
+        await watcher.connect(b.url)
+
+        def run(agent: str, kind: str) -> dict[str, Any]:
+            return {"event_type": f"agent_execution_{kind}",
+                    "data": {"agent_id": agent, "agent_name": agent.title(), "run_id": f"{agent}-1",
+                             "success": True, "run": "m", "i": 0}}
+
+        # The first runs of the same agents arrive at both replicas at once: one registration each.
+        posts = [session.post(server.url + "/api/events", json={"events": [run(agent, "started")]})
+                 for agent in ("alpha", "beta", "gamma") for server in (a, b)]
+        for response in await asyncio.gather(*posts):
+            assert response.status == 200
+        response = await session.post(b.url + "/api/events", json={"events": [run("alpha", "completed")]})
+        assert response.status == 200
+        seq = (await response.json())["last_seq"]
+        deadline = time.monotonic() + WAIT
+        while min(a.state.last_seq, b.state.last_seq) < seq:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        for key in ("total_events", "active_agents", "total_agents_executed"):
+            assert a.state.get_metrics()[key] == b.state.get_metrics()[key], key
+        assert sorted(x["agent_id"] for x in a.state.get_active_agents()) == ["beta", "gamma"]
+        assert sorted(x["agent_id"] for x in b.state.get_active_agents()) == ["beta", "gamma"]
+        assert a.state.get_known_agents() == b.state.get_known_agents()
+        assert a.state.events_by_type()["agent_registered"] == 3
+        assert b.state.events_by_type()["agent_registered"] == 3
+        await watcher.close()
+
+
+async def test_only_one_replica_leads_the_metrics(redis_server: RedisServer) -> None:
+    async with _replicas(redis_server) as (a, b):
+        leaders = [await server.app[BROKER_KEY].is_leader(5000) for server in (a, b)]  # type: ignore[index]
+        assert sorted(leaders) == [False, True]
+        # The lease is renewed by its holder, not taken over.
+        assert [await server.app[BROKER_KEY].is_leader(5000) for server in (a, b)] == leaders  # type: ignore[index]
+
+
+def _serve_replica(redis: RedisServer, prefix: str, name: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otel_dashboard", "serve", "--port", "0", "--db", ":memory:",
+         "--history", "20000", "--name", name, "--broker", redis.url, "--broker-prefix", prefix],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "OTEL_DASHBOARD_TOKEN": ""},
+    )
+    match = read_line_matching(proc, re.compile(r"serving on (http://\S+)/dashboard"), WAIT)
+    return proc, match.group(1)
+
+
+async def test_clients_of_a_killed_replica_resume_on_the_other_without_a_gap(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    doomed, doomed_url = _serve_replica(redis_server, prefix, "doomed")
+    survivor, survivor_url = _serve_replica(redis_server, prefix, "survivor")
+    try:
+        movers = [ClusterClient(session) for _ in range(3)]
+        stayers = [ClusterClient(session) for _ in range(2)]
+        for client in movers:
+            await client.connect(doomed_url)
+        for client in stayers:
+            await client.connect(survivor_url)
+        total = 0
+        for round_ in range(30):
+            target = doomed_url if round_ < 10 else survivor_url
+            response = await session.post(target + "/api/events", json=_batch("k", total, 20))
+            assert response.status == 200
+            total += 20
+            if round_ == 10:
+                await movers[0].wait_for_markers("k", 200)  # the doomed replica's clients are mid-stream
+                doomed.send_signal(signal.SIGKILL)
+                doomed.wait(timeout=WAIT)
+                for client in movers:
+                    await asyncio.wait_for(client.closed.wait(), WAIT)
+                    await client.connect(survivor_url, resume=True)
+            await asyncio.sleep(0.01)
+        for client in movers + stayers:
+            await client.wait_for_markers("k", total)
+            _assert_in_seq_order_once(client)
+            assert client.markers("k") == list(range(total))
+            assert not client.gaps
+        for client in movers:
+            assert client.resumed and client.resumed[-1]["type"] == "resumed"
+        for client in movers + stayers:
+            await client.close()
+    finally:
+        for proc in (doomed, survivor):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def test_redis_down_for_5_s_under_load_loses_nothing_accepted(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    async with _replicas(redis_server) as (a, b):
+        clients = [ClusterClient(session) for _ in range(4)]
+        for i, client in enumerate(clients):
+            await client.connect((a if i % 2 else b).url)
+        sent = 0
+        statuses: list[int] = []
+        health_during: list[dict[str, Any]] = []
+
+        async def post(count: int) -> None:
+            nonlocal sent
+            response = await session.post(a.url + "/api/events", json=_batch("o", sent, count))
+            statuses.append(response.status)
+            sent += count
+
+        for _ in range(20):  # 2 s with Redis
+            await post(10)
+            await asyncio.sleep(0.1)
+        redis_server.stop()
+        down_until = time.monotonic() + 5.0
+        while time.monotonic() < down_until:  # 5 s without: the replica buffers and shows its own events
+            await post(10)
+            health_during.append(await (await session.get(a.url + "/health")).json())
+            await asyncio.sleep(0.1)
+        provisional_seen = [len(c.provisional) for c in clients]
+        redis_server.start()
+        for _ in range(20):  # 2 s after
+            await post(10)
+            await asyncio.sleep(0.1)
+        assert set(statuses) == {200}, "every request was accepted"
+        for client in clients:
+            await client.wait_for_markers("o", sent, timeout=20)
+            _assert_in_seq_order_once(client)
+            assert client.markers("o") == list(range(sent))
+        assert health_during[-1]["status"] == "degraded"
+        assert health_during[-1]["broker"]["connected"] is False
+        assert max(h["broker"]["buffered_events"] for h in health_during) > 0
+        # Replica a's own clients saw its events while Redis was down; b's could not.
+        assert provisional_seen[1] > 0 and provisional_seen[3] > 0
+        assert provisional_seen[0] == provisional_seen[2] == 0
+        deadline = time.monotonic() + WAIT
+        while (await (await session.get(a.url + "/health")).json())["status"] != "ok":
+            assert time.monotonic() < deadline, "health stays degraded after Redis is back"
+            await asyncio.sleep(0.1)
+        for client in clients:
+            await client.close()
+
+
+async def test_a_full_buffer_refuses_ingest_with_503_and_keeps_what_it_holds(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    async with _replicas(redis_server, count=1, max_buffered_events=25) as (a,):
+        client = ClusterClient(session)
+        await client.connect(a.url)
+        redis_server.stop()
+        response = await session.post(a.url + "/api/events", json=_batch("f", 0, 20))
+        assert response.status == 200
+        assert await response.json() == {
+            "accepted": 20, "first_seq": None, "last_seq": None, "buffered": True}
+        response = await session.post(a.url + "/api/events", json=_batch("f", 20, 10))
+        assert response.status == 503
+        assert (await response.json())["error"] == (
+            "the broker is unreachable and its buffer of 25 events is full; send them again")
+        assert response.headers["Retry-After"]
+        redis_server.start()
+        await client.wait_for_markers("f", 20, timeout=20)
+        assert client.markers("f") == list(range(20))
+        await client.close()
+
+
+async def test_a_replica_starts_while_redis_is_down_and_catches_up(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    redis_server.stop()
+    async with _replicas(redis_server, count=1) as (a,):
+        health = await (await session.get(a.url + "/health")).json()
+        assert health["status"] == "degraded" and health["broker"]["connected"] is False
+        response = await session.post(a.url + "/api/events", json=_batch("s", 0, 5))
+        assert (await response.json())["buffered"] is True
+        redis_server.start()
+        deadline = time.monotonic() + 20
+        while a.state.last_seq < 5:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        stored = [e.data["i"] for e in a.state.get_events_after(0) if e.data.get("run") == "s"]
+        assert stored == list(range(5))
+
+
+# --------------------------------------------------------------------------- configuration
+@pytest.mark.parametrize(("kwargs", "named"), [
+    ({"url": "http://localhost:6379"}, "broker url"),
+    ({"url": "redis://h", "prefix": ""}, "broker prefix"),
+    ({"url": "redis://h", "max_stream_events": 0}, "broker max_stream_events"),
+    ({"url": "redis://h", "max_buffered_events": True}, "broker max_buffered_events"),
+])
+def test_broker_config_names_the_bad_field(kwargs: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        BrokerConfig(**kwargs)
+
+
+def test_a_bad_broker_option_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="broker"):
+        DashboardWebSocketServer(port=0, broker=6379)
+    with pytest.raises(ValueError, match="redis://"):
+        DashboardWebSocketServer(port=0, broker="localhost:6379")
+
+
+def test_urls_are_shown_without_their_password() -> None:
+    assert redact_url("redis://:s3cret@db:6379/0") == "redis://***@db:6379/0"
+    assert redact_url("redis://user:s3cret@db:6379/0") == "redis://user:***@db:6379/0"
+    assert redact_url("redis://db:6379/0") == "redis://db:6379/0"
+
+
+def test_serve_refuses_a_bad_broker_url(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["serve", "--broker", "http://localhost:6379"])
+    assert exc.value.code == 2
+    assert "--broker: must start with redis://" in capsys.readouterr().err
+
+
+def test_serve_without_the_redis_package_says_how_to_install_it() -> None:
+    code = ("import sys; sys.modules['redis'] = None; sys.modules['redis.asyncio'] = None\n"
+            "from otel_dashboard.cli import main\n"
+            "sys.exit(main(['serve', '--port', '0', '--db', ':memory:', '--broker', 'redis://127.0.0.1:1/0']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "pip install 'otel-dashboard[redis]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
