@@ -35,6 +35,13 @@ taken, for every event, on ``--latency-clients`` clients spread evenly over the 
 single probe event is sent and awaited by every client: a barrier that drains what a previous step
 left queued and proves every client is registered; clients that do not get it are reconnected.
 
+Several servers at once (replicas sharing their events, ``bench_cluster.py``): ``--ws-url`` takes a
+comma-separated list and the clients are split into as many contiguous blocks of the connection order,
+one per URL (blocks, not round-robin, so that the latency clients, spread over the connection order,
+land on every server evenly, again spread over each server's own clients); ``--ingest-url`` takes a
+comma-separated list too, and the producer's POSTs then go to each URL in turn. One URL each (the
+default use) behaves as before.
+
 Everything goes to loopback addresses only. ``--source-ips`` spreads the clients over several
 loopback source addresses (127.0.0.2, ...) for servers that limit connections per address.
 """
@@ -213,7 +220,8 @@ class LoadGen:
 
     Starting it connects the clients (``ready`` holds what the load generator reported); each
     :meth:`step` / :meth:`flood` is one command and one JSON answer. Use it as a context manager:
-    the process is always stopped (terminated, then killed) on exit.
+    the process is always stopped (terminated, then killed) on exit. ``ws_url`` and ``ingest_url``
+    may be comma-separated lists (several servers: see the module docstring).
     """
 
     def __init__(self, ws_url: str, ingest_url: str, clients: int, *, deflate: bool = False,
@@ -570,11 +578,9 @@ class _Load:
         self.next_run = 1
         self.connect_errors: list[str] = []
         self.source_ips = [ip.strip() for ip in args.source_ips.split(",") if ip.strip()] or ["127.0.0.1"]
-        url = urllib.parse.urlsplit(args.ws_url)
-        self.ws_host = url.hostname or "127.0.0.1"
-        self.ws_port = url.port or 80
-        self.ws_path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        self.ws_host_header = url.netloc
+        self.ws_urls = _url_list(args.ws_url)
+        self.ingest_urls = _url_list(args.ingest_url)
+        self.posts_started = 0  # the producer's POSTs take the ingest URLs in turn
 
     # ------------------------------------------------------------ connections
     async def open(self) -> None:
@@ -617,18 +623,25 @@ class _Load:
         self.clients[index] = client
         return True
 
+    def _ws_url(self, client: _Client) -> str:
+        """The URL of ``client``'s server: contiguous blocks of the connection order, one per URL."""
+        return self.ws_urls[client.index * len(self.ws_urls) // max(1, self.args.clients)]
+
     async def _connect_raw(self, client: _Client) -> None:
         loop = asyncio.get_running_loop()
         ip = self.source_ips[client.index % len(self.source_ips)]
+        url = urllib.parse.urlsplit(self._ws_url(client))
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
         protocol: _RawWebSocket | None = None
 
         def factory() -> _RawWebSocket:
             nonlocal protocol
-            protocol = _RawWebSocket(client, self.ws_host_header, self.ws_path, self.args.deflate)
+            protocol = _RawWebSocket(client, url.netloc, path, self.args.deflate)
             return protocol
 
         transport, _ = await asyncio.wait_for(
-            loop.create_connection(factory, self.ws_host, self.ws_port, local_addr=(ip, 0)), 15)
+            loop.create_connection(factory, url.hostname or "127.0.0.1", url.port or 80,
+                                   local_addr=(ip, 0)), 15)
         client.transport = transport  # type: ignore[assignment]
         assert protocol is not None
         await asyncio.wait_for(protocol.ready, 15)
@@ -638,7 +651,7 @@ class _Load:
 
         session = self.sessions[client.index % len(self.sessions)]
         client.ws = await asyncio.wait_for(session.ws_connect(
-            self.args.ws_url, compress=15 if self.args.deflate else 0, autoping=True,
+            self._ws_url(client), compress=15 if self.args.deflate else 0, autoping=True,
             max_msg_size=0, decode_text=False,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)), 15)
         client.deflate = bool(client.ws.compress)
@@ -710,8 +723,10 @@ class _Load:
     # ------------------------------------------------------------ posting
     async def _post(self, body: bytes) -> tuple[int, int | None, str | None]:
         """POST one body; (HTTP status, events accepted or None, error text or None)."""
+        url = self.ingest_urls[self.posts_started % len(self.ingest_urls)]
+        self.posts_started += 1
         try:
-            async with self.post_session.post(self.args.ingest_url, data=body, headers=_JSON) as resp:
+            async with self.post_session.post(url, data=body, headers=_JSON) as resp:
                 payload = await resp.read()
                 if resp.status != 200:
                     return resp.status, None, f"HTTP {resp.status}: {payload[:200]!r}"
@@ -906,6 +921,11 @@ class _Load:
         return result
 
 
+def _url_list(urls: str) -> list[str]:
+    """The URLs of a comma-separated ``--ws-url`` or ``--ingest-url``."""
+    return [url.strip() for url in urls.split(",") if url.strip()]
+
+
 def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -967,8 +987,10 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ws-url", required=True)
-    parser.add_argument("--ingest-url", required=True)
+    parser.add_argument("--ws-url", required=True,
+                        help="comma-separated for several servers: the clients are split between them")
+    parser.add_argument("--ingest-url", required=True,
+                        help="comma-separated for several servers: the POSTs go to each in turn")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate, as browsers do")
     parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
@@ -988,7 +1010,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--control", action="store_true", help="take JSON commands on stdin")
     mode.add_argument("--hold", action="store_true", help="hold the clients idle until stdin closes")
     args = parser.parse_args(argv)
-    for url in (args.ws_url, args.ingest_url):
+    if not _url_list(args.ws_url) or not _url_list(args.ingest_url):
+        parser.error("--ws-url and --ingest-url need at least one URL each")
+    for url in [*_url_list(args.ws_url), *_url_list(args.ingest_url)]:
         if not re.match(r"^(ws|http)://(127\.\d+\.\d+\.\d+|localhost)(:\d+)?/", url):
             parser.error(f"loopback URLs only, got {url!r}")
     for ip in args.source_ips.split(","):

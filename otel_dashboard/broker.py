@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from otel_dashboard.events import DashboardEvent, EventType
+from otel_dashboard.events import DashboardEvent, EventType, json_dumps
 from otel_dashboard.state import first_sight_agent_id, first_sight_registration
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ _STOP_FLUSH_SECONDS = 2.0
 _ACK_TIMEOUT_SECONDS = 2.0
 _START_PING_SECONDS = 1.5
 _SEEN_IDS = 10_000
+_SPAN_BATCH = 1000
 
 # KEYS: the counter, the stream, the set of known agent ids.
 # ARGV: MAXLEN, the caller's newest seq (a floor: a Redis that lost its data must not hand out a seq
@@ -118,6 +119,8 @@ class BrokerConfig:
         max_buffered_events: events a replica holds while Redis is unreachable; beyond, ingest
             answers 503 and in-process events are dropped (and counted).
         replica: this replica's name (``host:pid`` by default), in ``system_health_updated``.
+        snapshot_interval_seconds: how often the leader saves the derived state (counts, running
+            agents, opportunities) for replicas that join after the stream dropped old events.
 
     Raises:
         ValueError: an invalid field, named in the message.
@@ -128,6 +131,7 @@ class BrokerConfig:
     max_stream_events: int = 100_000
     max_buffered_events: int = 100_000
     replica: str | None = None
+    snapshot_interval_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or urllib.parse.urlsplit(self.url).scheme not in _SCHEMES:
@@ -140,6 +144,11 @@ class BrokerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000_000:
                 raise ValueError(f"broker {name} must be an integer between 1 and 100000000, got {value!r}")
+        interval = self.snapshot_interval_seconds
+        if (not isinstance(interval, (int, float)) or isinstance(interval, bool)
+                or not 0 < interval <= 3600):
+            raise ValueError(f"broker snapshot_interval_seconds must be a number of seconds in (0, 3600], "
+                             f"got {interval!r}")
         if self.replica is not None and (not isinstance(self.replica, str) or len(self.replica) > 200):
             raise ValueError(
                 f"broker replica must be a string of at most 200 characters, got {self.replica!r}")
@@ -195,7 +204,11 @@ class RedisBroker:
         prefix = config.prefix
         self._keys = [f"{prefix}:seq", f"{prefix}:events", f"{prefix}:agents"]
         self._stream = f"{prefix}:events"
+        self._span_stream = f"{prefix}:spans"
+        self._pending_spans: deque[dict[str, Any]] = deque()
         self._leader_key = f"{prefix}:leader"
+        self._snapshot_key = f"{prefix}:snapshot"
+        self._snapshot_seq = -1
         self._append = self._redis.register_script(_APPEND_LUA)
         self._state: DashboardState | None = None
         self._on_provisional: Callable[[list[DashboardEvent]], None] | None = None
@@ -215,6 +228,7 @@ class RedisBroker:
         self.appended_events = 0
         self.received_events = 0
         self.dropped_events = 0
+        self.dropped_spans = 0
         self.duplicate_events = 0
         self.invalid_entries = 0
         self.provisional_events = 0
@@ -249,6 +263,7 @@ class RedisBroker:
         self._tasks = [
             asyncio.ensure_future(self._run_reader()),
             asyncio.ensure_future(self._run_writer()),
+            asyncio.ensure_future(self._run_snapshots()),
         ]
         logger.info("otel-dashboard replica %s shares events through %s (stream %s)",
                     self.replica, redact_url(self.config.url), self._stream)
@@ -288,6 +303,21 @@ class RedisBroker:
                 self._state.count_dropped(1)
             return
         self._pending.append(_Item(event))
+        self._kick()
+
+    def submit_spans(self, records: list[dict[str, Any]]) -> None:
+        """Queue span records for the other replicas' trace views (any thread; never blocks or raises).
+
+        Beyond the buffer's bound (Redis unreachable) the oldest records go first: the events matter,
+        a trace view can do without some spans."""
+        if self._stopped:
+            return
+        pending = self._pending_spans
+        pending.extend(records)
+        excess = len(pending) - self.config.max_buffered_events
+        for _ in range(max(0, excess)):
+            pending.popleft()
+            self.dropped_spans += 1
         self._kick()
 
     def has_room(self, events: int) -> bool:
@@ -346,6 +376,8 @@ class RedisBroker:
         while True:
             await wake.wait()
             wake.clear()
+            if self._pending_spans and not self._pending and self.connected:
+                await self._ship_spans()
             while self._pending:
                 batch = [self._pending.popleft() for _ in range(min(_BATCH_EVENTS, len(self._pending)))]
                 try:
@@ -367,6 +399,27 @@ class RedisBroker:
                 if seqs:
                     self._highest_assigned = max(self._highest_assigned, int(seqs[-1]))
                 self._resolve(batch, seqs)
+                if self._pending_spans and not self._pending:
+                    await self._ship_spans()
+
+    async def _ship_spans(self) -> None:
+        """Append the queued span records as one entry of the span stream (after the events they go with)."""
+        records = [self._pending_spans.popleft() for _ in range(min(_SPAN_BATCH, len(self._pending_spans)))]
+        try:
+            await self._redis.xadd(
+                self._span_stream,
+                {b"o": self.replica.encode(), b"r": json_dumps(records)},
+                maxlen=self.config.max_stream_events, approximate=True,
+            )
+        except asyncio.CancelledError:
+            self._pending_spans.extendleft(reversed(records))
+            raise
+        except Exception as exc:
+            self._pending_spans.extendleft(reversed(records))
+            self._went_down(exc)
+            return
+        if self._pending_spans:
+            self._kick()
 
     async def _pause(self, seconds: float) -> None:
         """Wait before retrying; events queued meanwhile are shown provisionally at once."""
@@ -437,24 +490,108 @@ class RedisBroker:
         state = self._state
         assert state is not None
         backoff = _RETRY_MIN_SECONDS
+        joined = False
+        span_stream = self._span_stream.encode()
+        span_cursor: bytes | None = None  # span records: only those appended after this replica started
         while True:
             try:
+                if not joined:
+                    await self._join(state)
+                    if span_cursor is None:
+                        tail = await self._redis.xrevrange(self._span_stream, "+", "-", count=1)
+                        span_cursor = tail[0][0] if tail else b"0-0"
+                    joined = True
                 reply = await self._redis.xread(
-                    {self._stream: f"{state.last_seq}-0"}, count=_READ_COUNT, block=_READ_BLOCK_MILLIS
+                    {self._stream: f"{state.last_seq}-0", self._span_stream: span_cursor},
+                    count=_READ_COUNT, block=_READ_BLOCK_MILLIS,
                 )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._went_down(exc)
+                joined = False  # the stream may have moved on meanwhile: check again
                 await asyncio.sleep(backoff)
                 backoff = min(_RETRY_MAX_SECONDS, backoff * 2)
                 continue
             backoff = _RETRY_MIN_SECONDS
             self._came_up()
-            for _stream, entries in reply or ():
+            for stream, entries in reply or ():
+                if stream == span_stream:
+                    span_cursor = entries[-1][0]
+                    self._take_spans(state, entries)
+                    continue
                 events = self._parse(entries)
                 if events:
                     self.received_events += state.accept_sequenced(events)
+
+    def _take_spans(self, state: DashboardState, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        replica = self.replica.encode()
+        for entry_id, fields in entries:
+            if fields.get(b"o") == replica:
+                continue  # this replica kept them when it sent them
+            try:
+                records = orjson.loads(fields[b"r"])
+                if not isinstance(records, list):
+                    raise TypeError("not a list")
+            except (KeyError, TypeError, orjson.JSONDecodeError):
+                self.invalid_entries += 1
+                logger.warning("otel-dashboard broker: skipped an invalid span entry %r", entry_id)
+                continue
+            state.record_spans([r for r in records if isinstance(r, dict)], from_cluster=True)
+
+    async def _join(self, state: DashboardState) -> None:
+        """Catch up with a stream that no longer holds every event after ours (trimmed by ``MAXLEN``).
+
+        The derived state (counts, running agents) needs every event: when the oldest one left is
+        beyond ours, take the leader's saved snapshot instead, after copying the history the stream
+        still holds up to it. Without a usable snapshot, the replica carries on from what is left
+        (and says so in the log).
+        """
+        oldest = await self._redis.xrange(self._stream, "-", "+", count=1)
+        if not oldest:
+            return
+        first = int(oldest[0][0].split(b"-", 1)[0])
+        if first <= state.last_seq + 1:
+            return
+        raw = await self._redis.get(self._snapshot_key)
+        snapshot = orjson.loads(raw) if raw else None
+        seq = snapshot.get("seq") if isinstance(snapshot, dict) else None
+        if not isinstance(seq, int) or seq < first - 1 or seq <= state.last_seq:
+            logger.warning("otel-dashboard broker: the stream starts at seq %d, after this replica's %d, "
+                           "and no saved state covers the gap: counts start from the events still held",
+                           first, state.last_seq)
+            return
+        start = f"{first}-0"
+        while True:
+            page = await self._redis.xrange(self._stream, start, f"{seq}-0", count=_READ_COUNT)
+            if not page:
+                break
+            state.accept_history(self._parse(page))
+            start = f"({page[-1][0].decode()}"
+        if state.last_seq != seq:  # the stream moved past the snapshot while we copied: use the events
+            logger.warning("otel-dashboard broker: history copy ended at seq %d, not %d: no saved state "
+                           "taken", state.last_seq, seq)
+            return
+        state.import_derived(snapshot)
+        logger.info("otel-dashboard broker: joined the cluster at seq %d from its saved state", seq)
+
+    async def _run_snapshots(self) -> None:
+        state = self._state
+        assert state is not None
+        interval = self.config.snapshot_interval_seconds
+        lease_millis = int(interval * 3000)
+        while True:
+            await asyncio.sleep(interval)
+            if state.last_seq == self._snapshot_seq or not await self.is_leader(lease_millis):
+                continue
+            try:
+                derived = state.export_derived()
+                await self._redis.set(self._snapshot_key, json_dumps(derived))
+                self._snapshot_seq = derived["seq"]
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis down (the reader reports it) or an unexpected value: next time
+                logger.debug("saving the cluster snapshot failed", exc_info=True)
 
     def _parse(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[DashboardEvent]:
         events: list[DashboardEvent] = []
@@ -514,6 +651,7 @@ class RedisBroker:
             "received_events": self.received_events,
             "provisional_events": self.provisional_events,
             "dropped_events": self.dropped_events,
+            "dropped_spans": self.dropped_spans,
             "duplicate_events": self.duplicate_events,
             "invalid_entries": self.invalid_entries,
         }

@@ -42,6 +42,8 @@ class Sequencer(Protocol):
 
     def submit(self, event: DashboardEvent) -> None: ...
 
+    def submit_spans(self, records: list[dict[str, Any]]) -> None: ...
+
 
 Subscriber = Callable[[DashboardEvent], None]
 """Called with each accepted event, synchronously, in the publishing thread, in ``seq`` order.
@@ -238,6 +240,92 @@ class DashboardState:
         """Accept a hand-built event (the original design's entry point); see :meth:`publish`."""
         return self.publish(event)
 
+    def accept_history(self, events: list[DashboardEvent]) -> int:
+        """Keep numbered events in the store only (no derived state, no subscriber): the history a
+        replica joining a cluster copies before it takes the cluster's derived state
+        (:meth:`import_derived`). Events at or below :attr:`last_seq` are skipped.
+
+        Returns:
+            How many were kept.
+        """
+        kept = 0
+        with self._lock:
+            for event in events:
+                if event.seq is not None and event.seq > self._seq:
+                    self._seq = event.seq
+                    self._store.append(event)
+                    kept += 1
+        return kept
+
+    def export_derived(self) -> dict[str, Any]:
+        """What the events up to :attr:`last_seq` add up to (counts, running agents, known agents,
+        opportunities), as JSON-ready data: what a cluster keeps for replicas that join after its
+        stream dropped old events (see :meth:`import_derived`)."""
+        now = time.monotonic()
+        with self._lock:
+            return {
+                "seq": self._seq,
+                "events_by_type": {k.value: v for k, v in self._events_by_type.items()},
+                "total_agents_executed": self._total_agents_executed,
+                "failed_agent_runs": self._failed_agent_runs,
+                "quality_sum": self._quality_sum,
+                "quality_count": self._quality_count,
+                "active_agents": [
+                    {**{k: v for k, v in entry.items() if not k.startswith("_")},
+                     "elapsed_seconds": now - entry["_started_monotonic"]}
+                    for entry in self._active_agents.values()
+                ],
+                "known_agents": list(self._known_agents.items()),
+                "opportunities": list(self._opportunities),
+                "lost_agents": list(self._lost_agents.values()),
+            }
+
+    def import_derived(self, derived: dict[str, Any]) -> None:
+        """Take the derived state another replica exported at its ``seq`` (which must be this
+        state's :attr:`last_seq`: the history up to it copied with :meth:`accept_history`).
+
+        Raises:
+            ValueError: ``derived`` is not such an export (the field is named); nothing changed.
+        """
+        try:
+            seq = int(derived["seq"])
+            by_type = dict.fromkeys(EventType, 0)
+            for type_value, count in derived["events_by_type"].items():
+                if type_value in _EVENT_TYPE_VALUES:
+                    by_type[EventType(type_value)] = int(count)
+            now = time.monotonic()
+            active = OrderedDict(
+                (str(entry["run_id"]), {
+                    **{k: v for k, v in entry.items() if k != "elapsed_seconds"},
+                    "_started_monotonic": now - float(entry.get("elapsed_seconds") or 0.0),
+                })
+                for entry in derived["active_agents"]
+            )
+            known = OrderedDict((str(k), str(v)) for k, v in derived["known_agents"])
+            lost = OrderedDict((str(entry["run_id"]), dict(entry)) for entry in derived["lost_agents"])
+            opportunities = [dict(o) for o in derived["opportunities"]]
+            numbers = {name: derived[name] for name in (
+                "total_agents_executed", "failed_agent_runs", "quality_sum", "quality_count")}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"derived: not a state export ({type(exc).__name__}: {exc})") from None
+        with self._lock:
+            if seq != self._seq:
+                raise ValueError(f"derived: exported at seq {seq}, this state is at {self._seq}")
+            self._events_by_type = by_type
+            self._total_events = sum(by_type.values())
+            self._total_opportunities = by_type[EventType.OPPORTUNITY_DISCOVERED]
+            self._total_errors = by_type[EventType.ERROR_OCCURRED]
+            self._total_agents_executed = int(numbers["total_agents_executed"])
+            self._failed_agent_runs = int(numbers["failed_agent_runs"])
+            self._quality_sum = float(numbers["quality_sum"])
+            self._quality_count = int(numbers["quality_count"])
+            self._active_agents = active
+            self._known_agents = known
+            self._lost_agents = lost
+            self._opportunities.clear()
+            self._opportunities.extend(opportunities)
+            self._metrics_version += 1
+
     def _accept(self, event: DashboardEvent) -> None:
         self._seq += 1
         event.seq = self._seq
@@ -346,9 +434,15 @@ class DashboardState:
         with self._lock:
             self._dropped_events += n
 
-    def record_spans(self, records: list[dict[str, Any]]) -> None:
+    def record_spans(self, records: list[dict[str, Any]], *, from_cluster: bool = False) -> None:
         """Keep span records (see :func:`~otel_dashboard.traces.span_record_from_span`) in
-        :attr:`traces`; thread-safe (the trace store has its own lock). Invalid records are skipped."""
+        :attr:`traces`; thread-safe (the trace store has its own lock). Invalid records are skipped.
+
+        With a sequencer attached they also go to the other replicas, unless they came from them
+        (``from_cluster``)."""
+        sequencer = self._sequencer
+        if sequencer is not None and not from_cluster and records:
+            sequencer.submit_spans(records)
         for record in records:
             try:
                 self.traces.add_span(record)

@@ -5,12 +5,14 @@
 * ``session``: an aiohttp client session for the tests that talk to a real server.
 * ``forwarder``, ``exporter``: spans made through the GLOBAL tracer provider (as the decorators make
   them), captured per test.
+* ``redis_server``: a real ``redis-server`` of the test's own on a free loopback port (scale-out tests).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -19,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from playwright.sync_api import Browser, Page, sync_playwright
+from redis_support import RedisServer
 from tracing_support import SpanForwarder
 
 
@@ -84,3 +87,13 @@ def fixture_exporter(forwarder: SpanForwarder) -> Iterator[InMemorySpanExporter]
 async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

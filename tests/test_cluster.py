@@ -14,34 +14,23 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 from aiohttp import WSMsgType
+from redis_support import RedisServer
+from server_support import WAIT, read_line_matching, running_server
 
 from otel_dashboard.broker import BROKER_KEY, BrokerConfig, redact_url
 from otel_dashboard.cli import main as cli_main
 from otel_dashboard.server import DashboardWebSocketServer
 from otel_dashboard.state import DashboardState
-from tests.redis_support import RedisServer
-from tests.server_support import WAIT, read_line_matching, running_server
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _config(redis: RedisServer, prefix: str, **kwargs: Any) -> BrokerConfig:
@@ -192,6 +181,24 @@ async def test_metrics_active_agents_and_registrations_agree_across_replicas(
         assert a.state.events_by_type()["agent_registered"] == 3
         assert b.state.events_by_type()["agent_registered"] == 3
         await watcher.close()
+
+
+async def test_a_trace_sent_to_one_replica_shows_on_the_other(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    trace_id, span_id = "ab" * 16, "cd" * 8
+    async with _replicas(redis_server) as (a, b):
+        body = {"events": [{"event_type": "agent_execution_completed", "trace_id": trace_id,
+                            "span_id": span_id, "data": {"agent_id": "t", "run_id": "t-1"}}],
+                "spans": [{"trace_id": trace_id, "span_id": span_id, "name": "agent.t",
+                           "start_time_unix_nano": 1, "end_time_unix_nano": 2}]}
+        assert (await session.post(a.url + "/api/events", json=body)).status == 200
+        deadline = time.monotonic() + WAIT
+        while (response := await session.get(f"{b.url}/api/traces/{trace_id}")).status != 200:
+            assert time.monotonic() < deadline, "the other replica never got the span"
+            await asyncio.sleep(0.05)
+        trace = await response.json()
+        assert [span["name"] for span in trace["spans"]] == ["agent.t"]
 
 
 async def test_only_one_replica_leads_the_metrics(redis_server: RedisServer) -> None:
@@ -350,12 +357,50 @@ async def test_a_replica_starts_while_redis_is_down_and_catches_up(
         assert stored == list(range(5))
 
 
+async def test_a_replica_joining_after_the_stream_was_trimmed_takes_the_saved_state(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    config = _config(redis_server, prefix, max_stream_events=100, snapshot_interval_seconds=0.1)
+    async with running_server(DashboardState(max_history=5000), broker=config) as a:
+        runs = [{"event_type": "agent_execution_started",
+                 "data": {"agent_id": f"agent-{i}", "run_id": f"run-{i}"}} for i in range(30)]
+        runs += [{"event_type": "agent_execution_completed",
+                  "data": {"agent_id": f"agent-{i}", "run_id": f"run-{i}", "quality_score": 0.5}}
+                 for i in range(10)]
+        assert (await session.post(a.url + "/api/events", json={"events": runs})).status == 200
+        for start in range(0, 1000, 100):
+            assert (await session.post(a.url + "/api/events", json=_batch("t", start, 100))).status == 200
+        broker = a.app[BROKER_KEY]  # type: ignore[index]
+        deadline = time.monotonic() + WAIT
+        while broker._snapshot_seq != a.state.last_seq:
+            assert time.monotonic() < deadline, "the leader did not save its state"
+            await asyncio.sleep(0.05)
+        assert await broker._redis.xlen(f"{prefix}:events") < 500  # the stream dropped the oldest
+        async with running_server(DashboardState(max_history=5000),
+                                  broker=_config(redis_server, prefix, replica="late")) as late:
+            deadline = time.monotonic() + WAIT
+            while late.state.last_seq < a.state.last_seq:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            for key in ("total_events", "active_agents", "total_agents_executed", "avg_quality_score",
+                        "total_errors"):
+                assert late.state.get_metrics()[key] == a.state.get_metrics()[key], key
+            assert late.state.get_metrics()["active_agents"] == 20
+            assert late.state.events_by_type() == a.state.events_by_type()
+            assert late.state.get_known_agents() == a.state.get_known_agents()
+            # What the stream still held is history the late replica can replay.
+            assert late.state.get_events_after(a.state.last_seq - 50, 100) == a.state.get_events_after(
+                a.state.last_seq - 50, 100)
+
+
 # --------------------------------------------------------------------------- configuration
 @pytest.mark.parametrize(("kwargs", "named"), [
     ({"url": "http://localhost:6379"}, "broker url"),
     ({"url": "redis://h", "prefix": ""}, "broker prefix"),
     ({"url": "redis://h", "max_stream_events": 0}, "broker max_stream_events"),
     ({"url": "redis://h", "max_buffered_events": True}, "broker max_buffered_events"),
+    ({"url": "redis://h", "snapshot_interval_seconds": 0}, "broker snapshot_interval_seconds"),
 ])
 def test_broker_config_names_the_bad_field(kwargs: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError, match=named):

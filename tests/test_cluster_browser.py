@@ -1,0 +1,47 @@
+"""The page on a cluster replica (``broker=``) in a real headless Chromium, Redis down and back.
+
+While Redis is unreachable the replica shows its own events at once, without a ``seq``; when Redis
+is back the same events arrive numbered and the page gives the rows it shows their seq instead of
+showing them twice.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from browser_support import ServerThread, error_occurred
+from playwright.sync_api import Page, expect
+from redis_support import RedisServer
+
+from otel_dashboard.broker import BrokerConfig
+from otel_dashboard.state import DashboardState
+
+ROW = "#stream > li.ev[data-type='error_occurred']"
+
+
+def test_events_shown_while_redis_is_down_are_not_doubled_when_it_is_back(
+    page: Page, redis_server: RedisServer
+) -> None:
+    config = BrokerConfig(redis_server.url, prefix=f"test-{uuid.uuid4().hex[:8]}")
+    state = DashboardState(max_history=1000)
+    with ServerThread(state, broker=config, health_interval_seconds=None,
+                      metrics_interval_seconds=None) as server:
+        page.goto(server.dashboard_url)
+        expect(page.locator("#conn-text")).to_have_text("Connected - Live Updates")
+        state.publish(error_occurred("before", "with Redis"))
+        expect(page.locator(ROW)).to_have_count(1)
+        before = page.evaluate("() => window.otelDashboard.lastSeq")
+
+        redis_server.stop()
+        for i in range(3):
+            state.publish(error_occurred("during", f"without Redis {i}"))
+        expect(page.locator(ROW)).to_have_count(4)  # shown at once, before they have a seq
+        assert page.evaluate("() => window.otelDashboard.lastSeq") == before
+
+        redis_server.start()
+        page.wait_for_function("s => window.otelDashboard.lastSeq >= s + 3", arg=before, timeout=20_000)
+        state.publish(error_occurred("after", "with Redis again"))
+        expect(page.locator(ROW)).to_have_count(5)
+        expect(page.locator(ROW).first).to_contain_text(re.compile("with Redis again"))
+        assert page.locator(ROW).filter(has_text="without Redis").count() == 3
