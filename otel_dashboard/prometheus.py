@@ -36,6 +36,10 @@ Metrics (all prefixed ``otel_dashboard_``):
   (counters): the durable store's ``stats()``; ``store_write_seconds`` (summary) once the store reports
   ``write_seconds_total`` and ``write_batches`` there;
 * ``subscriber_errors_total`` (counter): state subscribers that raised;
+* on a cluster replica (``broker=``): ``broker_connected`` and ``broker_buffered_events`` (gauges),
+  ``broker_appended_events_total``, ``broker_received_events_total``, ``broker_provisional_events_total``,
+  ``broker_dropped_events_total``, ``broker_dropped_spans_total``, ``broker_duplicate_events_total``
+  (counters);
 * ``process_*``: CPU seconds, resident memory, open file descriptors (``prometheus_client``'s
   process collector, Linux).
 """
@@ -58,6 +62,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from otel_dashboard.broadcast import BROADCASTER_KEY, Broadcaster
+from otel_dashboard.broker import BROKER_KEY
 from otel_dashboard.health import HEALTH_KEY
 
 __all__ = [
@@ -94,6 +99,8 @@ _RECEIVER_COUNTERS = (
 _DROP_REASONS = ("upstream", "queue_overflow", "slow_client_closed", "handoff_overflow")
 # Durable store stats() keys exported as counters (the store counts them since it opened).
 _STORE_COUNTERS = ("committed_events", "write_errors", "dropped_events", "read_errors", "deleted_events")
+_BROKER_COUNTERS = ("appended_events", "received_events", "provisional_events", "dropped_events",
+                    "dropped_spans", "duplicate_events")
 
 
 def queue_depth_histogram(
@@ -177,6 +184,9 @@ class _DashboardCollector(Collector):
             yield CounterMetricFamily(f"{PREFIX}_receiver_{name}", f"Intake counter {name}.", value=count)
 
         yield from _store_metrics(state.store)
+        broker = self._app.get(BROKER_KEY)
+        if broker is not None:
+            yield from _broker_metrics(broker.status())
 
 
 class DashboardMetrics:
@@ -294,3 +304,12 @@ def _store_metrics(store: Any) -> Iterator[Metric]:
     if "write_seconds_total" in stats and "write_batches" in stats:
         yield SummaryMetricFamily(f"{PREFIX}_store_write_seconds", "Time per batch write to the store.",
                                   count_value=stats["write_batches"], sum_value=stats["write_seconds_total"])
+
+
+def _broker_metrics(status: dict[str, Any]) -> Iterator[Metric]:
+    yield GaugeMetricFamily(f"{PREFIX}_broker_connected", "1 while Redis is reachable (cluster replicas).",
+                            value=1 if status["connected"] else 0)
+    yield GaugeMetricFamily(f"{PREFIX}_broker_buffered_events",
+                            "Events waiting to be appended to Redis.", value=status["buffered_events"])
+    for key in _BROKER_COUNTERS:
+        yield CounterMetricFamily(f"{PREFIX}_broker_{key}", f"Broker counter {key}.", value=status[key])

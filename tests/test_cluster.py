@@ -201,6 +201,21 @@ async def test_a_trace_sent_to_one_replica_shows_on_the_other(
         assert [span["name"] for span in trace["spans"]] == ["agent.t"]
 
 
+async def test_metrics_endpoint_reports_the_broker(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    async with _replicas(redis_server, count=1) as (a,):
+        assert (await session.post(a.url + "/api/events", json=_batch("p", 0, 3))).status == 200
+        deadline = time.monotonic() + WAIT
+        while a.state.last_seq < 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        text = await (await session.get(a.url + "/metrics")).text()
+        assert "otel_dashboard_broker_connected 1.0" in text
+        assert "otel_dashboard_broker_appended_events_total 3.0" in text
+        assert "otel_dashboard_broker_received_events_total 3.0" in text
+
+
 async def test_only_one_replica_leads_the_metrics(redis_server: RedisServer) -> None:
     async with _replicas(redis_server) as (a, b):
         leaders = [await server.app[BROKER_KEY].is_leader(5000) for server in (a, b)]  # type: ignore[index]
