@@ -34,6 +34,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/bench_processor.py
 	$(PY) benchmarks/bench_fanout.py
+	$(PY) benchmarks/bench_cluster.py
 	$(PY) benchmarks/bench_ingest.py
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_startup.py

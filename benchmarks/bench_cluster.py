@@ -326,8 +326,9 @@ def main() -> int:
     print(table(headers, [_row(results[c]) for c in configs]))
     print(f"\nAll processes (replicas, Redis, load generator) share the same {os.cpu_count()} cores: the "
           f"two-replica rows measure the coordination cost (every event through Redis, decoded and "
-          f"fanned out by each replica), not the scale-out gain of replicas on separate machines. CPU "
-          f"shares are over the step at the highest passing rate (100% = one core).")
+          f"fanned out by each replica), not the scale-out gain of replicas on separate machines. (One "
+          f"process uses at most one core; two replicas may use both, less what the load generator "
+          f"takes.) CPU shares are over the step at the highest passing rate (100% = one core).")
     for config in configs:
         res = results[config]
         fail = res["found"]["fail"]

@@ -316,7 +316,10 @@ class RedisBroker:
         pending.extend(records)
         excess = len(pending) - self.config.max_buffered_events
         for _ in range(max(0, excess)):
-            pending.popleft()
+            try:
+                pending.popleft()
+            except IndexError:  # the writer took them meanwhile
+                break
             self.dropped_spans += 1
         self._kick()
 
@@ -404,7 +407,14 @@ class RedisBroker:
 
     async def _ship_spans(self) -> None:
         """Append the queued span records as one entry of the span stream (after the events they go with)."""
-        records = [self._pending_spans.popleft() for _ in range(min(_SPAN_BATCH, len(self._pending_spans)))]
+        records: list[dict[str, Any]] = []
+        while len(records) < _SPAN_BATCH:
+            try:  # submit_spans may pop the oldest from another thread (a full buffer)
+                records.append(self._pending_spans.popleft())
+            except IndexError:
+                break
+        if not records:
+            return
         try:
             await self._redis.xadd(
                 self._span_stream,
