@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -70,8 +71,8 @@ def _redis_ping(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def redis_server(executable: str, *, startup_timeout: float = 10.0) -> Iterator[tuple[subprocess.Popen[bytes],
-                                                                                        str]]:
+def redis_server(executable: str, *,
+                 startup_timeout: float = 10.0) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Run a throwaway ``redis-server`` on a free loopback port; yield the process and its URL.
 
     Nothing is persisted (no RDB snapshot, no AOF) and its working directory is a temporary one, removed
@@ -276,6 +277,8 @@ def main() -> int:
         print(f"bench_cluster: no redis-server at {args.redis_server!r} (`make system-deps` installs it, "
               f"or pass --redis-server PATH)", file=sys.stderr)
         return 2
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the finally blocks stop Redis and the servers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     fd_limit = raise_fd_limit()
     started = time.monotonic()
     redis_version = subprocess.run([args.redis_server, "--version"], capture_output=True, text=True,
@@ -315,8 +318,9 @@ def main() -> int:
                 results.update(run_replicas(args.clients, clustered, redis_url, redis_proc.pid, args,
                                             deadline_for))
         except Exception as exc:  # Redis or a replica did not start: say so in the table
+            halves = f"{args.clients // 2:,} + {args.clients - args.clients // 2:,}"
             for config in clustered:
-                results.setdefault(config, {"config": config, "clients": "-", "replicas": 2,
+                results.setdefault(config, {"config": config, "clients": halves, "replicas": 2,
                                             "error": f"{type(exc).__name__}: {exc}"[:300], "common": None,
                                             "found": {"pass": None, "fail": None, "steps": []}})
 
@@ -334,6 +338,11 @@ def main() -> int:
         fail = res["found"]["fail"]
         detail = res.get("error") or (f"first failing rate {fail[0]:,}: {_why(fail[1])}" if fail
                                       else "no failing rate reached")
+        common = res.get("common")
+        # The same work on both sides: what the processes spend at the common rate is the coordination cost.
+        if common is not None and common.get("cpu_percent"):
+            shares = ", ".join(f"{name} {v:.0f}%" for name, v in common["cpu_percent"].items())
+            detail += f"; CPU at {COMMON_RATE:,} ev/s: {shares}"
         print(f"- {CONFIG_LABELS[config]}: {detail}; {len(res['found']['steps'])} steps"
               + (f"; connect {res['connect_seconds']} s" if "connect_seconds" in res else ""))
     broker = next((results[c]["broker"] for c in clustered if results[c].get("broker")), None)
