@@ -58,6 +58,7 @@ _ACK_TIMEOUT_SECONDS = 2.0
 _START_PING_SECONDS = 1.5
 _SEEN_IDS = 10_000
 _SPAN_BATCH = 1000
+_ACCEPT_SLICE = 100
 
 # KEYS: the counter, the stream, the set of known agent ids.
 # ARGV: MAXLEN, the caller's newest seq (a floor: a Redis that lost its data must not hand out a seq
@@ -531,8 +532,12 @@ class RedisBroker:
                     self._take_spans(state, entries)
                     continue
                 events = self._parse(entries)
-                if events:
-                    self.received_events += state.accept_sequenced(events)
+                # In slices, with a turn for the loop between them: a big reply (a backlog) must not
+                # hold up ingest answers and the sockets while every event of it is fanned out.
+                for start in range(0, len(events), _ACCEPT_SLICE):
+                    if start:
+                        await asyncio.sleep(0)
+                    self.received_events += state.accept_sequenced(events[start:start + _ACCEPT_SLICE])
 
     def _take_spans(self, state: DashboardState, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         replica = self.replica.encode()
@@ -609,8 +614,8 @@ class RedisBroker:
         for entry_id, fields in entries:
             try:
                 seq = int(entry_id.split(b"-", 1)[0])
-                event = DashboardEvent.from_dict(orjson.loads(fields[b"e"]))
-            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+                event = DashboardEvent.from_unnumbered_json(fields[b"e"], seq)
+            except (KeyError, ValueError, TypeError):
                 self.invalid_entries += 1
                 logger.warning("otel-dashboard broker: skipped an invalid stream entry %r", entry_id)
                 continue
@@ -621,7 +626,6 @@ class RedisBroker:
             seen[event.event_id] = None
             if len(seen) > _SEEN_IDS:
                 seen.popitem(last=False)
-            event.seq = seq
             if event.event_type is EventType.AGENT_REGISTERED and event.data.get("agent_id"):
                 self._registered.add(str(event.data["agent_id"]))
             events.append(event)

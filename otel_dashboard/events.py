@@ -131,6 +131,9 @@ def _normalize_timestamp(value: Any) -> str:
     raise ValueError(f"timestamp must be an ISO string, a datetime or epoch seconds, got {value!r}")
 
 
+_UNNUMBERED_PREFIX = b'{"seq":null,'
+
+
 def _json_default(value: Any) -> Any:
     # Never raise while serializing event data: anything orjson cannot encode becomes its text.
     try:
@@ -238,6 +241,24 @@ class DashboardEvent:
     def to_json(self) -> str:
         """The wire form as a JSON string."""
         return self.to_json_bytes().decode()
+
+    @classmethod
+    def from_unnumbered_json(cls, raw: bytes, seq: int) -> DashboardEvent:
+        """Rebuild an event from the wire form it had before it was numbered (``"seq": null``),
+        and number it ``seq``; its numbered wire form reuses ``raw`` instead of encoding again.
+
+        Raises:
+            ValueError: ``raw`` is not an event's wire form (the field is named).
+        """
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"event: not JSON ({exc})") from None
+        event = cls.from_dict(payload)
+        event.seq = seq
+        if raw.startswith(_UNNUMBERED_PREFIX):
+            event._json_cache = (seq, b'{"seq":%d,' % seq + raw[len(_UNNUMBERED_PREFIX):])
+        return event
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> DashboardEvent:

@@ -80,3 +80,19 @@ def test_from_dict_round_trips_and_names_bad_fields() -> None:
         DashboardEvent.from_dict({"data": {}})
     with pytest.raises(ValueError, match="data"):
         DashboardEvent.from_dict({"event_type": "error_occurred", "data": []})
+
+
+def test_an_unnumbered_wire_form_comes_back_numbered_with_the_bytes_a_fresh_encoding_gives() -> None:
+    event = DashboardEvent.create(EventType.ERROR_OCCURRED, {"message": "ü <b>", "n": [1, 2.5, None]},
+                                  Severity.ERROR, trace_id="ab" * 16, span_id="cd" * 8)
+    numbered = DashboardEvent.from_unnumbered_json(event.to_json_bytes(), 42)
+    assert numbered.seq == 42
+    fresh = DashboardEvent.from_dict({**event.to_dict(), "seq": 42})
+    assert numbered.to_json_bytes() == fresh.to_json_bytes()
+    assert orjson.loads(numbered.to_json_bytes())["seq"] == 42
+
+
+@pytest.mark.parametrize(("raw", "named"), [(b"{not json", "event"), (b'{"data": {}}', "event_type")])
+def test_an_unnumbered_wire_form_that_is_not_an_event_is_a_value_error(raw: bytes, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        DashboardEvent.from_unnumbered_json(raw, 1)
