@@ -518,6 +518,8 @@ class Broadcaster:
         for client in clients:
             if client.closing:
                 continue
+            if client.cursor >= end and client.controls is None and client.replay is None:
+                continue  # up to date (the common case for a dirty-only pass)
             try:
                 self._skip_seen(client, end)
                 while end - client.cursor > limit and not client.closing:
@@ -545,16 +547,15 @@ class Broadcaster:
 
     def _serve(self, client: Client, end: int) -> bool:
         """Write ``client``'s missing frames to its transport; True if it needs another pass."""
+        if client.send_started is not None:  # full: the drain wait puts it back in a pass
+            return False
         transport = client.transport
         if transport is None or transport.is_closing() or client.ws.closed:
             # Gone or closing (the close frame may be out): the handler unregisters it.
             client.closing = True
             return False
-        if client.send_started is not None:  # full: the drain wait puts it back in a pass
-            return False
-        if transport.get_write_buffer_size() > _HIGH_WATER_BYTES:
-            self._blocked(client)
-            return False
+        # The buffer is checked after each write: only ours can fill it (aiohttp's pings and pongs
+        # are a few bytes), so it was under the mark when this client was last served.
         replay = client.replay
         if replay is not None:
             # One page per pass: a long replay must not hold the loop (or the other clients).
@@ -566,13 +567,16 @@ class Broadcaster:
                     return False
             if client.replay is not None:
                 return True
+        write = transport.write
         while True:
             data = self._next_live(client, end, wire=True)
             if data is None:
                 return False
-            transport.write(data)
+            write(data)
             if transport.get_write_buffer_size() > _HIGH_WATER_BYTES:
                 self._blocked(client)
+                return False
+            if client.cursor >= end and client.controls is None:
                 return False
 
     def _next_live(self, client: Client, end: int, *, wire: bool) -> bytes | None:
