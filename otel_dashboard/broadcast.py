@@ -259,7 +259,7 @@ class Broadcaster:
         self.state = state
         self.options = options
         self._clients: dict[int, Client] = {}
-        self._client_list: tuple[Client, ...] = ()
+        self._clients_snapshot: tuple[Client, ...] | None = ()  # None: rebuild (see _client_list)
         self._next_client_id = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -396,7 +396,7 @@ class Broadcaster:
         seq = event.seq
         # Nobody would read it (a client joining later starts at the log end), and an event
         # without a seq is never sent (seq <= min_seq for every client).
-        if not seq or not self._client_list:
+        if not seq or not self._clients:
             return
         self._payloads.append(event.to_json_bytes())
         self._items.append(event)
@@ -406,7 +406,7 @@ class Broadcaster:
             self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
     def _append_lost(self, lost: _Lost) -> None:
-        if not self._client_list:
+        if not self._clients:
             return
         self._payloads.append(None)
         self._items.append(lost)
@@ -790,7 +790,7 @@ class Broadcaster:
         client.min_seq = snapshot["seq"]
         client.cursor = self._base + len(self._payloads)
         self._clients[client.id] = client
-        self._client_list = tuple(self._clients.values())
+        self._clients_snapshot = None
         data = _dumps({
             "type": "snapshot",
             **snapshot,
@@ -818,13 +818,25 @@ class Broadcaster:
     def unregister(self, client: Client) -> None:
         client.closing = True
         if self._clients.pop(client.id, None) is not None:
-            self._client_list = tuple(self._clients.values())
+            self._clients_snapshot = None
         self._dirty.discard(client)
         client.controls = None
         client.replay = None
         if client.writer_task is not None:
             client.writer_task.cancel()
         logger.debug("dashboard client %s disconnected", client.id)
+
+    @property
+    def _client_list(self) -> tuple[Client, ...]:
+        """The clients, as a tuple that is safe to iterate while clients come and go.
+
+        Rebuilt on first use after a change, not per connect: 10,000 clients connecting would
+        otherwise build 10,000 tuples of up to 10,000 entries.
+        """
+        clients = self._clients_snapshot
+        if clients is None:
+            clients = self._clients_snapshot = tuple(self._clients.values())
+        return clients
 
     @property
     def client_count(self) -> int:
