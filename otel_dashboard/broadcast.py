@@ -541,7 +541,8 @@ class Broadcaster:
         if full:
             self._trim(lowest)
         self._frames.clear()  # the frames' bytes now live in the transports (or are gone)
-        if again and not self._flush_scheduled:
+        # Another pass: a client has more to do (a replay page), or asked for a full pass (-1).
+        if (again or self._flushed_end < 0) and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
@@ -554,8 +555,9 @@ class Broadcaster:
             # Gone or closing (the close frame may be out): the handler unregisters it.
             client.closing = True
             return False
-        # The buffer is checked after each write: only ours can fill it (aiohttp's pings and pongs
-        # are a few bytes), so it was under the mark when this client was last served.
+        if transport.get_write_buffer_size() > _HIGH_WATER_BYTES:
+            self._blocked(client)
+            return False
         replay = client.replay
         if replay is not None:
             # One page per pass: a long replay must not hold the loop (or the other clients).
@@ -567,6 +569,7 @@ class Broadcaster:
                     return False
             if client.replay is not None:
                 return True
+            self._flushed_end = -1  # the replay is over: the next pass trims behind this client too
         write = transport.write
         while True:
             data = self._next_live(client, end, wire=True)
@@ -645,6 +648,8 @@ class Broadcaster:
             client.drain_task = None
         client.send_started = None
         if not client.closing:
+            # A full pass, not only this client: it may have been the slowest, holding the log.
+            self._flushed_end = -1
             self._schedule_flush(client)
 
     # ------------------------------------------------------------ slow clients
