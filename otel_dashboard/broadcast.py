@@ -86,6 +86,8 @@ _REPLAY_SUFFIX = b'],"replay":true}'
 _CONTROL = 0
 _GAP = -1
 
+# An empty PING frame (FIN + PING, no mask), the heartbeat's.
+_PING_FRAME = b"\x89\x00"
 # RFC 6455 server frame header (FIN + TEXT, no mask): 2, 4 or 10 bytes by payload length.
 _TEXT_FIN = 0x81
 _PACK_LEN1 = struct.Struct("!BB").pack
@@ -174,7 +176,9 @@ class Client:
         "filter_lists",
         "id",
         "last_overflow",
+        "last_seen",
         "min_seq",
+        "ping_sent",
         "replay",
         "request",
         "send_started",
@@ -207,6 +211,10 @@ class Client:
         self.waiter: asyncio.Future[None] | None = None  # deflate only: the idle writer's wake-up
         self.closing = False
         self.last_overflow: float | None = None
+        # The heartbeat (Broadcaster._heartbeat): loop time of the last message from the peer, and
+        # of the ping it has not answered yet.
+        self.last_seen = 0.0
+        self.ping_sent: float | None = None
         self.sent_events = 0
         self.dropped_events = 0
         self.connected_at = time.monotonic()
@@ -215,6 +223,11 @@ class Client:
     def remote(self) -> str | None:
         """The peer's address (read from the request when asked, not kept per client)."""
         return self.request.remote
+
+    def seen(self, now: float) -> None:
+        """The peer sent something (a message, a ping, a pong): it is alive."""
+        self.last_seen = now
+        self.ping_sent = None
 
     def wake(self) -> None:
         """Wake a deflate client's idle writer task."""
@@ -294,6 +307,8 @@ class Broadcaster:
         self.state.subscribe(self._on_event)
         self._subscribed = True
         self._spawn(self._send_watchdog(self.options.send_timeout_seconds))
+        if self.options.heartbeat_seconds is not None:
+            self._spawn(self._heartbeat(self.options.heartbeat_seconds))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -794,6 +809,7 @@ class Broadcaster:
         snapshot = self.state.snapshot(recent_limit=self.options.history_size)
         client.min_seq = snapshot["seq"]
         client.cursor = self._base + len(self._payloads)
+        client.last_seen = self._loop.time()  # type: ignore[union-attr]
         self._clients[client.id] = client
         self._clients_snapshot = None
         data = _dumps({
@@ -918,6 +934,35 @@ class Broadcaster:
                         client, _CODE_TRY_AGAIN_LATER,
                         f"client too slow: a send took longer than {timeout:g} s",
                     )
+
+    async def _heartbeat(self, period: float) -> None:
+        """Ping every client silent for ``period``; drop one that does not answer in ``period / 2``.
+
+        aiohttp's own heartbeat does the same with a timer (and a context copy) per connection; one
+        sweep for all of them costs no memory per client. A dead peer's connection is aborted, so
+        its handler's read ends and it is unregistered; the client sees 1006, as before.
+        """
+        tick = min(1.0, period / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for client in self._client_list:
+                if client.closing:
+                    continue
+                transport = client.transport
+                if transport is None or transport.is_closing() or client.ws.closed:
+                    continue
+                ping_sent = client.ping_sent
+                if ping_sent is None:
+                    if now - client.last_seen >= period:
+                        # A whole control frame, as aiohttp writes its own (never compressed).
+                        transport.write(_PING_FRAME)
+                        client.ping_sent = now
+                elif now - ping_sent >= period / 2:
+                    logger.debug("dashboard client %s did not answer a ping in %g s", client.id, period / 2)
+                    client.closing = True
+                    transport.abort()
 
     async def _run_writer(self, client: Client, snapshot: bytes) -> None:
         """A deflate client's writer: the snapshot, then replay pages, control messages and frames."""

@@ -11,6 +11,8 @@ The security layer (:mod:`otel_dashboard.security`) has checked the token, the O
 of connections from the client's address before the upgrade; here each message is counted against
 the connection's rate (``SecurityConfig.ws_messages_per_second``): a client over it is closed with
 1008 "message rate exceeded". The message size limit is ``SecurityConfig.max_ws_message_bytes``.
+The handler gives the connection's slot back itself when it ends, and answers its own failures, so
+that neither middleware keeps a frame waiting for each of thousands of connections.
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_message_bytes = (security.config.max_ws_message_bytes if security is not None
                              else options.max_message_bytes)
         ws = web.WebSocketResponse(
-            heartbeat=options.heartbeat_seconds,
+            # The broadcaster's one heartbeat sweep pings every client (aiohttp's keeps a timer per
+            # connection); pings and pongs come to this handler, any message being a sign of life.
+            heartbeat=None,
+            autoping=False,
             max_msg_size=max(_AIOHTTP_MIN_MSG_SIZE, 2 * max_message_bytes),
             compress=options.compress,
         )
@@ -85,8 +90,15 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             return ws
         client = broadcaster.register(ws, request)
         guard = ws_rate_guard(request)
+        loop = asyncio.get_running_loop()
         try:
             async for msg in ws:
+                client.seen(loop.time())
+                if msg.type is WSMsgType.PING:  # answered as aiohttp's autoping would, not counted
+                    await ws.pong(msg.data)
+                    continue
+                if msg.type is WSMsgType.PONG:
+                    continue
                 if not guard.allow():
                     guard.note_exceeded()
                     # The broadcaster's close: it stops the client's writer first, and aborts the

@@ -405,3 +405,71 @@ async def test_the_websocket_gives_its_connection_slot_back(
         assert response.status == 400
     await wait_for_condition(lambda: security.connections.total == 0)
     assert security.connections.total == 0 and len(security.connections) == 0
+
+
+async def test_the_websocket_route_answers_its_own_errors_as_json(
+    make_server: Callable[..., Any], session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = await make_server(DashboardState())
+    security = server.app[SECURITY_KEY]
+
+    def broken(self: Any, request: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(aiohttp.web.WebSocketResponse, "can_prepare", broken)
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    async with session.get(server.url + "/ws", headers=upgrade) as response:
+        assert response.status == 500 and response.content_type == "application/json"
+        assert await response.json() == {"error": "internal server error"}
+    assert any("unhandled error serving GET /ws" in r.getMessage() for r in caplog.records)
+    assert security.connections.total == 0  # the slot was given back
+    async with session.get(server.url + "/nowhere", headers=upgrade) as response:  # other routes:
+        assert response.status == 404 and response.content_type == "application/json"  # the middleware
+
+
+async def test_pings_are_answered_and_not_counted_as_messages(
+    make_server: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    server = await make_server(DashboardState())
+    burst = server.app[SECURITY_KEY].config.ws_message_burst
+    ws = await session.ws_connect(server.url + "/ws", autoping=False)
+    assert (await receive(ws))["type"] == "snapshot"
+    for i in range(int(burst) * 2):  # twice the message burst: pings are not messages
+        await ws.ping(str(i).encode())
+        msg = await asyncio.wait_for(ws.receive(), WAIT)
+        assert (msg.type, msg.data) == (WSMsgType.PONG, str(i).encode())
+    await ws.send_json({"type": "ping"})
+    assert (await receive(ws))["type"] == "pong"
+    await ws.close()
+
+
+async def test_the_heartbeat_pings_a_silent_client_and_keeps_one_that_answers(
+    make_server: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    server = await make_server(DashboardState(), heartbeat_seconds=0.2)
+    ws = await session.ws_connect(server.url + "/ws", autoping=False)
+    assert (await receive(ws))["type"] == "snapshot"
+    started = time.monotonic()
+    for _ in range(3):  # a ping after each 0.2 s of silence; answering keeps the connection
+        msg = await asyncio.wait_for(ws.receive(), WAIT)
+        assert msg.type is WSMsgType.PING
+        await ws.pong(msg.data)
+    assert time.monotonic() - started >= 0.5
+    assert server.connected_clients == 1
+    msg = await asyncio.wait_for(ws.receive(), WAIT)  # this one goes unanswered: dropped, as 1006
+    assert msg.type is WSMsgType.PING
+    msg = await asyncio.wait_for(ws.receive(), WAIT)
+    assert msg.type in (WSMsgType.CLOSED, WSMsgType.ERROR, WSMsgType.CLOSE)
+    await wait_for_condition(lambda: server.connected_clients == 0)
+
+
+async def test_no_heartbeat_no_pings(make_server: Callable[..., Any], session: aiohttp.ClientSession) -> None:
+    server = await make_server(DashboardState(), heartbeat_seconds=None)
+    ws = await session.ws_connect(server.url + "/ws", autoping=False)
+    assert (await receive(ws))["type"] == "snapshot"
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ws.receive(), 0.5)
+    assert len(server.app[HUB_KEY]._tasks) == 1  # the send watchdog only
+    await ws.close()
