@@ -30,6 +30,10 @@ dropped and the client is told with a ``gap`` (``queue_overflow``); a second ove
 ``overflow_window_seconds``, or a transport that stays full (or a send that stays blocked) longer
 than ``send_timeout_seconds``, closes it with 1013.
 
+**Heartbeat.** One sweep pings every client that has been silent for ``heartbeat_seconds`` and
+aborts one that does not answer within half of that (the ``/ws`` handler turns aiohttp's own
+per-connection heartbeat off and tells the client of every message it receives).
+
 **Threads.** The state calls :meth:`Broadcaster._on_event` in the publishing thread. On the event
 loop's own thread an event is appended at once; from any other thread it goes into a bounded
 hand-off deque and ONE drain is scheduled with ``loop.call_soon_threadsafe`` (only when none is
