@@ -24,7 +24,8 @@ Metrics (all prefixed ``otel_dashboard_``):
 * ``events_dropped_total{reason}`` (counter): ``upstream``, ``queue_overflow``, ``slow_client_closed``,
   ``handoff_overflow`` (see ``docs/server.md``);
 * ``clients_connected`` (gauge): WebSocket clients connected;
-* ``client_queue_depth`` (histogram): the clients' outgoing queue lengths at scrape time;
+* ``client_queue_depth`` (histogram): each client's lag at scrape time (events of the broadcaster's
+  log not yet sent to it);
 * ``events_per_second`` (gauge): events received, averaged over the last 10 s;
 * ``last_seq`` (gauge) and ``uptime_seconds`` (gauge);
 * ``receiver_<counter>_total`` (counters): the intake of ``POST /api/events`` and ``POST /v1/traces``
@@ -164,7 +165,7 @@ class _DashboardCollector(Collector):
                                 value=broadcaster.client_count)
         buckets, depth_sum = queue_depth_histogram(_queue_depths(broadcaster))
         yield HistogramMetricFamily(f"{PREFIX}_client_queue_depth",
-                                    "Messages queued per WebSocket client, at scrape time.",
+                                    "Events not yet sent per WebSocket client (its lag), at scrape time.",
                                     buckets=buckets, sum_value=depth_sum)
         yield GaugeMetricFamily(f"{PREFIX}_events_per_second",
                                 "Events received per second, averaged over the last 10 s.",
@@ -276,10 +277,9 @@ def _events_by_type(state: Any) -> dict[str, int]:
 
 
 def _queue_depths(broadcaster: Broadcaster) -> Iterator[int]:
-    clients = getattr(broadcaster, "_client_list", None)
-    if clients is not None:
-        for client in clients:
-            yield len(client.queue)
+    depths = getattr(broadcaster, "queue_depths", None)
+    if callable(depths):  # each client's lag behind the shared log, without building /stats rows
+        yield from depths()
         return
     for info in broadcaster.client_infos():
         yield int(info.get("queue_depth", 0))

@@ -11,6 +11,8 @@ The security layer (:mod:`otel_dashboard.security`) has checked the token, the O
 of connections from the client's address before the upgrade; here each message is counted against
 the connection's rate (``SecurityConfig.ws_messages_per_second``): a client over it is closed with
 1008 "message rate exceeded". The message size limit is ``SecurityConfig.max_ws_message_bytes``.
+The handler gives the connection's slot back itself when it ends, and answers its own failures, so
+that neither middleware keeps a frame waiting for each of thousands of connections.
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from otel_dashboard.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, Broadcaster, Client
 from otel_dashboard.events import EventType, Severity
-from otel_dashboard.http_api import json_error, short_repr
-from otel_dashboard.security import SECURITY_KEY, WS_CLOSE_POLICY_VIOLATION, ws_rate_guard
+from otel_dashboard.http_api import answers_own_errors, error_answer, json_error, short_repr
+from otel_dashboard.security import (
+    SECURITY_KEY,
+    WS_CLOSE_POLICY_VIOLATION,
+    release_ws_connection,
+    releases_ws_connection,
+    ws_rate_guard,
+)
 
 __all__ = ["handle_client_message", "websocket_handler"]
 
@@ -39,61 +47,93 @@ _EVENT_TYPE_VALUES = frozenset(t.value for t in EventType)
 _SEVERITY_VALUES = frozenset(s.value for s in Severity)
 
 
+@answers_own_errors
+@releases_ws_connection
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    """``GET /ws``: the live event stream."""
-    broadcaster = request.app[BROADCASTER_KEY]
-    options = broadcaster.options
-    if broadcaster.closing:
-        return json_error(503, "server shutting down")
-    security = request.app.get(SECURITY_KEY)
-    max_message_bytes = (security.config.max_ws_message_bytes if security is not None
-                         else options.max_message_bytes)
-    ws = web.WebSocketResponse(
-        heartbeat=options.heartbeat_seconds,
-        max_msg_size=max(_AIOHTTP_MIN_MSG_SIZE, 2 * max_message_bytes),
-        compress=options.compress,
-    )
-    if not ws.can_prepare(request).ok:
-        return json_error(400, "expected a WebSocket upgrade request")
+    """``GET /ws``: the live event stream.
+
+    It answers its own failures and gives its connection slot back itself, so that the error and
+    security middlewares hand it to aiohttp instead of each holding a frame for the life of each
+    connection (memory per client, by the thousand); the answers are the error middleware's.
+    """
     try:
-        await ws.prepare(request)
-    except ConnectionError:
+        broadcaster = request.app[BROADCASTER_KEY]
+        options = broadcaster.options
+        if broadcaster.closing:
+            return json_error(503, "server shutting down")
+        security = request.app.get(SECURITY_KEY)
+        max_message_bytes = (security.config.max_ws_message_bytes if security is not None
+                             else options.max_message_bytes)
+        ws = web.WebSocketResponse(
+            # The broadcaster's one heartbeat sweep pings every client (aiohttp's keeps a timer per
+            # connection); pings and pongs come to this handler, any message being a sign of life.
+            heartbeat=None,
+            autoping=False,
+            max_msg_size=max(_AIOHTTP_MIN_MSG_SIZE, 2 * max_message_bytes),
+            compress=options.compress,
+        )
+        if not ws.can_prepare(request).ok:
+            return json_error(400, "expected a WebSocket upgrade request")
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            return ws
+        # The handshake's headers are on the wire; the response would otherwise keep them (with the
+        # security headers, ~1.4 KB) for as long as the connection lives.
+        ws.headers.clear()
+        if broadcaster.closing:
+            with suppress(Exception):
+                await asyncio.wait_for(
+                    ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"),
+                    options.send_timeout_seconds,
+                )
+            return ws
+        client = broadcaster.register(ws, request)
+        guard = ws_rate_guard(request)
+        loop = asyncio.get_running_loop()
+        try:
+            async for msg in ws:
+                client.seen(loop.time())
+                if msg.type is WSMsgType.PING:  # answered as aiohttp's autoping would, not counted
+                    await ws.pong(msg.data)
+                    continue
+                if msg.type is WSMsgType.PONG:
+                    continue
+                if not guard.allow():
+                    guard.note_exceeded()
+                    # The broadcaster's close: it stops the client's writer first, and aborts the
+                    # connection if the close frame cannot go out within the send timeout.
+                    await broadcaster._close_client(
+                        client, WS_CLOSE_POLICY_VIOLATION, "message rate exceeded"
+                    )
+                    break
+                if client.closing:
+                    continue
+                if msg.type is WSMsgType.TEXT:
+                    try:
+                        handle_client_message(broadcaster, client, msg.data)
+                    except Exception:
+                        logger.exception("dashboard client %s: handling a message failed", client.id)
+                        broadcaster.send_error(client, "internal error")
+                elif msg.type is WSMsgType.BINARY:
+                    broadcaster.send_error(client, "binary messages are not supported; send JSON text")
+                elif msg.type is WSMsgType.ERROR:
+                    logger.debug("dashboard client %s: %s", client.id, ws.exception())
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            broadcaster.unregister(client)
         return ws
-    if broadcaster.closing:
-        with suppress(Exception):
-            await asyncio.wait_for(
-                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"),
-                options.send_timeout_seconds,
-            )
-        return ws
-    client = broadcaster.register(ws, request)
-    guard = ws_rate_guard(request)
-    try:
-        async for msg in ws:
-            if not guard.allow():
-                guard.note_exceeded()
-                # The broadcaster's close: it stops the client's writer first, and aborts the
-                # connection if the close frame cannot go out within the send timeout.
-                await broadcaster._close_client(client, WS_CLOSE_POLICY_VIOLATION, "message rate exceeded")
-                break
-            if client.closing:
-                continue
-            if msg.type is WSMsgType.TEXT:
-                try:
-                    handle_client_message(broadcaster, client, msg.data)
-                except Exception:
-                    logger.exception("dashboard client %s: handling a message failed", client.id)
-                    broadcaster.send_error(client, "internal error")
-            elif msg.type is WSMsgType.BINARY:
-                broadcaster.send_error(client, "binary messages are not supported; send JSON text")
-            elif msg.type is WSMsgType.ERROR:
-                logger.debug("dashboard client %s: %s", client.id, ws.exception())
-                break
-    except ConnectionError:
-        pass
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as exc:
+        answer = error_answer(request, exc)
+        if answer is None:
+            raise
+        return answer
     finally:
-        broadcaster.unregister(client)
-    return ws
+        release_ws_connection(request)
 
 
 def handle_client_message(broadcaster: Broadcaster, client: Client, data: str) -> None:

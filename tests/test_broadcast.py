@@ -1,0 +1,475 @@
+"""The broadcaster's mechanics: the shared log, the flush pass, direct frames, backpressure.
+
+The unit tests drive a :class:`Broadcaster` with fake sockets (a transport that records what is
+written and whose buffer size the test sets), so they can look at the bytes and the objects; the
+integration tests use a real server and real aiohttp clients (permessage-deflate, frame sizes,
+connection slots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import WSMsgType
+
+from otel_dashboard import broadcast as broadcast_module
+from otel_dashboard.broadcast import Broadcaster, Client
+from otel_dashboard.events import DashboardEvent, EventType, Severity
+from otel_dashboard.options import make_options
+from otel_dashboard.security import SECURITY_KEY
+from otel_dashboard.server import HUB_KEY, DashboardWebSocketServer
+from otel_dashboard.state import DashboardState
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT = 10.0
+
+
+# --------------------------------------------------------------------------- fakes
+class FakeProtocol:
+    """What the broadcaster asks of aiohttp's protocol while a transport is full."""
+
+    def __init__(self) -> None:
+        self.writing_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def _drain_helper(self) -> None:
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+    def resume(self) -> None:
+        self.writing_paused = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        self._waiter = None
+
+
+class FakeTransport:
+    """Records every write; ``buffered`` is what it reports as still waiting to be sent."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.buffered = 0
+        self.protocol = FakeProtocol()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_protocol(self) -> FakeProtocol:
+        return self.protocol
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def fill(self) -> None:
+        """The peer stopped reading: the buffer is over the mark and asyncio paused the protocol."""
+        self.buffered = 10 * broadcast_module._HIGH_WATER_BYTES
+        self.protocol.writing_paused = True
+
+    def drain(self) -> None:
+        self.buffered = 0
+        self.protocol.resume()
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every frame written, parsed (each write must be exactly one whole frame)."""
+        return [orjson.loads(payload) for payload in map(parse_frame, self.writes)]
+
+
+class FakeWebSocket:
+    compress = 0
+    closed = False
+
+
+class FakeRequest:
+    def __init__(self) -> None:
+        self.transport = FakeTransport()
+        self.remote = "127.0.0.1"
+
+
+def parse_frame(data: bytes) -> bytes:
+    """The payload of one unmasked, final TEXT frame that is exactly ``data``."""
+    assert data[0] == 0x81, data[:2]  # FIN + TEXT, no RSV bits (no compression)
+    length = data[1]
+    assert not length & 0x80  # a server never masks
+    offset = 2
+    if length == 126:
+        (length,) = struct.unpack("!H", data[2:4])
+        offset = 4
+        assert length >= 126  # the shortest form is required
+    elif length == 127:
+        (length,) = struct.unpack("!Q", data[2:10])
+        offset = 10
+        assert length >= 65536
+    assert len(data) == offset + length, (len(data), offset, length)
+    return data[offset:]
+
+
+def event(**data: Any) -> DashboardEvent:
+    return DashboardEvent.create(EventType.ERROR_OCCURRED, data, Severity.INFO)
+
+
+@pytest.fixture(name="hub")
+async def fixture_hub() -> AsyncIterator[Callable[..., Broadcaster]]:
+    hubs: list[Broadcaster] = []
+
+    def make(state: DashboardState | None = None, **options: Any) -> Broadcaster:
+        options.setdefault("metrics_interval_seconds", None)
+        options.setdefault("health_interval_seconds", None)
+        hub = Broadcaster(state or DashboardState(), make_options(None, 100, None, options))
+        hub.start(asyncio.get_running_loop())
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in hubs:
+        await hub.cleanup()
+
+
+def connect(hub: Broadcaster) -> tuple[Client, FakeTransport]:
+    request = FakeRequest()
+    client = hub.register(FakeWebSocket(), request)  # type: ignore[arg-type]
+    return client, request.transport
+
+
+async def wait_for_condition(check: Callable[[], bool], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def next_pass() -> None:
+    """Let the scheduled flush pass (and whatever it schedules) run."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+# --------------------------------------------------------------------------- the shared log
+async def test_a_thousand_clients_share_one_frame_object(hub: Callable[..., Broadcaster]) -> None:
+    state = DashboardState()
+    broadcaster = hub(state)
+    clients = [connect(broadcaster) for _ in range(1000)]
+    for client, transport in clients:
+        assert client.writer_task is None and client.drain_task is None  # no task per idle client
+        assert client.controls is None and client.filter is None
+        assert transport.messages()[0]["type"] == "snapshot"  # written at once, first
+    for i in range(5):
+        state.publish(event(i=i))
+    await next_pass()
+    frames = [transport.writes[1] for _, transport in clients]
+    assert all(frame is frames[0] for frame in frames)  # one bytes object for everyone
+    assert all(len(transport.writes) == 2 for _, transport in clients)  # one frame per pass
+    assert [e["data"]["i"] for e in orjson.loads(parse_frame(frames[0]))["events"]] == list(range(5))
+    assert all(client.sent_events == 5 for client, _ in clients)
+    assert broadcaster._payloads == []  # everyone has everything: the log is trimmed to nothing
+
+
+async def test_frames_follow_the_load_one_event_when_idle_many_when_busy(
+    hub: Callable[..., Broadcaster],
+) -> None:
+    state = DashboardState()
+    broadcaster = hub(state)
+    _, transport = connect(broadcaster)
+    for i in range(3):  # idle: each event gets its own frame as soon as the loop turns
+        state.publish(event(i=i))
+        await next_pass()
+    for i in range(3, 2503):  # busy: everything since the last pass, up to the frame cap
+        state.publish(event(i=i))
+    await next_pass()
+    sizes = [len(m["events"]) for m in transport.messages()[1:]]
+    assert sizes == [1, 1, 1, broadcast_module._MAX_FRAME_EVENTS, broadcast_module._MAX_FRAME_EVENTS, 500]
+    seqs = [e["seq"] for m in transport.messages()[1:] for e in m["events"]]
+    assert seqs == list(range(1, 2504))
+
+
+async def test_controls_stay_in_order_with_events_and_filters_share_frames(
+    hub: Callable[..., Broadcaster],
+) -> None:
+    state = DashboardState()
+    broadcaster = hub(state)
+    (a, ta), (b, tb), (c, tc) = (connect(broadcaster) for _ in range(3))
+    lists = {"event_types": ["error_occurred"], "severities": ["error"], "agents": []}
+    broadcaster.set_filter(b, dict(lists))
+    broadcaster.set_filter(c, dict(lists))
+    await next_pass()
+    state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {"n": 1}, Severity.ERROR))
+    state.publish(event(n=2))  # severity info: filtered out for b and c
+    broadcaster.pong(a)  # after the two events it comes after them
+    state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {"n": 3}, Severity.ERROR))
+    await next_pass()
+    kinds = [(m["type"], [e["data"]["n"] for e in m.get("events", [])]) for m in ta.messages()[1:]]
+    assert kinds == [("events", [1, 2]), ("pong", []), ("events", [3])]
+    for transport in (tb, tc):
+        kinds = [(m["type"], [e["data"]["n"] for e in m.get("events", [])]) for m in transport.messages()[1:]]
+        assert kinds == [("subscribed", []), ("events", [1, 3])]
+    assert tb.writes[-1] is tc.writes[-1]  # the same filter at the same cursor: one frame
+
+
+# --------------------------------------------------------------------------- backpressure
+async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(hub: Callable[..., Broadcaster]) -> None:
+    state = DashboardState()
+    broadcaster = hub(state, client_queue_size=50)
+    slow, slow_transport = connect(broadcaster)
+    fast, fast_transport = connect(broadcaster)
+    slow_transport.fill()
+    for i in range(30):  # over several passes: the slow client's lag grows, the fast one keeps up
+        state.publish(event(i=i))
+        await next_pass()
+    assert len(slow_transport.writes) == 1  # nothing written over the mark (only the snapshot)
+    assert slow.send_started is not None and slow.drain_task is not None
+    depths = {row["id"]: row["queue_depth"] for row in broadcaster.client_infos()}
+    assert depths == {slow.id: 30, fast.id: 0}
+    assert sorted(broadcaster.queue_depths()) == [0, 30]
+    for i in range(30, 60):
+        state.publish(event(i=i))
+        await next_pass()
+    # Lag 51 > 50: the oldest 50 are dropped, once; the slow client stays connected.
+    assert broadcaster.drops["queue_overflow"] == 50 and slow.dropped_events == 50
+    assert not slow.closing
+    slow_transport.drain()
+    await next_pass()
+    messages = slow_transport.messages()[1:]
+    assert messages[0] == {"type": "gap", "from": 1, "to": 50, "reason": "queue_overflow"}
+    assert [e["seq"] for m in messages[1:] for e in m["events"]] == list(range(51, 61))
+    assert slow.send_started is None
+    assert [e["seq"] for m in fast_transport.messages()[1:] for e in m["events"]] == list(range(1, 61))
+
+
+async def test_a_second_overflow_closes_a_full_client_with_1013(
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = DashboardState()
+    broadcaster = hub(state, client_queue_size=10)
+    closed: list[tuple[int, int]] = []
+
+    async def close_client(client: Client, code: int, reason: str, timeout: float | None = None) -> None:
+        closed.append((client.id, code))
+
+    monkeypatch.setattr(broadcaster, "_close_client", close_client)
+    slow, transport = connect(broadcaster)
+    transport.fill()
+    for i in range(11):
+        state.publish(event(i=i))
+        await next_pass()
+    assert broadcaster.drops["queue_overflow"] == 10
+    for i in range(10):
+        state.publish(event(i=i))
+        await next_pass()
+    assert closed == [(slow.id, 1013)] and slow.closing
+    assert broadcaster.drops["slow_client_closed"] == 11  # what it still had not been sent
+
+
+async def test_the_log_is_trimmed_behind_the_slowest_client(hub: Callable[..., Broadcaster]) -> None:
+    state = DashboardState()
+    broadcaster = hub(state, client_queue_size=100_000)
+    slow, transport = connect(broadcaster)
+    connect(broadcaster)
+    transport.fill()
+    for i in range(1000):
+        state.publish(event(i=i))
+    await next_pass()
+    assert len(broadcaster._payloads) == 1000  # the slow client still needs all of them
+    transport.drain()
+    await next_pass()
+    assert broadcaster._payloads == [] and broadcaster._base == 1000
+    broadcaster.unregister(slow)
+    state.publish(event(i=-1))  # nobody to send it to: nothing is kept
+    broadcaster.unregister(broadcaster._client_list[0])
+    state.publish(event(i=-2))
+    await next_pass()
+    assert broadcaster._payloads == []
+
+
+async def test_thread_handoff_losses_are_a_gap_in_the_log(
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broadcast_module, "_HANDOFF_LIMIT", 5)
+    state = DashboardState()
+    broadcaster = hub(state)
+    _, transport = connect(broadcaster)
+    thread = threading.Thread(target=lambda: [state.publish(event(i=i)) for i in range(20)])
+    thread.start()
+    thread.join(WAIT)
+    await wait_for_condition(lambda: len(transport.writes) >= 3)
+    messages = transport.messages()[1:]
+    assert [e["seq"] for e in messages[0]["events"]] == [1, 2, 3, 4, 5]
+    assert messages[1] == {"type": "gap", "from": 6, "to": 20, "reason": "handoff_overflow"}
+
+
+# --------------------------------------------------------------------------- real sockets
+@pytest.fixture(name="make_server")
+async def fixture_make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    page = tmp_path / "index.html"
+    page.write_text("<!doctype html><title>test</title>")
+    servers: list[DashboardWebSocketServer] = []
+
+    async def make(state: DashboardState, **options: Any) -> DashboardWebSocketServer:
+        options.setdefault("metrics_interval_seconds", None)
+        options.setdefault("health_interval_seconds", None)
+        server = DashboardWebSocketServer(port=0, dashboard_html_path=page, state=state, **options)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await asyncio.wait_for(server.stop(), WAIT)
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    msg = await asyncio.wait_for(ws.receive(), WAIT)
+    assert msg.type is WSMsgType.TEXT, (msg.type, msg.data)
+    return orjson.loads(msg.data)
+
+
+async def events_until(ws: aiohttp.ClientWebSocketResponse, last_seq: int) -> list[int]:
+    seqs: list[int] = []
+    while not seqs or seqs[-1] < last_seq:
+        message = await receive(ws)
+        assert message["type"] == "events", message
+        seqs.extend(e["seq"] for e in message["events"])
+    return seqs
+
+
+async def test_deflate_and_plain_clients_get_the_same_stream(
+    make_server: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    state = DashboardState(max_history=1000)
+    server = await make_server(state, compress=True)
+    deflate = await session.ws_connect(server.url + "/ws", compress=15)
+    plain = await session.ws_connect(server.url + "/ws", compress=0)
+    assert deflate.compress == 15 and plain.compress == 0  # negotiated, and not
+    for ws in (deflate, plain):
+        assert (await receive(ws))["type"] == "snapshot"
+    by_compress = {bool(c.writer_task): c for c in server.app[HUB_KEY]._client_list}
+    assert set(by_compress) == {True, False}  # a writer task only for the deflate client
+    big = "x" * 70_000  # frames of every header length, and a compressed one above aiohttp's sync size
+    for i in range(20):
+        state.publish(event(i=i, pad=big if i % 7 == 0 else "y"))
+    thread = threading.Thread(target=lambda: [state.publish(event(i=i)) for i in range(20, 40)])
+    thread.start()
+    thread.join(WAIT)
+    for ws in (deflate, plain):
+        assert await events_until(ws, 40) == list(range(1, 41))
+        await ws.send_json({"type": "ping"})
+        assert (await receive(ws))["type"] == "pong"
+        await ws.send_json({"type": "resume", "after_seq": 35})
+        replayed = await receive(ws)
+        assert replayed["replay"] is True and [e["seq"] for e in replayed["events"]] == [36, 37, 38, 39, 40]
+        assert (await receive(ws))["type"] == "resumed"
+    await deflate.close()
+    await plain.close()
+
+
+async def test_frame_lengths_of_every_header_form(
+    make_server: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    state = DashboardState()
+    server = await make_server(state)
+    ws = await session.ws_connect(server.url + "/ws")
+    assert (await receive(ws))["type"] == "snapshot"
+    for size in (10, 200, 60_000, 70_000, 300_000):  # 7-bit, 16-bit and 64-bit lengths
+        state.publish(event(pad="p" * size))
+        message = await receive(ws)
+        assert len(message["events"][0]["data"]["pad"]) == size
+    await ws.close()
+
+
+async def test_the_websocket_gives_its_connection_slot_back(
+    make_server: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    server = await make_server(DashboardState())
+    security = server.app[SECURITY_KEY]
+    sockets = [await session.ws_connect(server.url + "/ws") for _ in range(3)]
+    assert security.connections.total == 3
+    for ws in sockets:
+        await ws.close()
+    async with session.get(server.url + "/ws") as response:  # not an upgrade: no slot taken or given
+        assert response.status == 400
+    await wait_for_condition(lambda: security.connections.total == 0)
+    assert security.connections.total == 0 and len(security.connections) == 0
+
+
+async def test_the_websocket_route_answers_its_own_errors_as_json(
+    make_server: Callable[..., Any], session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = await make_server(DashboardState())
+    security = server.app[SECURITY_KEY]
+
+    def broken(self: Any, request: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(aiohttp.web.WebSocketResponse, "can_prepare", broken)
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    async with session.get(server.url + "/ws", headers=upgrade) as response:
+        assert response.status == 500 and response.content_type == "application/json"
+        assert await response.json() == {"error": "internal server error"}
+    assert any("unhandled error serving GET /ws" in r.getMessage() for r in caplog.records)
+    assert security.connections.total == 0  # the slot was given back
+    async with session.get(server.url + "/nowhere", headers=upgrade) as response:  # other routes:
+        assert response.status == 404 and response.content_type == "application/json"  # the middleware
+
+
+async def test_pings_are_answered_and_not_counted_as_messages(
+    make_server: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    server = await make_server(DashboardState())
+    burst = server.app[SECURITY_KEY].config.ws_message_burst
+    ws = await session.ws_connect(server.url + "/ws", autoping=False)
+    assert (await receive(ws))["type"] == "snapshot"
+    for i in range(int(burst) * 2):  # twice the message burst: pings are not messages
+        await ws.ping(str(i).encode())
+        msg = await asyncio.wait_for(ws.receive(), WAIT)
+        assert (msg.type, msg.data) == (WSMsgType.PONG, str(i).encode())
+    await ws.send_json({"type": "ping"})
+    assert (await receive(ws))["type"] == "pong"
+    await ws.close()
+
+
+async def test_the_heartbeat_pings_a_silent_client_and_keeps_one_that_answers(
+    make_server: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    server = await make_server(DashboardState(), heartbeat_seconds=0.2)
+    ws = await session.ws_connect(server.url + "/ws", autoping=False)
+    assert (await receive(ws))["type"] == "snapshot"
+    started = time.monotonic()
+    for _ in range(3):  # a ping after each 0.2 s of silence; answering keeps the connection
+        msg = await asyncio.wait_for(ws.receive(), WAIT)
+        assert msg.type is WSMsgType.PING
+        await ws.pong(msg.data)
+    assert time.monotonic() - started >= 0.5
+    assert server.connected_clients == 1
+    msg = await asyncio.wait_for(ws.receive(), WAIT)  # this one goes unanswered: dropped, as 1006
+    assert msg.type is WSMsgType.PING
+    msg = await asyncio.wait_for(ws.receive(), WAIT)
+    assert msg.type in (WSMsgType.CLOSED, WSMsgType.ERROR, WSMsgType.CLOSE)
+    await wait_for_condition(lambda: server.connected_clients == 0)
+
+
+async def test_no_heartbeat_no_pings(make_server: Callable[..., Any], session: aiohttp.ClientSession) -> None:
+    server = await make_server(DashboardState(), heartbeat_seconds=None)
+    ws = await session.ws_connect(server.url + "/ws", autoping=False)
+    assert (await receive(ws))["type"] == "snapshot"
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ws.receive(), 0.5)
+    assert len(server.app[HUB_KEY]._tasks) == 1  # the send watchdog only
+    await ws.close()
