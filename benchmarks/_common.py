@@ -45,7 +45,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def dashboard_server(*args: str, startup_timeout_seconds: float = 15.0) -> Iterator[str]:
-    """Run ``otel-dashboard serve`` on a free loopback port in a subprocess; yield its base URL."""
+    """Run ``otel-dashboard serve`` on a free loopback port in a subprocess; yield its base URL.
+
+    History stays in memory unless ``args`` name a ``--db``: a benchmark never writes to the user's
+    own database (``serve``'s default file)."""
+    if "--db" not in args:
+        args = ("--db", ":memory:", *args)
     port = free_port()
     cmd = [sys.executable, "-m", "otel_dashboard", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", *args]
