@@ -275,6 +275,7 @@ class Broadcaster:
 
     def __init__(self, state: DashboardState, options: ServerOptions) -> None:
         self.state = state
+        self.replica: str | None = None  # this server's name in a cluster (a broker's replica)
         self.options = options
         self._clients: dict[int, Client] = {}
         self._clients_snapshot: tuple[Client, ...] | None = ()  # None: rebuild (see _client_list)
@@ -826,6 +827,7 @@ class Broadcaster:
                 "name": self.options.name,
                 "version": SERVER_VERSION,
                 "stall_threshold_seconds": self.state.stall_threshold_seconds,
+                **({"replica": self.replica} if self.replica is not None else {}),
             },
         })
         if ws.compress:

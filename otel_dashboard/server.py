@@ -16,8 +16,9 @@ protocol and the slow-client policy.
 This module puts the application together; each part lives in its own module:
 
 * :mod:`otel_dashboard.options` -- the options, their defaults and validation;
-* :mod:`otel_dashboard.broadcast` -- the broadcaster: clients, queues, writers, slow-client policy,
-  thread hand-off, replay;
+* :mod:`otel_dashboard.broadcast` -- the broadcaster: clients, the shared log and their cursors, the
+  flush pass, slow-client policy, thread hand-off, replay, heartbeats;
+* :mod:`otel_dashboard.broker` -- several replicas sharing one Redis (``broker=``);
 * :mod:`otel_dashboard.websocket` -- the ``/ws`` handler and the client messages;
 * :mod:`otel_dashboard.http_api` -- ``/health``, ``/stats``, ``GET /api/events``,
   ``GET /api/traces/{trace_id}`` and the JSON error handling;
@@ -111,6 +112,7 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     if broker is not None:
         app[BROKER_KEY] = broker
         server_health.broker = broker
+        broadcaster.replica = broker.replica
     app[pages.HTML_KEY] = html.resolve()
     if static_dir is not None:
         app[pages.STATIC_KEY] = static_dir.resolve()

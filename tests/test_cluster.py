@@ -27,6 +27,7 @@ from server_support import WAIT, read_line_matching, running_server
 
 from otel_dashboard.broker import BROKER_KEY, BrokerConfig, redact_url
 from otel_dashboard.cli import main as cli_main
+from otel_dashboard.health import HEALTH_KEY
 from otel_dashboard.server import DashboardWebSocketServer
 from otel_dashboard.state import DashboardState
 
@@ -199,6 +200,24 @@ async def test_a_trace_sent_to_one_replica_shows_on_the_other(
             await asyncio.sleep(0.05)
         trace = await response.json()
         assert [span["name"] for span in trace["spans"]] == ["agent.t"]
+
+
+async def test_the_snapshot_names_the_replica_and_health_events_carry_it(
+    redis_server: RedisServer, session: aiohttp.ClientSession
+) -> None:
+    async with _replicas(redis_server) as (a, b):
+        ws = await session.ws_connect(b.url + "/ws")
+        snapshot = orjson.loads((await ws.receive()).data)
+        assert snapshot["server"]["replica"] == "r1"
+        a.app[HEALTH_KEY].publish_health()  # type: ignore[index]
+        while True:
+            message = orjson.loads((await asyncio.wait_for(ws.receive(), WAIT)).data)
+            if message["type"] == "events":
+                health = [e for e in message["events"] if e["event_type"] == "system_health_updated"]
+                if health:
+                    break
+        assert health[0]["data"]["replica"] == "r0"
+        await ws.close()
 
 
 async def test_metrics_endpoint_reports_the_broker(

@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 from redis_support import RedisServer
 
 from otel_dashboard.broker import BrokerConfig
+from otel_dashboard.health import HEALTH_KEY
 from otel_dashboard.state import DashboardState
 
 ROW = "#stream > li.ev[data-type='error_occurred']"
@@ -45,3 +46,27 @@ def test_events_shown_while_redis_is_down_are_not_doubled_when_it_is_back(
         expect(page.locator(ROW)).to_have_count(5)
         expect(page.locator(ROW).first).to_contain_text(re.compile("with Redis again"))
         assert page.locator(ROW).filter(has_text="without Redis").count() == 3
+
+
+def test_the_health_card_shows_the_replica_the_page_is_connected_to(
+    page: Page, redis_server: RedisServer
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    timers = {"health_interval_seconds": None, "metrics_interval_seconds": None}
+    with ServerThread(DashboardState(), broker=BrokerConfig(redis_server.url, prefix=prefix, replica="a"),
+                      **timers) as a, \
+         ServerThread(DashboardState(), broker=BrokerConfig(redis_server.url, prefix=prefix, replica="b"),
+                      **timers) as b:
+        page.goto(b.dashboard_url)
+        expect(page.locator("#conn-text")).to_have_text("Connected - Live Updates")
+        b.call(lambda: _publish_health(b))  # b's own report: the page is its one client
+        expect(page.locator("#health-clients")).to_have_text("1")
+        a.call(lambda: _publish_health(a))  # a's report (no clients) reaches the page too, but is not b's
+        page.wait_for_function("() => window.otelDashboard.lastSeq >= 2", timeout=10_000)
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        expect(page.locator("#health-clients")).to_have_text("1")
+
+
+def _publish_health(server: ServerThread) -> None:
+    assert server.server is not None and server.server.app is not None
+    server.server.app[HEALTH_KEY].publish_health()

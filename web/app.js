@@ -270,6 +270,7 @@ const model = {
   metricsAt: 0, // performance.now() when metrics arrived (for the ticking uptime)
   health: null,
   healthSeq: -1,
+  replica: null, // this page's cluster replica (snapshot.server.replica), whose health the card shows
   agents: new Map(), // run key -> running agent
   lostAgents: [], // runs that were running when the server stopped (snapshot.lost_agents), oldest first
   opportunities: [], // newest first
@@ -384,6 +385,8 @@ function applyToPanels(ev) {
       setMetrics(d, ev._order);
       break;
     case "system_health_updated":
+      // On a cluster every replica reports its own health; the card shows this page's replica.
+      if (model.replica !== null && typeof d.replica === "string" && d.replica !== model.replica) break;
       if (ev._order > model.healthSeq) {
         model.health = d;
         model.healthSeq = ev._order;
@@ -494,6 +497,7 @@ function noteService(d) {
 function onSnapshot(s) {
   const server = isObject(s.server) ? s.server : {};
   model.serverName = typeof server.name === "string" && server.name ? server.name : null;
+  model.replica = typeof server.replica === "string" && server.replica ? server.replica : null;
   const stall = num(server.stall_threshold_seconds);
   model.stallSeconds = stall !== null && stall > 0 ? stall : CONFIG.defaultStallSeconds;
   renderServerInfo();
