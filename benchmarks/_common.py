@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from importlib import metadata
+from typing import Any
 
 
 def machine_facts(packages: Sequence[str] = ("opentelemetry-sdk", "aiohttp", "orjson")) -> str:
@@ -70,12 +71,18 @@ def dashboard_server(*args: str, startup_timeout_seconds: float = 15.0) -> Itera
                 time.sleep(0.05)
         yield url
     finally:
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Terminate ``proc`` if it still runs; kill it after ``timeout`` seconds."""
+    if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            proc.wait(5)
 
 
 def median(values: Sequence[float]) -> float:

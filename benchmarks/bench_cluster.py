@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, machine_facts, table
+from _common import free_port, machine_facts, stop_process, table
 from bench_fanout import _fmt_latency, _fmt_rate, _measure, _round_rate, _search, _why
 from loadgen import LoadGen, proc_cpu_seconds, raise_fd_limit, server_process, server_spec
 
@@ -97,13 +97,7 @@ def redis_server(executable: str, *,
                 time.sleep(0.02)
             yield proc, f"redis://127.0.0.1:{port}/0"
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc)
 
 
 # --------------------------------------------------------------------------- measuring

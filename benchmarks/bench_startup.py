@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, machine_facts, table
+from _common import free_port, machine_facts, stop_process, table
 from loadgen import proc_rss_bytes
 
 TARGET_SECONDS = 1.0
@@ -69,13 +69,8 @@ def one_run(idle_seconds: float, timeout: float = 20.0) -> tuple[float, float]:
         rss = proc_rss_bytes(proc.pid) / 2**20
         return ready, rss
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        if proc is not None:
+            stop_process(proc)
         if proc is not None and proc.stderr is not None:
             with contextlib.suppress(OSError):
                 proc.stderr.close()

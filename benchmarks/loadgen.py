@@ -72,6 +72,8 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from _common import stop_process  # this script's folder is on sys.path, as a script and imported
+
 __all__ = [
     "LoadGen",
     "ServerSpec",
@@ -132,16 +134,6 @@ def _tail(path: str, chars: int = 3000) -> str:
         return ""
 
 
-def _stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @contextlib.contextmanager
 def server_process(cmd: Sequence[str], health_url: str, *, startup_timeout: float = 20.0,
                    env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[Any]]:
@@ -165,7 +157,7 @@ def server_process(cmd: Sequence[str], health_url: str, *, startup_timeout: floa
                 time.sleep(0.02)
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc)
         log.close()
         with contextlib.suppress(OSError):
             os.unlink(log.name)
@@ -294,7 +286,7 @@ class LoadGen:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(15)
         finally:
-            _stop(self.proc, 5)
+            stop_process(self.proc, 5)
             self._log.close()
             with contextlib.suppress(OSError):
                 os.unlink(self._log.name)
