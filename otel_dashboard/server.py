@@ -202,10 +202,11 @@ class DashboardWebSocketServer:
             (``DashboardState(max_history=...)``).
         name: a label for this dashboard, shown on the page and in ``/health``.
         static_dir: directory served under ``/static/``; the package's ``web/`` by default.
-        client_queue_size: events (and control messages) queued per client before the slow-client
-            policy kicks in.
-        send_timeout_seconds: a single frame that takes longer closes the client (1013); also the
-            time a close handshake gets before the connection is aborted.
+        client_queue_size: how many events a client may fall behind the newest one before the
+            slow-client policy applies (also the bound of the shared event log).
+        send_timeout_seconds: a client whose socket stays full (or a send that stays blocked) this
+            long is closed (1013); also the time a close handshake gets before the connection is
+            aborted.
         heartbeat_seconds: WebSocket ping interval; a peer that does not answer within half of it
             is disconnected. None disables heartbeats.
         max_message_bytes: largest client message accepted (bigger ones get an error message);
