@@ -14,7 +14,7 @@ import threading
 import time
 import types
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from otel_dashboard.events import DashboardEvent, EventType, QualityThresholds, Severity, format_timestamp
@@ -195,6 +195,37 @@ class DashboardState:
                 self._accept(first_sight_registration(event, agent_id))
             self._accept(event)
         return event
+
+    def publish_many(self, events: Iterable[DashboardEvent]) -> None:
+        """:meth:`publish` each of ``events`` in order, taking the lock once for all of them.
+
+        The span processor's worker publishes the events of a batch of spans this way. Everything
+        :meth:`publish` does applies to each event (``agent_registered`` on first sight, the
+        sequencer when one is attached).
+
+        Raises:
+            Exception: the first exception publishing an event raised, after every event was tried.
+        """
+        sequencer = self._sequencer
+        if sequencer is not None:
+            submit = sequencer.submit  # numbered by the cluster, as in publish
+            for event in events:
+                submit(event)
+            return
+        accept = self._accept
+        failed: Exception | None = None
+        with self._lock:
+            known_agents = self._known_agents  # import_derived may replace it, under the lock
+            for event in events:
+                try:
+                    agent_id = first_sight_agent_id(event)
+                    if agent_id and agent_id not in known_agents:
+                        accept(first_sight_registration(event, agent_id))
+                    accept(event)
+                except Exception as exc:
+                    failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def attach_sequencer(self, sequencer: Sequencer | None) -> None:
         """Let ``sequencer`` number this state's events (a cluster broker), or go back to local numbering.
