@@ -219,6 +219,9 @@ class DashboardSpanProcessor(SpanProcessor):
         # check in _enqueue bounds it. Only the drop path takes a lock.
         self._queue: deque[tuple[int, Any]] = deque()
         self._wakeup = threading.Event()
+        # True while the worker waits (or is about to) for _wakeup: a producer then sets it. A plain
+        # attribute, because producers read it on every span and Event.is_set() is a Python call.
+        self._idle = False
         self._drop_lock = threading.Lock()
         self._dropped = 0
         self._reported_dropped = 0
@@ -277,9 +280,10 @@ class DashboardSpanProcessor(SpanProcessor):
             self._drop()
             return
         queue.append(item)
-        # The event stays set while the worker is busy, so this is one attribute read per span;
-        # the worker clears it only before it re-checks the queue and waits.
-        if not self._wakeup.is_set():
+        # One attribute read per span while the worker is busy; the worker marks itself idle before
+        # it re-checks the queue and waits, so a span appended after that re-check sets the event.
+        if self._idle:
+            self._idle = False
             self._wakeup.set()
 
     def _drop(self) -> None:
@@ -377,10 +381,12 @@ class DashboardSpanProcessor(SpanProcessor):
                 if queue:
                     continue
                 # Idle: clear, then re-check, then wait; a producer that appends after the re-check
-                # sees the cleared event and sets it, so no wake-up is lost.
+                # sees _idle and sets the event, so no wake-up is lost.
                 wakeup.clear()
+                self._idle = True
                 if not queue:
                     wakeup.wait()
+                self._idle = False
                 continue
             marker = self._process_batch()
             if marker is not None:
