@@ -292,7 +292,12 @@ def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
     # The SDK keeps attributes in BoundedAttributes._dict; reading it directly skips two Python-level
     # wrappers per lookup (MappingProxyType and Mapping.get). dict.get is atomic, so reading a live
     # span's dict while its thread sets attributes is safe. Anything else goes the public way.
-    raw = getattr(getattr(span, "_attributes", None), "_dict", None)
+    # (try/except rather than getattr with defaults: plain attribute reads cost less, and only a
+    # foreign span takes the except branch.)
+    try:
+        raw = span._attributes._dict  # type: ignore[attr-defined]
+    except AttributeError:
+        raw = None
     if type(raw) is dict:
         return raw
     attrs = span.attributes
@@ -302,7 +307,10 @@ def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
 def _span_events(span: ReadableSpan) -> Sequence[Any]:
     # Same shortcut as _attributes: the SDK's ``events`` property copies its BoundedList under a lock
     # on every call, although most spans have no events at all.
-    raw = getattr(getattr(span, "_events", None), "_dq", None)
+    try:
+        raw = span._events._dq  # type: ignore[attr-defined]
+    except AttributeError:
+        raw = None
     if type(raw) is deque:
         return tuple(raw) if raw else ()
     return span.events or ()
