@@ -212,7 +212,7 @@ class DashboardState:
             for event in events:
                 submit(event)
             return
-        accept = self._accept
+        take = self._take
         failed: Exception | None = None
         with self._lock:
             known_agents = self._known_agents  # import_derived may replace it, under the lock
@@ -220,8 +220,10 @@ class DashboardState:
                 try:
                     agent_id = first_sight_agent_id(event)
                     if agent_id and agent_id not in known_agents:
-                        accept(first_sight_registration(event, agent_id))
-                    accept(event)
+                        self._accept(first_sight_registration(event, agent_id))
+                    # _accept inlined: this loop runs for every event the span processor maps.
+                    self._seq = event.seq = self._seq + 1
+                    take(event)
                 except Exception as exc:
                     failed = failed or exc
         if failed is not None:
