@@ -61,6 +61,10 @@ _META_EVENT_TYPES = frozenset({EventType.METRICS_UPDATED, EventType.SYSTEM_HEALT
 _AGENT_RUN_EVENT_TYPES = frozenset(
     {EventType.AGENT_EXECUTION_STARTED, EventType.AGENT_EXECUTION_COMPLETED}
 )
+# Compared in _apply for every event: an enum member looked up through its class goes through the
+# enum metaclass and costs about ten times a module constant.
+_STARTED = EventType.AGENT_EXECUTION_STARTED
+_COMPLETED = EventType.AGENT_EXECUTION_COMPLETED
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -381,7 +385,7 @@ class DashboardState:
         self._events_by_type[etype] += 1
         if etype not in _META_EVENT_TYPES:
             self._metrics_version += 1
-        if etype is EventType.AGENT_EXECUTION_STARTED:
+        if etype is _STARTED:
             run_id = str(data.get("run_id") or data.get("agent_id") or event.event_id)
             self._active_agents[run_id] = {
                 "run_id": run_id,
@@ -398,7 +402,7 @@ class DashboardState:
             while len(self._active_agents) > self._max_active_agents:
                 self._active_agents.popitem(last=False)
                 self._evicted_active_agents += 1
-        elif etype is EventType.AGENT_EXECUTION_COMPLETED:
+        elif etype is _COMPLETED:
             run_id = str(data.get("run_id") or data.get("agent_id") or "")
             self._active_agents.pop(run_id, None)
             self._lost_agents.pop(run_id, None)  # a lost run that finished after all
