@@ -92,16 +92,17 @@ def map_span_start(
     if _is_agent_span(attrs):
         ctx = _SpanInfo(span)
         name = _agent_name(span, attrs)
+        started_at = _iso(span.start_time)
         data = {
             "agent_id": _agent_id(attrs, name),
             "agent_name": name,
             "task_description": _task_description(attrs),
             "run_id": ctx.span_id,
-            "started_at": _iso(span.start_time),
+            "started_at": started_at,
             "service_name": ctx.service_name,
             "parent_span_id": ctx.parent_span_id,
         }
-        return [ctx.event(_AGENT_STARTED, data, _INFO, span.start_time)]
+        return [ctx.event(_AGENT_STARTED, data, _INFO, span.start_time, started_at)]
     if attrs.get(sc.SPAN_KIND) == sc.SPAN_KIND_SYNTHESIS:
         ctx = _SpanInfo(span)
         data = {
@@ -271,13 +272,22 @@ class _SpanInfo:
         self.service_name = _service_name(span)
 
     def event(
-        self, event_type: EventType, data: dict[str, Any], severity: Severity, time_ns: int | None
+        self,
+        event_type: EventType,
+        data: dict[str, Any],
+        severity: Severity,
+        time_ns: int | None,
+        timestamp: str | None = None,
     ) -> DashboardEvent:
+        """The span's event stamped ``time_ns`` (now if unusable); ``timestamp`` when given is that
+        time formatted already."""
+        if timestamp is None:
+            timestamp = format_timestamp(time_ns if isinstance(time_ns, int) and time_ns > 0 else None)
         # What DashboardEvent.create does, without its keyword handling: this runs for every event.
         return DashboardEvent(
             new_event_id(),
             event_type,
-            format_timestamp(time_ns if isinstance(time_ns, int) and time_ns > 0 else None),
+            timestamp,
             data,
             severity,
             self.trace_id,
