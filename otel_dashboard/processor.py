@@ -26,7 +26,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as context_api
 from opentelemetry.context import Context
@@ -40,6 +40,8 @@ from otel_dashboard.traces import span_record_from_span
 
 __all__ = ["DashboardSpanProcessor"]
 
+_T = TypeVar("_T")
+
 logger = logging.getLogger(__name__)
 
 _DEFAULT_MAX_QUEUE_SIZE = 8192
@@ -47,6 +49,9 @@ _DEFAULT_TIMEOUT_MILLIS = 30_000
 _REMOTE_MAX_BATCH_SIZE = 512  # events per request; never more than the queue holds
 _ERROR_LOG_INTERVAL_SECONDS = 10.0
 _LINGER_SECONDS = 0.0005
+# Queue items the worker maps before it delivers their events (one state lock for all of them):
+# bounds how long other publishers wait for that lock, and how late drops are reported.
+_BATCH_MAX_ITEMS = 512
 
 # Queue items are (kind, payload) tuples; kind is one of these.
 _START = 0
@@ -82,12 +87,15 @@ class DashboardSpanProcessor(SpanProcessor):
     ``on_start`` and ``on_end`` are called synchronously by the SDK in the thread that starts or ends
     the span. They never block and never raise: they append the span to an in-memory queue and, if
     the worker is idle, wake it. A full queue drops the span and counts it. Unsampled spans are
-    skipped. One daemon worker thread, started with the processor, maps each queued span with
+    skipped. One daemon worker thread, started with the processor, takes the queued spans in
+    batches (up to 512 starts and ends), maps each with
     :func:`~otel_dashboard.mapping.map_span_start` / :func:`~otel_dashboard.mapping.map_span_end` and
-    hands every event to the sink (``state.publish``), with instrumentation suppressed so that the
-    dashboard's own work is never traced. The worker also records every span it processes for the
-    trace view (``state.record_spans``: a running record at start, the finished one at end). A span
-    whose mapping or publishing fails is logged (rate-limited) and skipped; the worker carries on.
+    hands the batch's events, in order, to the state in one call (``state.publish_many``: one lock
+    for the batch), with instrumentation suppressed so that the dashboard's own work is never traced.
+    The worker also keeps a reference to every started span in the state's trace store for the trace
+    view (``state.traces.add_live_spans``; the record is built when the trace is read). A span whose
+    mapping fails is logged (rate-limited) and skipped, as is an event whose publishing fails; the
+    worker carries on.
 
     The start of a span is mapped when the worker reaches it, which may be after more attributes
     were set (under load, even after the span ended); events of one span are always published in
@@ -165,36 +173,40 @@ class DashboardSpanProcessor(SpanProcessor):
             quality_thresholds or getattr(state, "quality_thresholds", None) or QualityThresholds()
         )
         self._max_queue_size = max_queue_size
-        # Where mapped events go: the state's bus, or the remote sender's queue. Called on the worker.
-        self._sink: Callable[[DashboardEvent], object] = (
-            self._sender.submit if self._sender is not None else state.publish  # type: ignore[union-attr]
-        )
-        # Where spans go for the trace view (called on the worker with the span and whether it
-        # ended): in process, a reference in the state's trace store (the record is built only when
-        # someone opens the trace); remote, a record shipped with the events.
-        self._record_span: Callable[[ReadableSpan, bool], object] | None = None
+        # Where the events mapped from one batch of spans go, in order (called on the worker): the
+        # state's bus, or the remote sender's queue.
+        self._sink: Callable[[list[DashboardEvent]], object]
+        if self._sender is not None:
+            self._sink = _each(self._sender.submit)
+        else:
+            publish_many = getattr(state, "publish_many", None)
+            self._sink = publish_many if callable(publish_many) else _each(state.publish)  # type: ignore[union-attr]
+        # Where the spans of a batch go for the trace view (called on the worker, after the batch's
+        # events): in process, a reference in the state's trace store (the record is built only when
+        # someone opens the trace), taken at start; remote, a record shipped with the events, at end.
+        self._record_spans: Callable[[list[ReadableSpan]], object] | None = None
+        self._record_starts = False
+        self._record_ends = False
         if self._sender is not None:
             submit_span = self._sender.submit_span
 
-            def ship_ended(span: ReadableSpan, ended: bool) -> None:
+            def ship_ended(spans: list[ReadableSpan]) -> None:
                 # One record per span, at its end: the server derives running agent and synthesis
                 # spans from their started events, and a record per start would double the cost.
-                if ended:
+                for span in spans:
                     submit_span(span_record_from_span(span, ended=True))
 
-            self._record_span = ship_ended
+            self._record_spans = ship_ended
+            self._record_ends = True
         else:
             traces = getattr(state, "traces", None)
+            add_live_spans = getattr(traces, "add_live_spans", None)
             add_live_span = getattr(traces, "add_live_span", None)
-            if callable(add_live_span):
-
-                def keep_live(span: ReadableSpan, ended: bool) -> None:
-                    # The reference kept at start already shows the span ended; the end needs it
-                    # only if that start was dropped, which can happen only once a drop happened.
-                    if not ended or self._dropped:
-                        add_live_span(span)
-
-                self._record_span = keep_live
+            if callable(add_live_spans) or callable(add_live_span):
+                # The reference kept at start already shows the span ended; the end needs it only if
+                # that start was dropped, which can happen only once a drop happened.
+                self._record_spans = add_live_spans if callable(add_live_spans) else _each(add_live_span)
+                self._record_starts = True
         self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
@@ -207,6 +219,9 @@ class DashboardSpanProcessor(SpanProcessor):
         # check in _enqueue bounds it. Only the drop path takes a lock.
         self._queue: deque[tuple[int, Any]] = deque()
         self._wakeup = threading.Event()
+        # True while the worker waits (or is about to) for _wakeup: a producer then sets it. A plain
+        # attribute, because producers read it on every span and Event.is_set() is a Python call.
+        self._idle = False
         self._drop_lock = threading.Lock()
         self._dropped = 0
         self._reported_dropped = 0
@@ -265,9 +280,10 @@ class DashboardSpanProcessor(SpanProcessor):
             self._drop()
             return
         queue.append(item)
-        # The event stays set while the worker is busy, so this is one attribute read per span;
-        # the worker clears it only before it re-checks the queue and waits.
-        if not self._wakeup.is_set():
+        # One attribute read per span while the worker is busy; the worker marks itself idle before
+        # it re-checks the queue and waits, so a span appended after that re-check sets the event.
+        if self._idle:
+            self._idle = False
             self._wakeup.set()
 
     def _drop(self) -> None:
@@ -355,12 +371,8 @@ class DashboardSpanProcessor(SpanProcessor):
         context_api.attach(context_api.set_value(context_api._SUPPRESS_INSTRUMENTATION_KEY, True))
         queue = self._queue
         wakeup = self._wakeup
-        map_start = mapping.map_span_start
-        map_end = mapping.map_span_end
         while True:
-            try:
-                kind, payload = queue.popleft()
-            except IndexError:
+            if not queue:
                 self._report_drops()
                 # Linger a moment before going idle: during a burst, more spans arrive within it and
                 # are taken in one go, while producers see the wake-up still set and skip set() (a
@@ -369,51 +381,91 @@ class DashboardSpanProcessor(SpanProcessor):
                 if queue:
                     continue
                 # Idle: clear, then re-check, then wait; a producer that appends after the re-check
-                # sees the cleared event and sets it, so no wake-up is lost.
+                # sees _idle and sets the event, so no wake-up is lost.
                 wakeup.clear()
+                self._idle = True
                 if not queue:
                     wakeup.wait()
+                self._idle = False
                 continue
-            if kind == _END:
-                self._process(payload, map_end, True)
-                self._processed += 1
-                if self._dropped != self._reported_dropped:
+            marker = self._process_batch()
+            if marker is not None:
+                kind, payload = marker
+                if kind == _FLUSH:
                     self._report_drops()
-            elif kind == _START:
-                self._process(payload, map_start, False)
-                self._processed += 1
-                if self._dropped != self._reported_dropped:
-                    self._report_drops()
-            elif kind == _FLUSH:
-                self._report_drops()
-                payload.set()
-            else:  # _STOP
-                return
+                    payload.set()
+                else:  # _STOP
+                    return
 
-    def _process(
-        self, span: ReadableSpan, map_span: Callable[..., list[DashboardEvent]], ended: bool
-    ) -> None:
-        try:
-            events = map_span(span, thresholds=self._thresholds)
-        except Exception:
-            self._errors.exception("dashboard processor: mapping span %r failed", _span_name(span))
-            return
-        sink = self._sink
-        for event in events:
+    def _process_batch(self) -> tuple[int, Any] | None:
+        """Map and deliver the spans queued now (at most ``_BATCH_MAX_ITEMS``), up to a flush or stop
+        marker, which is returned once everything before it is delivered."""
+        popleft = self._queue.popleft
+        # Looked up per batch, not at import: tests replace the module's functions.
+        map_start = mapping.map_span_start
+        map_end = mapping.map_span_end
+        thresholds = self._thresholds
+        record_starts = self._record_starts
+        record_ends = self._record_ends
+        events: list[DashboardEvent] = []
+        to_record: list[ReadableSpan] = []
+        marker = None
+        taken = 0
+        while taken < _BATCH_MAX_ITEMS:
             try:
-                sink(event)
+                kind, span = popleft()
+            except IndexError:
+                break
+            if kind > _END:
+                marker = (kind, span)
+                break
+            taken += 1
+            try:
+                mapped = (map_end if kind else map_start)(span, thresholds=thresholds)
             except Exception:
-                self._errors.exception(
-                    "dashboard processor: publishing %s failed", getattr(event, "event_type", event)
-                )
+                self._errors.exception("dashboard processor: mapping span %r failed", _span_name(span))
+                continue
+            if mapped:
+                events += mapped
+            if kind == _START:
+                if record_starts:
+                    to_record.append(span)
+            # In process, the start's reference suffices unless that start may have been dropped.
+            elif record_ends or (record_starts and self._dropped):
+                to_record.append(span)
+        if events:
+            try:
+                self._sink(events)
+            except Exception:
+                self._errors.exception("dashboard processor: publishing %d events failed", len(events))
         # After the events: a remote batch cut between the two then still lets the shipped span
         # record (which arrives last) win over the record the server derives from a run event.
-        record_span = self._record_span
-        if record_span is not None:
+        if to_record and self._record_spans is not None:
             try:
-                record_span(span, ended)
+                self._record_spans(to_record)
             except Exception:
-                self._errors.exception("dashboard processor: recording span %r failed", _span_name(span))
+                self._errors.exception("dashboard processor: recording %d spans failed", len(to_record))
+        self._processed += taken
+        if self._dropped != self._reported_dropped:
+            self._report_drops()
+        return marker
+
+
+def _each(submit: Callable[[_T], object]) -> Callable[[list[_T]], None]:
+    """A callable for a list of items from one that takes them one at a time; each is tried, and
+    the first exception is raised after the last."""
+
+    def submit_each(items: list[_T]) -> None:
+        failed: Exception | None = None
+        for item in items:
+            try:
+                submit(item)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+
+    return submit_each
 
 
 def _remaining_millis(deadline: float) -> int:

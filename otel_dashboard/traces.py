@@ -178,26 +178,41 @@ class TraceStore:
         Returns:
             False when the span was not kept (no valid ids, or its trace is full).
         """
-        try:
-            context = span.context
-            trace_id, span_id = context.trace_id, context.span_id
-        except AttributeError:
-            return False
-        if not trace_id or not span_id:
-            return False
+        return self.add_live_spans((span,)) == 1
+
+    def add_live_spans(self, spans: Iterable[ReadableSpan]) -> int:
+        """:meth:`add_live_span` for each span, under one acquisition of the lock.
+
+        Returns:
+            How many of them are kept.
+        """
+        kept = 0
+        traces = self._traces
         with self._lock:
-            trace = self._traces.get(trace_id)
-            if trace is not None and span_id in trace.spans:
-                self._traces.move_to_end(trace_id)
-                return True
-            trace = self._trace_for(trace_id)
-            spans = trace.spans
-            if len(spans) >= self._max_spans:
-                trace.dropped_spans += 1
-                self._dropped_spans += 1
-                return False
-            spans[span_id] = span
-            return True
+            for span in spans:
+                try:
+                    context = span.context
+                    trace_id, span_id = context.trace_id, context.span_id
+                except AttributeError:
+                    continue
+                if not trace_id or not span_id:
+                    continue
+                trace = traces.get(trace_id)
+                if trace is None:
+                    trace = self._trace_for(trace_id)
+                else:
+                    traces.move_to_end(trace_id)
+                trace_spans = trace.spans
+                if span_id in trace_spans:
+                    kept += 1
+                    continue
+                if len(trace_spans) >= self._max_spans:
+                    trace.dropped_spans += 1
+                    self._dropped_spans += 1
+                    continue
+                trace_spans[span_id] = span
+                kept += 1
+        return kept
 
     def _trace_for(self, trace_id: int) -> _Trace:
         # Called with the lock held: the trace, created (evicting the stalest) or marked as fresh.

@@ -242,6 +242,30 @@ def test_hooks_never_raise_on_broken_spans_or_a_failing_sink(state: DashboardSta
     assert all_events(state) == []
 
 
+def test_a_state_with_publish_only_gets_every_event_in_order_despite_a_failing_one(make_tracer) -> None:
+    class PublishOnly:
+        def __init__(self) -> None:
+            self.events: list[DashboardEvent] = []
+
+        def publish(self, event: DashboardEvent) -> DashboardEvent:
+            if event.data.get("phase") == "bad":
+                raise RuntimeError("store down")
+            self.events.append(event)
+            return event
+
+    sink = PublishOnly()
+    tracer, processor = make_tracer(sink)
+    for phase in ("first", "bad", "last"):
+        tracer.start_span(f"synthesis {phase}", attributes={**SYNTHESIS, sc.SYNTHESIS_PHASE: phase}).end()
+    assert processor.force_flush()
+
+    assert [(e.event_type.value, e.data["phase"]) for e in sink.events] == [
+        ("synthesis_started", "first"), ("synthesis_completed", "first"),
+        ("synthesis_started", "last"), ("synthesis_completed", "last"),
+    ]
+    assert processor.processed == 6
+
+
 class _RecordOnly(Sampler):
     """Records spans (so processors see them) without sampling them."""
 

@@ -212,6 +212,68 @@ def test_subscribers_get_every_event_in_order_and_a_failing_one_harms_nobody(sta
     assert state.get_counters()["subscriber_errors"] == 3
 
 
+def _run_events() -> list[DashboardEvent]:
+    return [
+        DashboardEvent.create(EventType.AGENT_EXECUTION_STARTED, {"agent_id": "r-1", "agent_name": "R"}),
+        DashboardEvent.create(EventType.ERROR_OCCURRED, {"source": "s"}),
+        DashboardEvent.create(EventType.AGENT_EXECUTION_COMPLETED, {"agent_id": "r-1", "success": True}),
+    ]
+
+
+def test_publish_many_is_publish_of_each_event_in_order(state: DashboardState) -> None:
+    one_by_one = DashboardState(max_history=1000)
+    for event in _run_events():
+        one_by_one.publish(event)
+    seen: list[int] = []
+    state.subscribe(lambda e: seen.append(e.seq))
+
+    state.publish_many(_run_events())
+
+    def wire(s: DashboardState) -> list[dict]:  # ids and times differ between the two runs
+        return [e.to_dict() | {"event_id": None, "timestamp": None} for e in s.get_events_after(0, 100)]
+
+    assert wire(state) == wire(one_by_one)
+    assert types_of(state.get_events_after(0, 100))[0] == "agent_registered"
+    assert seen == [1, 2, 3, 4]
+    assert state.events_by_type() == one_by_one.events_by_type()
+    assert state.get_known_agents() == one_by_one.get_known_agents() == {"r-1": "R"}
+    assert state.get_active_agents() == []
+
+
+def test_publish_many_tries_every_event_and_raises_the_first_failure(state: DashboardState) -> None:
+    events = _run_events()
+    events[1].data = None  # type: ignore[assignment]  # an event the store cannot take
+    real_append = state.store.append
+
+    def append(event: DashboardEvent) -> None:
+        if event.data is None:
+            raise RuntimeError("store bug")
+        real_append(event)
+
+    state.store.append = append  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="store bug"):
+        state.publish_many(events)
+    assert types_of(state.get_events_after(0, 100)) == [
+        "agent_registered", "agent_execution_started", "agent_execution_completed"]
+
+
+def test_publish_many_with_a_sequencer_submits_every_event(state: DashboardState) -> None:
+    submitted: list[DashboardEvent] = []
+
+    class Sequencer:
+        def submit(self, event: DashboardEvent) -> None:
+            submitted.append(event)
+
+        def submit_spans(self, records: list) -> None:
+            pass
+
+    state.attach_sequencer(Sequencer())
+    events = _run_events()
+    state.publish_many(events)
+    assert submitted == events
+    assert state.last_seq == 0 and all(e.seq is None for e in events)
+
+
 def test_snapshot_and_subscription_are_atomic_under_concurrent_publishing() -> None:
     state = DashboardState(max_history=100_000)
     stop = threading.Event()
