@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,7 @@ from otel_dashboard.broker import BROKER_KEY, BrokerConfig, redact_url
 from otel_dashboard.cli import main as cli_main
 from otel_dashboard.health import HEALTH_KEY
 from otel_dashboard.server import DashboardWebSocketServer
+from otel_dashboard.sqlite_store import SqliteEventStore
 from otel_dashboard.state import DashboardState
 
 pytestmark = pytest.mark.timeout(90)
@@ -122,6 +124,14 @@ async def _clients_on(
     return clients
 
 
+async def _caught_up(server: DashboardWebSocketServer, seq: int) -> None:
+    """Until ``server``'s state has taken the event ``seq`` from the stream."""
+    deadline = time.monotonic() + WAIT
+    while server.state.last_seq < seq:
+        assert time.monotonic() < deadline, f"seq {seq} not taken within {WAIT} s"
+        await asyncio.sleep(0.02)
+
+
 def _batch(run: str, start: int, count: int) -> dict[str, Any]:
     return {"events": [
         {"event_type": "error_occurred", "event_id": f"{run}-{i}", "data": {"run": run, "i": i}}
@@ -178,10 +188,8 @@ async def test_metrics_active_agents_and_registrations_agree_across_replicas(
         response = await session.post(b.url + "/api/events", json={"events": [run("alpha", "completed")]})
         assert response.status == 200
         seq = (await response.json())["last_seq"]
-        deadline = time.monotonic() + WAIT
-        while min(a.state.last_seq, b.state.last_seq) < seq:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await _caught_up(a, seq)
+        await _caught_up(b, seq)
         for key in ("total_events", "active_agents", "total_agents_executed"):
             assert a.state.get_metrics()[key] == b.state.get_metrics()[key], key
         assert sorted(x["agent_id"] for x in a.state.get_active_agents()) == ["beta", "gamma"]
@@ -233,10 +241,7 @@ async def test_metrics_endpoint_reports_the_broker(
 ) -> None:
     async with _replicas(redis_server, count=1) as (a,):
         assert (await session.post(a.url + "/api/events", json=_batch("p", 0, 3))).status == 200
-        deadline = time.monotonic() + WAIT
-        while a.state.last_seq < 3:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await _caught_up(a, 3)
         text = await (await session.get(a.url + "/metrics")).text()
         assert "otel_dashboard_broker_connected 1.0" in text
         assert "otel_dashboard_broker_appended_events_total 3.0" in text
@@ -419,10 +424,7 @@ async def test_a_replica_joining_after_the_stream_was_trimmed_takes_the_saved_st
         assert await broker._redis.xlen(f"{prefix}:events") < 500  # the stream dropped the oldest
         async with running_server(DashboardState(max_history=5000),
                                   broker=_config(redis_server, prefix, replica="late")) as late:
-            deadline = time.monotonic() + WAIT
-            while late.state.last_seq < a.state.last_seq:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await _caught_up(late, a.state.last_seq)
             for key in ("total_events", "active_agents", "total_agents_executed", "avg_quality_score",
                         "total_errors"):
                 assert late.state.get_metrics()[key] == a.state.get_metrics()[key], key
@@ -432,6 +434,37 @@ async def test_a_replica_joining_after_the_stream_was_trimmed_takes_the_saved_st
             # What the stream still held is history the late replica can replay.
             assert late.state.get_events_after(a.state.last_seq - 50, 100) == a.state.get_events_after(
                 a.state.last_seq - 50, 100)
+
+
+async def test_a_replica_restarted_on_its_database_keeps_the_cluster_runs_running(
+    redis_server: RedisServer, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "replica.db"
+    started = {"event_type": "agent_execution_started", "data": {"agent_id": "long", "run_id": "long-1"}}
+    store = SqliteEventStore(path)
+    async with running_server(DashboardState(store=store), broker=_config(redis_server, prefix)) as a:
+        seq = (await (await session.post(a.url + "/api/events", json=started)).json())["last_seq"]
+        await _caught_up(a, seq)
+    store.close()
+    # Alone, a restart on the database would report the run as lost; in the cluster it still runs.
+    store = SqliteEventStore(path)
+    try:
+        state = DashboardState(store=store)
+        assert [x["run_id"] for x in state.get_lost_agents()] == ["long-1"]
+        async with running_server(state, broker=_config(redis_server, prefix)) as again, \
+                running_server(DashboardState(), broker=_config(redis_server, prefix)) as other:
+            assert [x["run_id"] for x in again.state.get_active_agents()] == ["long-1"]
+            assert again.state.get_lost_agents() == []
+            completed = {"event_type": "agent_execution_completed",
+                         "data": {"agent_id": "long", "run_id": "long-1", "success": True}}
+            response = await session.post(other.url + "/api/events", json=completed)
+            last = (await response.json())["last_seq"]
+            assert last == seq + 1  # the cluster's numbering went on from where it was
+            await _caught_up(again, last)
+            assert again.state.get_active_agents() == []
+    finally:
+        store.close()
 
 
 # --------------------------------------------------------------------------- configuration
