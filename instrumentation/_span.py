@@ -76,13 +76,24 @@ def _version() -> str | None:
         return None
 
 
+_tracer_cache: tuple[trace.TracerProvider, trace.Tracer] | None = None
+
+
 def get_tracer() -> trace.Tracer:
     """Returns this package's tracer from the global provider.
 
-    Looked up on every span rather than once at import, so a provider the application sets after
-    importing its instrumented modules is honoured.
+    The provider is looked up on every span rather than once at import, so a provider the
+    application sets after importing its instrumented modules is honoured; the tracer is made once
+    per provider (the SDK builds a new one, with its scope, on every ``get_tracer`` call).
     """
-    return trace.get_tracer(TRACER_NAME, _version())
+    global _tracer_cache
+    provider = trace.get_tracer_provider()
+    cached = _tracer_cache
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    tracer = provider.get_tracer(TRACER_NAME, _version())
+    _tracer_cache = (provider, tracer)
+    return tracer
 
 
 class _Activation:

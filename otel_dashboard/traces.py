@@ -75,6 +75,7 @@ _KEPT_ATTRIBUTES = (
     sc.SYNTHESIS_PATTERNS_FOUND,
     "error.type",
 )
+_KEPT_ATTRIBUTE_SET = frozenset(_KEPT_ATTRIBUTES)
 _RUN_EVENT_KINDS = {
     EventType.AGENT_EXECUTION_STARTED: (KIND_AGENT, False),
     EventType.AGENT_EXECUTION_COMPLETED: (KIND_AGENT, True),
@@ -342,8 +343,15 @@ def span_record_from_span(span: ReadableSpan, *, ended: bool) -> dict[str, Any]:
         "service_name": _service_name(span),
         "agent_name": _agent_name(attrs, name, kind),
         "tool_name": _tool_name(attrs, name, kind),
-        "attributes": {key: _capped(attrs[key]) for key in _KEPT_ATTRIBUTES if key in attrs},
+        "attributes": _kept_attributes(attrs),
     }
+
+
+def _kept_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    # Walk whichever is shorter: a span usually has fewer attributes than the kept list is long.
+    if len(attrs) < len(_KEPT_ATTRIBUTES):
+        return {key: _capped(value) for key, value in attrs.items() if key in _KEPT_ATTRIBUTE_SET}
+    return {key: _capped(attrs[key]) for key in _KEPT_ATTRIBUTES if key in attrs}
 
 
 def _kind(attrs: Mapping[str, Any]) -> str:
@@ -393,10 +401,22 @@ def _tool_name(attrs: Mapping[str, Any], span_name: str, kind: str) -> str | Non
     return _cap(span_name[len(prefix):].strip() if span_name.startswith(prefix) else span_name) or None
 
 
+_service_cache: tuple[Any, str | None] = (None, None)
+
+
 def _service_name(span: ReadableSpan) -> str | None:
-    attrs = getattr(getattr(span, "resource", None), "attributes", None)
+    global _service_cache
+    resource = getattr(span, "resource", None)
+    cached = _service_cache
+    # A process has one resource: every span shares the object (a tuple swap: thread-safe).
+    if resource is not None and cached[0] is resource:
+        return cached[1]
+    attrs = getattr(resource, "attributes", None)
     value = attrs.get(sc.SERVICE_NAME) if attrs else None
-    return _cap(value) if isinstance(value, str) else None
+    name = _cap(value) if isinstance(value, str) else None
+    if resource is not None:
+        _service_cache = (resource, name)
+    return name
 
 
 def _lower(value: Any) -> str | None:
@@ -404,6 +424,8 @@ def _lower(value: Any) -> str | None:
 
 
 def _cap(value: Any) -> str | None:
+    if type(value) is str and len(value) <= _MAX_VALUE_CHARS:
+        return value  # the common case, first
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
@@ -412,10 +434,10 @@ def _cap(value: Any) -> str | None:
 
 def _capped(value: Any) -> Any:
     """An attribute value, JSON-ready and small: long strings cut, long sequences shortened."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
     if isinstance(value, str):
         return _cap(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
     if isinstance(value, (list, tuple)):
         return [_capped(item) for item in value[:_MAX_SEQUENCE_ITEMS]]
     return _cap(value)
