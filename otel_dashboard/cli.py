@@ -256,10 +256,12 @@ def _broker_prefix(text: str) -> str:
 def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scale-out",
                                       "several replicas sharing one Redis; see docs/deployment.md")
-    group.add_argument("--broker", type=_broker_url, default=None, metavar="URL",
+    # A string default goes through `type` too: a bad $OTEL_DASHBOARD_BROKER is an error naming --broker.
+    group.add_argument("--broker", type=_broker_url, default=os.environ.get("OTEL_DASHBOARD_BROKER") or None,
+                       metavar="URL",
                        help="share events with the other replicas through Redis (redis://host:6379/0, "
                             "rediss:// or unix://); needs pip install 'otel-dashboard[redis]' "
-                            "(default: none, this server alone)")
+                            "(default: $OTEL_DASHBOARD_BROKER, else none: this server alone)")
     group.add_argument("--broker-prefix", type=_broker_prefix, default="otel_dashboard", metavar="P",
                        help="prefix of the Redis keys; one cluster per prefix (default: otel_dashboard)")
     group.add_argument("--broker-stream-events", type=_positive_int, default=100_000, metavar="N",

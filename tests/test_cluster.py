@@ -27,6 +27,7 @@ from redis_support import RedisServer
 from server_support import WAIT, read_line_matching, running_server
 
 from otel_dashboard.broker import BROKER_KEY, BrokerConfig, redact_url
+from otel_dashboard.cli import build_parser
 from otel_dashboard.cli import main as cli_main
 from otel_dashboard.health import HEALTH_KEY
 from otel_dashboard.server import DashboardWebSocketServer
@@ -498,6 +499,24 @@ def test_serve_refuses_a_bad_broker_url(capsys: pytest.CaptureFixture[str]) -> N
         cli_main(["serve", "--broker", "http://localhost:6379"])
     assert exc.value.code == 2
     assert "--broker: must start with redis://" in capsys.readouterr().err
+
+
+def test_a_bad_broker_url_in_the_environment_names_the_option(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_DASHBOARD_BROKER", "http://:s3cret@localhost:6379")
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["serve"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--broker: must start with redis://" in err
+    assert "s3cret" not in err
+
+
+def test_the_broker_url_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_DASHBOARD_BROKER", "redis://:s3cret@redis-host:6379/0")
+    args = build_parser().parse_args(["serve"])
+    assert args.broker == "redis://:s3cret@redis-host:6379/0"
 
 
 def test_serve_without_the_redis_package_says_how_to_install_it() -> None:
