@@ -13,6 +13,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import WSMsgType
+from server_support import running_server
 
 from otel_dashboard import broadcast as broadcast_module
 from otel_dashboard.broadcast import Broadcaster, Client
@@ -318,19 +320,13 @@ async def test_thread_handoff_losses_are_a_gap_in_the_log(
 async def fixture_make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     page = tmp_path / "index.html"
     page.write_text("<!doctype html><title>test</title>")
-    servers: list[DashboardWebSocketServer] = []
+    async with AsyncExitStack() as stack:
 
-    async def make(state: DashboardState, **options: Any) -> DashboardWebSocketServer:
-        options.setdefault("metrics_interval_seconds", None)
-        options.setdefault("health_interval_seconds", None)
-        server = DashboardWebSocketServer(port=0, dashboard_html_path=page, state=state, **options)
-        await server.start()
-        servers.append(server)
-        return server
+        async def make(state: DashboardState, **options: Any) -> DashboardWebSocketServer:
+            return await stack.enter_async_context(
+                running_server(state, dashboard_html_path=page, **options))
 
-    yield make
-    for server in servers:
-        await asyncio.wait_for(server.stop(), WAIT)
+        yield make
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import WSMsgType
+from server_support import running_server
 
 from otel_dashboard import broadcast as broadcast_module
 from otel_dashboard.events import DashboardEvent, EventType, Severity
@@ -53,24 +55,13 @@ def fixture_static_dir(tmp_path: Path) -> Path:
 async def fixture_make_server(
     html_path: Path,
 ) -> AsyncIterator[Callable[..., Any]]:
-    servers: list[DashboardWebSocketServer] = []
+    async with AsyncExitStack() as stack:
 
-    async def make(state: DashboardState | None = None, **options: Any) -> DashboardWebSocketServer:
-        options.setdefault("metrics_interval_seconds", None)
-        options.setdefault("health_interval_seconds", None)
-        server = DashboardWebSocketServer(
-            port=options.pop("port", 0),
-            dashboard_html_path=options.pop("dashboard_html_path", html_path),
-            state=state if state is not None else DashboardState(),
-            **options,
-        )
-        await server.start()
-        servers.append(server)
-        return server
+        async def make(state: DashboardState | None = None, **options: Any) -> DashboardWebSocketServer:
+            options.setdefault("dashboard_html_path", html_path)
+            return await stack.enter_async_context(running_server(state, **options))
 
-    yield make
-    for server in servers:
-        await asyncio.wait_for(server.stop(), WAIT)
+        yield make
 
 
 def event(
