@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from otel_dashboard.broker import BrokerConfig
-    from otel_dashboard.security_config import SecurityConfig
-    from otel_dashboard.server import DashboardWebSocketServer
-    from otel_dashboard.store import EventStore
+    from otel_dashboard.server.app import DashboardWebSocketServer
+    from otel_dashboard.server.broker import BrokerConfig
+    from otel_dashboard.server.security_config import SecurityConfig
+    from otel_dashboard.store.base import EventStore
 
 __all__ = ["build_parser", "default_db_path", "main", "public_base_url"]
 
@@ -94,7 +94,7 @@ def default_db_path() -> Path:
 
 
 def _token(text: str) -> str:
-    from otel_dashboard.security_config import SecurityConfig
+    from otel_dashboard.server.security_config import SecurityConfig
 
     try:
         SecurityConfig(token=text)
@@ -104,7 +104,7 @@ def _token(text: str) -> str:
 
 
 def _origin(text: str) -> str:
-    from otel_dashboard.security_config import SecurityConfig
+    from otel_dashboard.server.security_config import SecurityConfig
 
     try:
         return SecurityConfig(allowed_origins=(text,)).allowed_origins[0]
@@ -113,7 +113,7 @@ def _origin(text: str) -> str:
 
 
 def _allowed_host(text: str) -> str:
-    from otel_dashboard.security_config import SecurityConfig
+    from otel_dashboard.server.security_config import SecurityConfig
 
     try:
         return SecurityConfig(allowed_hosts=(text,)).allowed_hosts[0]
@@ -238,7 +238,7 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _broker_url(text: str) -> str:
-    from otel_dashboard.broker import BrokerConfig
+    from otel_dashboard.server.broker import BrokerConfig
 
     try:
         BrokerConfig(text)
@@ -274,7 +274,7 @@ def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
 def _broker_config(args: argparse.Namespace) -> BrokerConfig | None:
     if args.broker is None:
         return None
-    from otel_dashboard.broker import BrokerConfig
+    from otel_dashboard.server.broker import BrokerConfig
 
     return BrokerConfig(args.broker, prefix=args.broker_prefix, max_stream_events=args.broker_stream_events,
                         max_buffered_events=args.broker_buffer_events, replica=args.name)
@@ -282,7 +282,7 @@ def _broker_config(args: argparse.Namespace) -> BrokerConfig | None:
 
 def _security_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SecurityConfig:
     """The server's :class:`SecurityConfig` from the command line and the environment (exit 2 if bad)."""
-    from otel_dashboard.security_config import SecurityConfig
+    from otel_dashboard.server.security_config import SecurityConfig
 
     if args.keyfile is not None and args.certfile is None:
         parser.error("argument --keyfile: needs --certfile (the certificate) as well")
@@ -312,8 +312,8 @@ def _configure_logging(level: str) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from otel_dashboard.security_config import TLSConfigError
-    from otel_dashboard.store import StoreError
+    from otel_dashboard.server.security_config import TLSConfigError
+    from otel_dashboard.store.base import StoreError
 
     if args.broker is not None:
         try:
@@ -344,12 +344,12 @@ def _open_store(args: argparse.Namespace) -> EventStore:
     Raises:
         StoreError: the database (or its directory) cannot be used; the message names the path.
     """
-    from otel_dashboard.store import MemoryEventStore, StoreError
+    from otel_dashboard.store.base import MemoryEventStore, StoreError
 
     if args.db == _MEMORY_DB:
         print(f"otel-dashboard history: in memory ({args.history} events, lost at exit)", flush=True)
         return MemoryEventStore(args.history)
-    from otel_dashboard.sqlite_store import SqliteEventStore
+    from otel_dashboard.store.sqlite import SqliteEventStore
 
     path = Path(args.db).expanduser() if args.db is not None else default_db_path()
     try:
@@ -368,8 +368,8 @@ def _open_store(args: argparse.Namespace) -> EventStore:
 
 
 async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
-    from otel_dashboard.server import DashboardWebSocketServer
-    from otel_dashboard.state import DashboardState, reset_dashboard
+    from otel_dashboard.server.app import DashboardWebSocketServer
+    from otel_dashboard.state.dashboard import DashboardState, reset_dashboard
 
     # The process's state (what get_dashboard() returns) is the one served, so in-process producers
     # and the server agree. A durable store rebuilds the state (seq, metrics, lost agents) here.

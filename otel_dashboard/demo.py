@@ -17,9 +17,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from instrumentation import agent, record_opportunity, record_quality_score, register_agent, synthesis, tool
-from otel_dashboard.processor import DashboardSpanProcessor
-from otel_dashboard.server import DashboardWebSocketServer
-from otel_dashboard.state import DashboardState
+from otel_dashboard.pipeline.processor import DashboardSpanProcessor
+from otel_dashboard.server.app import DashboardWebSocketServer
+from otel_dashboard.state.dashboard import DashboardState
 
 __all__ = ["run_demo", "run_scenario"]
 

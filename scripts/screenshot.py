@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.async_api import async_playwright  # noqa: E402
 
-from otel_dashboard.server import DashboardWebSocketServer  # noqa: E402
-from otel_dashboard.state import DashboardState  # noqa: E402
+from otel_dashboard.server.app import DashboardWebSocketServer  # noqa: E402
+from otel_dashboard.state.dashboard import DashboardState  # noqa: E402
 
 CHROMIUM = os.environ.get("OTEL_DASHBOARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

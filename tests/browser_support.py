@@ -19,9 +19,9 @@ from typing import Any
 
 from playwright.sync_api import ConsoleMessage
 
-from otel_dashboard.events import DashboardEvent, EventType, Severity
-from otel_dashboard.server import DashboardWebSocketServer
-from otel_dashboard.state import DashboardState
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.server.app import DashboardWebSocketServer
+from otel_dashboard.state.dashboard import DashboardState
 
 __all__ = [
     "CHROMIUM",

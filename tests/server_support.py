@@ -17,8 +17,8 @@ import aiohttp
 import orjson
 from aiohttp import WSMsgType
 
-from otel_dashboard.server import DashboardWebSocketServer
-from otel_dashboard.state import DashboardState
+from otel_dashboard.server.app import DashboardWebSocketServer
+from otel_dashboard.state.dashboard import DashboardState
 
 __all__ = ["WAIT", "EventStream", "make_certificate", "of_type", "read_line_matching", "running_server"]
 

@@ -23,13 +23,13 @@ import pytest
 from aiohttp import WSMsgType
 from server_support import running_server
 
-from otel_dashboard import broadcast as broadcast_module
-from otel_dashboard.broadcast import Broadcaster, Client
-from otel_dashboard.events import DashboardEvent, EventType, Severity
-from otel_dashboard.options import make_options
-from otel_dashboard.security import SECURITY_KEY
-from otel_dashboard.server import HUB_KEY, DashboardWebSocketServer
-from otel_dashboard.state import DashboardState
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.server import broadcast as broadcast_module
+from otel_dashboard.server.app import HUB_KEY, DashboardWebSocketServer
+from otel_dashboard.server.broadcast import Broadcaster, Client
+from otel_dashboard.server.options import make_options
+from otel_dashboard.server.security import SECURITY_KEY
+from otel_dashboard.state.dashboard import DashboardState
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -27,10 +27,10 @@ from browser_support import (
 )
 from playwright.sync_api import Page, expect
 
-from otel_dashboard.events import DashboardEvent, EventType, Severity
-from otel_dashboard.security import SecurityConfig
-from otel_dashboard.sqlite_store import SqliteEventStore
-from otel_dashboard.state import DashboardState
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.server.security import SecurityConfig
+from otel_dashboard.state.dashboard import DashboardState
+from otel_dashboard.store.sqlite import SqliteEventStore
 
 CONNECTED = "Connected - Live Updates"
 ROW = "#stream > li.ev"

@@ -26,13 +26,13 @@ from aiohttp import WSMsgType
 from redis_support import RedisServer
 from server_support import WAIT, read_line_matching, running_server
 
-from otel_dashboard.broker import BROKER_KEY, BrokerConfig, redact_url
 from otel_dashboard.cli import build_parser
 from otel_dashboard.cli import main as cli_main
-from otel_dashboard.health import HEALTH_KEY
-from otel_dashboard.server import DashboardWebSocketServer
-from otel_dashboard.sqlite_store import SqliteEventStore
-from otel_dashboard.state import DashboardState
+from otel_dashboard.server.app import DashboardWebSocketServer
+from otel_dashboard.server.broker import BROKER_KEY, BrokerConfig, redact_url
+from otel_dashboard.server.health import HEALTH_KEY
+from otel_dashboard.state.dashboard import DashboardState
+from otel_dashboard.store.sqlite import SqliteEventStore
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -14,9 +14,9 @@ from browser_support import ServerThread, error_occurred
 from playwright.sync_api import Page, expect
 from redis_support import RedisServer
 
-from otel_dashboard.broker import BrokerConfig
-from otel_dashboard.health import HEALTH_KEY
-from otel_dashboard.state import DashboardState
+from otel_dashboard.server.broker import BrokerConfig
+from otel_dashboard.server.health import HEALTH_KEY
+from otel_dashboard.state.dashboard import DashboardState
 
 ROW = "#stream > li.ev[data-type='error_occurred']"
 

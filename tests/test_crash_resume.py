@@ -21,7 +21,7 @@ import pytest
 from aiohttp import WSMsgType
 from server_support import read_line_matching
 
-from otel_dashboard.sqlite_store import SqliteEventStore
+from otel_dashboard.store.sqlite import SqliteEventStore
 
 pytestmark = pytest.mark.timeout(120)
 

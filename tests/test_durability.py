@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from otel_dashboard import cli
-from otel_dashboard.events import DashboardEvent, EventType
-from otel_dashboard.sqlite_store import SqliteEventStore
-from otel_dashboard.state import DashboardState
-from otel_dashboard.store import MemoryEventStore
+from otel_dashboard.model.events import DashboardEvent, EventType
+from otel_dashboard.state.dashboard import DashboardState
+from otel_dashboard.store.base import MemoryEventStore
+from otel_dashboard.store.sqlite import SqliteEventStore
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -151,9 +151,9 @@ def test_memory_stores_are_durable_at_once() -> None:
 # ----------------------------------------------------------------------------- kill -9
 _PUBLISHER = textwrap.dedent("""
     import sys
-    from otel_dashboard.events import DashboardEvent, EventType
-    from otel_dashboard.sqlite_store import SqliteEventStore
-    from otel_dashboard.state import DashboardState
+    from otel_dashboard.model.events import DashboardEvent, EventType
+    from otel_dashboard.store.sqlite import SqliteEventStore
+    from otel_dashboard.state.dashboard import DashboardState
 
     state = DashboardState(store=SqliteEventStore(sys.argv[1], batch_max_events=50))
     i = 0

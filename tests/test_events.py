@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from otel_dashboard.events import DashboardEvent, EventType, Severity, format_timestamp, new_event_id
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity, format_timestamp, new_event_id
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from server_support import EventStream, of_type, running_server
 
-from otel_dashboard.events import EventType
-from otel_dashboard.exporter import DashboardSpanExporter
-from otel_dashboard.state import DashboardState
+from otel_dashboard.model.events import EventType
+from otel_dashboard.pipeline.exporter import DashboardSpanExporter
+from otel_dashboard.state.dashboard import DashboardState
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_dashboard.events import DashboardEvent, EventType, Severity
-from otel_dashboard.ingest import (
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.model.ingest import (
     IngestError,
     normalize_timestamp,
     parse_ingest_payload,

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from server_support import EventStream, of_type, running_server
 
-from otel_dashboard.server import DashboardWebSocketServer
+from otel_dashboard.server.app import DashboardWebSocketServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,4 +1,4 @@
-"""otel_dashboard.mapping: every row of the span-to-event table, on spans from a real SDK tracer.
+"""otel_dashboard.model.mapping: every row of the span-to-event table, on spans from a real SDK tracer.
 
 The spans are built by hand (no decorators), so these tests also describe what foreign
 instrumentations (OpenAI Agents SDK, OpenInference, OpenLLMetry) get from the dashboard.
@@ -18,8 +18,14 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.trace import Status, StatusCode, Tracer, set_span_in_context
 
 from instrumentation import semconv as sc
-from otel_dashboard.events import DashboardEvent, EventType, QualityThresholds, Severity, format_timestamp
-from otel_dashboard.mapping import map_span_end, map_span_start
+from otel_dashboard.model.events import (
+    DashboardEvent,
+    EventType,
+    QualityThresholds,
+    Severity,
+    format_timestamp,
+)
+from otel_dashboard.model.mapping import map_span_end, map_span_start
 
 SERVICE = "mapping-tests"
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

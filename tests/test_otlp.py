@@ -25,9 +25,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from instrumentation import semconv as sc
-from otel_dashboard.events import EventType, Severity
-from otel_dashboard.mapping import map_span_end, map_span_start
-from otel_dashboard.otlp import (
+from otel_dashboard.model.events import EventType, Severity
+from otel_dashboard.model.mapping import map_span_end, map_span_start
+from otel_dashboard.model.otlp import (
     OtlpDecodeError,
     OtlpError,
     PayloadTooLarge,
@@ -187,7 +187,7 @@ def test_events_come_in_time_order_and_started_is_stamped_with_the_span_start() 
 
 
 def test_a_span_the_mapping_fails_on_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    import otel_dashboard.mapping as mapping
+    import otel_dashboard.model.mapping as mapping
 
     spans, _, _ = spans_from_request(_decode(FIXTURE.read_bytes())[0])
     original = mapping.map_span_end

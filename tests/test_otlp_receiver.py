@@ -33,8 +33,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from server_support import WAIT, EventStream, of_type, running_server
 
-from otel_dashboard import receiver
-from otel_dashboard.server import DashboardWebSocketServer
+from otel_dashboard.server import receiver
+from otel_dashboard.server.app import DashboardWebSocketServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -27,9 +27,9 @@ import aiohttp
 import orjson
 from aiohttp import WSMsgType
 
-from otel_dashboard.events import DashboardEvent, EventType
-from otel_dashboard.server import DashboardWebSocketServer
-from otel_dashboard.state import DashboardState
+from otel_dashboard.model.events import DashboardEvent, EventType
+from otel_dashboard.server.app import DashboardWebSocketServer
+from otel_dashboard.state.dashboard import DashboardState
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, Sampler, Samp
 from opentelemetry.trace import Status, StatusCode, Tracer, set_span_in_context
 
 from instrumentation import semconv as sc
-from otel_dashboard import mapping
-from otel_dashboard.events import DashboardEvent, EventType, QualityThresholds, Severity
-from otel_dashboard.processor import DashboardSpanProcessor
-from otel_dashboard.state import DashboardState
+from otel_dashboard.model import mapping
+from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds, Severity
+from otel_dashboard.pipeline.processor import DashboardSpanProcessor
+from otel_dashboard.state.dashboard import DashboardState
 
 SYNTHESIS = {sc.SPAN_KIND: sc.SPAN_KIND_SYNTHESIS, sc.SYNTHESIS_PHASE: "merge"}
 AGENT = {
@@ -322,9 +322,9 @@ def test_the_worker_runs_with_instrumentation_suppressed(state: DashboardState, 
 
 def test_default_state_is_resolved_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
     state = DashboardState()
-    monkeypatch.setattr("otel_dashboard.processor.get_dashboard", lambda: state)
+    monkeypatch.setattr("otel_dashboard.pipeline.processor.get_dashboard", lambda: state)
     processor = DashboardSpanProcessor()
-    monkeypatch.setattr("otel_dashboard.processor.get_dashboard", lambda: DashboardState())
+    monkeypatch.setattr("otel_dashboard.pipeline.processor.get_dashboard", lambda: DashboardState())
     provider = TracerProvider()
     provider.add_span_processor(processor)
     provider.get_tracer("t").start_span("synthesis merge", attributes=SYNTHESIS).end()

@@ -1,4 +1,4 @@
-"""``GET /metrics``: the server's own figures in the Prometheus text format (otel_dashboard.prometheus)."""
+"""``GET /metrics``: the server's own figures in the Prometheus text format (server/prometheus.py)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_dashboard.events import DashboardEvent, EventType
-from otel_dashboard.prometheus import (
+from otel_dashboard.model.events import DashboardEvent, EventType
+from otel_dashboard.server.app import create_app
+from otel_dashboard.server.prometheus import (
     CONTENT_TYPE,
     METRICS_KEY,
     add_metrics_route,
     observe_ingest_seconds,
     queue_depth_histogram,
 )
-from otel_dashboard.server import create_app
-from otel_dashboard.sqlite_store import SqliteEventStore
-from otel_dashboard.state import DashboardState
+from otel_dashboard.state.dashboard import DashboardState
+from otel_dashboard.store.sqlite import SqliteEventStore
 
 WAIT = 10.0
 P = "otel_dashboard_"

@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 from opentelemetry import context as context_api
 
-from otel_dashboard.events import DashboardEvent, EventType
-from otel_dashboard.remote import RemoteEventSender
+from otel_dashboard.model.events import DashboardEvent, EventType
+from otel_dashboard.pipeline.remote import RemoteEventSender
 
 
 class RecordingServer:
@@ -476,7 +476,7 @@ def test_a_forked_child_gets_its_own_sender_thread(server: RecordingServer, make
 
 def test_the_module_does_not_import_aiohttp() -> None:
     code = (
-        "import sys, otel_dashboard.remote\n"
+        "import sys, otel_dashboard.pipeline.remote\n"
         "assert 'aiohttp' not in sys.modules, sorted(m for m in sys.modules if 'aiohttp' in m)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

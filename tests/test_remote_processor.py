@@ -19,7 +19,7 @@ from server_support import WAIT, EventStream, of_type, running_server
 from tracing_support import routed_to
 
 from instrumentation import agent, tool
-from otel_dashboard.processor import DashboardSpanProcessor
+from otel_dashboard.pipeline.processor import DashboardSpanProcessor
 
 pytestmark = pytest.mark.timeout(60)
 

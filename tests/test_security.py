@@ -1,4 +1,4 @@
-"""Tests of :mod:`otel_dashboard.security`: a small real aiohttp app on loopback, every protection.
+"""Tests of :mod:`otel_dashboard.server.security`: a small real aiohttp app on loopback, every protection.
 
 The app here mimics the dashboard's routes (page, static file, API, ingest, WebSocket) so that the
 security layer is tested on its own; the real server wires the same ``install()`` in.
@@ -30,9 +30,14 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_dashboard import security
-from otel_dashboard.ratelimit import ConnectionLimiter, IngestRateLimiter, TokenBucket, retry_after_header
-from otel_dashboard.security import (
+from otel_dashboard.server import security
+from otel_dashboard.server.ratelimit import (
+    ConnectionLimiter,
+    IngestRateLimiter,
+    TokenBucket,
+    retry_after_header,
+)
+from otel_dashboard.server.security import (
     COOKIE_NAME,
     PAGE_CSP,
     SECURITY_KEY,
@@ -43,7 +48,7 @@ from otel_dashboard.security import (
     install,
     ws_rate_guard,
 )
-from otel_dashboard.security_config import is_loopback_host, parse_host_header, parse_origin
+from otel_dashboard.server.security_config import is_loopback_host, parse_host_header, parse_origin
 
 pytestmark = pytest.mark.timeout(60)
 

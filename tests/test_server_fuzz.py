@@ -27,9 +27,9 @@ from browser_support import ServerThread
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from otel_dashboard.events import EventType, Severity
-from otel_dashboard.security import SecurityConfig
-from otel_dashboard.state import DashboardState
+from otel_dashboard.model.events import EventType, Severity
+from otel_dashboard.server.security import SecurityConfig
+from otel_dashboard.state.dashboard import DashboardState
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from otel_dashboard.events import DashboardEvent, EventType, Severity
-from otel_dashboard.sqlite_store import SCHEMA_VERSION, SqliteEventStore
-from otel_dashboard.state import DashboardState
-from otel_dashboard.store import EventQuery, EventStore, MemoryEventStore, StoreError
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.state.dashboard import DashboardState
+from otel_dashboard.store.base import EventQuery, EventStore, MemoryEventStore, StoreError
+from otel_dashboard.store.sqlite import SCHEMA_VERSION, SqliteEventStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -457,7 +457,7 @@ def test_a_full_disk_is_counted_logged_and_the_backlog_written_later(
     live: list[int] = []
     state.subscribe(lambda event: live.append(event.seq or 0))
     disk = DiskFull(store)
-    with caplog.at_level(logging.WARNING, logger="otel_dashboard.sqlite_store"):
+    with caplog.at_level(logging.WARNING, logger="otel_dashboard.store.sqlite"):
         for i in range(50):
             state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {"i": i}, Severity.ERROR))
         assert live == list(range(1, 51))  # live events keep flowing
@@ -483,7 +483,7 @@ def test_beyond_the_cap_the_oldest_unwritten_are_dropped_loudly(
     store = SqliteEventStore(db_path, max_unwritten_events=20, retry_initial_seconds=0.01,
                              retry_max_seconds=0.02)
     disk = DiskFull(store)
-    with caplog.at_level(logging.WARNING, logger="otel_dashboard.sqlite_store"):
+    with caplog.at_level(logging.WARNING, logger="otel_dashboard.store.sqlite"):
         for i in range(1, 51):
             store.append(make_event(i))
         wait_until(lambda: store.dropped_events == 30)
@@ -504,7 +504,7 @@ def test_close_during_an_outage_is_bounded_and_counts_what_is_lost(
     DiskFull(store)
     store.append(make_event(1))
     began = time.monotonic()
-    with caplog.at_level(logging.ERROR, logger="otel_dashboard.sqlite_store"):
+    with caplog.at_level(logging.ERROR, logger="otel_dashboard.store.sqlite"):
         store.close(timeout_seconds=0.3)
     assert time.monotonic() - began < 5
     assert store.dropped_events == 1 and store.wait_durable(1, 0) is False
@@ -527,7 +527,7 @@ def test_lone_surrogates_from_json_ingest_are_stored_and_read_back(db_path: Path
 def test_a_row_sqlite_refuses_is_dropped_alone_and_said_loudly(
     db_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import otel_dashboard.sqlite_store as sqlite_store
+    import otel_dashboard.store.sqlite as sqlite_store
 
     original_row = sqlite_store._row
 
@@ -538,7 +538,7 @@ def test_a_row_sqlite_refuses_is_dropped_alone_and_said_loudly(
 
     monkeypatch.setattr(sqlite_store, "_row", row)
     store = SqliteEventStore(db_path)
-    with caplog.at_level(logging.ERROR, logger="otel_dashboard.sqlite_store"):
+    with caplog.at_level(logging.ERROR, logger="otel_dashboard.store.sqlite"):
         for i in range(1, 6):
             store.append(make_event(i))
         assert store.wait_durable(5, 5) is True

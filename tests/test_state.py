@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from otel_dashboard import DashboardEvent, DashboardState, EventType, Severity, get_dashboard, reset_dashboard
-from otel_dashboard.events import QualityThresholds
-from otel_dashboard.store import EventQuery
+from otel_dashboard.model.events import QualityThresholds
+from otel_dashboard.store.base import EventQuery
 
 
 @pytest.fixture(name="state")
@@ -345,7 +345,7 @@ def test_get_dashboard_is_one_instance_per_process_and_reset_replaces_it() -> No
 def test_two_copies_of_the_module_share_one_singleton(tmp_path) -> None:
     # The original design could hold two singletons when imported under two module paths.
     code = (
-        "import importlib.util, sys, otel_dashboard.state as a\n"
+        "import importlib.util, sys, otel_dashboard.state.dashboard as a\n"
         "spec = importlib.util.spec_from_file_location('copy_of_state', a.__file__)\n"
         "b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)\n"
         "assert b is not a and b.get_dashboard() is a.get_dashboard()\n"

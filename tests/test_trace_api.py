@@ -18,9 +18,9 @@ from server_support import WAIT, running_server
 from tracing_support import routed_to
 
 from instrumentation import agent, tool
-from otel_dashboard.processor import DashboardSpanProcessor
-from otel_dashboard.server import DashboardWebSocketServer
-from otel_dashboard.state import DashboardState
+from otel_dashboard.pipeline.processor import DashboardSpanProcessor
+from otel_dashboard.server.app import DashboardWebSocketServer
+from otel_dashboard.state.dashboard import DashboardState
 
 pytestmark = pytest.mark.timeout(60)
 

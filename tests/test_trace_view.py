@@ -26,8 +26,8 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 from playwright.sync_api import Page, Request, expect
 
 from instrumentation import semconv as sc
-from otel_dashboard.events import DashboardEvent, EventType, Severity
-from otel_dashboard.processor import DashboardSpanProcessor
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.pipeline.processor import DashboardSpanProcessor
 
 CONNECTED = "Connected - Live Updates"
 ROW = "#stream > li.ev"

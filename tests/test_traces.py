@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import Status, StatusCode, Tracer
 
 from instrumentation import semconv as sc
-from otel_dashboard.events import DashboardEvent, EventType, Severity
-from otel_dashboard.traces import TraceStore, span_record_from_span, span_records_from_events
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.state.traces import TraceStore, span_record_from_span, span_records_from_events
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 

@@ -24,11 +24,11 @@ import pytest
 from aiohttp import WSMsgType
 from server_support import running_server
 
-from otel_dashboard import broadcast as broadcast_module
-from otel_dashboard.events import DashboardEvent, EventType, Severity
-from otel_dashboard.server import HUB_KEY, DashboardWebSocketServer, create_app
-from otel_dashboard.state import DashboardState
-from otel_dashboard.websocket import handle_client_message
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.server import broadcast as broadcast_module
+from otel_dashboard.server.app import HUB_KEY, DashboardWebSocketServer, create_app
+from otel_dashboard.server.websocket import handle_client_message
+from otel_dashboard.state.dashboard import DashboardState
 
 pytestmark = pytest.mark.timeout(60)
 

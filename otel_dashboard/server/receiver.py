@@ -2,9 +2,9 @@
 
 ``POST /api/events``
     Remote processors and programs in other languages push dashboard events here: one event object,
-    or a batch ``{"events": [...]}`` validated by :func:`~otel_dashboard.ingest.parse_ingest_payload`,
+    or a batch ``{"events": [...]}`` validated by :func:`~otel_dashboard.model.ingest.parse_ingest_payload`,
     all or nothing. A batch may also carry ``"spans": [...]``, span records (the shape of
-    :func:`~otel_dashboard.traces.span_record_from_span`) for the trace view; a record needs a
+    :func:`~otel_dashboard.state.traces.span_record_from_span`) for the trace view; a record needs a
     ``trace_id`` (32 hex digits), a ``span_id`` (16 hex digits) and a ``name`` (a string), its other
     fields are kept when they have the right type and dropped otherwise. The accepted events are
     published in order, then the span records (and records derived from run events that came without
@@ -19,7 +19,7 @@
     buffer is full.
 
 ``POST /v1/traces``
-    The OTLP/HTTP trace receiver (protobuf or JSON, gzip allowed; :mod:`otel_dashboard.otlp`). The body
+    The OTLP/HTTP trace receiver (protobuf or JSON, gzip allowed; :mod:`otel_dashboard.model.otlp`). The body
     is decoded, converted, mapped and published in a worker thread, so a large request never stalls
     the event loop. Answers follow the OTLP/HTTP specification: 200 with an ``ExportTraceServiceResponse``
     in the request's encoding (``partial_success`` for rejected spans), 400 / 413 / 415 / 429 (and
@@ -40,14 +40,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from otel_dashboard.broadcast import BROADCASTER_KEY
-from otel_dashboard.broker import BROKER_KEY, BrokerBufferFull, RedisBroker
-from otel_dashboard.events import DashboardEvent
-from otel_dashboard.health import HEALTH_KEY, ServerHealth
-from otel_dashboard.http_api import json_error, json_response
-from otel_dashboard.ingest import IngestError, parse_ingest_payload
-from otel_dashboard.options import OPTIONS_KEY
-from otel_dashboard.otlp import (
+from otel_dashboard.model.events import DashboardEvent
+from otel_dashboard.model.ingest import IngestError, parse_ingest_payload
+from otel_dashboard.model.otlp import (
     ENCODING_JSON,
     ENCODING_PROTOBUF,
     OtlpError,
@@ -57,10 +52,15 @@ from otel_dashboard.otlp import (
     events_from_otlp_spans,
     spans_from_request,
 )
-from otel_dashboard.prometheus import observe_ingest_seconds
-from otel_dashboard.security import check_ingest
-from otel_dashboard.state import DashboardState
-from otel_dashboard.traces import (
+from otel_dashboard.server.broadcast import BROADCASTER_KEY
+from otel_dashboard.server.broker import BROKER_KEY, BrokerBufferFull, RedisBroker
+from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
+from otel_dashboard.server.http_api import json_error, json_response
+from otel_dashboard.server.options import OPTIONS_KEY
+from otel_dashboard.server.prometheus import observe_ingest_seconds
+from otel_dashboard.server.security import check_ingest
+from otel_dashboard.state.dashboard import DashboardState
+from otel_dashboard.state.traces import (
     KIND_AGENT,
     KIND_OTHER,
     KIND_REGISTRATION,

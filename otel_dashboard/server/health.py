@@ -12,10 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard.broadcast import Broadcaster
-from otel_dashboard.broker import RedisBroker
-from otel_dashboard.events import DashboardEvent, EventType, Severity
-from otel_dashboard.options import ServerOptions
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.server.broadcast import Broadcaster
+from otel_dashboard.server.broker import RedisBroker
+from otel_dashboard.server.options import ServerOptions
 
 __all__ = ["HEALTH_KEY", "ServerHealth"]
 

@@ -3,15 +3,15 @@
 Usage::
 
     from opentelemetry.sdk.trace import TracerProvider
-    from otel_dashboard.processor import DashboardSpanProcessor
+    from otel_dashboard.pipeline.processor import DashboardSpanProcessor
 
     provider = TracerProvider()
     provider.add_span_processor(DashboardSpanProcessor())                     # in process
     provider.add_span_processor(DashboardSpanProcessor(endpoint="http://dashboard:8000"))  # remote
 
 Every started and ended span is handed, without blocking, to one background worker thread, which
-maps it to dashboard events (:mod:`otel_dashboard.mapping`) and publishes them to the
-:class:`~otel_dashboard.state.DashboardState`, and keeps a record of the span in the state's trace
+maps it to dashboard events (:mod:`otel_dashboard.model.mapping`) and publishes them to the
+:class:`~otel_dashboard.state.dashboard.DashboardState`, and keeps a record of the span in the state's trace
 store (``GET /api/traces/{trace_id}``: running at start, finished at end). The span hooks never
 raise and never wait: when the queue is full the span is dropped and counted
 (:attr:`DashboardSpanProcessor.dropped_events`, also reported to the state so ``/health`` shows it).
@@ -32,11 +32,11 @@ from opentelemetry import context as context_api
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from otel_dashboard import mapping
-from otel_dashboard.events import DashboardEvent, QualityThresholds
-from otel_dashboard.remote import RemoteEventSender
-from otel_dashboard.state import DashboardState, get_dashboard
-from otel_dashboard.traces import span_record_from_span
+from otel_dashboard.model import mapping
+from otel_dashboard.model.events import DashboardEvent, QualityThresholds
+from otel_dashboard.pipeline.remote import RemoteEventSender
+from otel_dashboard.state.dashboard import DashboardState, get_dashboard
+from otel_dashboard.state.traces import span_record_from_span
 
 __all__ = ["DashboardSpanProcessor"]
 
@@ -89,7 +89,8 @@ class DashboardSpanProcessor(SpanProcessor):
     the worker is idle, wake it. A full queue drops the span and counts it. Unsampled spans are
     skipped. One daemon worker thread, started with the processor, takes the queued spans in
     batches (up to 512 starts and ends), maps each with
-    :func:`~otel_dashboard.mapping.map_span_start` / :func:`~otel_dashboard.mapping.map_span_end` and
+    :func:`~otel_dashboard.model.mapping.map_span_start` /
+    :func:`~otel_dashboard.model.mapping.map_span_end` and
     hands the batch's events, in order, to the state in one call (``state.publish_many``: one lock
     for the batch), with instrumentation suppressed so that the dashboard's own work is never traced.
     The worker also keeps a reference to every started span in the state's trace store for the trace
@@ -103,13 +104,13 @@ class DashboardSpanProcessor(SpanProcessor):
 
     With ``endpoint`` set, events (started ones included) are not published in process but shipped
     in batches to that dashboard server's ``POST /api/events`` by a
-    :class:`~otel_dashboard.remote.RemoteEventSender` (standard library HTTP, its own thread, bounded
+    :class:`~otel_dashboard.pipeline.remote.RemoteEventSender` (standard library HTTP, its own thread, bounded
     queue, retries with backoff while the server is unreachable), together with the span records, so
     the server's trace view shows remote spans too; :meth:`force_flush` and :meth:`shutdown` then
     also wait for delivery, within their timeouts.
 
     Args:
-        state: where events go; the process's :func:`~otel_dashboard.state.get_dashboard` when
+        state: where events go; the process's :func:`~otel_dashboard.state.dashboard.get_dashboard` when
             ``None``, resolved once here at construction (so a later ``reset_dashboard()`` does not
             redirect an existing processor).
         max_queue_size: spans waiting for the worker at most; more are dropped and counted. The bound
@@ -126,7 +127,7 @@ class DashboardSpanProcessor(SpanProcessor):
 
     Raises:
         ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``,
-            ``quality_thresholds`` not a :class:`~otel_dashboard.events.QualityThresholds`, both
+            ``quality_thresholds`` not a :class:`~otel_dashboard.model.events.QualityThresholds`, both
             ``state`` and ``endpoint`` given, a ``token`` without ``endpoint``, or an invalid
             ``endpoint``/``headers``/``token``.
     """
@@ -143,7 +144,7 @@ class DashboardSpanProcessor(SpanProcessor):
         token: str | None = None,
     ) -> None:
         if token is not None:
-            from otel_dashboard.security_config import bearer_headers
+            from otel_dashboard.server.security_config import bearer_headers
 
             if endpoint is None:
                 raise ValueError("token is for a remote server: pass endpoint= too")

@@ -10,7 +10,7 @@ Usage (what ``DashboardSpanProcessor(endpoint=...)`` does with it)::
 
 :meth:`RemoteEventSender.submit` appends to a bounded in-memory queue; a full queue drops the event
 and counts it. :meth:`RemoteEventSender.submit_span` does the same with a span record
-(:func:`~otel_dashboard.traces.span_record_from_span`), so the server's trace view shows the spans of
+(:func:`~otel_dashboard.state.traces.span_record_from_span`), so the server's trace view shows the spans of
 remote agents, tools included; span records share the queue but are counted apart (the ``*_events``
 counters count events only). One daemon thread sends the queue as ``{"events": [...], "spans": [...]}``
 JSON over one keep-alive HTTP connection (standard library only: agents need no aiohttp).
@@ -56,7 +56,7 @@ from urllib.parse import urlsplit
 import orjson
 from opentelemetry import context as context_api
 
-from otel_dashboard.events import DashboardEvent, json_dumps
+from otel_dashboard.model.events import DashboardEvent, json_dumps
 
 __all__ = ["RemoteEventSender"]
 
@@ -209,7 +209,7 @@ class RemoteEventSender:
         return self._offer(event, is_span=False)
 
     def submit_span(self, record: dict[str, Any]) -> bool:
-        """Queues a span record (:func:`~otel_dashboard.traces.span_record_from_span`) for the server's
+        """Queues a span record (:func:`~otel_dashboard.state.traces.span_record_from_span`) for the server's
         trace view. Never blocks on I/O and never raises.
 
         Returns:

@@ -2,7 +2,7 @@
 
 Usage (the app factory does this; tests may do it themselves before the app starts)::
 
-    from otel_dashboard.prometheus import add_metrics_route, observe_ingest_seconds
+    from otel_dashboard.server.prometheus import add_metrics_route, observe_ingest_seconds
 
     app = create_app(state)
     add_metrics_route(app)                      # before the app starts: its router freezes then
@@ -62,9 +62,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from otel_dashboard.broadcast import BROADCASTER_KEY, Broadcaster
-from otel_dashboard.broker import BROKER_KEY
-from otel_dashboard.health import HEALTH_KEY
+from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster
+from otel_dashboard.server.broker import BROKER_KEY
+from otel_dashboard.server.health import HEALTH_KEY
 
 __all__ = [
     "CONTENT_TYPE",
@@ -234,7 +234,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 
 def add_metrics_route(app: web.Application, path: str = "/metrics") -> DashboardMetrics:
-    """Give ``app`` (built by :func:`otel_dashboard.server.create_app`) a ``GET /metrics`` route.
+    """Give ``app`` (built by :func:`otel_dashboard.server.app.create_app`) a ``GET /metrics`` route.
 
     Call it before the application starts. The route sits behind the server's security layer like
     every other one (a token, when the server has one, is required).

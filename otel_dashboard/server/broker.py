@@ -5,8 +5,8 @@ Every replica hands the events it accepts (ingest, OTLP, its in-process processo
 ``seq`` is assigned once for the whole cluster (kept in a counter key, and used as the stream entry
 id ``<seq>-0``), and the first run event of an agent id never seen by the cluster is preceded by its
 ``agent_registered`` (a Redis set of known agent ids). Every replica reads the stream (``XREAD
-BLOCK``) and accepts each entry into its own :class:`~otel_dashboard.state.DashboardState`
-(:meth:`~otel_dashboard.state.DashboardState.accept_sequenced`): same events, same order, same
+BLOCK``) and accepts each entry into its own :class:`~otel_dashboard.state.dashboard.DashboardState`
+(:meth:`~otel_dashboard.state.dashboard.DashboardState.accept_sequenced`): same events, same order, same
 ``seq`` on every replica, so the metrics, the running agents and the history agree, and a browser can
 resume on any replica. Only the leader (a Redis key with a TTL) publishes ``metrics_updated``.
 
@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from otel_dashboard.events import DashboardEvent, EventType, json_dumps
-from otel_dashboard.state import first_sight_agent_id, first_sight_registration
+from otel_dashboard.model.events import DashboardEvent, EventType, json_dumps
+from otel_dashboard.state.dashboard import first_sight_agent_id, first_sight_registration
 
 if TYPE_CHECKING:
-    from otel_dashboard.state import DashboardState
+    from otel_dashboard.state.dashboard import DashboardState
 
 __all__ = ["BROKER_KEY", "BrokerBufferFull", "BrokerConfig", "RedisBroker", "redact_url"]
 

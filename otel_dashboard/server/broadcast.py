@@ -53,10 +53,10 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from otel_dashboard.events import DashboardEvent, format_timestamp, json_dumps
-from otel_dashboard.options import SERVER_VERSION, ServerOptions
-from otel_dashboard.state import DashboardState
-from otel_dashboard.store import EventQuery
+from otel_dashboard.model.events import DashboardEvent, format_timestamp, json_dumps
+from otel_dashboard.server.options import SERVER_VERSION, ServerOptions
+from otel_dashboard.state.dashboard import DashboardState
+from otel_dashboard.store.base import EventQuery
 
 __all__ = ["BROADCASTER_KEY", "MAX_FILTER_VALUES", "Broadcaster", "Client", "event_matches"]
 

@@ -8,9 +8,9 @@ for a single event), and nothing of that request is kept. The server answers 400
 
 Field rules
     ``event_type``
-        required; one of the ten :class:`~otel_dashboard.events.EventType` values.
+        required; one of the ten :class:`~otel_dashboard.model.events.EventType` values.
     ``severity``
-        optional (``"info"`` when missing or null); one of the :class:`~otel_dashboard.events.Severity`
+        optional (``"info"`` when missing or null); one of the :class:`~otel_dashboard.model.events.Severity`
         values.
     ``data``
         optional (``{}`` when missing or null); a JSON object that can be re-encoded (nested at most
@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from otel_dashboard.events import DashboardEvent, EventType, Severity, format_timestamp, new_event_id
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity, format_timestamp, new_event_id
 
 __all__ = [
     "IngestError",

@@ -1,6 +1,6 @@
 """Durable event history in an SQLite file.
 
-:class:`SqliteEventStore` implements :class:`~otel_dashboard.store.EventStore` on one SQLite database
+:class:`SqliteEventStore` implements :class:`~otel_dashboard.store.base.EventStore` on one SQLite database
 in WAL mode. It is the default store of ``otel-dashboard serve`` (``docs/operations.md`` is the
 operator's manual: location, schema, retention, backups, restart, errors).
 
@@ -23,8 +23,8 @@ How it works:
 
 Usage::
 
-    from otel_dashboard.sqlite_store import SqliteEventStore
-    from otel_dashboard.state import DashboardState
+    from otel_dashboard.store.sqlite import SqliteEventStore
+    from otel_dashboard.state.dashboard import DashboardState
 
     state = DashboardState(store=SqliteEventStore("events.db"))  # rebuilt from the file
     ...
@@ -53,8 +53,8 @@ from typing import Any
 
 import orjson
 
-from otel_dashboard.events import DashboardEvent
-from otel_dashboard.store import EventQuery, EventStore, StoreError
+from otel_dashboard.model.events import DashboardEvent
+from otel_dashboard.store.base import EventQuery, EventStore, StoreError
 
 try:  # pragma: no cover - not on Windows
     import fcntl
@@ -297,7 +297,7 @@ class SqliteEventStore(EventStore):
 
     Args:
         path: the database file (created if missing; its directory must exist). Not ``":memory:"``:
-            use :class:`~otel_dashboard.store.MemoryEventStore` for that.
+            use :class:`~otel_dashboard.store.base.MemoryEventStore` for that.
         retention_events: keep at most this many newest events (None: no count limit).
         retention_hours: delete events whose timestamp is older than this (None: no age limit).
         batch_max_events: most events written in one transaction.

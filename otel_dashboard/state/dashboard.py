@@ -17,9 +17,15 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from otel_dashboard.events import DashboardEvent, EventType, QualityThresholds, Severity, format_timestamp
-from otel_dashboard.store import EventQuery, EventStore, MemoryEventStore
-from otel_dashboard.traces import TraceStore
+from otel_dashboard.model.events import (
+    DashboardEvent,
+    EventType,
+    QualityThresholds,
+    Severity,
+    format_timestamp,
+)
+from otel_dashboard.state.traces import TraceStore
+from otel_dashboard.store.base import EventQuery, EventStore, MemoryEventStore
 
 __all__ = [
     "DashboardState",
@@ -472,7 +478,7 @@ class DashboardState:
             self._dropped_events += n
 
     def record_spans(self, records: list[dict[str, Any]], *, from_cluster: bool = False) -> None:
-        """Keep span records (see :func:`~otel_dashboard.traces.span_record_from_span`) in
+        """Keep span records (see :func:`~otel_dashboard.state.traces.span_record_from_span`) in
         :attr:`traces`; thread-safe (the trace store has its own lock). Invalid records are skipped.
 
         With a sequencer attached they also go to the other replicas, unless they came from them

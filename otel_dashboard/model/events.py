@@ -162,7 +162,7 @@ class DashboardEvent:
         severity: a :class:`Severity` (or its string value).
         trace_id: 32 hex digits of the span's trace, if the event came from a span.
         span_id: 16 hex digits of the span, if the event came from a span.
-        seq: assigned by the :class:`~otel_dashboard.state.DashboardState` that accepts the event.
+        seq: assigned by the :class:`~otel_dashboard.state.dashboard.DashboardState` that accepts the event.
 
     Raises:
         ValueError: an unknown ``event_type`` or ``severity``, or an unusable ``timestamp``.

@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 import otel_dashboard
-from otel_dashboard.http_api import json_error
+from otel_dashboard.server.http_api import json_error
 
 __all__ = ["HTML_KEY", "STATIC_KEY", "dashboard_page", "default_web_dir", "index", "static_file"]
 

@@ -54,8 +54,13 @@ from typing import Any, TypeVar
 from aiohttp import hdrs, web
 from aiohttp.web_log import AccessLogger
 
-from otel_dashboard.ratelimit import ConnectionLimiter, IngestRateLimiter, TokenBucket, retry_after_header
-from otel_dashboard.security_config import (
+from otel_dashboard.server.ratelimit import (
+    ConnectionLimiter,
+    IngestRateLimiter,
+    TokenBucket,
+    retry_after_header,
+)
+from otel_dashboard.server.security_config import (
     COOKIE_NAME,
     TOKEN_ENV,
     SecurityConfig,

@@ -1,8 +1,8 @@
 """The dashboard server's options: their defaults and their validation.
 
 :class:`ServerOptions` is built once per application (by :func:`make_options`, from the keyword
-arguments of :class:`~otel_dashboard.server.DashboardWebSocketServer` and
-:func:`~otel_dashboard.server.create_app`) and read by every part of the server: the broadcaster,
+arguments of :class:`~otel_dashboard.server.app.DashboardWebSocketServer` and
+:func:`~otel_dashboard.server.app.create_app`) and read by every part of the server: the broadcaster,
 the WebSocket handler, the HTTP handlers and the timers. An invalid value raises ``ValueError``
 naming the option; an unknown option raises ``TypeError``.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard.broker import BrokerConfig
-from otel_dashboard.security_config import SecurityConfig
+from otel_dashboard.server.broker import BrokerConfig
+from otel_dashboard.server.security_config import SecurityConfig
 
 __all__ = [
     "OPTIONS_KEY",

@@ -1,6 +1,6 @@
 """The security settings of the dashboard server (:class:`SecurityConfig`), and the TLS context.
 
-Imported through :mod:`otel_dashboard.security`; this module holds the configuration and the parsing
+Imported through :mod:`otel_dashboard.server.security`; this module holds the configuration and the parsing
 of host names and origins, with no aiohttp in it.
 """
 

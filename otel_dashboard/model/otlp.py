@@ -66,7 +66,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from otel_dashboard.events import DashboardEvent, QualityThresholds
+from otel_dashboard.model.events import DashboardEvent, QualityThresholds
 
 __all__ = [
     "ENCODING_JSON",
@@ -341,7 +341,7 @@ def spans_from_request(
     """Converts every span of an OTLP request into an SDK :class:`ReadableSpan`.
 
     The spans are the same kind of object the SDK hands to span processors, so
-    :mod:`otel_dashboard.mapping` treats them exactly like in-process spans. Attribute values become
+    :mod:`otel_dashboard.model.mapping` treats them exactly like in-process spans. Attribute values become
     SDK attribute values: strings, booleans, integers and doubles as they are, homogeneous arrays as
     tuples, key-value lists and mixed arrays as JSON text, bytes as base64 text.
 
@@ -585,8 +585,8 @@ def events_from_otlp_spans(
     """The dashboard events of received spans, through the same mapping as in-process spans.
 
     A received span has ended, so each gives its start events (those of
-    :func:`~otel_dashboard.mapping.map_span_start`, stamped with the span's start time) and its end
-    events (:func:`~otel_dashboard.mapping.map_span_end`): an agent span yields
+    :func:`~otel_dashboard.model.mapping.map_span_start`, stamped with the span's start time) and its end
+    events (:func:`~otel_dashboard.model.mapping.map_span_end`): an agent span yields
     ``agent_execution_started`` and later ``agent_execution_completed``.
 
     The result is in time order across spans: the start events of every span sit at its start time,
@@ -594,7 +594,7 @@ def events_from_otlp_spans(
     exporter sends a parent after its children (it ends last), yet the page sees the parent agent
     start before its children's events. A span the mapping fails on is skipped and logged.
     """
-    from otel_dashboard.mapping import map_span_end, map_span_start  # lazy: a sibling module
+    from otel_dashboard.model.mapping import map_span_end, map_span_start  # lazy: a sibling module
 
     groups: list[tuple[int, list[DashboardEvent]]] = []
     failures = 0

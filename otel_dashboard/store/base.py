@@ -2,7 +2,7 @@
 
 :class:`EventStore` is the small interface the state and the server read history through;
 :class:`MemoryEventStore` keeps a bounded ring in memory (O(1) append and trim), and
-:class:`~otel_dashboard.sqlite_store.SqliteEventStore` keeps history in an SQLite file (durable across
+:class:`~otel_dashboard.store.sqlite.SqliteEventStore` keeps history in an SQLite file (durable across
 restarts, see ``docs/operations.md``).
 """
 
@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 
-from otel_dashboard.events import DashboardEvent, EventType, Severity
+from otel_dashboard.model.events import DashboardEvent, EventType, Severity
 
 __all__ = ["EventQuery", "EventStore", "MemoryEventStore", "StoreError"]
 

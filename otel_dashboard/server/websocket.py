@@ -1,13 +1,13 @@
 """The ``/ws`` endpoint: the WebSocket handler and the messages clients send.
 
 The handler upgrades the request, registers the client with the
-:class:`~otel_dashboard.broadcast.Broadcaster` (which sends the snapshot and then the live stream),
+:class:`~otel_dashboard.server.broadcast.Broadcaster` (which sends the snapshot and then the live stream),
 reads the client's messages until it goes away, and unregisters it. :func:`handle_client_message`
 validates one text message (``subscribe``, ``resume``, ``ping``) and acts on it through the
 broadcaster; anything malformed gets ``{"type": "error", "message": ...}`` and the connection stays
 up. See ``docs/server.md`` for the protocol.
 
-The security layer (:mod:`otel_dashboard.security`) has checked the token, the Origin and the number
+The security layer (:mod:`otel_dashboard.server.security`) has checked the token, the Origin and the number
 of connections from the client's address before the upgrade; here each message is counted against
 the connection's rate (``SecurityConfig.ws_messages_per_second``): a client over it is closed with
 1008 "message rate exceeded". The message size limit is ``SecurityConfig.max_ws_message_bytes``.
@@ -25,10 +25,10 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from otel_dashboard.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, Broadcaster, Client
-from otel_dashboard.events import EventType, Severity
-from otel_dashboard.http_api import answers_own_errors, error_answer, json_error, short_repr
-from otel_dashboard.security import (
+from otel_dashboard.model.events import EventType, Severity
+from otel_dashboard.server.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, Broadcaster, Client
+from otel_dashboard.server.http_api import answers_own_errors, error_answer, json_error, short_repr
+from otel_dashboard.server.security import (
     SECURITY_KEY,
     WS_CLOSE_POLICY_VIOLATION,
     release_ws_connection,

@@ -11,7 +11,8 @@ opentelemetry-instrument python app.py`` (plus ``OTEL_DASHBOARD_TOKEN=...`` for 
 
 An exporter only ever sees ENDED spans: it yields completed events (and the span events, errors and
 registrations of ended spans) but never ``agent_execution_started`` or ``synthesis_started``, so the
-page cannot show those agents while they run. :class:`~otel_dashboard.processor.DashboardSpanProcessor`
+page cannot show those agents while they run.
+:class:`~otel_dashboard.pipeline.processor.DashboardSpanProcessor`
 is the way to see agents start.
 """
 
@@ -24,12 +25,12 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_dashboard import mapping
-from otel_dashboard.events import QualityThresholds
-from otel_dashboard.remote import RemoteEventSender
-from otel_dashboard.security_config import TOKEN_ENV, bearer_headers
-from otel_dashboard.state import DashboardState, get_dashboard
-from otel_dashboard.traces import span_record_from_span
+from otel_dashboard.model import mapping
+from otel_dashboard.model.events import QualityThresholds
+from otel_dashboard.pipeline.remote import RemoteEventSender
+from otel_dashboard.server.security_config import TOKEN_ENV, bearer_headers
+from otel_dashboard.state.dashboard import DashboardState, get_dashboard
+from otel_dashboard.state.traces import span_record_from_span
 
 __all__ = ["ENDPOINT_ENV", "DashboardSpanExporter"]
 

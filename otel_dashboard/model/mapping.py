@@ -2,8 +2,9 @@
 
 :func:`map_span_start` and :func:`map_span_end` turn one started or ended span (any
 :class:`~opentelemetry.sdk.trace.ReadableSpan`, ours or another instrumentation's) into zero or more
-:class:`~otel_dashboard.events.DashboardEvent` objects. They publish nothing and keep no state: the
-:class:`~otel_dashboard.processor.DashboardSpanProcessor` calls them on its worker thread, and the OTLP
+:class:`~otel_dashboard.model.events.DashboardEvent` objects. They publish nothing and keep no state: the
+:class:`~otel_dashboard.pipeline.processor.DashboardSpanProcessor`
+calls them on its worker thread, and the OTLP
 receiver can call them on spans rebuilt from the wire. ``docs/events.md`` is the user-facing reference
 for every rule below.
 
@@ -44,7 +45,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from instrumentation import semconv as sc
-from otel_dashboard.events import (
+from otel_dashboard.model.events import (
     DashboardEvent,
     EventType,
     QualityThresholds,

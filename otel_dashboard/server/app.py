@@ -2,30 +2,31 @@
 
 Usage::
 
-    from otel_dashboard.server import DashboardWebSocketServer
+    from otel_dashboard.server.app import DashboardWebSocketServer
 
     async with DashboardWebSocketServer(port=8000) as server:
         print("dashboard on", server.dashboard_url)
         await run_my_agents()
 
-The server subscribes to a :class:`~otel_dashboard.state.DashboardState` (the process's one from
-:func:`~otel_dashboard.state.get_dashboard` unless ``state=`` is given) and pushes every accepted
+The server subscribes to a :class:`~otel_dashboard.state.dashboard.DashboardState` (the process's one from
+:func:`~otel_dashboard.state.dashboard.get_dashboard` unless ``state=`` is given) and pushes every accepted
 event to every connected WebSocket client. See ``docs/server.md`` for the endpoints, the WebSocket
 protocol and the slow-client policy.
 
 This module puts the application together; each part lives in its own module:
 
-* :mod:`otel_dashboard.options` -- the options, their defaults and validation;
-* :mod:`otel_dashboard.broadcast` -- the broadcaster: clients, the shared log and their cursors, the
+* :mod:`otel_dashboard.server.options` -- the options, their defaults and validation;
+* :mod:`otel_dashboard.server.broadcast` -- the broadcaster: clients, the shared log and their cursors, the
   flush pass, slow-client policy, thread hand-off, replay, heartbeats;
-* :mod:`otel_dashboard.broker` -- several replicas sharing one Redis (``broker=``);
-* :mod:`otel_dashboard.websocket` -- the ``/ws`` handler and the client messages;
-* :mod:`otel_dashboard.http_api` -- ``/health``, ``/stats``, ``GET /api/events``,
+* :mod:`otel_dashboard.server.broker` -- several replicas sharing one Redis (``broker=``);
+* :mod:`otel_dashboard.server.websocket` -- the ``/ws`` handler and the client messages;
+* :mod:`otel_dashboard.server.http_api` -- ``/health``, ``/stats``, ``GET /api/events``,
   ``GET /api/traces/{trace_id}`` and the JSON error handling;
-* :mod:`otel_dashboard.receiver` -- ``POST /api/events`` and the OTLP/HTTP receiver ``POST /v1/traces``;
-* :mod:`otel_dashboard.health` -- health and statistics;
-* :mod:`otel_dashboard.pages` -- the page and its static assets;
-* :mod:`otel_dashboard.security` -- token auth, Origin/Host/CORS checks, limits, security headers
+* :mod:`otel_dashboard.server.receiver` --
+  ``POST /api/events`` and the OTLP/HTTP receiver ``POST /v1/traces``;
+* :mod:`otel_dashboard.server.health` -- health and statistics;
+* :mod:`otel_dashboard.server.pages` -- the page and its static assets;
+* :mod:`otel_dashboard.server.security` -- token auth, Origin/Host/CORS checks, limits, security headers
   (installed on every app, see ``docs/security.md``).
 
 Here live :func:`create_app`, the timers (``metrics_updated``, ``system_health_updated``) and
@@ -45,23 +46,23 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard import http_api, pages, receiver, security
-from otel_dashboard.broadcast import BROADCASTER_KEY, Broadcaster
-from otel_dashboard.broker import BROKER_KEY, RedisBroker
-from otel_dashboard.health import HEALTH_KEY, ServerHealth
-from otel_dashboard.options import OPTIONS_KEY, ServerOptions, check_int, make_options
-from otel_dashboard.prometheus import add_metrics_route
-from otel_dashboard.security import SecurityConfig
-from otel_dashboard.security_config import is_loopback_host
-from otel_dashboard.state import DashboardState, get_dashboard
-from otel_dashboard.websocket import websocket_handler
+from otel_dashboard.server import http_api, pages, receiver, security
+from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster
+from otel_dashboard.server.broker import BROKER_KEY, RedisBroker
+from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
+from otel_dashboard.server.options import OPTIONS_KEY, ServerOptions, check_int, make_options
+from otel_dashboard.server.prometheus import add_metrics_route
+from otel_dashboard.server.security import SecurityConfig
+from otel_dashboard.server.security_config import is_loopback_host
+from otel_dashboard.server.websocket import websocket_handler
+from otel_dashboard.state.dashboard import DashboardState, get_dashboard
 
 __all__ = ["HUB_KEY", "DashboardWebSocketServer", "create_app"]
 
 logger = logging.getLogger(__name__)
 
 HUB_KEY = BROADCASTER_KEY
-"""The application key of the server's :class:`~otel_dashboard.broadcast.Broadcaster`."""
+"""The application key of the server's :class:`~otel_dashboard.server.broadcast.Broadcaster`."""
 
 
 def create_app(
@@ -77,7 +78,7 @@ def create_app(
     Takes the same options as :class:`DashboardWebSocketServer` (except host and port). Running
     the app (``AppRunner`` or ``aiohttp_client``) subscribes it to ``state``; cleaning it up
     closes every socket and unsubscribes. The security layer is installed with ``security=``
-    (a :class:`~otel_dashboard.security.SecurityConfig`), else with the defaults for a loopback bind.
+    (a :class:`~otel_dashboard.server.security.SecurityConfig`), else with the defaults for a loopback bind.
 
     Raises:
         FileNotFoundError: the dashboard page (or a given ``static_dir``) does not exist.
@@ -213,7 +214,7 @@ class DashboardWebSocketServer:
             ``security.max_ws_message_bytes`` when ``security`` is given.
         max_body_bytes: largest request body (413 beyond); ``security.max_body_bytes`` when
             ``security`` is given (an option that disagrees with it is a ValueError).
-        security: a :class:`~otel_dashboard.security.SecurityConfig`: token, allowed origins and
+        security: a :class:`~otel_dashboard.server.security.SecurityConfig`: token, allowed origins and
             hosts, TLS, limits (see ``docs/security.md``); its ``bind_host`` is set to ``host``. By
             default: no token, the Host check on a loopback ``host``, the default limits. A
             non-loopback ``host`` without a token is logged as a warning
@@ -224,7 +225,7 @@ class DashboardWebSocketServer:
         stall_threshold_seconds: if given, sets ``state.stall_threshold_seconds`` at start.
         compress: negotiate permessage-deflate (saves bandwidth, costs CPU per client).
         broker: share events with other replicas through Redis: a ``redis://`` URL or a
-            :class:`~otel_dashboard.broker.BrokerConfig` (see ``docs/deployment.md``). None (the
+            :class:`~otel_dashboard.server.broker.BrokerConfig` (see ``docs/deployment.md``). None (the
             default): this server alone.
 
     Raises:
