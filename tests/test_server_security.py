@@ -22,12 +22,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from server_support import WAIT, make_certificate, running_server
 
+from otel_dashboard.model.auth import bearer_headers
 from otel_dashboard.pipeline.exporter import DashboardSpanExporter
 from otel_dashboard.pipeline.processor import DashboardSpanProcessor
 from otel_dashboard.server.app import DashboardWebSocketServer, create_app
 from otel_dashboard.server.options import make_options
 from otel_dashboard.server.security import COOKIE_NAME, SECURITY_KEY, SecurityConfig, TLSConfigError
-from otel_dashboard.server.security_config import bearer_headers
 from otel_dashboard.state.dashboard import DashboardState
 
 pytestmark = pytest.mark.timeout(60)

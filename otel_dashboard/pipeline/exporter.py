@@ -26,9 +26,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_dashboard.model import mapping
+from otel_dashboard.model.auth import TOKEN_ENV, bearer_headers
 from otel_dashboard.model.events import QualityThresholds
 from otel_dashboard.pipeline.remote import RemoteEventSender
-from otel_dashboard.server.security_config import TOKEN_ENV, bearer_headers
 from otel_dashboard.state.dashboard import DashboardState, get_dashboard
 from otel_dashboard.state.traces import span_record_from_span
 

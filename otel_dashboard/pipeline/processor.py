@@ -144,7 +144,7 @@ class DashboardSpanProcessor(SpanProcessor):
         token: str | None = None,
     ) -> None:
         if token is not None:
-            from otel_dashboard.server.security_config import bearer_headers
+            from otel_dashboard.model.auth import bearer_headers
 
             if endpoint is None:
                 raise ValueError("token is for a remote server: pass endpoint= too")

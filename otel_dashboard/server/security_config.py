@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from otel_dashboard.model.auth import TOKEN_ENV, bearer_headers, check_token
+
 __all__ = [
     "COOKIE_NAME",
     "TOKEN_ENV",
@@ -29,13 +31,10 @@ __all__ = [
     "parse_origin",
 ]
 
-#: Environment variable read for the token when none is given.
-TOKEN_ENV = "OTEL_DASHBOARD_TOKEN"
 #: Name of the login cookie.
 COOKIE_NAME = "otel_dashboard_token"
 
 _MIB = 1024 * 1024
-_TOKEN_RE = re.compile(r"[A-Za-z0-9._~-]{8,1024}")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 _HOSTNAME_RE = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
 _ORIGIN_RE = re.compile(r"(https?)://(\[[0-9a-f:.]+\]|[^\[\]/:@?#\s]+)(?::([0-9]{1,5}))?/?")
@@ -119,34 +118,6 @@ def origin_string(parsed: tuple[str, str, int]) -> str:
     return f"{scheme}://{shown}" if port == (443 if scheme == "https" else 80) else f"{scheme}://{shown}:{port}"
 
 
-def _check_token(token: Any, name: str) -> None:
-    if token is None:
-        return
-    if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
-        raise ValueError(
-            f"{name} must be 8-1024 characters from A-Z a-z 0-9 . _ ~ - "
-            "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-        )
-
-
-def bearer_headers(headers: Mapping[str, str] | None, token: str) -> dict[str, str]:
-    """``headers`` plus ``Authorization: Bearer <token>`` (replacing any ``Authorization`` in them).
-
-    For clients of a token-protected server (the remote processor and exporter).
-
-    Raises:
-        ValueError: a token the server could never accept (named ``token``), or ``headers`` that is
-            not a mapping.
-    """
-    _check_token(token, "token")
-    if headers is not None and not isinstance(headers, Mapping):
-        raise ValueError(f"headers must be a mapping of strings, got {type(headers).__name__}")
-    out = {key: value for key, value in (headers or {}).items()
-           if not (isinstance(key, str) and key.lower() == "authorization")}
-    out["Authorization"] = f"Bearer {token}"
-    return out
-
-
 def _no_password() -> bytes:
     return b""  # never prompt on the terminal for an encrypted key: fail instead
 
@@ -194,7 +165,7 @@ class SecurityConfig:
     token_generated: bool = False
 
     def __post_init__(self) -> None:
-        _check_token(self.token, "token")
+        check_token(self.token, "token")
         for name in ("allowed_origins", "allowed_hosts"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, Iterable):
@@ -284,7 +255,7 @@ class SecurityConfig:
         if token is None and not no_token:
             env_token = env.get(TOKEN_ENV, "").strip()
             if env_token:
-                _check_token(env_token, TOKEN_ENV)
+                check_token(env_token, TOKEN_ENV)
                 token = env_token
         generated = False
         if token is None and not no_token and not is_loopback_host(bind_host):

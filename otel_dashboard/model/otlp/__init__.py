@@ -1,0 +1,68 @@
+"""The OTLP/HTTP trace receiver's codec: request bodies in, SDK spans out, responses back.
+
+``POST /v1/traces`` is wired as::
+
+    try:
+        request, encoding = decode_body(body, content_type=..., content_encoding=...,
+                                        max_decoded_bytes=limit)
+    except OtlpError as exc:
+        payload, ctype = encode_error(exc.encoding, str(exc), exc.http_status)
+        return web.Response(status=exc.http_status, body=payload, content_type=ctype)
+    spans, rejected, message = spans_from_request(request)
+    for event in events_from_otlp_spans(spans):
+        state.publish(event)
+    payload, ctype = encode_response(encoding, rejected, message or "")
+    return web.Response(status=200, body=payload, content_type=ctype)
+
+Every error class carries the HTTP status the OTLP/HTTP specification asks for
+(:attr:`OtlpError.http_status`): an undecodable body is 400 (:class:`OtlpDecodeError`), a body
+larger than the limit once decompressed is 413 (:class:`PayloadTooLarge`), a content type or a
+content coding the receiver does not speak is 415 (:class:`UnsupportedMediaType`, also for an
+unknown ``Content-Encoding``: RFC 9110 section 15.5.16 names 415 for an unacceptable content coding).
+
+Encodings
+    * ``application/x-protobuf`` (and ``application/protobuf``): decoded by the ``opentelemetry-proto``
+      message classes.
+    * ``application/json``: the OTLP/JSON mapping. It is the protobuf JSON mapping with one exception:
+      ``traceId``, ``spanId`` and ``parentSpanId`` (of spans and of links) are HEX strings, not base64.
+      Field names may be camelCase or the proto's snake_case, int64 values strings or numbers, enums
+      integers or names; unknown fields are ignored. Ids are converted from hex before
+      ``google.protobuf.json_format.ParseDict`` sees the document.
+    * Parameters of the content type (``; charset=utf-8``) and its case are ignored.
+    * ``Content-Encoding``: ``gzip`` (``x-gzip``) and ``identity``, also as a comma-separated list
+      applied in order. Decompression is incremental and bounded: a gzip bomb is stopped as soon as
+      the output passes the limit, without inflating the rest.
+
+Which spans are rejected (counted in ``partial_success.rejected_spans``, the rest is accepted)
+    * a trace id that is not 16 bytes (32 hex digits in JSON) or is all zero;
+    * a span id that is not 8 bytes or is all zero;
+    * a parent span id that is neither empty nor 8 bytes (an all-zero one means "no parent");
+    * an empty name;
+    * a missing (zero) start time, or an end time before the start time.
+
+    Links with invalid ids are dropped from their span, which is kept. A body that cannot be parsed
+    at all (bad protobuf, bad JSON, a JSON document not shaped like the OTLP message) is a 400 for the
+    whole request.
+"""
+
+from __future__ import annotations
+
+from otel_dashboard.model.otlp.body import ENCODING_JSON, ENCODING_PROTOBUF, decode_body
+from otel_dashboard.model.otlp.errors import OtlpDecodeError, OtlpError, PayloadTooLarge, UnsupportedMediaType
+from otel_dashboard.model.otlp.events import events_from_otlp_spans
+from otel_dashboard.model.otlp.response import encode_error, encode_response
+from otel_dashboard.model.otlp.spans import spans_from_request
+
+__all__ = [
+    "ENCODING_JSON",
+    "ENCODING_PROTOBUF",
+    "OtlpDecodeError",
+    "OtlpError",
+    "PayloadTooLarge",
+    "UnsupportedMediaType",
+    "decode_body",
+    "encode_error",
+    "encode_response",
+    "events_from_otlp_spans",
+    "spans_from_request",
+]

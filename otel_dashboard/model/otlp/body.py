@@ -1,0 +1,205 @@
+"""OTLP/HTTP request bodies to protobuf messages: content types, content codings, bounded gunzip,
+and the OTLP/JSON mapping (hex ids)."""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from otel_dashboard.model.otlp.errors import OtlpDecodeError, PayloadTooLarge, UnsupportedMediaType
+
+__all__ = ["ENCODING_JSON", "ENCODING_PROTOBUF", "decode_body"]
+
+ENCODING_PROTOBUF = "protobuf"
+ENCODING_JSON = "json"
+
+_CONTENT_TYPES = {
+    "application/x-protobuf": ENCODING_PROTOBUF,
+    "application/protobuf": ENCODING_PROTOBUF,
+    "application/json": ENCODING_JSON,
+}
+_GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
+_IDENTITY_CODINGS = frozenset({"identity", ""})
+_INFLATE_CHUNK = 64 * 1024
+
+
+# An id that is not valid hex in a JSON body becomes this one byte: no id has that length, so the
+# span is rejected later with the other id checks (the rest of the request still goes through).
+_INVALID_ID_BASE64 = base64.b64encode(b"\xff").decode()
+_ID_KEYS = (("traceId", "trace_id"), ("spanId", "span_id"), ("parentSpanId", "parent_span_id"))
+_LINK_ID_KEYS = (("traceId", "trace_id"), ("spanId", "span_id"))
+
+_MAX_ERROR_MESSAGE_CHARS = 500
+
+
+def decode_body(
+    body: bytes,
+    *,
+    content_type: str | None,
+    content_encoding: str | None,
+    max_decoded_bytes: int,
+) -> tuple[ExportTraceServiceRequest, str]:
+    """Decodes one ``POST /v1/traces`` body.
+
+    Args:
+        body: the request body as received (possibly compressed).
+        content_type: the ``Content-Type`` header (parameters allowed).
+        content_encoding: the ``Content-Encoding`` header, ``None`` when absent.
+        max_decoded_bytes: the largest body accepted, after decompression.
+
+    Returns:
+        The request message and its encoding, ``"protobuf"`` or ``"json"``.
+
+    Raises:
+        UnsupportedMediaType: another content type, or a content coding other than gzip / identity.
+        PayloadTooLarge: more than ``max_decoded_bytes`` bytes, compressed or decompressed.
+        OtlpDecodeError: a body that cannot be decompressed or parsed.
+    """
+    encoding = _encoding_of(content_type)
+    codings = _content_codings(content_encoding, encoding)
+    data = bytes(body)
+    if len(data) > max_decoded_bytes:
+        raise PayloadTooLarge(
+            f"request body is larger than {max_decoded_bytes} bytes", encoding=encoding
+        )
+    for _ in codings:  # every layer is gzip, so the order of undoing them does not matter
+        data = _gunzip(data, max_decoded_bytes, encoding)
+    if encoding == ENCODING_PROTOBUF:
+        return _parse_protobuf(data), encoding
+    return _parse_json(data), encoding
+
+
+def _encoding_of(content_type: str | None) -> str:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    encoding = _CONTENT_TYPES.get(media_type)
+    if encoding is None:
+        shown = media_type[:100] or "none"
+        raise UnsupportedMediaType(
+            f"unsupported content type {shown!r}: use application/x-protobuf or application/json"
+        )
+    return encoding
+
+
+def _content_codings(content_encoding: str | None, encoding: str) -> list[str]:
+    """The gzip layers to undo, in the order they were applied; identity layers are dropped."""
+    codings = []
+    for raw in (content_encoding or "").split(","):
+        coding = raw.strip().lower()
+        if coding in _IDENTITY_CODINGS:
+            continue
+        if coding not in _GZIP_CODINGS:
+            raise UnsupportedMediaType(
+                f"unsupported content encoding {coding[:50]!r}: use gzip or identity", encoding=encoding
+            )
+        codings.append(coding)
+    return codings
+
+
+def _gunzip(data: bytes, limit: int, encoding: str) -> bytes:
+    """Inflates gzip ``data`` (one or more members), never producing more than ``limit`` + 1 bytes."""
+    out = bytearray()
+    pending = data
+    try:
+        while True:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while not inflater.eof:
+                room = limit - len(out) + 1  # one byte more than allowed proves "too large"
+                chunk = inflater.decompress(pending, min(room, _INFLATE_CHUNK))
+                out += chunk
+                if len(out) > limit:
+                    raise PayloadTooLarge(
+                        f"request body is larger than {limit} bytes once decompressed", encoding=encoding
+                    )
+                pending = inflater.unconsumed_tail
+                if not chunk and not pending:
+                    break  # input exhausted, no more output
+            if not inflater.eof:
+                raise OtlpDecodeError("truncated gzip body", encoding=encoding)
+            pending = inflater.unused_data
+            if not pending:
+                return bytes(out)
+            # Another gzip member follows (concatenated members are valid gzip).
+    except zlib.error:
+        raise OtlpDecodeError("invalid gzip body", encoding=encoding) from None
+
+
+def _parse_protobuf(data: bytes) -> ExportTraceServiceRequest:
+    try:
+        return ExportTraceServiceRequest.FromString(data)
+    except Exception:  # DecodeError, or anything the parser raises on hostile input
+        raise OtlpDecodeError("invalid protobuf body", encoding=ENCODING_PROTOBUF) from None
+
+
+def _parse_json(data: bytes) -> ExportTraceServiceRequest:
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise OtlpDecodeError(f"invalid JSON body: {exc}"[:_MAX_ERROR_MESSAGE_CHARS],
+                              encoding=ENCODING_JSON) from None
+    if not isinstance(document, dict):
+        raise OtlpDecodeError("JSON body must be an object", encoding=ENCODING_JSON)
+    _hex_ids_to_base64(document)
+    message = ExportTraceServiceRequest()
+    try:
+        json_format.ParseDict(document, message, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise OtlpDecodeError(
+            f"JSON body is not an OTLP trace request: {exc}"[:_MAX_ERROR_MESSAGE_CHARS],
+            encoding=ENCODING_JSON,
+        ) from None
+    except Exception:  # RecursionError, TypeError, ... on hostile documents
+        raise OtlpDecodeError("JSON body is not an OTLP trace request", encoding=ENCODING_JSON) from None
+    return message
+
+
+def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+    """Rewrites the hex ids of an OTLP/JSON document in place into the base64 ParseDict expects.
+
+    Shapes it does not recognise are left alone for ParseDict to judge.
+    """
+    for resource_spans in _list_field(document, "resourceSpans", "resource_spans"):
+        for scope_spans in _list_field(resource_spans, "scopeSpans", "scope_spans"):
+            for span in _list_field(scope_spans, "spans", "spans"):
+                _convert_ids(span, _ID_KEYS)
+                for link in _list_field(span, "links", "links"):
+                    _convert_ids(link, _LINK_ID_KEYS)
+
+
+def _list_field(obj: Any, camel: str, snake: str) -> Iterable[dict[str, Any]]:
+    if not isinstance(obj, dict):
+        return ()
+    value = obj.get(camel)
+    if value is None:
+        value = obj.get(snake)
+    if not isinstance(value, list):
+        return ()
+    return [item for item in value if isinstance(item, dict)]
+
+
+def _convert_ids(obj: dict[str, Any], keys: Sequence[tuple[str, str]]) -> None:
+    for camel, snake in keys:
+        for key in (camel, snake):
+            if key in obj and obj[key] is not None:
+                obj[key] = _hex_to_base64(obj[key])
+
+
+def _hex_to_base64(value: Any) -> str:
+    if not isinstance(value, str):
+        return _INVALID_ID_BASE64
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return _INVALID_ID_BASE64
+    if len(value) != 2 * len(raw):  # fromhex skips whitespace; an id has none
+        return _INVALID_ID_BASE64
+    return base64.b64encode(raw).decode()
+
+
