@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from otel_dashboard.server.app import DashboardWebSocketServer
     from otel_dashboard.server.broker import BrokerConfig
-    from otel_dashboard.server.security_config import SecurityConfig
+    from otel_dashboard.server.security.config import SecurityConfig
     from otel_dashboard.store.base import EventStore
 
 __all__ = ["build_parser", "default_db_path", "main", "public_base_url"]
@@ -94,7 +94,7 @@ def default_db_path() -> Path:
 
 
 def _token(text: str) -> str:
-    from otel_dashboard.server.security_config import SecurityConfig
+    from otel_dashboard.server.security.config import SecurityConfig
 
     try:
         SecurityConfig(token=text)
@@ -104,7 +104,7 @@ def _token(text: str) -> str:
 
 
 def _origin(text: str) -> str:
-    from otel_dashboard.server.security_config import SecurityConfig
+    from otel_dashboard.server.security.config import SecurityConfig
 
     try:
         return SecurityConfig(allowed_origins=(text,)).allowed_origins[0]
@@ -113,7 +113,7 @@ def _origin(text: str) -> str:
 
 
 def _allowed_host(text: str) -> str:
-    from otel_dashboard.server.security_config import SecurityConfig
+    from otel_dashboard.server.security.config import SecurityConfig
 
     try:
         return SecurityConfig(allowed_hosts=(text,)).allowed_hosts[0]
@@ -282,7 +282,7 @@ def _broker_config(args: argparse.Namespace) -> BrokerConfig | None:
 
 def _security_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SecurityConfig:
     """The server's :class:`SecurityConfig` from the command line and the environment (exit 2 if bad)."""
-    from otel_dashboard.server.security_config import SecurityConfig
+    from otel_dashboard.server.security.config import SecurityConfig
 
     if args.keyfile is not None and args.certfile is None:
         parser.error("argument --keyfile: needs --certfile (the certificate) as well")
@@ -312,7 +312,7 @@ def _configure_logging(level: str) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from otel_dashboard.server.security_config import TLSConfigError
+    from otel_dashboard.server.security.config import TLSConfigError
     from otel_dashboard.store.base import StoreError
 
     if args.broker is not None:

@@ -31,12 +31,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_dashboard.server import security
-from otel_dashboard.server.ratelimit import (
-    ConnectionLimiter,
-    IngestRateLimiter,
-    TokenBucket,
-    retry_after_header,
-)
 from otel_dashboard.server.security import (
     COOKIE_NAME,
     PAGE_CSP,
@@ -48,7 +42,13 @@ from otel_dashboard.server.security import (
     install,
     ws_rate_guard,
 )
-from otel_dashboard.server.security_config import is_loopback_host, parse_host_header, parse_origin
+from otel_dashboard.server.security.config import is_loopback_host, parse_host_header, parse_origin
+from otel_dashboard.server.security.ratelimit import (
+    ConnectionLimiter,
+    IngestRateLimiter,
+    TokenBucket,
+    retry_after_header,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

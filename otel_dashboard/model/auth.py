@@ -1,6 +1,6 @@
 """The bearer token as client and server see it: its environment variable, its form, the header.
 
-The server's security settings (:mod:`otel_dashboard.server.security_config`) and the clients that
+The server's security settings (:mod:`otel_dashboard.server.security.config`) and the clients that
 send to a token-protected server (the remote processor and the exporter) share these, so that a
 client refuses at once a token the server could never accept.
 """

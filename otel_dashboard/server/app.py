@@ -53,7 +53,7 @@ from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.server.options import OPTIONS_KEY, ServerOptions, check_int, make_options
 from otel_dashboard.server.prometheus import add_metrics_route
 from otel_dashboard.server.security import SecurityConfig
-from otel_dashboard.server.security_config import is_loopback_host
+from otel_dashboard.server.security.config import is_loopback_host
 from otel_dashboard.server.websocket import websocket_handler
 from otel_dashboard.state.dashboard import DashboardState, get_dashboard
 

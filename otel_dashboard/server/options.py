@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from otel_dashboard.server.broker import BrokerConfig
-from otel_dashboard.server.security_config import SecurityConfig
+from otel_dashboard.server.security.config import SecurityConfig
 
 __all__ = [
     "OPTIONS_KEY",
