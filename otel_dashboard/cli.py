@@ -7,6 +7,10 @@ security options (token, origins, TLS, limits; see ``docs/security.md``);
 ``python -m otel_dashboard`` is the same command. Bad option values are argparse errors (exit code
 2); a server that cannot start (busy port, unusable database, unusable certificate or key file)
 exits with 1 and one line on stderr naming what is wrong.
+
+This module is a little over ~400 lines for a reason: it is the one place where the command line,
+its environment variables and their checks meet; each subcommand's options sit next to the code
+that turns them into a server.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from otel_dashboard.server.app import DashboardWebSocketServer
-    from otel_dashboard.server.broker import BrokerConfig
+    from otel_dashboard.server.broker.config import BrokerConfig
     from otel_dashboard.server.security.config import SecurityConfig
     from otel_dashboard.store.base import EventStore
 
@@ -238,7 +242,7 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _broker_url(text: str) -> str:
-    from otel_dashboard.server.broker import BrokerConfig
+    from otel_dashboard.server.broker.config import BrokerConfig
 
     try:
         BrokerConfig(text)
@@ -274,7 +278,7 @@ def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
 def _broker_config(args: argparse.Namespace) -> BrokerConfig | None:
     if args.broker is None:
         return None
-    from otel_dashboard.server.broker import BrokerConfig
+    from otel_dashboard.server.broker.config import BrokerConfig
 
     return BrokerConfig(args.broker, prefix=args.broker_prefix, max_stream_events=args.broker_stream_events,
                         max_buffered_events=args.broker_buffer_events, replica=args.name)

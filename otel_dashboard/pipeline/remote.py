@@ -34,6 +34,10 @@ Failures
 
 The thread runs with OpenTelemetry instrumentation suppressed, so an instrumented ``http.client``
 never traces the dashboard's own shipping.
+
+This module is longer than ~400 lines for a reason: :class:`RemoteEventSender` is one bounded
+queue, one worker thread and one HTTP connection with its retry policy and fork handling; their
+state is shared under one lock, and splitting them would spread that lock over several files.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard.server.broker import BrokerConfig
+from otel_dashboard.server.broker.config import BrokerConfig
 from otel_dashboard.server.security.config import SecurityConfig
 
 __all__ = [
