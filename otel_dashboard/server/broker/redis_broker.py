@@ -33,7 +33,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from aiohttp import web
@@ -60,6 +60,13 @@ _START_PING_SECONDS = 1.5
 _SEEN_IDS = 10_000
 _SPAN_BATCH = 1000
 _ACCEPT_SLICE = 100
+
+# A stream entry as this client reads it: (id, fields), all bytes. redis-py types its stream replies
+# for every protocol and decode_responses setting (bytes | str | None, dicts under RESP3); the client
+# here is RESP2 without decoding, so the reads below narrow the replies to these types with a cast.
+_Entry = tuple[bytes, dict[bytes, bytes]]
+# XREAD's reply: one [stream name, entries] pair per stream that has new entries.
+_ReadReply = list[tuple[bytes, list[_Entry]]]
 
 # KEYS: the counter, the stream, the set of known agent ids.
 # ARGV: MAXLEN, the caller's newest seq (a floor: a Redis that lost its data must not hand out a seq
@@ -442,13 +449,15 @@ class RedisBroker:
                 if not joined:
                     await self._join(state)
                     if span_cursor is None:
-                        tail = await self._redis.xrevrange(self._span_stream, "+", "-", count=1)
+                        tail = cast("list[_Entry]",
+                                    await self._redis.xrevrange(self._span_stream, "+", "-", count=1))
                         span_cursor = tail[0][0] if tail else b"0-0"
                     joined = True
-                reply = await self._redis.xread(
+                assert span_cursor is not None  # set on joining
+                reply = cast("_ReadReply | None", await self._redis.xread(
                     {self._stream: f"{state.last_seq}-0", self._span_stream: span_cursor},
                     count=_READ_COUNT, block=_READ_BLOCK_MILLIS,
-                )
+                ))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -472,7 +481,7 @@ class RedisBroker:
                         await asyncio.sleep(0)
                     self.received_events += state.accept_sequenced(events[start:start + _ACCEPT_SLICE])
 
-    def _take_spans(self, state: DashboardState, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    def _take_spans(self, state: DashboardState, entries: list[_Entry]) -> None:
         replica = self.replica.encode()
         for entry_id, fields in entries:
             if fields.get(b"o") == replica:
@@ -495,15 +504,16 @@ class RedisBroker:
         still holds up to it. Without a usable snapshot, the replica carries on from what is left
         (and says so in the log).
         """
-        oldest = await self._redis.xrange(self._stream, "-", "+", count=1)
+        oldest = cast("list[_Entry]", await self._redis.xrange(self._stream, "-", "+", count=1))
         if not oldest:
             return
         first = int(oldest[0][0].split(b"-", 1)[0])
         if first <= state.last_seq + 1:
             return
         raw = await self._redis.get(self._snapshot_key)
-        snapshot = orjson.loads(raw) if raw else None
-        seq = snapshot.get("seq") if isinstance(snapshot, dict) else None
+        loaded = orjson.loads(raw) if raw else None
+        snapshot: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        seq = snapshot.get("seq")
         if not isinstance(seq, int) or seq < first - 1 or seq <= state.last_seq:
             logger.warning("otel-dashboard broker: the stream starts at seq %d, after this replica's %d, "
                            "and no saved state covers the gap: counts start from the events still held",
@@ -511,7 +521,8 @@ class RedisBroker:
             return
         start = f"{first}-0"
         while True:
-            page = await self._redis.xrange(self._stream, start, f"{seq}-0", count=_READ_COUNT)
+            page = cast("list[_Entry]",
+                        await self._redis.xrange(self._stream, start, f"{seq}-0", count=_READ_COUNT))
             if not page:
                 break
             state.accept_history(self._parse(page))
@@ -541,7 +552,7 @@ class RedisBroker:
             except Exception:  # Redis down (the reader reports it) or an unexpected value: next time
                 logger.debug("saving the cluster snapshot failed", exc_info=True)
 
-    def _parse(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[DashboardEvent]:
+    def _parse(self, entries: list[_Entry]) -> list[DashboardEvent]:
         events: list[DashboardEvent] = []
         seen = self._seen_ids
         for entry_id, fields in entries:
