@@ -209,6 +209,7 @@ class DashboardEvent:
         span_id: str | None = None,
     ) -> DashboardEvent:
         """Build an event with a fresh id and a timestamp (now, or ``timestamp_ns``)."""
+        # The fields are typed as __post_init__ leaves them: it turns a str type or severity into the enum.
         return cls(
             new_event_id(),
             event_type,  # type: ignore[arg-type]

@@ -60,7 +60,7 @@ class ServerHealth:
         stalled = sum(1 for a in agents if a.get("stalled"))
         broker = self.broker
         broker_down = broker is not None and not broker.connected
-        health = {
+        health: dict[str, Any] = {
             "status": "degraded" if recently_dropped or stalled or broker_down else "ok",
             "connected_clients": broadcaster.client_count,
             "events_per_second": broadcaster.events_per_second(),

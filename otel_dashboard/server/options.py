@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from aiohttp import web
 
@@ -61,6 +61,10 @@ def check_int(name: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+@overload
+def check_seconds(name: str, value: Any, *, allow_none: Literal[False] = False) -> float: ...
+@overload
+def check_seconds(name: str, value: Any, *, allow_none: bool) -> float | None: ...
 def check_seconds(name: str, value: Any, *, allow_none: bool = False) -> float | None:
     """``value`` as float seconds when it is a number in ``(0, 86400]`` (or None when allowed).
 
@@ -127,9 +131,7 @@ class ServerOptions:
             raise ValueError(f"name must be a string of at most 200 characters or None, got {name!r}")
         self.name = name or None
         self.client_queue_size = check_int("client_queue_size", client_queue_size, 1, 10_000_000)
-        self.send_timeout_seconds: float = check_seconds(  # type: ignore[assignment]
-            "send_timeout_seconds", send_timeout_seconds
-        )
+        self.send_timeout_seconds = check_seconds("send_timeout_seconds", send_timeout_seconds)
         self.heartbeat_seconds = check_seconds("heartbeat_seconds", heartbeat_seconds, allow_none=True)
         self.max_message_bytes = check_int("max_message_bytes", max_message_bytes, 64, 16 * 1024 * 1024)
         self.health_interval_seconds = check_seconds(
@@ -138,9 +140,7 @@ class ServerOptions:
         self.metrics_interval_seconds = check_seconds(
             "metrics_interval_seconds", metrics_interval_seconds, allow_none=True
         )
-        self.overflow_window_seconds: float = check_seconds(  # type: ignore[assignment]
-            "overflow_window_seconds", overflow_window_seconds
-        )
+        self.overflow_window_seconds = check_seconds("overflow_window_seconds", overflow_window_seconds)
         self.stall_threshold_seconds = check_seconds(
             "stall_threshold_seconds", stall_threshold_seconds, allow_none=True
         )

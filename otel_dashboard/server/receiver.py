@@ -38,7 +38,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from aiohttp import web
@@ -261,14 +261,14 @@ def _required_id(value: Any, digits: int, field: str) -> str:
     return value.lower()
 
 
-def _is_id(value: Any, digits: int) -> bool:
+def _is_id(value: Any, digits: int) -> TypeGuard[str]:
     return (
         isinstance(value, str) and len(value) == digits and _HEX.issuperset(value)
         and value.strip("0") != ""
     )
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 

@@ -122,6 +122,11 @@ def _no_password() -> bytes:
     return b""  # never prompt on the terminal for an encrypted key: fail instead
 
 
+def _fspath(path: str | os.PathLike[str] | None) -> str | None:
+    # A path object as its str; anything else goes on to SecurityConfig's checks unchanged.
+    return os.fspath(path) if isinstance(path, os.PathLike) else path
+
+
 @dataclass(frozen=True, kw_only=True)
 class SecurityConfig:
     """How the server protects itself; every field has a safe default for one machine.
@@ -263,7 +268,7 @@ class SecurityConfig:
             generated = True
         return cls(
             token=token, bind_host=bind_host, allowed_origins=tuple(allowed_origins),
-            allowed_hosts=tuple(allowed_hosts), tls_certfile=certfile, tls_keyfile=keyfile,
+            allowed_hosts=tuple(allowed_hosts), tls_certfile=_fspath(certfile), tls_keyfile=_fspath(keyfile),
             token_generated=generated, **limits,
         )
 
