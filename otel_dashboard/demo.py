@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Coroutine
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -114,7 +116,9 @@ class _Scenario:
     # ---- the loop ----------------------------------------------------------------------------
     async def _wave(self) -> None:
         markets = self._rng.sample(_MARKETS, 3)
-        runs = [self.research_market(f"Research the {m} market", m) for m in markets]
+        runs: list[Coroutine[Any, Any, object]] = [
+            self.research_market(f"Research the {m} market", m) for m in markets
+        ]
         runs.append(self.scout_trends("Scan news and filings for emerging trends"))
         runs.append(self.analyse_competitors(f"Map competitors in {markets[0]}", markets[0]))
         # Failures are part of the show: they are on the spans, the demo carries on.

@@ -54,6 +54,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
+from contextvars import Token
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -505,7 +506,7 @@ def _noop() -> None:
     pass
 
 
-def _attach_suppressed_context() -> object:
+def _attach_suppressed_context() -> Token[context_api.Context]:
     ctx = context_api.get_current()
     for name in ("_SUPPRESS_INSTRUMENTATION_KEY", "_SUPPRESS_HTTP_INSTRUMENTATION_KEY"):
         key = getattr(context_api, name, None)
