@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: test demo lint bench screenshot system-deps clean
+.PHONY: test demo lint typecheck bench screenshot system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ system-deps:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) system-deps lint
+# mypy: strict on the model and the public API; pyproject.toml's [tool.mypy] says what and how.
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: $(STAMP) system-deps lint typecheck
 	$(VENV)/bin/pytest
 
 demo: $(STAMP)
@@ -43,4 +47,4 @@ screenshot: $(STAMP) system-deps
 	$(PY) scripts/screenshot.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
