@@ -1,6 +1,7 @@
 """Durable ingest: sustained ``POST /api/events`` (batches of 100) into SQLite and out to 10 clients.
 
     python benchmarks/bench_ingest.py [--duration 10] [--concurrency 4] [--batch 100] [--clients 10]
+                                      [--json PATH]
 
 ``otel-dashboard serve`` runs in a subprocess, once with its default store, SQLite (a temporary
 ``--db`` file; every answer waits until the events are committed), once with ``--db :memory:`` for
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_facts, table
+from _common import Record, add_json_argument
 from loadgen import LoadGen, proc_cpu_seconds, proc_rss_bytes, raise_fd_limit, server_process, server_spec
 
 TARGET = 50_000
@@ -58,12 +59,14 @@ def main() -> int:
     parser.add_argument("--grace", type=float, default=15.0,
                         help="seconds after the last POST for every client to have every event")
     parser.add_argument("--quick", action="store_true", help="2-second runs")
+    add_json_argument(parser)
     args = parser.parse_args()
     if args.quick:
         args.duration = 2.0
     raise_fd_limit()
     started = time.monotonic()
-    print(machine_facts(("aiohttp", "orjson")))
+    record = Record(args, ("orjson",))
+    print(record.facts())
     print(f"load: one separate process, {args.concurrency} connections POSTing batches of {args.batch} "
           f"events as fast as answered for {args.duration:g} s, {args.clients} WebSocket clients "
           f"receiving; it shares the {os.cpu_count()} cores with the server. Loopback only.\n")
@@ -91,17 +94,19 @@ def main() -> int:
             f"{r['server_rss_mb']}" + (f" (db {r['db_mb']} MB)" if "db_mb" in r else ""),
             ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())),
         ])
-    print(table([
+    print(record.table("ingest", [
         "store", "accepted ev/s", f"delivered ev/s (at each of {args.clients} clients)",
-        "POSTs stopped / last event received s", "POST p50 / p99 ms", "server CPU %", "load gen CPU %",
-        "server RSS MB", "answers"], rows))
+        "last POST answered / last event received s", "POST p50 / p99 ms", "server CPU %", "load gen CPU %",
+        "server RSS MB", "answers"], rows, raw=[{"store": label, **r} for label, r in results.items()]))
     sqlite = results.get("SQLite (default store)", {})
     if "accepted_per_second" in sqlite:
         met = (sqlite["accepted_per_second"] >= TARGET and (sqlite["delivered_per_second"] or 0) >= TARGET
                and sqlite["delivered"] >= sqlite["published"])
         print(f"\ntarget: >= {TARGET:,} events/s accepted and delivered with SQLite: "
               f"{'met' if met else 'NOT met'}")
+        record.extra["target"] = {"events_per_second": TARGET, "store": "SQLite (default store)", "met": met}
     print(f"(took {time.monotonic() - started:.0f} s)")
+    record.write()
     return 0
 
 
