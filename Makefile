@@ -34,14 +34,16 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	@touch $(BENCH_STAMP)
 
-# Benchmarks print tables (docs/benchmarks.md explains them); not part of `make test`.
+# Benchmarks print tables (docs/benchmarks.md explains them); not part of `make test`. Each also writes
+# its raw results as JSON into $(BENCH_JSON) (tmp/ is ignored by git).
+BENCH_JSON ?= tmp/bench
 bench: $(BENCH_STAMP)
-	$(PY) benchmarks/bench_processor.py
-	$(PY) benchmarks/bench_fanout.py
-	$(PY) benchmarks/bench_cluster.py
-	$(PY) benchmarks/bench_ingest.py
-	$(PY) benchmarks/bench_memory.py
-	$(PY) benchmarks/bench_startup.py
+	$(PY) benchmarks/bench_processor.py --json $(BENCH_JSON)/processor.json
+	$(PY) benchmarks/bench_fanout.py --json $(BENCH_JSON)/fanout.json
+	$(PY) benchmarks/bench_cluster.py --json $(BENCH_JSON)/cluster.json
+	$(PY) benchmarks/bench_ingest.py --json $(BENCH_JSON)/ingest.json
+	$(PY) benchmarks/bench_memory.py --json $(BENCH_JSON)/memory.json
+	$(PY) benchmarks/bench_startup.py --json $(BENCH_JSON)/startup.json
 
 screenshot: $(STAMP) system-deps
 	$(PY) scripts/screenshot.py

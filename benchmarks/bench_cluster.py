@@ -1,7 +1,7 @@
 """Two replicas: the fan-out of two ``serve --broker`` processes sharing one Redis, next to one process.
 
     python benchmarks/bench_cluster.py [--clients 1000] [--configs single,replicas,alternating]
-                                       [--duration 2] [--grace 0.5] [--budget 180] [--quick]
+                                       [--duration 2] [--grace 0.5] [--budget 180] [--quick] [--json PATH]
 
 It starts its own ``redis-server`` (a free loopback port, ``--save '' --appendonly no``, in a
 temporary directory) and measures, with the same load generator and the same rate search as
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, machine_facts, stop_process, table
+from _common import Record, add_json_argument, free_port, stop_process
 from bench_fanout import _fmt_latency, _fmt_rate, _measure, _round_rate, _search, _why
 from loadgen import LoadGen, proc_cpu_seconds, raise_fd_limit, server_process, server_spec
 
@@ -260,6 +260,7 @@ def main() -> int:
                         help="the redis-server executable (default: the one on PATH)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2 x 50 clients, 200 and 1,000 ev/s, 1 s steps")
+    add_json_argument(parser)
     args = parser.parse_args()
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = sorted(set(configs) - set(CONFIGS))
@@ -278,7 +279,9 @@ def main() -> int:
     redis_version = subprocess.run([args.redis_server, "--version"], capture_output=True, text=True,
                                    check=False, timeout=10).stdout.split(" sha=")[0].strip()
 
-    print(machine_facts(("aiohttp", "orjson", "redis")) + f", {redis_version}")
+    record = Record(args, ("orjson", "redis"))
+    record.machine["redis_server"] = redis_version
+    print(record.facts() + f", {redis_version}")
     print(f"load generator: one separate process (benchmarks/loadgen.py: every client and the producer, "
           f"one clock) on the SAME {os.cpu_count()} cores as the servers and Redis. Loopback only. "
           f"fd limit {fd_limit}.")
@@ -321,7 +324,8 @@ def main() -> int:
     headers = ["configuration", "clients", "max ev/s", "p50 / p99 ms at max",
                f"p50 / p99 ms at {COMMON_RATE:,} ev/s", "server CPU % (each replica)", "redis CPU %",
                "load gen CPU %"]
-    print(table(headers, [_row(results[c]) for c in configs]))
+    print(record.table("cluster", headers, [_row(results[c]) for c in configs],
+                       raw=[results[c] for c in configs]))
     print(f"\nAll processes (replicas, Redis, load generator) share the same {os.cpu_count()} cores: the "
           f"two-replica rows measure the coordination cost (every event through Redis, decoded and "
           f"fanned out by each replica), not the scale-out gain of replicas on separate machines. (One "
@@ -343,6 +347,7 @@ def main() -> int:
     if broker:
         print(f"- brokers at the end: {broker}")
     print(f"(took {time.monotonic() - started:.0f} s)")
+    record.write()
     return 0
 
 

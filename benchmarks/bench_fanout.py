@@ -2,6 +2,7 @@
 
     python benchmarks/bench_fanout.py [--clients 10,100,1000] [--servers ours,naive,websockets]
                                       [--duration 2] [--grace 0.5] [--budget 240] [--deflate] [--quick]
+                                      [--json PATH]
 
 For each number of clients N and each server, the server runs in a subprocess and the load generator
 (``loadgen.py``) in another: N WebSocket clients and a producer that POSTs events to the server's
@@ -11,7 +12,10 @@ being due. The search starts at 100,000/N events/s, doubles while steps pass (ha
 fail), then bisects (geometric midpoints) until the bracket is within 20% or the server's share of
 ``--budget`` is spent. The table shows the highest passing rate and the p50/p99 latency (receive
 time minus send time, ingest HTTP + server + WebSocket + client) measured at that rate; at 100 clients
-also a light-load step (100 events/s for 3 s).
+also a light-load step (100 events/s for 3 s). Events per frame is what the clients counted: the events
+they received over the frames that carried them (ours sends a client what it is behind by as one frame,
+the baselines one event a frame); it is shown for the highest passing rate and for the target steps.
+Under the tables: ours' highest rate over each baseline's, at each number of clients.
 
 Servers (the same load generator and the same event payload for all three):
 
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_facts, table
+from _common import Record, add_json_argument
 from loadgen import LoadGen, proc_cpu_seconds, raise_fd_limit, server_process, server_spec
 
 SERVER_LABELS = {"ours": "ours", "naive": "naive aiohttp loop", "websockets": "websockets broadcast()"}
@@ -127,6 +131,30 @@ def _fmt_latency(result: dict[str, Any] | None) -> str:
     return f"{result['p50_ms']:.1f} / {result['p99_ms']:.1f}"
 
 
+def _ratios(results: dict[tuple[int, str], dict[str, Any]], clients_list: list[int],
+            servers: list[str]) -> list[dict[str, Any]]:
+    """Ours' highest passing rate over each baseline's, per number of clients (where both passed)."""
+    out = []
+    for n in clients_list:
+        ours = results.get((n, "ours"), {}).get("found", {})
+        if not ours.get("pass"):
+            continue
+        floor = ours["fail"] is None or _load_limited(ours["fail"][1])
+        for kind in servers:
+            base = results[(n, kind)]["found"]
+            if kind == "ours" or not base["pass"]:
+                continue
+            base_floor = base["fail"] is None or _load_limited(base["fail"][1])
+            if floor and base_floor:  # two floors: the ratio says nothing
+                continue
+            ratio = ours["pass"][0] / base["pass"][0]
+            text = (f"{n:,} clients: {'>= ' if floor else '<= ' if base_floor else ''}{ratio:.1f}x "
+                    f"{SERVER_LABELS.get(kind, kind)} ({ours['pass'][0]:,} / {base['pass'][0]:,})")
+            out.append({"clients": n, "baseline": kind, "ratio": round(ratio, 2), "ours_a_floor": floor,
+                        "baseline_a_floor": base_floor, "text": text})
+    return out
+
+
 def run_combo(kind: str, clients: int, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
     spec = server_spec(kind)
     out: dict[str, Any] = {"server": kind, "clients": clients, "light": None, "target": None,
@@ -164,15 +192,17 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=240.0, help="seconds for the whole run (about)")
     parser.add_argument("--deflate", action="store_true", help="clients offer permessage-deflate")
     parser.add_argument("--quick", action="store_true", help="smoke run: 10 clients, 2 rates, 1 s steps")
+    add_json_argument(parser)
     args = parser.parse_args()
     clients_list = [int(n) for n in args.clients.split(",")]
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if args.quick:
-        clients_list, args.duration, args.quick_rates = [10], 1.0, [200, 2000]
+        clients_list, args.clients, args.duration, args.quick_rates = [10], "10", 1.0, [200, 2000]
     fd_limit = raise_fd_limit()
     started = time.monotonic()
 
-    print(machine_facts(("aiohttp", "orjson", "websockets")))
+    record = Record(args, ("orjson", "websockets"))
+    print(record.facts())
     print(f"load generator: one separate process (benchmarks/loadgen.py: the clients and the producer) "
           f"on the SAME {os.cpu_count()} cores as the server; its CPU share is in the details. "
           f"Loopback only. fd limit {fd_limit}.")
@@ -199,21 +229,30 @@ def main() -> int:
     headers = ["clients"]
     for kind in servers:
         headers += [f"{SERVER_LABELS.get(kind, kind)}: max ev/s", "p50 / p99 ms"]
-    rows = []
+    rows, raw_rows = [], []
     for n in clients_list:
         row: list[object] = [f"{n:,}"]
+        raw: dict[str, Any] = {"clients": n, "step": "highest passing rate"}
         for kind in servers:
             found = results[(n, kind)]["found"]
-            row += [_fmt_rate(found), _fmt_latency(found["pass"][1] if found["pass"] else None)]
+            best = found["pass"][1] if found["pass"] else None
+            row += [_fmt_rate(found), _fmt_latency(best)]
+            raw[kind] = {"max_rate": found["pass"][0] if found["pass"] else None, "shown": _fmt_rate(found),
+                         "p50_ms": best and best["p50_ms"], "p99_ms": best and best["p99_ms"]}
         rows.append(row)
+        raw_rows.append(raw)
         if n == LIGHT_CLIENTS and not args.quick:
             light_row: list[object] = [f"{n:,} at {LIGHT_RATE} ev/s (light load)"]
+            raw = {"clients": n, "step": f"light load, {LIGHT_RATE} ev/s"}
             for kind in servers:
                 light = results[(n, kind)]["light"]
                 ok = "" if light is None or light["ok"] else " (incomplete)"
                 light_row += ["", _fmt_latency(light) + ok]
+                raw[kind] = {"ok": light and light["ok"], "p50_ms": light and light["p50_ms"],
+                             "p99_ms": light and light["p99_ms"]}
             rows.append(light_row)
-    print(table(headers, rows))
+            raw_rows.append(raw)
+    print(record.table("fanout", headers, rows, raw=raw_rows))
 
     details = []
     for (n, kind), res in results.items():
@@ -230,24 +269,36 @@ def main() -> int:
             len(found["steps"]),
         ])
     print()
-    print(table(["server", "clients", "max ev/s", "max ms", "server CPU % (at max)", "load gen CPU %",
-                 "events/frame", "first failing rate: why", "steps"], details))
+    detail_headers = ["server", "clients", "max ev/s", "max ms", "server CPU % (at max)", "load gen CPU %",
+                      "events/frame", "first failing rate: why", "steps"]
+    print(record.table("fanout details", detail_headers, details, raw=list(results.values())))
+    ratios = _ratios(results, clients_list, servers)
+    if ratios:
+        print("\nours' highest rate over each baseline's: " + "; ".join(r["text"] for r in ratios))
+        record.extra["ratios"] = ratios
     print("\ntargets (ours): 100 clients: 10,000 ev/s with p99 <= 25 ms; 1,000 clients: 1,000 ev/s with "
           f"p99 <= 100 ms; light load (100 clients x 100 ev/s): p99 <= {LIGHT_P99_MS:g} ms")
-    verdicts = []
+    verdicts, raw_verdicts = [], []
     for n, (rate, p99) in TARGETS.items():
         target = results.get((n, "ours"), {}).get("target")
         if target:
             met = target["ok"] and target["p99_ms"] is not None and target["p99_ms"] <= p99
             verdicts.append(f"{n} clients at {rate:,} ev/s: {'met' if met else 'NOT met'} "
-                            f"({'complete' if target['ok'] else _why(target)}, p99 {target['p99_ms']} ms)")
+                            f"({'complete' if target['ok'] else _why(target)}, p99 {target['p99_ms']} ms, "
+                            f"{target['events_per_frame']} events/frame)")
+            raw_verdicts.append({"clients": n, "rate": rate, "p99_limit_ms": p99, "met": met, "step": target})
     light = results.get((LIGHT_CLIENTS, "ours"), {}).get("light")
     if light:
-        met = light["ok"] and light["p99_ms"] <= LIGHT_P99_MS
-        verdicts.append(f"light load: {'met' if met else 'NOT met'} (p99 {light['p99_ms']} ms)")
+        met = light["ok"] and light["p99_ms"] is not None and light["p99_ms"] <= LIGHT_P99_MS
+        verdicts.append(f"light load: {'met' if met else 'NOT met'} (p99 {light['p99_ms']} ms, "
+                        f"{light['events_per_frame']} events/frame)")
+        raw_verdicts.append({"clients": LIGHT_CLIENTS, "rate": LIGHT_RATE, "p99_limit_ms": LIGHT_P99_MS,
+                             "met": met, "step": light})
     if verdicts:
         print("ours, measured at the target rates: " + "; ".join(verdicts))
+        record.extra["targets"] = raw_verdicts
     print(f"(took {time.monotonic() - started:.0f} s)")
+    record.write()
     return 0
 
 

@@ -1,6 +1,7 @@
 """Server memory per idle WebSocket client: 10,000 idle clients that offer permessage-deflate.
 
     python benchmarks/bench_memory.py [--clients 10000] [--procs 2] [--servers ours,bare,naive,websockets]
+                                      [--json PATH]
 
 Each server runs in a subprocess. Its resident memory (VmRSS of /proc/<pid>/status) is read once it
 is warm and idle with no client (a few clients have connected, received an event and left, so every
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_facts, table
+from _common import Record, add_json_argument
 from loadgen import LoadGen, proc_rss_bytes, raise_fd_limit, server_process, server_spec
 
 LABELS = {
@@ -106,13 +107,16 @@ def main() -> int:
     parser.add_argument("--client", choices=("aiohttp", "raw"), default="aiohttp",
                         help="the load generator's client (both offer permessage-deflate)")
     parser.add_argument("--quick", action="store_true", help="500 clients, ours and bare only")
+    add_json_argument(parser)
     args = parser.parse_args()
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if args.quick:
         args.clients, servers = 500, ["ours", "bare"]
+        args.servers = ",".join(servers)
     fd_limit = raise_fd_limit()
     started = time.monotonic()
-    print(machine_facts(("aiohttp", "websockets")))
+    record = Record(args, ("websockets",))
+    print(record.facts())
     print(f"{args.clients:,} idle WebSocket clients offering permessage-deflate ({args.client} client), "
           f"held by {args.procs} load processes on the same machine; server RSS from /proc/<pid>/status. "
           f"fd limit {fd_limit}.\n")
@@ -134,8 +138,9 @@ def main() -> int:
             f"{r['connect_seconds']:.0f}",
         ])
         print(f"  measured {kind} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
-    print(table(["server", "clients connected", "deflate negotiated", "RSS before MB", "RSS after MB",
-                 "KB per client", "connect s"], rows))
+    print(record.table("memory", ["server", "clients connected", "deflate negotiated", "RSS before MB",
+                                  "RSS after MB", "KB per client", "connect s"], rows,
+                       raw=[{"label": LABELS.get(kind, kind), **r} for kind, r in results.items()]))
     ours = results.get("ours", {})
     if ours.get("per_client_kb") is not None:
         connected = ours["connected"]
@@ -143,9 +148,11 @@ def main() -> int:
         short = "" if connected >= args.clients else f", only {connected:,} of {args.clients:,} connected"
         print(f"\ntarget: <= {TARGET_KB:g} KB per idle client with {args.clients:,} clients held: "
               f"{'met' if met else 'NOT met'} ({ours['per_client_kb']:.1f} KB{short})")
+        record.extra["target"] = {"kb_per_client": TARGET_KB, "clients": args.clients, "met": met}
         if ours.get("connect_errors"):
             print(f"connect errors (first few): {ours['connect_errors']}")
     print(f"(took {time.monotonic() - started:.0f} s)")
+    record.write()
     return 0
 
 

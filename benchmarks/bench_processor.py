@@ -1,6 +1,6 @@
 """CPU cost per span of the dashboard's span processor, next to the OpenTelemetry SDK's own.
 
-    python benchmarks/bench_processor.py [--rounds 5] [--runs 1000]
+    python benchmarks/bench_processor.py [--rounds 5] [--runs 1000] [--json PATH]
 
 Each measurement runs in a fresh child process: it makes ``--runs`` agent runs with the
 ``instrumentation`` decorators (an ``@agent`` calling one ``@tool``: 2 spans a run, so a
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import dashboard_server, machine_facts, median, table
+from _common import Record, add_json_argument, dashboard_server, median
 
 CONFIGS = {
     "none": "no processor",
@@ -101,9 +101,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=1000, help="agent runs per burst (2 spans each)")
+    add_json_argument(parser)
     args = parser.parse_args()
     spans = args.runs * 2
-    print(machine_facts(("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http", "orjson")))
+    record = Record(args, ("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http", "orjson"))
+    print(record.facts())
     print(f"burst: {spans} spans ({args.runs} @agent runs each calling one @tool), "
           f"{args.rounds} rounds x 3 bursts per configuration, alternating; medians\n")
     samples: dict[str, dict[str, list[float]]] = {c: {"cpu": [], "thread": []} for c in CONFIGS}
@@ -118,16 +120,26 @@ def main() -> int:
                 dropped[config] += result["dropped"]
     cpu = {c: median(s["cpu"]) for c, s in samples.items()}
     thread = {c: median(s["thread"]) for c, s in samples.items()}
-    rows = []
+    rows, raw = [], []
     for config, label in CONFIGS.items():
         base = "bsp_otlp" if config == "ours_remote" else "bsp_noop"
-        ratio = f"{cpu[config] / cpu[base]:.2f}x vs {base}" if config.startswith("ours") else ""
+        ratio = cpu[config] / cpu[base] if config.startswith("ours") else None
         rows.append([label, f"{cpu[config]:.1f}", f"{thread[config]:.1f}",
-                     f"{cpu[config] - cpu['none']:.1f}", ratio, dropped[config]])
-    print(table(["configuration", "process CPU us/span", "agent thread us/span",
-                 "over no processor", "ratio", "dropped"], rows))
+                     f"{cpu[config] - cpu['none']:.1f}", f"{ratio:.2f}x vs {base}" if ratio else "",
+                     dropped[config]])
+        raw.append({"config": config, "label": label, "process_cpu_us_per_span": cpu[config],
+                    "agent_thread_us_per_span": thread[config],
+                    "over_no_processor_us": cpu[config] - cpu["none"],
+                    "ratio": ratio, "ratio_base": base if ratio else None, "dropped": dropped[config],
+                    "samples_process_cpu_us": samples[config]["cpu"],
+                    "samples_agent_thread_us": samples[config]["thread"]})
+    print(record.table("processor", ["configuration", "process CPU us/span", "agent thread us/span",
+                                     "over no processor", "ratio", "dropped"], rows, raw=raw))
     print(f"\ntargets: in process <= 1.15x bsp_noop; remote <= 1.00x bsp_otlp "
           f"(took {time.monotonic() - started:.0f} s)")
+    record.extra.update(spans_per_burst=spans, targets={"ours_inprocess": "<= 1.15x bsp_noop",
+                                                        "ours_remote": "<= 1.00x bsp_otlp"})
+    record.write()
     return 0
 
 

@@ -1,6 +1,6 @@
 """Start-up and idle footprint: ``otel-dashboard serve`` from ``Popen`` to its first ``/health`` 200.
 
-    python benchmarks/bench_startup.py [--runs 5] [--idle 2]
+    python benchmarks/bench_startup.py [--runs 5] [--idle 2] [--json PATH]
 
 Each run starts ``otel-dashboard serve --db <a new temporary file>`` (the default SQLite store, empty)
 on a free loopback port, polls ``GET /health`` every 10 ms from the moment of ``Popen`` until the
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, machine_facts, stop_process, table
+from _common import Record, add_json_argument, free_port, stop_process
 from loadgen import proc_rss_bytes
 
 TARGET_SECONDS = 1.0
@@ -81,9 +81,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle", type=float, default=2.0, help="seconds idle before reading the RSS")
+    add_json_argument(parser)
     args = parser.parse_args()
     started = time.monotonic()
-    print(machine_facts(("aiohttp", "orjson", "opentelemetry-sdk")))
+    record = Record(args, ("orjson", "opentelemetry-sdk"))
+    print(record.facts())
     shown = " ".join(_command(0, "<tmp>/events.db")).replace("--port 0", "--port <free>")
     print(f"{args.runs} runs of `{shown}` (a new empty SQLite file each); /health polled every 10 ms "
           f"from Popen; RSS after {args.idle:g} s idle\n")
@@ -93,13 +95,19 @@ def main() -> int:
         readies.append(ready)
         rsss.append(rss)
     ready_med, rss_med = statistics.median(readies), statistics.median(rsss)
-    print(table(["measure", "median", "min", "max", "target", "met"], [
+    print(record.table("startup", ["measure", "median", "min", "max", "target", "met"], [
         ["Popen -> first /health 200 (s)", f"{ready_med:.3f}", f"{min(readies):.3f}", f"{max(readies):.3f}",
          f"< {TARGET_SECONDS:g} s", "yes" if ready_med < TARGET_SECONDS else "NO"],
         [f"idle RSS after {args.idle:g} s (MB)", f"{rss_med:.1f}", f"{min(rsss):.1f}", f"{max(rsss):.1f}",
          f"< {TARGET_MB:g} MB", "yes" if rss_med < TARGET_MB else "NO"],
+    ], raw=[
+        {"measure": "ready_seconds", "median": ready_med, "runs": readies, "target_below": TARGET_SECONDS,
+         "met": ready_med < TARGET_SECONDS},
+        {"measure": "idle_rss_mb", "median": rss_med, "runs": rsss, "target_below": TARGET_MB,
+         "met": rss_med < TARGET_MB},
     ]))
     print(f"(took {time.monotonic() - started:.0f} s)")
+    record.write()
     return 0
 
 

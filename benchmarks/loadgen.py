@@ -18,7 +18,9 @@ reader task each) to cross-check. ``--deflate`` offers permessage-deflate as bro
   every client counts the events it receives. The step passes when every event was accepted and
   every client received every event by ``--grace`` seconds after the last event was due;
 * a **flood** (``--flood``): ``--concurrency`` connections POST batches of ``--batch`` events as fast
-  as the server answers, for ``--duration`` seconds; reports events/s accepted and delivered;
+  as the server answers, for ``--duration`` seconds; reports events/s accepted (answered 200) and
+  delivered: the events every client received over the time until the last client's last one arrived,
+  both as the clients saw them (each client stamps the frames it counts);
 * **hold** (``--hold``): keep the clients connected and idle until stdin closes (memory benchmark).
 
 With ``--control`` it connects once and then takes JSON commands on stdin, one a line
@@ -337,8 +339,8 @@ class _Run:
 class _Client:
     """One WebSocket client's counters; fed with message payloads by either client implementation."""
 
-    __slots__ = ("closed", "count", "deflate", "done_run", "frames", "index", "latencies", "load", "measure",
-                 "seen", "task", "transport", "ws")
+    __slots__ = ("closed", "count", "deflate", "done_run", "frames", "index", "last_ns", "latencies", "load",
+                 "measure", "seen", "task", "transport", "ws")
 
     def __init__(self, load: _Load, index: int, measure: bool) -> None:
         self.load = load
@@ -348,6 +350,7 @@ class _Client:
         self.deflate = False  # permessage-deflate negotiated
         self.count = 0
         self.frames = 0
+        self.last_ns = 0  # when the last frame with events of the current run arrived (time.monotonic_ns)
         self.done_run = -1
         self.latencies: list[int] = []
         self.seen: set[int] = set()
@@ -358,6 +361,7 @@ class _Client:
     def reset(self) -> None:
         self.count = 0
         self.frames = 0
+        self.last_ns = 0
         self.latencies = []
         self.seen = set()
 
@@ -371,6 +375,7 @@ class _Client:
             return
         self.count += n
         self.frames += 1
+        self.last_ns = now_ns
         if self.measure:
             rid = run.id_bytes
             latencies = self.latencies
@@ -850,7 +855,8 @@ class _Load:
         connected = await self.barrier()
         run = self._start_run(None)
         cpu0 = time.process_time()
-        start = time.monotonic()
+        start_ns = time.monotonic_ns()
+        start = start_ns / 1e9
         stop = start + duration
         next_i = 0
         published = 0
@@ -898,14 +904,24 @@ class _Load:
         result = self._summary(run, connected)
         complete = run.completed == run.clients and run.clients == self.args.clients
         elapsed = end - start
-        delivered_seconds = (run.last_complete - start) if complete else None
+        # Delivery as the clients saw it: the events every client received, over the time from the start
+        # until the last client's last one arrived (each client stamps the frames it counts).
+        members = [c for c in self.clients if c is not None]
+        received = [{"events": c.count,
+                     "last_seconds": round((c.last_ns - start_ns) / 1e9, 3) if c.last_ns else None}
+                    for c in members]
+        delivered = min((c.count for c in members), default=0)
+        last_ns = max((c.last_ns for c in members), default=0)
+        delivered_seconds = (last_ns - start_ns) / 1e9 if last_ns > start_ns else None
         result.update({
             "mode": "flood", "ok": complete and not errors, "duration": round(elapsed, 3),
             "batch": batch, "concurrency": concurrency, "requests": requests, "statuses": statuses,
             "published": published, "accepted": accepted, "errors": errors,
             "accepted_per_second": round(accepted / elapsed) if elapsed > 0 else None,
+            "delivered": delivered,
             "delivered_seconds": round(delivered_seconds, 3) if delivered_seconds else None,
-            "delivered_per_second": round(published / delivered_seconds) if delivered_seconds else None,
+            "delivered_per_second": round(delivered / delivered_seconds) if delivered_seconds else None,
+            "received": received,
             "post_p50_ms": round((percentile(post_latencies, 0.5) or 0) * 1000, 2),
             "post_p99_ms": round((percentile(post_latencies, 0.99) or 0) * 1000, 2),
             "loadgen_cpu_percent": round(100 * cpu / wall, 1) if wall > 0 else None,
