@@ -62,7 +62,6 @@ import os
 import queue
 import re
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -74,7 +73,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from _common import stop_process  # this script's folder is on sys.path, as a script and imported
+from _common import free_port, stop_process  # this script's folder is on sys.path, as a script and imported
 
 __all__ = [
     "LoadGen",
@@ -168,12 +167,6 @@ def server_process(cmd: Sequence[str], health_url: str, *, startup_timeout: floa
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclasses.dataclass
 class ServerSpec:
     """How to start one of the benchmarked servers, and where it listens (loopback, free ports)."""
@@ -188,7 +181,7 @@ class ServerSpec:
 def server_spec(kind: str, *, db: str = ":memory:", extra: Sequence[str] = ()) -> ServerSpec:
     """``ours`` (``otel-dashboard serve --db DB``), ``naive`` (the original design's loop, aiohttp's
     default ``compress=True``), ``bare`` (the same aiohttp handler without deflate) or ``websockets``."""
-    port = _free_port()
+    port = free_port()
     base = f"127.0.0.1:{port}"
     if kind == "ours":
         cmd = [sys.executable, "-m", "otel_dashboard", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -201,7 +194,7 @@ def server_spec(kind: str, *, db: str = ":memory:", extra: Sequence[str] = ()) -
             cmd.append("--no-compress")
         return ServerSpec(kind, cmd, f"ws://{base}/ws", f"http://{base}/api/events", f"http://{base}/health")
     if kind == "websockets":
-        ingest = _free_port()
+        ingest = free_port()
         cmd = [sys.executable, os.path.join(_HERE, "baselines", "websockets_server.py"),
                "--ws-port", str(port), "--ingest-port", str(ingest), *extra]
         return ServerSpec(kind, cmd, f"ws://{base}/", f"http://127.0.0.1:{ingest}/api/events",
