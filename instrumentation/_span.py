@@ -1,7 +1,7 @@
 """The one context manager that owns a span's lifetime, shared by every decorator and ``*_span`` form.
 
 It starts the span, classifies how the body ended (success, early close, failure, cancellation),
-sets the status, records an escaping exception exactly once, and ends the span. The wrappers in
+sets the status of a failure, records an escaping exception exactly once, and ends the span. The wrappers in
 :mod:`instrumentation.decorators` differ only in how they run the body inside it.
 """
 
@@ -124,7 +124,8 @@ class SpanScope:
 
     Outcome rules, the contract of every decorator and ``*_span`` form:
 
-    * normal exit: status OK (unless the body already set a status itself);
+    * normal exit: status left as it is: UNSET, or whatever the body set itself (the specification
+      says instrumentation libraries should not set OK: that is for the application to say);
     * ``GeneratorExit`` (a generator closed early): not a failure, status left UNSET;
     * ``asyncio.CancelledError``: status ERROR with description ``"cancelled"``, one ``exception`` event;
     * any other exception, ``KeyboardInterrupt`` and ``SystemExit`` included: status ERROR with
@@ -201,11 +202,9 @@ class SpanScope:
         if span is None:
             return
         # Whatever goes wrong in here is logged, never raised: an exception from __exit__ would
-        # replace the body's own exception or result.
+        # replace the body's own exception or result. Success sets no status: it stays UNSET.
         try:
-            if exc is None:
-                _set_ok(span)
-            elif not isinstance(exc, GeneratorExit):
+            if exc is not None and not isinstance(exc, GeneratorExit):
                 _record_failure(span, exc)
         except Exception:
             _logger.warning("could not record the outcome of span %r", self._spec.name, exc_info=True)
@@ -217,14 +216,6 @@ class SpanScope:
         except Exception:
             # The SDK runs span processors' on_end inside end(), and does not guard them.
             _logger.warning("could not end span %r", self._spec.name, exc_info=True)
-
-
-def _set_ok(span: Span) -> None:
-    # Respect a status the body set itself (e.g. ERROR for a handled failure); the SDK would let
-    # OK overwrite it.
-    status = getattr(span, "status", None)
-    if status is None or status.status_code is StatusCode.UNSET:
-        span.set_status(Status(StatusCode.OK))
 
 
 def _record_failure(span: Span, exc: BaseException) -> None:

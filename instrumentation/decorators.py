@@ -69,9 +69,9 @@ def agent(
     bounded ``repr`` of anything else, cut to 200 characters. The attribute is omitted when there is
     no such value, or when ``OTEL_DASHBOARD_HIDE_INPUTS`` is true.
 
-    Outcome: status OK on return; on an exception, status ERROR ``"<Type>: <message>"`` and one
-    ``exception`` event, and the exception propagates unchanged. See :class:`SpanScope` for
-    cancellation and generators closed early.
+    Outcome: on return the status is left UNSET (or as the body set it); on an exception, status
+    ERROR ``"<Type>: <message>"`` and one ``exception`` event, and the exception propagates
+    unchanged. See :class:`SpanScope` for cancellation and generators closed early.
 
     Args:
         func: The callable to decorate (bare form only).

@@ -50,8 +50,10 @@ def _by_name(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
     return named
 
 
-def _assert_ok(span: ReadableSpan) -> None:
-    assert span.status.status_code is StatusCode.OK
+def _assert_succeeded(span: ReadableSpan) -> None:
+    # Instrumentation leaves a success UNSET: the specification keeps OK for the application.
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.status.description is None
     assert [e.name for e in span.events] == []
 
 
@@ -187,7 +189,7 @@ class TestEveryFormAndKind:
         assert span.kind is SpanKind.INTERNAL
         assert span.instrumentation_scope is not None
         assert span.instrumentation_scope.name == "otel_dashboard.instrumentation"
-        _assert_ok(span)
+        _assert_succeeded(span)
         attributes = dict(span.attributes or {})
         if form.startswith("synthesis"):
             # A returned list counts its items; a generator counts what it yielded: 2 either way.
@@ -354,7 +356,7 @@ class TestGenerators:
         assert _spans(exporter) == []  # running: not ended yet
         assert list(gen) == [1, 2]
         span = _only_span(exporter)
-        _assert_ok(span)
+        _assert_succeeded(span)
         assert (span.attributes or {})[sc.SYNTHESIS_PATTERNS_FOUND] == 3
 
     def test_break_ends_span_without_error(self, exporter: InMemorySpanExporter) -> None:
@@ -428,7 +430,7 @@ class TestGenerators:
             gen.send(None)
 
         assert stop.value.value == ["a", "recovered"]
-        _assert_ok(_only_span(exporter))
+        _assert_succeeded(_only_span(exporter))
 
     def test_unhandled_throw_is_recorded(self, exporter: InMemorySpanExporter) -> None:
         gen = agent(name="Counter")(_numbers)(5)
@@ -688,6 +690,22 @@ class TestOutcomes:
         assert span.status.status_code is StatusCode.ERROR
         assert span.status.description == "partial failure handled"
 
+    def test_ok_is_the_applications_to_set(self, exporter: InMemorySpanExporter) -> None:
+        @agent(name="Sure")
+        def sure() -> str:
+            trace.get_current_span().set_status(StatusCode.OK)
+            return "done"
+
+        @agent(name="Quiet")
+        def quiet() -> str:
+            return "done"
+
+        assert sure() == quiet() == "done"
+
+        spans = _by_name(exporter)
+        assert spans["invoke_agent Sure"].status.status_code is StatusCode.OK
+        _assert_succeeded(spans["invoke_agent Quiet"])
+
     def test_broken_span_processor_never_reaches_the_agent(
         self, exporter: InMemorySpanExporter, forwarder: SpanForwarder
     ) -> None:
@@ -890,7 +908,7 @@ class TestContextManagers:
 
         spans = _by_name(exporter)
         agent_s = spans["invoke_agent Researcher"]
-        _assert_ok(agent_s)
+        _assert_succeeded(agent_s)
         attributes = dict(agent_s.attributes or {})
         for key, value in {
             sc.GEN_AI_OPERATION_NAME: "invoke_agent",

@@ -58,7 +58,7 @@ class TestRecordOpportunity:
         scout()
 
         span = _only_span(exporter)
-        assert span.status.status_code is StatusCode.OK
+        assert span.status.status_code is StatusCode.UNSET
         assert [e.name for e in span.events] == ["opportunity_discovered"]
         attributes = dict(span.events[0].attributes or {})
         for key, value in {
@@ -279,7 +279,7 @@ class TestRegisterAgent:
         span = _only_span(exporter)
         assert span.name == "create_agent Researcher"
         assert span.kind is SpanKind.INTERNAL
-        assert span.status.status_code is StatusCode.OK
+        assert span.status.status_code is StatusCode.UNSET
         assert span.events == ()
         assert span.end_time is not None
         attributes = dict(span.attributes or {})
