@@ -2,7 +2,9 @@
 
 Depends on ``opentelemetry-api`` only: a library that instruments its agents needs nothing else.
 Spans go to whatever tracer provider the application sets (none set: they cost next to nothing
-and go nowhere). Usage::
+and go nowhere). A run that returns leaves its span's status UNSET, one that raises sets ERROR.
+While instrumentation is suppressed in the context (as the SDK does while exporting), nothing is
+recorded and instrumented code runs as if undecorated. Usage::
 
     from instrumentation import agent, tool, record_quality_score
 

@@ -1,7 +1,8 @@
 """The one context manager that owns a span's lifetime, shared by every decorator and ``*_span`` form.
 
 It starts the span, classifies how the body ended (success, early close, failure, cancellation),
-sets the status, records an escaping exception exactly once, and ends the span. The wrappers in
+sets the status of a failure, records an escaping exception exactly once, and ends the span. Under
+suppressed instrumentation it starts nothing and leaves the context alone. The wrappers in
 :mod:`instrumentation.decorators` differ only in how they run the body inside it.
 """
 
@@ -11,6 +12,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import Token
 from dataclasses import dataclass
 from types import TracebackType
@@ -23,12 +25,14 @@ from opentelemetry.util.types import AttributeValue
 
 from instrumentation import semconv
 from instrumentation._serialize import safe_str
+from instrumentation._suppression import suppressed
 
 TRACER_NAME: Final = "otel_dashboard.instrumentation"
 """Instrumentation scope name of every span this package starts."""
 
 _DISTRIBUTION: Final = "otel-dashboard"
 _AGENT_KEY: Final = context_api.create_key("otel_dashboard.agent")
+_UNCHANGED: Final = nullcontext()
 
 _logger = logging.getLogger(__name__)
 
@@ -124,7 +128,8 @@ class SpanScope:
 
     Outcome rules, the contract of every decorator and ``*_span`` form:
 
-    * normal exit: status OK (unless the body already set a status itself);
+    * normal exit: status left as it is: UNSET, or whatever the body set itself (the specification
+      says instrumentation libraries should not set OK: that is for the application to say);
     * ``GeneratorExit`` (a generator closed early): not a failure, status left UNSET;
     * ``asyncio.CancelledError``: status ERROR with description ``"cancelled"``, one ``exception`` event;
     * any other exception, ``KeyboardInterrupt`` and ``SystemExit`` included: status ERROR with
@@ -132,27 +137,36 @@ class SpanScope:
 
     The exception itself always propagates unchanged. A scope can be entered once.
 
+    When instrumentation is suppressed in the context the scope is entered in (the SDK does so while
+    exporting; so does contrib's ``suppress_instrumentation()``), it starts no span, makes nothing
+    current, and its ``as`` target is ``trace.INVALID_SPAN``: the body runs as if not instrumented.
+
     Args:
-        spec: What span to start.
+        spec: What span to start; None for no span at all (the decorators pass None under
+            suppression, so as not to build a spec for nothing).
         activate: Whether entering makes the span current until exit. Generator wrappers pass False
             and use :meth:`activated` around each step instead: a suspended generator must not leave
             its span current in the code that iterates it.
     """
 
-    __slots__ = ("_activate", "_context", "_span", "_spec", "_token")
+    __slots__ = ("_activate", "_context", "_entered", "_span", "_spec", "_token")
 
-    def __init__(self, spec: SpanSpec, *, activate: bool = True) -> None:
+    def __init__(self, spec: SpanSpec | None, *, activate: bool = True) -> None:
         self._spec = spec
         self._activate = activate
+        self._entered = False
         self._span: Span | None = None
         self._context: context_api.Context | None = None
         self._token: Token[context_api.Context] | None = None
 
     def __enter__(self) -> Span:
-        if self._span is not None:
+        if self._entered:
             raise RuntimeError("a span scope can only be entered once")
+        self._entered = True
         spec = self._spec
         parent = context_api.get_current()
+        if spec is None or suppressed(parent):
+            return trace.INVALID_SPAN  # and no span to end: _span stays None
         try:
             span = get_tracer().start_span(
                 spec.name,
@@ -175,21 +189,23 @@ class SpanScope:
             self._token = context_api.attach(ctx)
         return span
 
-    def activated(self) -> _Activation:
+    def activated(self) -> AbstractContextManager[None]:
         """Returns a context manager that makes this scope's span (and agent) current while it runs."""
-        if self._context is None:
+        if not self._entered:
             raise RuntimeError("the span scope has not been entered")
+        if self._context is None:  # suppressed: each step runs in its caller's context, as untraced
+            return _UNCHANGED
         return _Activation(self._context)
 
     def set_result(self, result: object) -> None:
         """Lets the span's kind add attributes derived from the body's result. Never raises."""
-        span, on_result = self._span, self._spec.on_result
-        if span is None or on_result is None or not span.is_recording():
+        span, spec = self._span, self._spec
+        if span is None or spec is None or spec.on_result is None or not span.is_recording():
             return
         try:
-            on_result(span, result)
+            spec.on_result(span, result)
         except Exception:
-            _logger.debug("could not record the result of span %r", self._spec.name, exc_info=True)
+            _logger.debug("could not record the result of span %r", spec.name, exc_info=True)
 
     def __exit__(
         self,
@@ -197,18 +213,16 @@ class SpanScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        span = self._span
-        if span is None:
+        span, spec = self._span, self._spec
+        if span is None or spec is None:
             return
         # Whatever goes wrong in here is logged, never raised: an exception from __exit__ would
-        # replace the body's own exception or result.
+        # replace the body's own exception or result. Success sets no status: it stays UNSET.
         try:
-            if exc is None:
-                _set_ok(span)
-            elif not isinstance(exc, GeneratorExit):
+            if exc is not None and not isinstance(exc, GeneratorExit):
                 _record_failure(span, exc)
         except Exception:
-            _logger.warning("could not record the outcome of span %r", self._spec.name, exc_info=True)
+            _logger.warning("could not record the outcome of span %r", spec.name, exc_info=True)
         if self._token is not None:
             context_api.detach(self._token)
             self._token = None
@@ -216,15 +230,7 @@ class SpanScope:
             span.end()
         except Exception:
             # The SDK runs span processors' on_end inside end(), and does not guard them.
-            _logger.warning("could not end span %r", self._spec.name, exc_info=True)
-
-
-def _set_ok(span: Span) -> None:
-    # Respect a status the body set itself (e.g. ERROR for a handled failure); the SDK would let
-    # OK overwrite it.
-    status = getattr(span, "status", None)
-    if status is None or status.status_code is StatusCode.UNSET:
-        span.set_status(Status(StatusCode.OK))
+            _logger.warning("could not end span %r", spec.name, exc_info=True)
 
 
 def _record_failure(span: Span, exc: BaseException) -> None:

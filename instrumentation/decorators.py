@@ -4,7 +4,8 @@ Each wraps plain functions, coroutine functions, generator functions and async g
 (and methods, static methods and class methods) so that ONE span covers the whole run: the whole
 ``await`` of a coroutine, and every step of a generator from its first advance until it is
 exhausted, closed or raises. The span logic itself lives in :class:`instrumentation._span.SpanScope`;
-the four wrappers here only differ in how they drive the wrapped callable inside it.
+the four wrappers here only differ in how they drive the wrapped callable inside it. Where
+instrumentation is suppressed, a call makes no span and runs as if it were not decorated.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Final, TypeVar, cast, overload
 from instrumentation._config import hide_inputs
 from instrumentation._serialize import render
 from instrumentation._span import SpanScope, SpanSpec
+from instrumentation._suppression import suppressed
 from instrumentation._validate import optional_non_empty_str, optional_str
 from instrumentation.spans import agent_spec, synthesis_spec, tool_spec
 
@@ -69,9 +71,10 @@ def agent(
     bounded ``repr`` of anything else, cut to 200 characters. The attribute is omitted when there is
     no such value, or when ``OTEL_DASHBOARD_HIDE_INPUTS`` is true.
 
-    Outcome: status OK on return; on an exception, status ERROR ``"<Type>: <message>"`` and one
-    ``exception`` event, and the exception propagates unchanged. See :class:`SpanScope` for
-    cancellation and generators closed early.
+    Outcome: on return the status is left UNSET (or as the body set it); on an exception, status
+    ERROR ``"<Type>: <message>"`` and one ``exception`` event, and the exception propagates
+    unchanged. See :class:`SpanScope` for cancellation and generators closed early. Under suppressed
+    instrumentation (``opentelemetry.context``'s suppression key set) a call makes no span.
 
     Args:
         func: The callable to decorate (bare form only).
@@ -220,7 +223,7 @@ def _instrument(kind: str, target: Any, specs_for: _SpecsFor) -> Any:
 def _wrap_function(func: Callable[..., Any], make_spec: _MakeSpec) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scope = SpanScope(make_spec(args, kwargs))
+        scope = _scope(make_spec, args, kwargs)
         with scope:
             result = func(*args, **kwargs)
             scope.set_result(result)
@@ -233,7 +236,7 @@ def _wrap_coroutine(func: Callable[..., Any], make_spec: _MakeSpec) -> Callable[
     # An async def wrapper, so the span covers the whole await rather than coroutine creation.
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scope = SpanScope(make_spec(args, kwargs))
+        scope = _scope(make_spec, args, kwargs)
         with scope:
             result = await func(*args, **kwargs)
             scope.set_result(result)
@@ -250,7 +253,7 @@ def _wrap_generator(
     # while the inner generator runs: between steps the caller must see its own current span.
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        scope = SpanScope(make_spec(args, kwargs), activate=False)
+        scope = _scope(make_spec, args, kwargs, activate=False)
         produced = 0
         with scope:
             inner = func(*args, **kwargs)
@@ -289,7 +292,7 @@ def _wrap_async_generator(
     # Same stepping as _wrap_generator; async generators have no `yield from` to lean on anyway.
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        scope = SpanScope(make_spec(args, kwargs), activate=False)
+        scope = _scope(make_spec, args, kwargs, activate=False)
         produced = 0
         with scope:
             inner = func(*args, **kwargs)
@@ -318,6 +321,13 @@ def _wrap_async_generator(
                     to_throw = exc
 
     return wrapper
+
+
+def _scope(
+    make_spec: _MakeSpec, args: tuple[Any, ...], kwargs: dict[str, Any], *, activate: bool = True
+) -> SpanScope:
+    # Suppressed: a scope that starts no span, without building a spec (which may render an argument).
+    return SpanScope(None if suppressed() else make_spec(args, kwargs), activate=activate)
 
 
 def _constant(spec: SpanSpec) -> _MakeSpec:

@@ -2,7 +2,8 @@
 
 ``record_opportunity`` and ``record_quality_score`` add a span event to whatever span is current
 (an ``@agent`` or ``@tool`` run, or any other instrumentation's span), so they need no handle on
-the span. ``register_agent`` announces an agent before (or without) any run.
+the span. ``register_agent`` announces an agent before (or without) any run. Where instrumentation
+is suppressed, all three validate their arguments and record nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from opentelemetry.util.types import AttributeValue
 from instrumentation import semconv
 from instrumentation._serialize import render, to_attribute_value
 from instrumentation._span import SpanScope, SpanSpec, current_agent
+from instrumentation._suppression import suppressed
 from instrumentation._validate import (
     non_empty_str,
     number_in_range,
@@ -45,7 +47,8 @@ def record_opportunity(
 
     The event carries ``otel_dashboard.opportunity.{id,title,description,category,confidence,
     revenue_potential}``, all of them always present. Arguments are validated first; then, when no
-    span is current (or it is not recording), nothing is recorded and a debug message is logged.
+    span is current (or it is not recording), nothing is recorded and a debug message is logged;
+    under suppressed instrumentation nothing is recorded either.
 
     Args:
         title: Short name of the opportunity.
@@ -64,7 +67,7 @@ def record_opportunity(
     category = string(category, "category")
     revenue_potential = string(revenue_potential, "revenue_potential")
     confidence = number_in_range(confidence, "confidence", 0.0, 1.0)
-    opportunity_id = optional_non_empty_str(opportunity_id, "opportunity_id") or uuid.uuid4().hex
+    opportunity_id = optional_non_empty_str(opportunity_id, "opportunity_id")
 
     span = _recording_span("record_opportunity")
     if span is None:
@@ -72,7 +75,7 @@ def record_opportunity(
     span.add_event(
         semconv.EVENT_OPPORTUNITY_DISCOVERED,
         {
-            semconv.OPPORTUNITY_ID: opportunity_id,
+            semconv.OPPORTUNITY_ID: opportunity_id or uuid.uuid4().hex,
             semconv.OPPORTUNITY_TITLE: title,
             semconv.OPPORTUNITY_DESCRIPTION: description,
             semconv.OPPORTUNITY_CATEGORY: category,
@@ -96,7 +99,7 @@ def record_quality_score(
     is inside an ``@agent`` run but is not that run's span (a tool, say), the attribute is also set
     on the agent's span, so the run's completion carries the score. Arguments are validated first;
     then, when no span is current (or it is not recording), nothing is recorded and a debug message
-    is logged.
+    is logged; under suppressed instrumentation nothing is recorded either.
 
     Args:
         score: Overall score, from 0 to 100.
@@ -136,7 +139,7 @@ def register_agent(agent_id: str, name: str, *, description: str | None = None, 
     ``otel_dashboard.span.kind="registration"``, and each extra keyword as
     ``otel_dashboard.agent.<key>``. Extra values that OpenTelemetry cannot hold (anything but str,
     bool, int, float and homogeneous sequences of them) are recorded as short text; ``None`` values
-    are skipped.
+    are skipped. Under suppressed instrumentation the arguments are validated and no span is made.
 
     Args:
         agent_id: The agent's stable id.
@@ -151,6 +154,8 @@ def register_agent(agent_id: str, name: str, *, description: str | None = None, 
     agent_id = non_empty_str(agent_id, "agent_id")
     name = non_empty_str(name, "name")
     description = optional_str(description, "description")
+    if suppressed():
+        return
     span_attributes: dict[str, AttributeValue] = {
         semconv.GEN_AI_OPERATION_NAME: semconv.OPERATION_CREATE_AGENT,
         semconv.GEN_AI_AGENT_ID: agent_id,
@@ -167,6 +172,8 @@ def register_agent(agent_id: str, name: str, *, description: str | None = None, 
 
 
 def _recording_span(caller: str) -> Span | None:
+    if suppressed():
+        return None
     span = trace.get_current_span()
     if span.is_recording():
         return span

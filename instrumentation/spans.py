@@ -31,8 +31,9 @@ def agent_span(
     """Runs the ``with`` block as one agent run: a span named ``invoke_agent {name}``.
 
     Works the same in sync and async code (``with``, not ``async with``: starting and ending a span
-    never waits). Outcome rules are those of ``@agent``: OK on normal exit, ERROR plus one
-    ``exception`` event when an exception escapes (which then propagates unchanged).
+    never waits). Outcome rules are those of ``@agent``: status left UNSET on normal exit, ERROR plus
+    one ``exception`` event when an exception escapes (which then propagates unchanged). Under
+    suppressed instrumentation no span starts and the ``as`` target is ``trace.INVALID_SPAN``.
 
     Args:
         name: The agent's name (``gen_ai.agent.name``).

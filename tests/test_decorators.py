@@ -16,15 +16,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from tracing_support import SpanForwarder
+from tracing_support import SpanForwarder, instrumentation_suppressed
 
-from instrumentation import agent, agent_span, synthesis, synthesis_span, tool, tool_span
+from instrumentation import _suppression, agent, agent_span, synthesis, synthesis_span, tool, tool_span
 from instrumentation import semconv as sc
 from instrumentation._serialize import DEFAULT_LIMIT
+from instrumentation._span import current_agent
 
 
 # --- fixtures: one global SDK provider per process, a fresh exporter per test ---------------------
@@ -50,8 +53,10 @@ def _by_name(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
     return named
 
 
-def _assert_ok(span: ReadableSpan) -> None:
-    assert span.status.status_code is StatusCode.OK
+def _assert_succeeded(span: ReadableSpan) -> None:
+    # Instrumentation leaves a success UNSET: the specification keeps OK for the application.
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.status.description is None
     assert [e.name for e in span.events] == []
 
 
@@ -187,7 +192,7 @@ class TestEveryFormAndKind:
         assert span.kind is SpanKind.INTERNAL
         assert span.instrumentation_scope is not None
         assert span.instrumentation_scope.name == "otel_dashboard.instrumentation"
-        _assert_ok(span)
+        _assert_succeeded(span)
         attributes = dict(span.attributes or {})
         if form.startswith("synthesis"):
             # A returned list counts its items; a generator counts what it yielded: 2 either way.
@@ -354,7 +359,7 @@ class TestGenerators:
         assert _spans(exporter) == []  # running: not ended yet
         assert list(gen) == [1, 2]
         span = _only_span(exporter)
-        _assert_ok(span)
+        _assert_succeeded(span)
         assert (span.attributes or {})[sc.SYNTHESIS_PATTERNS_FOUND] == 3
 
     def test_break_ends_span_without_error(self, exporter: InMemorySpanExporter) -> None:
@@ -428,7 +433,7 @@ class TestGenerators:
             gen.send(None)
 
         assert stop.value.value == ["a", "recovered"]
-        _assert_ok(_only_span(exporter))
+        _assert_succeeded(_only_span(exporter))
 
     def test_unhandled_throw_is_recorded(self, exporter: InMemorySpanExporter) -> None:
         gen = agent(name="Counter")(_numbers)(5)
@@ -688,6 +693,22 @@ class TestOutcomes:
         assert span.status.status_code is StatusCode.ERROR
         assert span.status.description == "partial failure handled"
 
+    def test_ok_is_the_applications_to_set(self, exporter: InMemorySpanExporter) -> None:
+        @agent(name="Sure")
+        def sure() -> str:
+            trace.get_current_span().set_status(StatusCode.OK)
+            return "done"
+
+        @agent(name="Quiet")
+        def quiet() -> str:
+            return "done"
+
+        assert sure() == quiet() == "done"
+
+        spans = _by_name(exporter)
+        assert spans["invoke_agent Sure"].status.status_code is StatusCode.OK
+        _assert_succeeded(spans["invoke_agent Quiet"])
+
     def test_broken_span_processor_never_reaches_the_agent(
         self, exporter: InMemorySpanExporter, forwarder: SpanForwarder
     ) -> None:
@@ -890,7 +911,7 @@ class TestContextManagers:
 
         spans = _by_name(exporter)
         agent_s = spans["invoke_agent Researcher"]
-        _assert_ok(agent_s)
+        _assert_succeeded(agent_s)
         attributes = dict(agent_s.attributes or {})
         for key, value in {
             sc.GEN_AI_OPERATION_NAME: "invoke_agent",
@@ -978,6 +999,167 @@ class TestContextManagers:
         with pytest.raises(RuntimeError, match="once"), scope:
             pass
         assert len(_spans(exporter)) == 1
+
+
+# --- suppressed instrumentation ------------------------------------------------------------------
+DECORATORS = {"agent": agent, "tool": tool, "synthesis": synthesis}
+SPAN_FORMS = {
+    "agent_span": lambda: agent_span("Researcher"),
+    "tool_span": lambda: tool_span("search"),
+    "synthesis_span": lambda: synthesis_span("merge"),
+}
+
+
+class TestSuppression:
+    def test_the_key_read_is_the_apis(self) -> None:
+        # Fails when the API renames or drops its private key: suppression would silently stop working.
+        assert _suppression._SUPPRESS_KEY is context_api._SUPPRESS_INSTRUMENTATION_KEY
+
+    def test_code_run_by_an_sdk_exporter_makes_no_span(self, exporter: InMemorySpanExporter) -> None:
+        @tool(name="upload")
+        def upload(count: int) -> int:
+            return count
+
+        class Uploading(SpanExporter):
+            def __init__(self) -> None:
+                self.uploaded: list[int] = []
+
+            def export(self, spans: Any) -> SpanExportResult:
+                self.uploaded.append(upload(len(spans)))
+                return SpanExportResult.SUCCESS
+
+        uploading = Uploading()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(uploading))
+        provider.get_tracer("tests.suppression").start_span("exported").end()
+        provider.shutdown()
+
+        assert uploading.uploaded == [1]
+        assert _spans(exporter) == []  # the exporter's own work is not traced
+
+    @pytest.mark.parametrize("kind", KINDS)
+    @pytest.mark.parametrize("decorator", DECORATORS)
+    @pytest.mark.parametrize("suppress", [False, True], ids=["traced", "suppressed"])
+    async def test_every_kind_returns_and_raises_alike(
+        self, exporter: InMemorySpanExporter, suppress: bool, decorator: str, kind: str
+    ) -> None:
+        decorated = DECORATORS[decorator](_make(kind))
+        error = ValueError("boom")
+
+        with instrumentation_suppressed() if suppress else contextlib.nullcontext():
+            assert await _drive(decorated("quantum")) == ["p1", "p2"]
+            with pytest.raises(ValueError) as raised:
+                await _drive(decorated("quantum", error))
+
+        assert raised.value is error
+        if suppress:
+            assert _spans(exporter) == []
+        else:
+            succeeded, failed = _spans(exporter)
+            _assert_succeeded(succeeded)
+            _assert_failed(failed, error, "ValueError: boom")
+
+    async def test_the_body_runs_in_its_callers_context(self, exporter: InMemorySpanExporter) -> None:
+        seen: list[object] = []
+
+        def look() -> None:
+            seen.append((trace.get_current_span(), current_agent()))
+
+        @tool(name="function")
+        def function() -> None:
+            look()
+
+        @tool(name="coroutine")
+        async def coroutine() -> None:
+            look()
+
+        @synthesis(phase="generator")
+        def generator() -> Iterator[int]:
+            look()
+            yield 1
+            look()
+
+        @agent(name="async_generator")
+        async def async_generator():  # type: ignore[no-untyped-def]
+            look()
+            yield 1
+            look()
+
+        with agent_span("Outer") as outer:
+            expected = (outer, current_agent())
+            with instrumentation_suppressed():
+                function()
+                await coroutine()
+                assert list(generator()) == [1]
+                assert [i async for i in async_generator()] == [1]
+
+        assert seen == [expected] * 6
+        assert [s.name for s in _spans(exporter)] == ["invoke_agent Outer"]
+
+    def test_suppression_is_read_per_call(self, exporter: InMemorySpanExporter) -> None:
+        @tool(name="search")
+        def search() -> str:
+            return "hits"
+
+        with instrumentation_suppressed():
+            assert search() == "hits"
+        assert search() == "hits"
+
+        assert [s.name for s in _spans(exporter)] == ["execute_tool search"]
+
+    def test_no_argument_is_rendered(self, exporter: InMemorySpanExporter) -> None:
+        rendered: list[str] = []
+
+        class Topic:
+            def __repr__(self) -> str:
+                rendered.append("repr")
+                return "Topic()"
+
+        @agent(name="Researcher")
+        def research(topic: Topic) -> str:
+            return "done"
+
+        with instrumentation_suppressed():
+            assert research(Topic()) == "done"
+        assert rendered == []
+        assert research(Topic()) == "done"
+        assert rendered == ["repr"]
+
+    def test_the_plain_string_key_of_older_contrib_releases(self, exporter: InMemorySpanExporter) -> None:
+        @tool(name="search")
+        def search() -> str:
+            return "hits"
+
+        with instrumentation_suppressed("suppress_instrumentation"):
+            assert search() == "hits"
+
+        assert _spans(exporter) == []
+
+    @pytest.mark.parametrize("form", SPAN_FORMS)
+    def test_context_managers_make_no_span(self, exporter: InMemorySpanExporter, form: str) -> None:
+        error = ValueError("boom")
+
+        with instrumentation_suppressed():
+            with SPAN_FORMS[form]() as span:
+                assert span is trace.INVALID_SPAN
+                assert trace.get_current_span() is trace.INVALID_SPAN
+                assert current_agent() is None
+                span.set_attribute(sc.SYNTHESIS_PATTERNS_FOUND, 1)  # a no-op, not an error
+            with pytest.raises(ValueError) as raised, SPAN_FORMS[form]():
+                raise error
+            with pytest.raises(ValueError, match="name"):
+                agent_span("")  # arguments are still checked
+
+        assert raised.value is error
+        assert _spans(exporter) == []
+
+    def test_a_suppressed_context_manager_is_still_single_use(self, exporter: InMemorySpanExporter) -> None:
+        scope = tool_span("once")
+        with instrumentation_suppressed():
+            with scope:
+                pass
+            with pytest.raises(RuntimeError, match="once"), scope:
+                pass
 
 
 # --- wrapper plumbing ------------------------------------------------------------------------------

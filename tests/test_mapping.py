@@ -15,8 +15,10 @@ import pytest
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode, Tracer, set_span_in_context
 
+from instrumentation import agent, synthesis
 from instrumentation import semconv as sc
 from otel_dashboard.model.events import (
     DashboardEvent,
@@ -353,6 +355,24 @@ def test_durations_and_timestamps_follow_the_span_clock(tracer: Tracer, capture:
     assert ended[0].timestamp == "2026-01-01T00:00:00.125Z"
     assert ended[0].data["duration_ms"] == 2.5
     assert ended[0].data["phase"] == "rank"
+
+
+def test_the_decorators_unset_success_maps_to_success(exporter: InMemorySpanExporter) -> None:
+    @synthesis(phase="merge")
+    def merge() -> list[str]:
+        return ["a", "b"]
+
+    @agent(name="Researcher")
+    def research(topic: str) -> list[str]:
+        return merge()
+
+    assert research("markets") == ["a", "b"]
+
+    merged, researched = exporter.get_finished_spans()
+    assert merged.status.status_code is researched.status.status_code is StatusCode.UNSET
+    assert one(map_span_end(researched), EventType.AGENT_EXECUTION_COMPLETED).data["success"] is True
+    completed = one(map_span_end(merged), EventType.SYNTHESIS_COMPLETED).data
+    assert (completed["success"], completed["patterns_found"]) == (True, 2)
 
 
 def test_nested_agent_spans_are_two_runs(tracer: Tracer, capture: _Capture) -> None:

@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from tracing_support import instrumentation_suppressed
 
 from instrumentation import (
     agent,
@@ -58,7 +59,7 @@ class TestRecordOpportunity:
         scout()
 
         span = _only_span(exporter)
-        assert span.status.status_code is StatusCode.OK
+        assert span.status.status_code is StatusCode.UNSET
         assert [e.name for e in span.events] == ["opportunity_discovered"]
         attributes = dict(span.events[0].attributes or {})
         for key, value in {
@@ -279,7 +280,7 @@ class TestRegisterAgent:
         span = _only_span(exporter)
         assert span.name == "create_agent Researcher"
         assert span.kind is SpanKind.INTERNAL
-        assert span.status.status_code is StatusCode.OK
+        assert span.status.status_code is StatusCode.UNSET
         assert span.events == ()
         assert span.end_time is not None
         attributes = dict(span.attributes or {})
@@ -337,3 +338,33 @@ class TestRegisterAgent:
         with pytest.raises(ValueError, match=argument):
             call()
         assert exporter.get_finished_spans() == ()
+
+
+# --- suppressed instrumentation -------------------------------------------------------------------
+class TestSuppression:
+    def test_nothing_is_recorded_on_the_current_span(self, exporter: InMemorySpanExporter) -> None:
+        with agent_span("Scout"), tool_span("search"), instrumentation_suppressed():
+            assert record_opportunity("Edge caching", confidence=0.8) is None
+            assert record_quality_score(92.5, dimension_scores={"accuracy": 95}) is None
+            assert register_agent("r-1", "Researcher", model="gpt-4o") is None
+
+        spans = _by_name(exporter)
+        assert sorted(spans) == ["execute_tool search", "invoke_agent Scout"]
+        for span in spans.values():
+            assert span.events == ()
+            assert sc.QUALITY_SCORE not in (span.attributes or {})
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda: record_opportunity(""),
+            lambda: record_quality_score(101),
+            lambda: register_agent("", "Researcher"),
+        ],
+        ids=["record_opportunity", "record_quality_score", "register_agent"],
+    )
+    def test_arguments_are_still_checked(
+        self, exporter: InMemorySpanExporter, call: Callable[[], Any]
+    ) -> None:
+        with agent_span("Scout"), instrumentation_suppressed(), pytest.raises(ValueError):
+            call()

@@ -4,6 +4,8 @@ The OpenTelemetry API lets a process set its global tracer provider once, and a 
 cannot be removed. So one :class:`RoutingProcessor` is added to the global SDK provider once, and each
 test points it at its own processor (``with routed_to(processor): ...``); outside that block the
 decorators' spans go nowhere here.
+
+:func:`instrumentation_suppressed` sets the context key that the SDK sets while exporting.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-__all__ = ["routed_to"]
+__all__ = ["instrumentation_suppressed", "routed_to"]
 
 
 class RoutingProcessor(SpanProcessor):
@@ -79,3 +82,19 @@ class SpanForwarder(SpanProcessor):
         exporter = self.exporter
         if exporter is not None:
             exporter.export((span,))
+
+
+@contextmanager
+def instrumentation_suppressed(key: str | None = None) -> Iterator[None]:
+    """Suppresses instrumentation inside the block, as the SDK's processors do while exporting.
+
+    Args:
+        key: The context key to set; the API's ``_SUPPRESS_INSTRUMENTATION_KEY`` by default.
+    """
+    token = context_api.attach(
+        context_api.set_value(key or context_api._SUPPRESS_INSTRUMENTATION_KEY, True)
+    )
+    try:
+        yield
+    finally:
+        context_api.detach(token)
