@@ -1015,6 +1015,23 @@ class TestSuppression:
         # Fails when the API renames or drops its private key: suppression would silently stop working.
         assert _suppression._SUPPRESS_KEY is context_api._SUPPRESS_INSTRUMENTATION_KEY
 
+    def test_the_dashboards_own_threads_suppress_every_known_key(self, exporter: InMemorySpanExporter) -> None:
+        # What the processor's worker and the remote sender attach: no decorated code they run is traced.
+        @tool(name="inside")
+        def inside() -> int:
+            return 1
+
+        ctx = _suppression.suppressing_context()
+        token = context_api.attach(ctx)
+        try:
+            assert inside() == 1
+        finally:
+            context_api.detach(token)
+        assert _spans(exporter) == []
+        assert ctx.get(context_api._SUPPRESS_INSTRUMENTATION_KEY) is True
+        assert ctx.get(context_api._SUPPRESS_HTTP_INSTRUMENTATION_KEY) is True
+        assert ctx.get("suppress_instrumentation") is True
+
     def test_code_run_by_an_sdk_exporter_makes_no_span(self, exporter: InMemorySpanExporter) -> None:
         @tool(name="upload")
         def upload(count: int) -> int:

@@ -61,6 +61,7 @@ from urllib.parse import urlsplit
 import orjson
 from opentelemetry import context as context_api
 
+from instrumentation._suppression import suppressing_context
 from otel_dashboard.model.events import DashboardEvent, json_dumps
 
 __all__ = ["RemoteEventSender"]
@@ -77,7 +78,6 @@ _INITIAL_RETRY_DELAY_SECONDS = 0.1
 _DROP_LOG_INTERVAL_SECONDS = 10.0
 _EVENTS_PATH = "/api/events"
 _USER_AGENT = "otel-dashboard-remote"
-_PLAIN_SUPPRESS_KEY = "suppress_instrumentation"  # read by older opentelemetry-instrumentation releases
 
 _OK = 0
 _RETRY = 1
@@ -507,13 +507,7 @@ def _noop() -> None:
 
 
 def _attach_suppressed_context() -> Token[context_api.Context]:
-    ctx = context_api.get_current()
-    for name in ("_SUPPRESS_INSTRUMENTATION_KEY", "_SUPPRESS_HTTP_INSTRUMENTATION_KEY"):
-        key = getattr(context_api, name, None)
-        if key is not None:
-            ctx = context_api.set_value(key, True, ctx)
-    ctx = context_api.set_value(_PLAIN_SUPPRESS_KEY, True, ctx)
-    return context_api.attach(ctx)
+    return context_api.attach(suppressing_context())
 
 
 
