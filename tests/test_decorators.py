@@ -1015,7 +1015,7 @@ class TestSuppression:
         # Fails when the API renames or drops its private key: suppression would silently stop working.
         assert _suppression._SUPPRESS_KEY is context_api._SUPPRESS_INSTRUMENTATION_KEY
 
-    def test_the_dashboards_own_threads_suppress_every_known_key(self, exporter: InMemorySpanExporter) -> None:
+    def test_the_dashboards_own_threads_suppress_all_keys(self, exporter: InMemorySpanExporter) -> None:
         # What the processor's worker and the remote sender attach: no decorated code they run is traced.
         @tool(name="inside")
         def inside() -> int:
