@@ -57,19 +57,19 @@ class BlockedWriter:
 
     def __init__(self, store: SqliteEventStore) -> None:
         self.release = threading.Event()
-        self._store = store
-        self._original = store._execute_batch
+        self._writer = store._writer
+        self._original = store._writer.execute_batch
 
     def __enter__(self) -> BlockedWriter:
         def blocked(*args: Any) -> None:
             self.release.wait(30)
             self._original(*args)
 
-        self._store._execute_batch = blocked  # type: ignore[method-assign]
+        self._writer.execute_batch = blocked  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._store._execute_batch = self._original  # type: ignore[method-assign]
+        self._writer.execute_batch = self._original  # type: ignore[method-assign]
         self.release.set()
 
 
@@ -366,7 +366,7 @@ def test_memory_is_not_a_path() -> None:
 
 def test_full_synchronous_mode_is_applied(db_path: Path) -> None:
     store = SqliteEventStore(db_path, synchronous="full")
-    assert store._wconn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store._writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
 
 
@@ -435,7 +435,7 @@ class DiskFull:
     def __init__(self, store: SqliteEventStore) -> None:
         self.failing = True
         self.attempts = 0
-        original = store._execute_batch
+        original = store._writer.execute_batch
 
         def execute(*args: Any) -> None:
             if self.failing:
@@ -443,7 +443,7 @@ class DiskFull:
                 raise sqlite3.OperationalError("database or disk is full")
             original(*args)
 
-        store._execute_batch = execute  # type: ignore[method-assign]
+        store._writer.execute_batch = execute  # type: ignore[method-assign]
 
     def clear(self) -> None:
         self.failing = False
@@ -527,16 +527,16 @@ def test_lone_surrogates_from_json_ingest_are_stored_and_read_back(db_path: Path
 def test_a_row_sqlite_refuses_is_dropped_alone_and_said_loudly(
     db_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import otel_dashboard.store.sqlite as sqlite_store
+    import otel_dashboard.store.sqlite.writer as writer_module
 
-    original_row = sqlite_store._row
+    original_row = writer_module.event_row
 
     def row(event: DashboardEvent, now: float) -> tuple[Any, ...]:
         values = original_row(event, now)
         # Fault injection: a value no SQLite column can hold, in event 3 only.
         return (*values[:4], object(), *values[5:]) if event.seq == 3 else values
 
-    monkeypatch.setattr(sqlite_store, "_row", row)
+    monkeypatch.setattr(writer_module, "event_row", row)
     store = SqliteEventStore(db_path)
     with caplog.at_level(logging.ERROR, logger="otel_dashboard.store.sqlite"):
         for i in range(1, 6):
