@@ -342,10 +342,12 @@ def test_get_dashboard_is_one_instance_per_process_and_reset_replaces_it() -> No
     assert fresh is not first and get_dashboard() is fresh
 
 
-def test_two_copies_of_the_module_share_one_singleton(tmp_path) -> None:
-    # The original design could hold two singletons when imported under two module paths.
+@pytest.mark.parametrize("module", ["otel_dashboard.state.dashboard", "otel_dashboard.state.singleton"])
+def test_two_copies_of_the_module_share_one_singleton(tmp_path, module: str) -> None:
+    # The original design could hold two singletons when imported under two module paths. Both the
+    # module users import and the one that holds the singleton are copied.
     code = (
-        "import importlib.util, sys, otel_dashboard.state.dashboard as a\n"
+        f"import importlib.util, sys, {module} as a\n"
         "spec = importlib.util.spec_from_file_location('copy_of_state', a.__file__)\n"
         "b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)\n"
         "assert b is not a and b.get_dashboard() is a.get_dashboard()\n"
