@@ -61,6 +61,23 @@ def _positive_float(name: str, value: Any, *, or_none: str = "") -> float:
     return float(value)
 
 
+class _CounterOf:
+    """A read-only counter of the store, kept by one of its parts under the same name."""
+
+    def __init__(self, part: str, doc: str) -> None:
+        self._part = part
+        self.__doc__ = doc
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, store: object, owner: type | None = None) -> Any:
+        if store is None:
+            return self
+        return getattr(getattr(store, self._part), self._name)
+
+
 class SqliteEventStore(EventStore):
     """Event history in an SQLite file: WAL mode, batched writes by one writer thread, retention,
     reads (plain, or ``async`` on reader threads) that include the events not yet written.
@@ -211,40 +228,14 @@ class SqliteEventStore(EventStore):
         """Events accepted but not written yet (the writer's backlog)."""
         return len(self._backlog)
 
-    @property
-    def committed_events(self) -> int:
-        """Events written so far."""
-        return self._backlog.committed_events
-
-    @property
-    def dropped_events(self) -> int:
-        """Events accepted but never written (a failing disk, a refused row, a closed store)."""
-        return self._backlog.dropped_events
-
-    @property
-    def write_errors(self) -> int:
-        """Failed writes (each retried) and failed retention steps."""
-        return self._writer.write_errors
-
-    @property
-    def read_errors(self) -> int:
-        """Failed reads and unreadable rows."""
-        return self._reader.read_errors
-
-    @property
-    def deleted_events(self) -> int:
-        """Events deleted by retention."""
-        return self._retention.deleted_events
-
-    @property
-    def write_seconds_total(self) -> float:
-        """Time spent in successful batch writes."""
-        return self._writer.write_seconds_total
-
-    @property
-    def write_batches(self) -> int:
-        """Successful batch writes."""
-        return self._writer.write_batches
+    committed_events = _CounterOf("_backlog", "Events written so far.")
+    dropped_events = _CounterOf("_backlog", "Events accepted but never written (a failing disk, a refused "
+                                            "row, a closed store).")
+    write_errors = _CounterOf("_writer", "Failed writes (each retried) and failed retention steps.")
+    write_seconds_total = _CounterOf("_writer", "Time spent in successful batch writes.")
+    write_batches = _CounterOf("_writer", "Successful batch writes.")
+    read_errors = _CounterOf("_reader", "Failed reads and unreadable rows.")
+    deleted_events = _CounterOf("_retention", "Events deleted by retention.")
 
     def stats(self) -> dict[str, Any]:
         """Counters for health and stats pages."""
