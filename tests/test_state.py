@@ -458,6 +458,7 @@ async def test_the_async_reads_answer_as_the_plain_ones(tmp_path: Path) -> None:
     await state.error_occurred("Alpha", "m", "t", agent_name="Alpha")
     await state.opportunity_discovered("o1", "T", "D", 0.5, "$", "cat")
     assert [e.seq for e in await state.get_events_after_async(1)] == [2, 3, 4]
+    assert [e.seq for e in await state.get_recent_events_async(2)] == [4, 3]
     alpha = EventQuery(agents=["Alpha"])
     assert [e.to_dict() for e in await state.query_events_async(alpha, limit=10)] == [
         e.to_dict() for e in state.query_events(alpha, limit=10)]

@@ -139,6 +139,10 @@ class HistoryReads:
         """Up to ``limit`` newest events, newest first."""
         return self._store.recent(limit)
 
+    async def get_recent_events_async(self, limit: int = 50) -> list[DashboardEvent]:
+        """:meth:`get_recent_events` for a coroutine: the store is read off the event loop."""
+        return await self._store.recent_async(limit)
+
     def get_events_after(self, after_seq: int, limit: int = 1000) -> list[DashboardEvent]:
         """Up to ``limit`` events with ``seq > after_seq``, ascending (the paging ``resume`` uses)."""
         return self._store.after(after_seq, limit)
