@@ -109,13 +109,13 @@ def error_middleware(request: web.Request, handler: Any) -> Awaitable[web.Stream
     :func:`answers_own_errors` is returned as it is (its errors are its own), any other one wrapped.
     """
     if getattr(request.match_info.handler, _ANSWERS_OWN_ERRORS, False):
-        return handler(request)  # type: ignore[no-any-return]
+        return handler(request)
     return _json_errors(request, handler)
 
 
 async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception as exc:

@@ -54,8 +54,9 @@ class HistoryReads:
         """The snapshot without its events, and the query of its events; subscribes ``callback``
         in the same hold of the lock."""
         with self._lock:
+            seq = self._seq
             view = {
-                "seq": self._seq,
+                "seq": seq,
                 "metrics": self.get_metrics(),
                 "events": [],  # filled outside the lock, in this place among the keys
                 "opportunities": self.get_opportunities(),
@@ -64,7 +65,7 @@ class HistoryReads:
             }
             if callback is not None:
                 self.subscribe(callback)
-        return view, EventQuery(until_seq=view["seq"])
+        return view, EventQuery(until_seq=seq)
 
     def snapshot(self, *, recent_limit: int = 50) -> dict[str, Any]:
         """Everything a newly connected page needs, as one consistent view.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import types
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from otel_dashboard.state.dashboard import DashboardState
@@ -20,14 +20,21 @@ __all__ = ["get_dashboard", "reset_dashboard"]
 _HOLDER_NAME = "_otel_dashboard_process_state"
 
 
-def _holder() -> types.ModuleType:
+class _Holder(types.ModuleType):
+    """The module object holding the process's state (a copy of this module finds it by name)."""
+
+    state: DashboardState | None
+    lock: threading.Lock
+
+
+def _holder() -> _Holder:
     holder = sys.modules.get(_HOLDER_NAME)
     if holder is None:
-        fresh = types.ModuleType(_HOLDER_NAME)
-        fresh.state = None  # type: ignore[attr-defined]
-        fresh.lock = threading.Lock()  # type: ignore[attr-defined]
+        fresh = _Holder(_HOLDER_NAME)
+        fresh.state = None
+        fresh.lock = threading.Lock()
         holder = sys.modules.setdefault(_HOLDER_NAME, fresh)
-    return holder
+    return cast(_Holder, holder)
 
 
 def _new_state() -> DashboardState:

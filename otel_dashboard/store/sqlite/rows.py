@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from otel_dashboard.model.events import DashboardEvent
+from otel_dashboard.model.events import DashboardEvent, Severity
 
 __all__ = ["decode_event", "event_row", "timestamp_seconds"]
 
@@ -109,7 +109,7 @@ def decode_event(seq: int, text: str) -> DashboardEvent:
         wire["event_type"],
         wire["timestamp"],
         wire.get("data") or {},
-        wire.get("severity") or "info",
+        Severity(wire.get("severity") or "info"),
         wire.get("trace_id"),
         wire.get("span_id"),
         seq,
