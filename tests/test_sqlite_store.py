@@ -57,19 +57,19 @@ class BlockedWriter:
 
     def __init__(self, store: SqliteEventStore) -> None:
         self.release = threading.Event()
-        self._store = store
-        self._original = store._execute_batch
+        self._writer = store._writer
+        self._original = store._writer.execute_batch
 
     def __enter__(self) -> BlockedWriter:
         def blocked(*args: Any) -> None:
             self.release.wait(30)
             self._original(*args)
 
-        self._store._execute_batch = blocked  # type: ignore[method-assign]
+        self._writer.execute_batch = blocked  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._store._execute_batch = self._original  # type: ignore[method-assign]
+        self._writer.execute_batch = self._original  # type: ignore[method-assign]
         self.release.set()
 
 
@@ -196,6 +196,39 @@ def test_close_is_idempotent(load: Callable[..., EventStore]) -> None:
     assert store.recent(5) == []
 
 
+def test_until_seq_bounds_a_query_from_above(load: Callable[..., EventStore]) -> None:
+    store = load([make_event(i) for i in range(1, 61)])
+    assert seqs(store.query(EventQuery(until_seq=40), 3)) == [38, 39, 40]  # the newest up to it
+    assert seqs(store.query(EventQuery(after_seq=36, until_seq=40), 10)) == [37, 38, 39, 40]
+    errors_up_to_50 = store.query(EventQuery(until_seq=50, event_types=[EventType.ERROR_OCCURRED]), 2)
+    assert seqs(errors_up_to_50) == [46, 49]
+    by_agent = store.query(EventQuery(after_seq=0, until_seq=12, agents=["id-1"]), 10)
+    assert seqs(by_agent) == [1, 5, 9]
+    assert store.query(EventQuery(until_seq=0), 10) == []
+    assert seqs(store.query(EventQuery(until_seq=10**9), 2)) == [59, 60]
+
+
+def test_async_reads_answer_as_the_plain_ones(load: Callable[..., EventStore]) -> None:
+    # For SQLite the "sqlite" and "sqlite-split" kinds read events still queued for the writer.
+    store = load([make_event(i) for i in range(1, 61)])
+    queries = [EventQuery(), EventQuery(after_seq=10, severities=["success"]),
+               EventQuery(agents=["Agent2", "id-3"]), EventQuery(after_seq=5, until_seq=45),
+               EventQuery(until_seq=33, event_types=[EventType.ERROR_OCCURRED])]
+
+    async def scenario() -> None:
+        assert seqs(await store.recent_async(5)) == [60, 59, 58, 57, 56]
+        assert seqs(await store.after_async(25, 1000)) == list(range(26, 61))
+        assert await store.after_async(60, 10) == []
+        for query in queries:
+            assert seqs(await store.query_async(query, 7)) == seqs(store.query(query, 7))
+        assert await store.count_by_type_async() == store.count_by_type() == {
+            "agent_execution_started": 20, "error_occurred": 20, "opportunity_discovered": 20,
+        }
+        assert await store.first_seq_async() == 1
+
+    asyncio.run(scenario())
+
+
 # ----------------------------------------------------------------------------- SQLite only
 @pytest.fixture(name="db_path")
 def fixture_db_path(tmp_path: Path) -> Path:
@@ -239,6 +272,63 @@ def test_reads_see_queued_events_and_never_double_them(db_path: Path) -> None:
     assert store.wait_durable(20, 5)
     assert db_seqs(db_path) == list(range(1, 21))
     store.close()
+
+
+def test_async_reads_see_queued_events_and_never_double_them(db_path: Path) -> None:
+    store = SqliteEventStore(db_path)
+    for i in range(1, 11):
+        store.append(make_event(i))
+    assert store.wait_durable(10, 5)
+
+    async def scenario() -> None:
+        with BlockedWriter(store) as blocker:
+            for i in range(11, 21):
+                store.append(make_event(i))
+            assert store.unwritten_events == 10
+            assert seqs(await store.after_async(5, 100)) == list(range(6, 21))
+            assert seqs(await store.recent_async(12)) == list(range(20, 8, -1))
+            assert seqs(await store.query_async(EventQuery(until_seq=15), 3)) == [13, 14, 15]
+            assert (await store.count_by_type_async())["error_occurred"] == 7
+            blocker.release.set()
+            # Reads racing the commit: every read is whole, whatever the writer is doing.
+            for _ in range(50):
+                assert seqs(await store.after_async(0, 100)) == list(range(1, 21))
+
+    asyncio.run(scenario())
+    store.close()
+
+
+def test_async_reads_run_no_sql_on_the_event_loop(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import otel_dashboard.store.sqlite.reader as reader_module
+
+    sql_threads: set[int] = set()
+    real_connect = reader_module.connect_reader
+
+    def traced_connect(path: str) -> sqlite3.Connection:
+        conn = real_connect(path)
+        conn.set_trace_callback(lambda statement: sql_threads.add(threading.get_ident()))
+        return conn
+
+    monkeypatch.setattr(reader_module, "connect_reader", traced_connect)
+
+    async def scenario() -> None:
+        store = SqliteEventStore(db_path)  # made on the loop's thread, like a server's
+        for i in range(1, 31):
+            store.append(make_event(i))
+        assert await store.wait_durable_async(30, 5)
+        assert seqs(await store.recent_async(3)) == [30, 29, 28]
+        assert len(await store.after_async(0, 100)) == 30
+        assert len(await store.query_async(EventQuery(agents=["id-1"]), 100)) == 8
+        assert sum((await store.count_by_type_async()).values()) == 30
+        assert await store.first_seq_async() == 1
+        assert sql_threads and threading.get_ident() not in sql_threads
+        store.close()
+        # Closed: async reads find nothing, and still run no SQL on the loop.
+        assert await store.recent_async(3) == [] and await store.after_async(0, 10) == []
+        assert await store.first_seq_async() is None
+        assert threading.get_ident() not in sql_threads
+
+    asyncio.run(scenario())
 
 
 def test_append_needs_an_increasing_seq(db_path: Path) -> None:
@@ -366,7 +456,7 @@ def test_memory_is_not_a_path() -> None:
 
 def test_full_synchronous_mode_is_applied(db_path: Path) -> None:
     store = SqliteEventStore(db_path, synchronous="full")
-    assert store._wconn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store._writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
 
 
@@ -435,7 +525,7 @@ class DiskFull:
     def __init__(self, store: SqliteEventStore) -> None:
         self.failing = True
         self.attempts = 0
-        original = store._execute_batch
+        original = store._writer.execute_batch
 
         def execute(*args: Any) -> None:
             if self.failing:
@@ -443,7 +533,7 @@ class DiskFull:
                 raise sqlite3.OperationalError("database or disk is full")
             original(*args)
 
-        store._execute_batch = execute  # type: ignore[method-assign]
+        store._writer.execute_batch = execute  # type: ignore[method-assign]
 
     def clear(self) -> None:
         self.failing = False
@@ -527,16 +617,16 @@ def test_lone_surrogates_from_json_ingest_are_stored_and_read_back(db_path: Path
 def test_a_row_sqlite_refuses_is_dropped_alone_and_said_loudly(
     db_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import otel_dashboard.store.sqlite as sqlite_store
+    import otel_dashboard.store.sqlite.writer as writer_module
 
-    original_row = sqlite_store._row
+    original_row = writer_module.event_row
 
     def row(event: DashboardEvent, now: float) -> tuple[Any, ...]:
         values = original_row(event, now)
         # Fault injection: a value no SQLite column can hold, in event 3 only.
         return (*values[:4], object(), *values[5:]) if event.seq == 3 else values
 
-    monkeypatch.setattr(sqlite_store, "_row", row)
+    monkeypatch.setattr(writer_module, "event_row", row)
     store = SqliteEventStore(db_path)
     with caplog.at_level(logging.ERROR, logger="otel_dashboard.store.sqlite"):
         for i in range(1, 6):

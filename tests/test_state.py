@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from otel_dashboard import DashboardEvent, DashboardState, EventType, Severity, get_dashboard, reset_dashboard
 from otel_dashboard.model.events import QualityThresholds
-from otel_dashboard.store.base import EventQuery
+from otel_dashboard.store.base import EventQuery, EventStore, MemoryEventStore
+from otel_dashboard.store.sqlite import SqliteEventStore
 
 
 @pytest.fixture(name="state")
@@ -298,6 +303,175 @@ def test_snapshot_and_subscription_are_atomic_under_concurrent_publishing() -> N
     assert received == list(range(snapshot["seq"] + 1, received[-1] + 1))
 
 
+@pytest.fixture(name="big_store", params=["memory", "sqlite"])
+def fixture_big_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    store: EventStore = (MemoryEventStore(100_000) if request.param == "memory"
+                         else SqliteEventStore(tmp_path / "events.db"))
+    yield store
+    store.close()
+
+
+def _publish_until_stopped(state: DashboardState, stop: threading.Event) -> threading.Thread:
+    def produce() -> None:
+        while not stop.is_set():
+            state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {}))
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    while state.last_seq < 200:
+        threading.Event().wait(0.001)
+    return producer
+
+
+def _assert_no_gap_no_duplicate(snapshot: dict[str, Any], received: list[int], recent_limit: int) -> None:
+    snapshot_seqs = [e["seq"] for e in snapshot["events"]]
+    assert snapshot_seqs == list(range(snapshot["seq"] - recent_limit + 1, snapshot["seq"] + 1))
+    assert received and received[0] == snapshot["seq"] + 1
+    assert received == list(range(snapshot["seq"] + 1, received[-1] + 1))
+
+
+@pytest.mark.parametrize("form", ["plain", "async"])
+def test_a_snapshot_with_subscription_has_no_gap_and_no_duplicate_while_a_thread_publishes(
+    big_store: EventStore, form: str
+) -> None:
+    state = DashboardState(store=big_store)
+    stop = threading.Event()
+    received: list[int] = []
+    producer = _publish_until_stopped(state, stop)
+    try:
+        if form == "plain":
+            snapshot = state.subscribe_with_snapshot(lambda e: received.append(e.seq), recent_limit=30)
+        else:
+            snapshot = asyncio.run(state.subscribe_with_snapshot_async(
+                lambda e: received.append(e.seq), recent_limit=30))
+        threading.Event().wait(0.05)
+    finally:
+        stop.set()
+        producer.join()
+    _assert_no_gap_no_duplicate(snapshot, received, 30)
+
+
+@pytest.mark.parametrize("form", ["plain", "async"])
+def test_a_snapshot_taken_while_a_thread_publishes_ends_at_its_seq(big_store: EventStore, form: str) -> None:
+    state = DashboardState(store=big_store)
+    stop = threading.Event()
+    producer = _publish_until_stopped(state, stop)
+    try:
+        for _ in range(20):
+            if form == "plain":
+                snapshot = state.snapshot(recent_limit=25)
+            else:
+                snapshot = asyncio.run(state.snapshot_async(recent_limit=25))
+            seqs = [e["seq"] for e in snapshot["events"]]
+            assert seqs == list(range(snapshot["seq"] - 24, snapshot["seq"] + 1))
+            assert snapshot["metrics"]["total_events"] == snapshot["seq"]  # captured together
+    finally:
+        stop.set()
+        producer.join()
+
+
+class BlockingReads(MemoryEventStore):
+    """A store whose reads, once ``blocking``, wait for ``release`` (a slow disk, made to order)."""
+
+    def __init__(self) -> None:
+        super().__init__(1000)
+        self.blocking = False
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def _hold(self) -> None:
+        if self.blocking:
+            self.reading.set()
+            assert self.release.wait(10)
+
+    def recent(self, limit: int) -> list[DashboardEvent]:
+        self._hold()
+        return super().recent(limit)
+
+    def query(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
+        self._hold()
+        return super().query(query, limit)
+
+    async def query_async(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
+        await asyncio.to_thread(self._hold)
+        return super().query(query, limit)
+
+
+def _history_seqs(view: dict[str, Any]) -> list[int]:
+    return [e["seq"] for e in view.get("events", view.get("recent_events", []))]
+
+
+_PLAIN_READS: dict[str, Callable[[DashboardState], dict[str, Any]]] = {
+    "snapshot": lambda s: s.snapshot(),
+    "subscribe_with_snapshot": lambda s: s.subscribe_with_snapshot(lambda e: None),
+    "get_dashboard_stats": lambda s: s.get_dashboard_stats(),
+}
+_ASYNC_READS: dict[str, Callable[[DashboardState], Awaitable[dict[str, Any]]]] = {
+    "snapshot_async": lambda s: s.snapshot_async(),
+    "subscribe_with_snapshot_async": lambda s: s.subscribe_with_snapshot_async(lambda e: None),
+    "get_dashboard_stats_async": lambda s: s.get_dashboard_stats_async(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PLAIN_READS))
+def test_a_store_read_does_not_hold_the_state_lock(name: str) -> None:
+    store = BlockingReads()
+    state = DashboardState(store=store)
+    state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {}))
+    store.blocking = True
+    views: list[dict[str, Any]] = []
+    reader = threading.Thread(target=lambda: views.append(_PLAIN_READS[name](state)))
+    reader.start()
+    try:
+        assert store.reading.wait(5)
+        publisher = threading.Thread(
+            target=state.publish, args=(DashboardEvent.create(EventType.ERROR_OCCURRED, {}),))
+        publisher.start()
+        publisher.join(5)
+        assert not publisher.is_alive() and state.last_seq == 2  # published while the read waited
+    finally:
+        store.release.set()
+        reader.join(5)
+    assert _history_seqs(views[0]) == [1]  # the view is of seq 1: the event published meanwhile is not in it
+
+
+@pytest.mark.parametrize("name", sorted(_ASYNC_READS))
+async def test_an_async_store_read_does_not_hold_the_state_lock(name: str) -> None:
+    store = BlockingReads()
+    state = DashboardState(store=store)
+    state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {}))
+    store.blocking = True
+    task = asyncio.create_task(_ASYNC_READS[name](state))
+    try:
+        assert await asyncio.to_thread(store.reading.wait, 5)
+        event = DashboardEvent.create(EventType.ERROR_OCCURRED, {})
+        await asyncio.wait_for(asyncio.to_thread(state.publish, event), 5)
+        assert state.last_seq == 2
+    finally:
+        store.release.set()
+    assert _history_seqs(await task) == [1]
+
+
+async def test_the_async_reads_answer_as_the_plain_ones(tmp_path: Path) -> None:
+    state = DashboardState(store=SqliteEventStore(tmp_path / "events.db"))
+    await state.agent_started("a", "Alpha", "t")
+    await state.error_occurred("Alpha", "m", "t", agent_name="Alpha")
+    await state.opportunity_discovered("o1", "T", "D", 0.5, "$", "cat")
+    assert [e.seq for e in await state.get_events_after_async(1)] == [2, 3, 4]
+    assert [e.seq for e in await state.get_recent_events_async(2)] == [4, 3]
+    alpha = EventQuery(agents=["Alpha"])
+    assert [e.to_dict() for e in await state.query_events_async(alpha, limit=10)] == [
+        e.to_dict() for e in state.query_events(alpha, limit=10)]
+    stats, plain = await state.get_dashboard_stats_async(), state.get_dashboard_stats()
+    assert list(stats) == list(plain)  # the same keys, in the same order
+    assert [e["seq"] for e in stats["recent_events"]] == [4, 3, 2, 1]  # newest first
+    snapshot = await state.snapshot_async(recent_limit=2)
+    assert list(snapshot) == ["seq", "metrics", "events", "opportunities", "active_agents", "lost_agents"]
+    assert snapshot["seq"] == 4 and [e["seq"] for e in snapshot["events"]] == [3, 4]
+    assert snapshot["events"] == state.snapshot(recent_limit=2)["events"]
+    state.store.close()
+
+
 def test_concurrent_publishers_get_unique_consecutive_seqs() -> None:
     state = DashboardState(max_history=50_000)
 
@@ -342,10 +516,12 @@ def test_get_dashboard_is_one_instance_per_process_and_reset_replaces_it() -> No
     assert fresh is not first and get_dashboard() is fresh
 
 
-def test_two_copies_of_the_module_share_one_singleton(tmp_path) -> None:
-    # The original design could hold two singletons when imported under two module paths.
+@pytest.mark.parametrize("module", ["otel_dashboard.state.dashboard", "otel_dashboard.state.singleton"])
+def test_two_copies_of_the_module_share_one_singleton(tmp_path, module: str) -> None:
+    # The original design could hold two singletons when imported under two module paths. Both the
+    # module users import and the one that holds the singleton are copied.
     code = (
-        "import importlib.util, sys, otel_dashboard.state.dashboard as a\n"
+        f"import importlib.util, sys, {module} as a\n"
         "spec = importlib.util.spec_from_file_location('copy_of_state', a.__file__)\n"
         "b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)\n"
         "assert b is not a and b.get_dashboard() is a.get_dashboard()\n"

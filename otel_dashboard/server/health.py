@@ -75,8 +75,14 @@ class ServerHealth:
 
     def stats(self) -> dict[str, Any]:
         """The state's ``get_dashboard_stats()`` plus the server's own numbers."""
+        return self._with_server_numbers(self.state.get_dashboard_stats())
+
+    async def stats_async(self) -> dict[str, Any]:
+        """:meth:`stats` for the ``/stats`` handler: the state reads its store off the event loop."""
+        return self._with_server_numbers(await self.state.get_dashboard_stats_async())
+
+    def _with_server_numbers(self, stats: dict[str, Any]) -> dict[str, Any]:
         broadcaster = self.broadcaster
-        stats = self.state.get_dashboard_stats()
         stats.update({
             "connected_clients": broadcaster.client_count,
             "events_per_second": broadcaster.events_per_second(),

@@ -109,13 +109,13 @@ def error_middleware(request: web.Request, handler: Any) -> Awaitable[web.Stream
     :func:`answers_own_errors` is returned as it is (its errors are its own), any other one wrapped.
     """
     if getattr(request.match_info.handler, _ANSWERS_OWN_ERRORS, False):
-        return handler(request)  # type: ignore[no-any-return]
+        return handler(request)
     return _json_errors(request, handler)
 
 
 async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception as exc:
@@ -167,7 +167,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """``GET /stats``: the server's numbers, with the security layer's refusals under ``security``."""
-    body = request.app[HEALTH_KEY].stats()
+    body = await request.app[HEALTH_KEY].stats_async()
     security = request.app.get(SECURITY_KEY)
     if security is not None:
         body["security"] = security.stats()
@@ -182,19 +182,23 @@ async def api_events(request: web.Request) -> web.Response:
     except BadParameter as exc:
         return json_error(400, str(exc), parameter=exc.parameter)
     last_seq = state.last_seq
+    # Events accepted while the reads below wait for the store are left out: the answer holds
+    # nothing newer than its last_seq. Every read is async: a database read runs on the store's
+    # reader threads, not on the event loop.
+    query.until_seq = last_seq
     if services:
         wanted = frozenset(services)
-        matches = [e for e in state.get_events_after(query.after_seq or 0, _SERVICE_SCAN_LIMIT)
+        matches = [e for e in await state.get_events_after_async(query.after_seq or 0, _SERVICE_SCAN_LIMIT)
                    if _service_of(e) in wanted and event_matches(query, e)]
         events = matches[:limit] if query.after_seq is not None else matches[-limit:]
     else:
         try:
-            events = state.query_events(query, limit)
+            events = await state.query_events_async(query, limit)
         except TypeError:  # unhashable agent values in stored data: fall back to a safe scan
-            events = [e for e in state.get_events_after(query.after_seq or 0, 1_000_000)
+            events = [e for e in await state.get_events_after_async(query.after_seq or 0, 1_000_000)
                       if event_matches(query, e)][:limit]
-    return web.Response(body=_events_body(events, last_seq, state.store.first_seq()),
-                        content_type="application/json")
+    first_seq = await state.store.first_seq_async()
+    return web.Response(body=_events_body(events, last_seq, first_seq), content_type="application/json")
 
 
 def _service_of(event: DashboardEvent) -> str | None:

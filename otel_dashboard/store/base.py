@@ -4,10 +4,15 @@
 :class:`MemoryEventStore` keeps a bounded ring in memory (O(1) append and trim), and
 :class:`~otel_dashboard.store.sqlite.SqliteEventStore` keeps history in an SQLite file (durable across
 restarts, see ``docs/operations.md``).
+
+Every read has an ``async`` twin (``recent_async``, ``after_async``, ``query_async``,
+``count_by_type_async``, ``first_seq_async``) for callers on an event loop: a store that does I/O
+answers them from its own thread(s), so the loop never waits for a disk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import threading
 from collections import deque
@@ -37,9 +42,12 @@ class EventQuery:
         event_types: only these event types.
         severities: only these severities.
         agents: only events whose ``data`` names one of these agents (by id or name).
+        until_seq: only events with ``seq`` up to this one, included. A snapshot reads with it the
+            history up to the ``seq`` it captured, after it let go of the state's lock (events
+            accepted meanwhile reach the snapshot's subscriber, not its history).
     """
 
-    __slots__ = ("after_seq", "agents", "event_types", "severities")
+    __slots__ = ("after_seq", "agents", "event_types", "severities", "until_seq")
 
     def __init__(
         self,
@@ -48,8 +56,10 @@ class EventQuery:
         event_types: Iterable[EventType | str] | None = None,
         severities: Iterable[Severity | str] | None = None,
         agents: Iterable[str] | None = None,
+        until_seq: int | None = None,
     ) -> None:
         self.after_seq = after_seq
+        self.until_seq = until_seq
         self.event_types = frozenset(EventType(t) for t in event_types) if event_types else None
         self.severities = frozenset(Severity(s) for s in severities) if severities else None
         self.agents = frozenset(agents) if agents else None
@@ -57,6 +67,8 @@ class EventQuery:
     def matches(self, event: DashboardEvent) -> bool:
         """Whether ``event`` passes every filter."""
         if self.after_seq is not None and (event.seq or 0) <= self.after_seq:
+            return False
+        if self.until_seq is not None and (event.seq or 0) > self.until_seq:
             return False
         if self.event_types is not None and event.event_type not in self.event_types:
             return False
@@ -70,7 +82,11 @@ class EventQuery:
 
 
 class EventStore:
-    """Where accepted events are kept. Implementations are thread-safe."""
+    """Where accepted events are kept. Implementations are thread-safe.
+
+    The ``async`` reads run the plain ones in a worker thread here (:func:`asyncio.to_thread`), so a
+    store that only implements those never blocks a loop; a store with its own reader overrides them.
+    """
 
     def append(self, event: DashboardEvent) -> None:
         """Keep ``event`` (its ``seq`` is already set and larger than any kept before)."""
@@ -116,6 +132,26 @@ class EventStore:
                 counts[event.event_type.value] = counts.get(event.event_type.value, 0) + 1
             cursor = page[-1].seq or cursor + len(page)
 
+    async def recent_async(self, limit: int) -> list[DashboardEvent]:
+        """:meth:`recent` for a coroutine: the event loop never waits for the store."""
+        return await asyncio.to_thread(self.recent, limit)
+
+    async def after_async(self, after_seq: int, limit: int) -> list[DashboardEvent]:
+        """:meth:`after` for a coroutine: the event loop never waits for the store."""
+        return await asyncio.to_thread(self.after, after_seq, limit)
+
+    async def query_async(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
+        """:meth:`query` for a coroutine: the event loop never waits for the store."""
+        return await asyncio.to_thread(self.query, query, limit)
+
+    async def count_by_type_async(self) -> dict[str, int]:
+        """:meth:`count_by_type` for a coroutine: the event loop never waits for the store."""
+        return await asyncio.to_thread(self.count_by_type)
+
+    async def first_seq_async(self) -> int | None:
+        """:meth:`first_seq` for a coroutine: the event loop never waits for the store."""
+        return await asyncio.to_thread(self.first_seq)
+
     def wait_durable(self, seq: int, timeout_seconds: float = 5.0) -> bool:
         """Block until the event ``seq`` is committed to durable storage.
 
@@ -139,8 +175,15 @@ class EventStore:
         """Release resources; idempotent."""
 
 
+def _seq_of(event: DashboardEvent) -> int:
+    return event.seq or 0
+
+
 class MemoryEventStore(EventStore):
     """A bounded in-memory ring of events; the oldest go first.
+
+    Its ``async`` reads run inline: they copy a list in memory and touch no disk, which costs the
+    loop less than a hop to a thread and back.
 
     Args:
         max_events: how many events to keep (a positive integer).
@@ -178,26 +221,28 @@ class MemoryEventStore(EventStore):
             return []
         events = self._snapshot()
         # seqs are strictly increasing in the ring, so a binary search finds the start.
-        start = bisect.bisect_right(events, after_seq, key=lambda e: e.seq or 0)
+        start = bisect.bisect_right(events, after_seq, key=_seq_of)
         return events[start : start + limit]
 
     def query(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
         if limit <= 0:
             return []
         events = self._snapshot()
+        end = len(events)
+        if query.until_seq is not None:
+            end = bisect.bisect_right(events, query.until_seq, key=_seq_of)
         if query.after_seq is not None:
-            start = bisect.bisect_right(events, query.after_seq, key=lambda e: e.seq or 0)
             out: list[DashboardEvent] = []
-            for event in events[start:]:
-                if query.matches(event):
-                    out.append(event)
+            for i in range(bisect.bisect_right(events, query.after_seq, key=_seq_of), end):
+                if query.matches(events[i]):
+                    out.append(events[i])
                     if len(out) >= limit:
                         break
             return out
         newest: list[DashboardEvent] = []
-        for event in reversed(events):
-            if query.matches(event):
-                newest.append(event)
+        for i in range(end - 1, -1, -1):
+            if query.matches(events[i]):
+                newest.append(events[i])
                 if len(newest) >= limit:
                     break
         newest.reverse()
@@ -216,3 +261,19 @@ class MemoryEventStore(EventStore):
         for event in self._snapshot():
             counts[event.event_type.value] = counts.get(event.event_type.value, 0) + 1
         return counts
+
+    # Inline: a copy of a list in memory, no disk (see the class docstring).
+    async def recent_async(self, limit: int) -> list[DashboardEvent]:
+        return self.recent(limit)
+
+    async def after_async(self, after_seq: int, limit: int) -> list[DashboardEvent]:
+        return self.after(after_seq, limit)
+
+    async def query_async(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
+        return self.query(query, limit)
+
+    async def count_by_type_async(self) -> dict[str, int]:
+        return self.count_by_type()
+
+    async def first_seq_async(self) -> int | None:
+        return self.first_seq()
