@@ -16,6 +16,10 @@ How to run (the frameworks go in their own venv OUTSIDE the repo, never in the p
     /work/rec-venv/bin/python scripts/record_spans.py --out tests/fixtures/spans \
         --stack smolagents --scenario ok
 
+pip's resolver may backtrack for many minutes over traceloop-sdk's instrumentation pins;
+``/work/rec-venv/bin/pip install uv`` then ``uv pip install --python /work/rec-venv/bin/python -r ...``
+resolves the same pins in seconds.
+
 ``--install`` runs that pip install into the interpreter running this script (nothing is installed
 otherwise). The pins below are the versions the committed fixtures were recorded with.
 
