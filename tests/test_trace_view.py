@@ -131,7 +131,7 @@ def trace_rows(page: Page) -> list[dict[str, Any]]:
 
 
 def js_duration(ms: float) -> str:
-    """The page's text for a finished span of 10 ms to 1 min (``fmtSpanMs`` in app.js)."""
+    """The page's text for a finished span of 10 ms to 1 min (``fmtSpanMs``, js/trace-waterfall.js)."""
     assert 10 <= ms < 60_000, ms
     return f"{math.floor(ms + 0.5)} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
