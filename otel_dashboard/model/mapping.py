@@ -26,25 +26,24 @@ Order of the events of one ended span (stable, documented in ``docs/events.md``)
     3. ``agent_execution_completed`` / ``synthesis_completed`` / ``agent_registered``;
     4. at most one ``error_occurred``.
 
-Attributes are read, never copied: for SDK spans straight from the attribute dict (``Mapping.get``
-through the SDK's wrappers costs several times more, and this runs for every span). Mapping tolerates
-anything a foreign span may carry (missing resource or context, non-string values, odd statuses); it
-raises only on programmer errors, and the processor guards against even those.
+Attributes and span events are read, never copied, through :mod:`otel_dashboard.model.sdk_span`
+(the one module that knows the SDK's private fields; public properties for any other span). Mapping
+tolerates anything a foreign span may carry (missing resource or context, non-string values, odd
+statuses); it raises only on programmer errors, and the processor guards against even those.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from instrumentation import semconv as sc
+from otel_dashboard.model import sdk_span
 from otel_dashboard.model.events import (
     DashboardEvent,
     EventType,
@@ -54,7 +53,10 @@ from otel_dashboard.model.events import (
     new_event_id,
 )
 
-__all__ = ["map_span_end", "map_span_start", "span_attributes"]
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+__all__ = ["map_span_end", "map_span_start"]
 
 # Values of other instrumentations' span-kind attributes (candidates for semconv.py).
 _OPENINFERENCE_KIND_AGENT = "agent"  # OpenInference writes "AGENT"; compared lower-cased
@@ -71,6 +73,12 @@ _AGENT_STARTED = EventType.AGENT_EXECUTION_STARTED
 _AGENT_COMPLETED = EventType.AGENT_EXECUTION_COMPLETED
 _INFO, _SUCCESS, _ERROR = Severity.INFO, Severity.SUCCESS, Severity.ERROR
 _STATUS_ERROR = StatusCode.ERROR
+_TRACE_HEX, _SPAN_HEX = "%032x", "%016x"
+# The span events that give dashboard events; a span carrying only others (an application's own
+# log of steps, say) is mapped as if it had none.
+_MAPPED_EVENT_NAMES = frozenset(
+    {sc.EXCEPTION_EVENT, sc.EVENT_OPPORTUNITY_DISCOVERED, sc.EVENT_QUALITY_SCORE_UPDATED}
+)
 
 
 # ---------------------------------------------------------------------------------- public API
@@ -89,11 +97,11 @@ def map_span_start(
     Returns:
         Zero or one event, timestamped with the span's start time.
     """
-    attrs = span_attributes(span)
+    attrs = sdk_span.attributes(span)
     if _is_agent_span(attrs):
-        ctx = _SpanInfo(span)
+        ctx = _span_info(span)
         name = _agent_name(span, attrs)
-        started_at = _iso(span.start_time)
+        started_at = ctx.started_at(span)
         data = {
             "agent_id": _agent_id(attrs, name),
             "agent_name": name,
@@ -105,7 +113,7 @@ def map_span_start(
         }
         return [ctx.event(_AGENT_STARTED, data, _INFO, span.start_time, started_at)]
     if attrs.get(sc.SPAN_KIND) == sc.SPAN_KIND_SYNTHESIS:
-        ctx = _SpanInfo(span)
+        ctx = _span_info(span)
         data = {
             "phase": _synthesis_phase(span, attrs),
             "description": _str(attrs.get(sc.SYNTHESIS_DESCRIPTION)) or "",
@@ -132,8 +140,14 @@ def map_span_end(
     Returns:
         The span's events; empty for the common span that is none of the recognised kinds.
     """
-    attrs = span_attributes(span)
-    span_events = _span_events(span)
+    attrs = sdk_span.attributes(span)
+    span_events = sdk_span.events(span)
+    if span_events:
+        for span_event in span_events:
+            if getattr(span_event, "name", None) in _MAPPED_EVENT_NAMES:
+                break
+        else:
+            span_events = ()  # nothing to map in them: the plain span below returns at once
     status = span.status
     failed = getattr(status, "status_code", None) is _STATUS_ERROR
     is_agent = _is_agent_span(attrs)
@@ -144,7 +158,7 @@ def map_span_end(
         return []  # the common case: a plain span, nothing to read further
 
     thresholds = thresholds or _DEFAULT_THRESHOLDS
-    ctx = _SpanInfo(span)
+    ctx = _span_info(span)
     out: list[DashboardEvent] = []
 
     # Who the span belongs to: the agent span itself, or a gen_ai.agent.name copied onto a child.
@@ -184,7 +198,9 @@ def map_span_end(
     error_message = (_status_description(status) or exc_message or "error") if failed else None
     duration_ms = _duration_ms(span)
     if is_agent:
-        quality_score = _float(attrs.get(sc.QUALITY_SCORE))
+        quality_score = attrs.get(sc.QUALITY_SCORE)
+        if quality_score is not None:
+            quality_score = _float(quality_score)
         # Derive the event only for foreign agent spans. Our decorators' spans get the attribute only
         # from record_quality_score, which always writes the span event too, possibly on a child
         # span (it copies the score onto the enclosing agent span): deriving would duplicate it.
@@ -204,17 +220,18 @@ def map_span_end(
             "duration_ms": duration_ms,
             "success": not failed,
             "quality_score": quality_score,
-            "data_source": _str(attrs.get(sc.DATA_SOURCE)),
+            "data_source": None if (source := attrs.get(sc.DATA_SOURCE)) is None else _str(source),
             "error_message": error_message,
-            "started_at": _iso(span.start_time),
+            "started_at": ctx.started_at(span),
             "service_name": ctx.service_name,
             "parent_span_id": ctx.parent_span_id,
         }
-        input_tokens = _int(attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS))
-        if input_tokens is not None:
+        # Usually absent: looked up before coercing.
+        input_tokens = attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS)
+        if input_tokens is not None and (input_tokens := _int(input_tokens)) is not None:
             data["input_tokens"] = input_tokens
-        output_tokens = _int(attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS))
-        if output_tokens is not None:
+        output_tokens = attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)
+        if output_tokens is not None and (output_tokens := _int(output_tokens)) is not None:
             data["output_tokens"] = output_tokens
         severity = _ERROR if failed else _SUCCESS
         out.append(ctx.event(_AGENT_COMPLETED, data, severity, span.end_time))
@@ -258,19 +275,26 @@ def map_span_end(
 
 # ---------------------------------------------------------------------------------- span facts
 class _SpanInfo:
-    """The per-span facts every event of the span repeats: ids and service name."""
+    """The per-span facts every event of the span repeats: ids and service name (and its start time
+    formatted, once asked for)."""
 
-    __slots__ = ("parent_span_id", "service_name", "span_id", "trace_id")
+    __slots__ = ("_started_at", "parent_span_id", "service_name", "span_id", "trace_id")
 
     def __init__(self, span: ReadableSpan) -> None:
-        context = span.context
-        trace_id = getattr(context, "trace_id", 0)
-        span_id = getattr(context, "span_id", 0)
-        self.trace_id = _hex(trace_id, "%032x")
-        self.span_id = _hex(span_id, "%016x")
-        parent = span.parent
-        self.parent_span_id = _hex(getattr(parent, "span_id", 0), "%016x") if parent is not None else None
+        trace_id, span_id, parent_id = sdk_span.span_ids(span)
+        # Missing or invalid ids give None; %-formatting: twice as fast as format() with a spec.
+        self.trace_id = _TRACE_HEX % trace_id if type(trace_id) is int and trace_id > 0 else None
+        self.span_id = _SPAN_HEX % span_id if type(span_id) is int and span_id > 0 else None
+        self.parent_span_id = _SPAN_HEX % parent_id if type(parent_id) is int and parent_id > 0 else None
         self.service_name = _service_name(span)
+        self._started_at: str | bool | None = False  # False: not formatted yet
+
+    def started_at(self, span: ReadableSpan) -> str | None:
+        """The span's start time as an ISO timestamp (``None`` without one); formatted once."""
+        started_at = self._started_at
+        if started_at is False:
+            started_at = self._started_at = _iso(span.start_time)
+        return started_at  # type: ignore[return-value]
 
     def event(
         self,
@@ -296,41 +320,26 @@ class _SpanInfo:
         )
 
 
-def _hex(value: Any, spec: str) -> str | None:
-    """``value`` in hex, zero-padded by the %-format ``spec`` (``"%032x"``); ``None`` for a missing or
-    invalid id."""
-    if not isinstance(value, int) or value <= 0:
-        return None
-    return spec % value  # %-formatting: twice as fast as format() with a spec to parse
+# (context, facts) of the last span whose facts were read. An agent span's start and end are mapped
+# one after the other, with at most its children's spans between them, which make no facts of their
+# own in the common case: its end then reuses what its start formatted. Keyed by the span's context
+# object (the SDK makes one per span, shared by its start and end); a tuple swap is thread-safe.
+_info_cache: tuple[Any, _SpanInfo | None] = (None, None)
 
 
-def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
-    """A span's attributes for reading (not a copy; never ``None``)."""
-    # The SDK keeps attributes in BoundedAttributes._dict; reading it directly skips two Python-level
-    # wrappers per lookup (MappingProxyType and Mapping.get). dict.get is atomic, so reading a live
-    # span's dict while its thread sets attributes is safe. Anything else goes the public way.
-    # (try/except rather than getattr with defaults: plain attribute reads cost less, and only a
-    # foreign span takes the except branch.)
-    try:
-        raw = span._attributes._dict  # type: ignore[attr-defined]
-    except AttributeError:
-        raw = None
-    if type(raw) is dict:
-        return raw
-    attrs = span.attributes
-    return attrs if attrs is not None else _EMPTY
-
-
-def _span_events(span: ReadableSpan) -> Sequence[Any]:
-    # Same shortcut as _attributes: the SDK's ``events`` property copies its BoundedList under a lock
-    # on every call, although most spans have no events at all.
-    try:
-        raw = span._events._dq  # type: ignore[attr-defined]
-    except AttributeError:
-        raw = None
-    if type(raw) is deque:
-        return tuple(raw) if raw else ()
-    return span.events or ()
+def _span_info(span: ReadableSpan) -> _SpanInfo:
+    """The span's :class:`_SpanInfo`, from the cache when it is the last span's."""
+    global _info_cache
+    context = span.context
+    cached_context, info = _info_cache
+    if context is cached_context and info is not None:
+        return info
+    info = _SpanInfo(span)
+    if info.span_id is not None and context is not None:
+        # Only spans with their own valid context: a foreign span without one may share the
+        # invalid context object with spans of other resources.
+        _info_cache = (context, info)
+    return info
 
 
 def _event_attributes(span_event: Any) -> Mapping[str, Any]:
@@ -401,6 +410,9 @@ def _is_agent_span(attrs: Mapping[str, Any]) -> bool:
 
 
 def _agent_name(span: ReadableSpan, attrs: Mapping[str, Any]) -> str:
+    name = attrs.get(sc.GEN_AI_AGENT_NAME)
+    if type(name) is str and name:
+        return name  # the common case, without the coercion below
     for key in (sc.GEN_AI_AGENT_NAME, sc.OPENINFERENCE_AGENT_NAME, sc.TRACELOOP_ENTITY_NAME):
         name = _str(attrs.get(key))
         if name:
@@ -412,11 +424,17 @@ def _agent_name(span: ReadableSpan, attrs: Mapping[str, Any]) -> str:
 
 
 def _agent_id(attrs: Mapping[str, Any], name: str | None) -> str | None:
-    return _str(attrs.get(sc.GEN_AI_AGENT_ID)) or name
+    value = attrs.get(sc.GEN_AI_AGENT_ID)
+    if type(value) is str:
+        return value or name
+    return _str(value) or name
 
 
 def _task_description(attrs: Mapping[str, Any]) -> str:
-    task = _str(attrs.get(sc.TASK_DESCRIPTION))
+    task = attrs.get(sc.TASK_DESCRIPTION)
+    if type(task) is str and task:
+        return task
+    task = _str(task)
     if task:
         return task
     text = _str(attrs.get(sc.OPENINFERENCE_INPUT_VALUE))

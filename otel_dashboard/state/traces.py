@@ -28,7 +28,7 @@ from opentelemetry.trace import StatusCode
 from instrumentation import semconv as sc
 from otel_dashboard.model.events import DashboardEvent, EventType, format_timestamp
 from otel_dashboard.model.ingest import timestamp_to_unix_nano
-from otel_dashboard.model.mapping import span_attributes
+from otel_dashboard.model.sdk_span import attributes as span_attributes
 
 __all__ = [
     "KIND_AGENT",
