@@ -20,6 +20,7 @@ from otel_dashboard.model import mapping
 from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds, Severity
 from otel_dashboard.pipeline.processor import DashboardSpanProcessor
 from otel_dashboard.state.dashboard import DashboardState
+from otel_dashboard.state.traces import TraceStore
 
 SYNTHESIS = {sc.SPAN_KIND: sc.SPAN_KIND_SYNTHESIS, sc.SYNTHESIS_PHASE: "merge"}
 AGENT = {
@@ -368,3 +369,31 @@ def test_event_types_cover_agent_runs_end_to_end(state: DashboardState, make_tra
     assert len(completed) == 1
     assert completed[0].data["agent_name"] == "Planner"
     assert state.get_metrics()["active_agents"] == 0
+
+
+def test_spans_over_the_trace_cap_are_counted_once(make_tracer) -> None:
+    class CappedState:
+        """A state whose trace store keeps two spans per trace (DashboardState keeps 1,000)."""
+
+        def __init__(self) -> None:
+            self.events: list[DashboardEvent] = []
+            self.traces = TraceStore(max_spans_per_trace=2)
+
+        def publish(self, event: DashboardEvent) -> DashboardEvent:
+            self.events.append(event)
+            return event
+
+    state = CappedState()
+    tracer, processor = make_tracer(state)
+    agent = tracer.start_span("invoke_agent Researcher", attributes=AGENT)
+    assert processor.force_flush()  # the agent's running record, in a batch of its own
+    parent = set_span_in_context(agent)
+    for n in range(4):
+        tracer.start_span(f"step {n}", context=parent).end()
+    agent.end()
+    assert processor.force_flush()
+
+    trace = state.traces.get_trace(format(agent.context.trace_id, "032x"))
+    assert trace is not None and trace["running"] is False
+    assert trace["span_count"] == 2 and trace["dropped_spans"] == 3  # each refused span once
+    assert state.traces.stats()["dropped_spans"] == 3

@@ -3,6 +3,7 @@ thread safety."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,13 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 
 from instrumentation import semconv as sc
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
-from otel_dashboard.state.traces import TraceStore, span_record_from_span, span_records_from_events
+from otel_dashboard.model.span_records import (
+    compact_span_record,
+    expand_span_record,
+    span_record_from_span,
+    span_records_from_events,
+)
+from otel_dashboard.state.traces import TraceStore
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -136,6 +143,67 @@ def test_a_span_without_context_has_no_record() -> None:
         span_record_from_span(ReadableSpan("orphan"), ended=True)
 
 
+def test_attribute_values_are_capped_and_sequences_shortened(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, recorder = traced
+    with tracer.start_as_current_span("s", attributes={
+        sc.GEN_AI_AGENT_NAME: "n" * 300, sc.DATA_SOURCE: [f"source {i}" for i in range(20)],
+        sc.QUALITY_SCORE: 91.5, sc.GEN_AI_USAGE_INPUT_TOKENS: 12,
+    }):
+        pass
+    attributes = span_record_from_span(recorder.calls[-1][0], ended=True)["attributes"]
+    assert attributes == {
+        sc.GEN_AI_AGENT_NAME: "n" * 255 + "\u2026",
+        sc.DATA_SOURCE: [f"source {i}" for i in range(16)],
+        sc.QUALITY_SCORE: 91.5,
+        sc.GEN_AI_USAGE_INPUT_TOKENS: 12,
+    }
+
+
+def test_compact_records_are_left_alone_by_the_garbage_collector(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, recorder = traced
+    with tracer.start_as_current_span("invoke_agent A", attributes={
+        sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.DATA_SOURCE: ("a", "b"),
+    }) as span:
+        span.set_status(Status(StatusCode.ERROR, "failed"))
+    records = [compact_span_record(s, ended=ended) for s, ended in recorder.calls]
+    # Untracked: a collection never walks them again, however many the trace view keeps. (A record
+    # holding a sequence value may need a second pass: the collector untracks the inner tuple first.)
+    gc.collect()
+    gc.collect()
+    assert [gc.is_tracked(record) for record in records] == [False, False]
+    with tracer.start_as_current_span("execute_tool t", attributes={sc.GEN_AI_TOOL_NAME: "t"}):
+        pass
+    flat = compact_span_record(recorder.calls[-1][0], ended=True)
+    gc.collect(0)
+    assert not gc.is_tracked(flat)  # without sequence values, at the first pass of the youngest generation
+    running, finished = (expand_span_record(record) for record in records)
+    assert running["end_time"] is None and running["status"] == "unset"
+    assert finished["status"] == "error" and finished["status_message"] == "failed"
+    assert finished["attributes"][sc.DATA_SOURCE] == ["a", "b"]
+
+
+def test_a_live_span_read_while_its_thread_sets_attributes(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, _ = traced
+    span = tracer.start_span("busy")
+    stop = threading.Event()
+
+    def set_attributes() -> None:
+        n = 0
+        while not stop.is_set() and n < 100_000:
+            span.set_attribute(f"key.{n}", n)
+            n += 1
+
+    writer = threading.Thread(target=set_attributes)
+    writer.start()
+    try:
+        for _ in range(200):
+            compact_span_record(span, ended=False)  # never "dictionary changed size during iteration"
+    finally:
+        stop.set()
+        writer.join()
+    span.end()
+
+
 # ---------------------------------------------------------------------------------- records from events
 def _run_event(event_type: EventType, data: dict[str, Any], timestamp: str,
                span_id: str = "b7ad6b7169203331") -> DashboardEvent:
@@ -251,6 +319,63 @@ def test_per_trace_span_cap_truncates_but_still_updates() -> None:
     trace = store.get_trace(TRACE)
     assert trace["span_count"] == 2 and trace["truncated"] is True and trace["dropped_spans"] == 1
     assert trace["spans"][1]["status"] == "ok"
+
+
+def _compact(span_id: int, *, end: int | None = None, trace_id: str = TRACE) -> tuple[Any, ...]:
+    return (int(trace_id, 16), span_id, 0, f"span {span_id}", 1, end, "ok" if end else "unset", None, None)
+
+
+def test_compact_records_finish_their_running_records_and_are_never_reopened() -> None:
+    store = TraceStore()
+    assert store.add_span_records([_compact(1), _compact(2)]) == 2
+    assert store.get_trace(TRACE)["running"] is True
+    assert store.add_span_records([_compact(1, end=5), _compact(2, end=6)], after_start=True) == 2
+    assert store.add_span_records([_compact(1)]) == 0  # a late start
+    trace = store.get_trace(TRACE)
+    assert trace["running"] is False
+    assert [(s["span_id"], s["status"], s["end_time_unix_nano"]) for s in trace["spans"]] == [
+        (_sid(1), "ok", 5), (_sid(2), "ok", 6)]
+    assert not store.add_span(_record(_sid(1), status="error", end=9))  # the in-process record wins
+
+
+def test_a_span_over_the_cap_is_counted_once_from_compact_records() -> None:
+    store = TraceStore(max_spans_per_trace=1)
+    store.add_span_records([_compact(1)])
+    assert store.add_span_records([_compact(2)]) == 0  # counted at its running record
+    assert store.add_span_records([_compact(2, end=5)], after_start=True) == 0  # not again
+    assert store.add_span_records([_compact(3, end=5)]) == 0  # no running record before: counted
+    trace = store.get_trace(TRACE)
+    assert trace["span_count"] == 1 and trace["truncated"] is True and trace["dropped_spans"] == 2
+    assert store.stats()["dropped_spans"] == 2
+
+
+def test_compact_records_evict_the_least_recently_updated_trace() -> None:
+    store = TraceStore(max_traces=2)
+    traces = [format(n, "032x") for n in (1, 2, 3)]
+    store.add_span_records([_compact(1, trace_id=traces[0]), _compact(1, trace_id=traces[1])])
+    store.add_span_records([_compact(1, end=2, trace_id=traces[0])])  # trace 0 updated
+    store.add_span_records([_compact(1, trace_id=traces[2])])
+    assert store.get_trace(traces[1]) is None
+    assert store.get_trace(traces[0]) is not None and store.get_trace(traces[2]) is not None
+    assert store.stats() == {"traces": 2, "spans": 2, "evicted_traces": 1, "dropped_spans": 0}
+
+
+def test_a_trace_growing_past_the_small_form_keeps_every_record() -> None:
+    store = TraceStore()
+    for n in range(1, 41):  # compact and JSON records, past the 16 a small trace holds
+        if n % 2:
+            store.add_span_records([_compact(n)])
+        else:
+            store.add_span(_record(_sid(n), start=n))
+    for n in range(1, 41):
+        if n % 2:
+            store.add_span_records([_compact(n, end=100 + n)], after_start=True)
+        else:
+            store.add_span(_record(_sid(n), start=n, end=100 + n))
+    trace = store.get_trace(TRACE)
+    assert trace["span_count"] == 40 and trace["running"] is False
+    assert sorted(s["end_time_unix_nano"] for s in trace["spans"]) == list(range(101, 141))
+    assert store.stats()["spans"] == 40
 
 
 @pytest.mark.parametrize(

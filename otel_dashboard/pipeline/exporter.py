@@ -28,9 +28,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_dashboard.model import mapping
 from otel_dashboard.model.auth import TOKEN_ENV, bearer_headers
 from otel_dashboard.model.events import QualityThresholds
+from otel_dashboard.model.span_records import compact_span_record, span_record_from_span
 from otel_dashboard.pipeline.remote import RemoteEventSender
 from otel_dashboard.state.dashboard import DashboardState, get_dashboard
-from otel_dashboard.state.traces import span_record_from_span
 
 __all__ = ["ENDPOINT_ENV", "DashboardSpanExporter"]
 
@@ -103,11 +103,11 @@ class DashboardSpanExporter(SpanExporter):
             try:
                 for event in mapping.map_span_end(span, thresholds=self._thresholds):
                     self._sink(event)
-                # The span for the trace view too: a reference in process, a record remote.
+                # The span for the trace view too: a compact record in process, a JSON one remote.
                 if self._sender is not None:
                     self._sender.submit_span(span_record_from_span(span, ended=True))
                 elif self._state is not None:
-                    self._state.traces.add_live_span(span)
+                    self._state.traces.add_span_records([compact_span_record(span, ended=True)])
             except Exception:
                 logger.exception("dashboard exporter: mapping span %r failed", getattr(span, "name", "?"))
         return SpanExportResult.SUCCESS

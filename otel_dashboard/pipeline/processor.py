@@ -15,6 +15,7 @@ maps it to dashboard events (:mod:`otel_dashboard.model.mapping`) and publishes 
 store (``GET /api/traces/{trace_id}``: running at start, finished at end). The span hooks never
 raise and never wait: when the queue is full the span is dropped and counted
 (:attr:`DashboardSpanProcessor.dropped_events`, also reported to the state so ``/health`` shows it).
+What the processor needs of its state is :class:`ProcessorState`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from opentelemetry import context as context_api
 from opentelemetry.context import Context
@@ -34,11 +35,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_dashboard.model import mapping
 from otel_dashboard.model.events import DashboardEvent, QualityThresholds
+from otel_dashboard.model.span_records import SpanRecord, compact_span_record, span_record_from_span
 from otel_dashboard.pipeline.remote import RemoteEventSender
-from otel_dashboard.state.dashboard import DashboardState, get_dashboard
-from otel_dashboard.state.traces import span_record_from_span
+from otel_dashboard.state.dashboard import get_dashboard
 
-__all__ = ["DashboardSpanProcessor"]
+__all__ = ["DashboardSpanProcessor", "ProcessorState", "SpanRecordStore"]
 
 _T = TypeVar("_T")
 
@@ -58,6 +59,49 @@ _START = 0
 _END = 1
 _FLUSH = 2  # payload: a threading.Event the worker sets when it reaches the item
 _STOP = 3  # payload: None; the worker exits
+
+
+class SpanRecordStore(Protocol):
+    """Where :class:`DashboardSpanProcessor` keeps the spans' records for the trace view
+    (:class:`~otel_dashboard.state.traces.TraceStore` is one)."""
+
+    def add_span_records(self, records: list[SpanRecord], *, after_start: bool = False) -> int:
+        """Keeps compact records: a finished one replaces the span's running one. With
+        ``after_start``, every finished record follows a running one of the same span offered
+        earlier. Called on the worker thread, once per batch; must not block for long."""
+        ...
+
+
+class ProcessorState(Protocol):
+    """What :class:`DashboardSpanProcessor` calls on its state
+    (:class:`~otel_dashboard.state.dashboard.DashboardState` is one).
+
+    Only :meth:`publish` is required: each other member is used when the object has it (a state
+    without ``publish_many`` gets the events one by one, one without ``traces`` keeps no span
+    records). Every method is called on the processor's worker thread, never on the application's.
+    """
+
+    @property
+    def quality_thresholds(self) -> QualityThresholds:
+        """Turn quality scores into severities unless the processor was given its own."""
+        ...
+
+    @property
+    def traces(self) -> SpanRecordStore:
+        """The trace view's store of span records."""
+        ...
+
+    def publish(self, event: DashboardEvent) -> object:
+        """Accepts one event; may raise (the processor logs it and carries on)."""
+        ...
+
+    def publish_many(self, events: list[DashboardEvent]) -> object:
+        """Accepts a batch's events in order; raises only after trying every event."""
+        ...
+
+    def count_dropped(self, n: int = 1) -> None:
+        """Counts ``n`` spans the processor dropped (its queue was full)."""
+        ...
 
 
 class _RateLimitedLog:
@@ -93,10 +137,11 @@ class DashboardSpanProcessor(SpanProcessor):
     :func:`~otel_dashboard.model.mapping.map_span_end` and
     hands the batch's events, in order, to the state in one call (``state.publish_many``: one lock
     for the batch), with instrumentation suppressed so that the dashboard's own work is never traced.
-    The worker also keeps a reference to every started span in the state's trace store for the trace
-    view (``state.traces.add_live_spans``; the record is built when the trace is read). A span whose
-    mapping fails is logged (rate-limited) and skipped, as is an event whose publishing fails; the
-    worker carries on.
+    The worker also keeps a compact record of every span in the state's trace store for the trace
+    view (``state.traces.add_span_records``, after the batch's events): a running one for a span
+    started in the batch, a finished one for a span ended in it (only that one when both happened
+    in the same batch). A span whose mapping fails is logged (rate-limited) and skipped, as is an
+    event whose publishing fails; the worker carries on.
 
     The start of a span is mapped when the worker reaches it, which may be after more attributes
     were set (under load, even after the span ended); events of one span are always published in
@@ -110,9 +155,9 @@ class DashboardSpanProcessor(SpanProcessor):
     also wait for delivery, within their timeouts.
 
     Args:
-        state: where events go; the process's :func:`~otel_dashboard.state.dashboard.get_dashboard` when
-            ``None``, resolved once here at construction (so a later ``reset_dashboard()`` does not
-            redirect an existing processor).
+        state: where events go (see :class:`ProcessorState`); the process's
+            :func:`~otel_dashboard.state.dashboard.get_dashboard` when ``None``, resolved once here at
+            construction (so a later ``reset_dashboard()`` does not redirect an existing processor).
         max_queue_size: spans waiting for the worker at most; more are dropped and counted. The bound
             may be exceeded by at most one span per concurrently producing thread.
         quality_thresholds: turn quality scores into severities; the state's own
@@ -135,7 +180,7 @@ class DashboardSpanProcessor(SpanProcessor):
     def __init__(
         self,
         *,
-        state: DashboardState | None = None,
+        state: ProcessorState | None = None,
         max_queue_size: int = _DEFAULT_MAX_QUEUE_SIZE,
         quality_thresholds: QualityThresholds | None = None,
         endpoint: str | None = None,
@@ -156,7 +201,7 @@ class DashboardSpanProcessor(SpanProcessor):
                 f"quality_thresholds must be a QualityThresholds or None, got {quality_thresholds!r}"
             )
         self._sender: RemoteEventSender | None = None
-        self._state: DashboardState | None = None
+        self._state: ProcessorState | None = None
         if endpoint is not None:
             if state is not None:
                 raise ValueError("state and endpoint cannot be combined: events go to one of them")
@@ -182,31 +227,25 @@ class DashboardSpanProcessor(SpanProcessor):
         else:
             publish_many = getattr(state, "publish_many", None)
             self._sink = publish_many if callable(publish_many) else _each(state.publish)  # type: ignore[union-attr]
-        # Where the spans of a batch go for the trace view (called on the worker, after the batch's
-        # events): in process, a reference in the state's trace store (the record is built only when
-        # someone opens the trace), taken at start; remote, a record shipped with the events, at end.
-        self._record_spans: Callable[[list[ReadableSpan]], object] | None = None
+        # The spans' records for the trace view: in process, compact records in the state's trace
+        # store, at start and end; remote, a JSON record shipped with the events, at end only (the
+        # server derives running agent and synthesis spans from their started events, and a record
+        # per start would double the cost). _make_record runs on the worker right after a span is
+        # mapped, while its fields are still in the CPU's caches; _deliver_records after the
+        # batch's events.
+        self._make_record: Callable[..., Any] | None = None
+        self._deliver_records: Callable[[list[Any], list[Any]], None] | None = None
         self._record_starts = False
-        self._record_ends = False
+        self._traces: SpanRecordStore | None = None
         if self._sender is not None:
-            submit_span = self._sender.submit_span
-
-            def ship_ended(spans: list[ReadableSpan]) -> None:
-                # One record per span, at its end: the server derives running agent and synthesis
-                # spans from their started events, and a record per start would double the cost.
-                for span in spans:
-                    submit_span(span_record_from_span(span, ended=True))
-
-            self._record_spans = ship_ended
-            self._record_ends = True
+            self._make_record = span_record_from_span
+            self._deliver_records = self._ship_records
         else:
             traces = getattr(state, "traces", None)
-            add_live_spans = getattr(traces, "add_live_spans", None)
-            add_live_span = getattr(traces, "add_live_span", None)
-            if callable(add_live_spans) or callable(add_live_span):
-                # The reference kept at start already shows the span ended; the end needs it only if
-                # that start was dropped, which can happen only once a drop happened.
-                self._record_spans = add_live_spans if callable(add_live_spans) else _each(add_live_span)
+            if callable(getattr(traces, "add_span_records", None)):
+                self._traces = traces
+                self._make_record = compact_span_record
+                self._deliver_records = self._keep_records
                 self._record_starts = True
         self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
         self._shutdown = False
@@ -407,9 +446,15 @@ class DashboardSpanProcessor(SpanProcessor):
         map_end = mapping.map_span_end
         thresholds = self._thresholds
         record_starts = self._record_starts
-        record_ends = self._record_ends
+        make_record = self._make_record
         events: list[DashboardEvent] = []
-        to_record: list[ReadableSpan] = []
+        # Spans started in this batch and not ended in it, by their context (the same object at a
+        # span's start and end): a span started and ended within the batch gets one record, the
+        # finished one. Records of ended spans go in two lists: those whose start got no record here
+        # (counted as new spans of their trace), and those whose start did, in an earlier batch.
+        started: dict[int, ReadableSpan] = {}
+        new_records: list[Any] = []
+        later_records: list[Any] = []
         marker = None
         taken = 0
         while taken < _BATCH_MAX_ITEMS:
@@ -430,10 +475,26 @@ class DashboardSpanProcessor(SpanProcessor):
                 events += mapped
             if kind == _START:
                 if record_starts:
-                    to_record.append(span)
-            # In process, the start's reference suffices unless that start may have been dropped.
-            elif record_ends or (record_starts and self._dropped):
-                to_record.append(span)
+                    started[id(span.context)] = span
+            elif make_record is not None:
+                try:
+                    record = make_record(span, ended=True)
+                except ValueError:
+                    continue  # no valid ids: nothing the trace view could show
+                except Exception:
+                    self._errors.exception("dashboard processor: recording span %r failed", _span_name(span))
+                    continue
+                if started.pop(id(span.context), None) is None and record_starts:
+                    later_records.append(record)
+                else:
+                    new_records.append(record)
+        for span in started.values():  # still running at the end of the batch
+            try:
+                new_records.append(make_record(span, ended=False))  # type: ignore[misc]
+            except ValueError:
+                continue
+            except Exception:
+                self._errors.exception("dashboard processor: recording span %r failed", _span_name(span))
         if events:
             try:
                 self._sink(events)
@@ -441,15 +502,36 @@ class DashboardSpanProcessor(SpanProcessor):
                 self._errors.exception("dashboard processor: publishing %d events failed", len(events))
         # After the events: a remote batch cut between the two then still lets the shipped span
         # record (which arrives last) win over the record the server derives from a run event.
-        if to_record and self._record_spans is not None:
+        if (new_records or later_records) and self._deliver_records is not None:
             try:
-                self._record_spans(to_record)
+                self._deliver_records(new_records, later_records)
             except Exception:
-                self._errors.exception("dashboard processor: recording %d spans failed", len(to_record))
+                self._errors.exception(
+                    "dashboard processor: recording %d spans failed", len(new_records) + len(later_records)
+                )
         self._processed += taken
         if self._dropped != self._reported_dropped:
             self._report_drops()
         return marker
+
+    def _keep_records(self, new_records: list[SpanRecord], later_records: list[SpanRecord]) -> None:
+        """In process: a batch's compact records into the state's trace store. Separate calls, so that
+        a span over its trace's cap is counted once: at its first record, not again at a later one."""
+        traces = self._traces
+        if traces is None:
+            return
+        if new_records:
+            traces.add_span_records(new_records)
+        if later_records:
+            traces.add_span_records(later_records, after_start=True)
+
+    def _ship_records(self, new_records: list[dict[str, Any]], later_records: list[dict[str, Any]]) -> None:
+        """Remote: a batch's JSON records (of ended spans only) to the sender, after its events."""
+        submit_span = self._sender.submit_span  # type: ignore[union-attr]
+        for record in new_records:
+            submit_span(record)
+        for record in later_records:
+            submit_span(record)
 
 
 def _each(submit: Callable[[_T], object]) -> Callable[[list[_T]], None]:

@@ -55,15 +55,7 @@ from otel_dashboard.model.otlp import (
     events_from_otlp_spans,
     spans_from_request,
 )
-from otel_dashboard.server.broadcast import BROADCASTER_KEY
-from otel_dashboard.server.broker import BROKER_KEY, BrokerBufferFull, RedisBroker
-from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
-from otel_dashboard.server.http_api import json_error, json_response
-from otel_dashboard.server.options import OPTIONS_KEY
-from otel_dashboard.server.prometheus import observe_ingest_seconds
-from otel_dashboard.server.security import check_ingest
-from otel_dashboard.state.dashboard import DashboardState
-from otel_dashboard.state.traces import (
+from otel_dashboard.model.span_records import (
     KIND_AGENT,
     KIND_OTHER,
     KIND_REGISTRATION,
@@ -72,6 +64,14 @@ from otel_dashboard.state.traces import (
     span_record_from_span,
     span_records_from_events,
 )
+from otel_dashboard.server.broadcast import BROADCASTER_KEY
+from otel_dashboard.server.broker import BROKER_KEY, BrokerBufferFull, RedisBroker
+from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
+from otel_dashboard.server.http_api import json_error, json_response
+from otel_dashboard.server.options import OPTIONS_KEY
+from otel_dashboard.server.prometheus import observe_ingest_seconds
+from otel_dashboard.server.security import check_ingest
+from otel_dashboard.state.dashboard import DashboardState
 
 __all__ = ["DURABLE_TIMEOUT_SECONDS", "ingest_events", "otlp_traces", "parse_span_records"]
 
