@@ -54,11 +54,12 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from otel_dashboard.model.events import DashboardEvent, format_timestamp, json_dumps
+from otel_dashboard.model.filters import event_matches
 from otel_dashboard.server.options import SERVER_VERSION, ServerOptions
 from otel_dashboard.state.dashboard import DashboardState
 from otel_dashboard.store.base import EventQuery
 
-__all__ = ["BROADCASTER_KEY", "MAX_FILTER_VALUES", "Broadcaster", "Client", "event_matches"]
+__all__ = ["BROADCASTER_KEY", "Broadcaster", "Client"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,23 +100,10 @@ _PACK_LEN1 = struct.Struct("!BB").pack
 _PACK_LEN2 = struct.Struct("!BBH").pack
 _PACK_LEN3 = struct.Struct("!BBQ").pack
 
-MAX_FILTER_VALUES = 1000
-"""Filters (subscribe lists, ``/api/events`` agents): at most this many values per list."""
-
 _CODE_TRY_AGAIN_LATER = 1013  # WSCloseCode.TRY_AGAIN_LATER, spelled out for old aiohttp versions
 
 
 _dumps = json_dumps
-
-
-def event_matches(query: EventQuery | None, event: DashboardEvent) -> bool:
-    """Whether ``event`` passes ``query`` (None passes everything); never raises TypeError."""
-    if query is None:
-        return True
-    try:
-        return query.matches(event)
-    except TypeError:  # an unhashable agent name in the event's data never matches a filter
-        return False
 
 
 def _text_frame(payload: bytes) -> bytes:
