@@ -24,9 +24,9 @@ from aiohttp import WSMsgType
 from server_support import running_server
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
-from otel_dashboard.server import broadcast as broadcast_module
 from otel_dashboard.server.app import HUB_KEY, DashboardWebSocketServer
-from otel_dashboard.server.broadcast import Broadcaster, Client
+from otel_dashboard.server.broadcast import Broadcaster, Client, frames, handoff
+from otel_dashboard.server.broadcast import transport as ws_transport
 from otel_dashboard.server.options import make_options
 from otel_dashboard.server.security import SECURITY_KEY
 from otel_dashboard.state.dashboard import DashboardState
@@ -82,7 +82,7 @@ class FakeTransport:
 
     def fill(self) -> None:
         """The peer stopped reading: the buffer is over the mark and asyncio paused the protocol."""
-        self.buffered = 10 * broadcast_module._HIGH_WATER_BYTES
+        self.buffered = 10 * ws_transport.HIGH_WATER_BYTES
         self.protocol.writing_paused = True
 
     def drain(self) -> None:
@@ -94,9 +94,19 @@ class FakeTransport:
         return [orjson.loads(payload) for payload in map(parse_frame, self.writes)]
 
 
+class FakeWriter:
+    """What the fence checks of aiohttp's writer: that it writes to the connection's transport."""
+
+    def __init__(self, transport: FakeTransport) -> None:
+        self.transport = transport
+
+
 class FakeWebSocket:
     compress = 0
     closed = False
+
+    def __init__(self, transport: FakeTransport) -> None:
+        self._writer = FakeWriter(transport)
 
 
 class FakeRequest:
@@ -146,7 +156,7 @@ async def fixture_hub() -> AsyncIterator[Callable[..., Broadcaster]]:
 
 def connect(hub: Broadcaster) -> tuple[Client, FakeTransport]:
     request = FakeRequest()
-    client = hub.register(FakeWebSocket(), request)  # type: ignore[arg-type]
+    client = hub.register(FakeWebSocket(request.transport), request)  # type: ignore[arg-type]
     return client, request.transport
 
 
@@ -180,7 +190,7 @@ async def test_a_thousand_clients_share_one_frame_object(hub: Callable[..., Broa
     assert all(len(transport.writes) == 2 for _, transport in clients)  # one frame per pass
     assert [e["data"]["i"] for e in orjson.loads(parse_frame(frames[0]))["events"]] == list(range(5))
     assert all(client.sent_events == 5 for client, _ in clients)
-    assert broadcaster._payloads == []  # everyone has everything: the log is trimmed to nothing
+    assert broadcaster._log.payloads == []  # everyone has everything: the log is trimmed to nothing
 
 
 async def test_frames_follow_the_load_one_event_when_idle_many_when_busy(
@@ -196,7 +206,7 @@ async def test_frames_follow_the_load_one_event_when_idle_many_when_busy(
         state.publish(event(i=i))
     await next_pass()
     sizes = [len(m["events"]) for m in transport.messages()[1:]]
-    assert sizes == [1, 1, 1, broadcast_module._MAX_FRAME_EVENTS, broadcast_module._MAX_FRAME_EVENTS, 500]
+    assert sizes == [1, 1, 1, frames.MAX_FRAME_EVENTS, frames.MAX_FRAME_EVENTS, 500]
     seqs = [e["seq"] for m in transport.messages()[1:] for e in m["events"]]
     assert seqs == list(range(1, 2504))
 
@@ -264,7 +274,7 @@ async def test_a_second_overflow_closes_a_full_client_with_1013(
     async def close_client(client: Client, code: int, reason: str, timeout: float | None = None) -> None:
         closed.append((client.id, code))
 
-    monkeypatch.setattr(broadcaster, "_close_client", close_client)
+    monkeypatch.setattr(broadcaster._slow, "close", close_client)
     slow, transport = connect(broadcaster)
     transport.fill()
     for i in range(11):
@@ -287,22 +297,22 @@ async def test_the_log_is_trimmed_behind_the_slowest_client(hub: Callable[..., B
     for i in range(1000):
         state.publish(event(i=i))
     await next_pass()
-    assert len(broadcaster._payloads) == 1000  # the slow client still needs all of them
+    assert len(broadcaster._log.payloads) == 1000  # the slow client still needs all of them
     transport.drain()
     await next_pass()
-    assert broadcaster._payloads == [] and broadcaster._base == 1000
+    assert broadcaster._log.payloads == [] and broadcaster._log.base == 1000
     broadcaster.unregister(slow)
     state.publish(event(i=-1))  # nobody to send it to: nothing is kept
-    broadcaster.unregister(broadcaster._client_list[0])
+    broadcaster.unregister(broadcaster.clients[0])
     state.publish(event(i=-2))
     await next_pass()
-    assert broadcaster._payloads == []
+    assert broadcaster._log.payloads == []
 
 
 async def test_thread_handoff_losses_are_a_gap_in_the_log(
     hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(broadcast_module, "_HANDOFF_LIMIT", 5)
+    monkeypatch.setattr(handoff, "HANDOFF_LIMIT", 5)
     state = DashboardState()
     broadcaster = hub(state)
     _, transport = connect(broadcaster)
@@ -354,7 +364,7 @@ async def test_deflate_and_plain_clients_get_the_same_stream(
     assert deflate.compress == 15 and plain.compress == 0  # negotiated, and not
     for ws in (deflate, plain):
         assert (await receive(ws))["type"] == "snapshot"
-    by_compress = {bool(c.writer_task): c for c in server.app[HUB_KEY]._client_list}
+    by_compress = {bool(c.writer_task): c for c in server.app[HUB_KEY].clients}
     assert set(by_compress) == {True, False}  # a writer task only for the deflate client
     big = "x" * 70_000  # frames of every header length, and a compressed one above aiohttp's sync size
     for i in range(20):

@@ -25,8 +25,8 @@ from aiohttp import WSMsgType
 from server_support import running_server
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
-from otel_dashboard.server import broadcast as broadcast_module
 from otel_dashboard.server.app import HUB_KEY, DashboardWebSocketServer, create_app
+from otel_dashboard.server.broadcast import handoff
 from otel_dashboard.server.websocket import handle_client_message
 from otel_dashboard.state.dashboard import DashboardState
 
@@ -152,9 +152,9 @@ async def stall_server_side(server: DashboardWebSocketServer, sock: socket.socke
     hub = server.app[HUB_KEY]  # type: ignore[index]
     port = sock.getsockname()[1]
     await wait_for_condition(
-        lambda: any(c.transport.get_extra_info("peername")[1] == port for c in hub._client_list)
+        lambda: any(c.transport.get_extra_info("peername")[1] == port for c in hub.clients)
     )
-    for client in hub._client_list:
+    for client in hub.clients:
         if client.transport.get_extra_info("peername")[1] == port:
             client.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
@@ -462,7 +462,7 @@ async def test_resume_drops_queued_live_events_it_replays(
     server = await make_server(state)
     ws, snapshot = await connect(session, server)
     base = snapshot["seq"]
-    (client,) = server.app[HUB_KEY]._client_list  # type: ignore[index]
+    (client,) = server.app[HUB_KEY].clients  # type: ignore[index]
     publish_many(state, 30)  # queued for the client; its writer has not run yet
     resume = orjson.dumps({"type": "resume", "after_seq": base + 10}).decode()
     handle_client_message(server.app[HUB_KEY], client, resume)  # type: ignore[index]
@@ -588,7 +588,7 @@ async def test_second_overflow_closes_with_1013(make_server: Any, session: aioht
 async def test_handoff_overflow_is_reported_as_a_gap(
     make_server: Any, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(broadcast_module, "_HANDOFF_LIMIT", 10)
+    monkeypatch.setattr(handoff, "HANDOFF_LIMIT", 10)
     state = DashboardState()
     server = await make_server(state)
     ws, snapshot = await connect(session, server)

@@ -100,9 +100,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     guard.note_exceeded()
                     # The broadcaster's close: it stops the client's writer first, and aborts the
                     # connection if the close frame cannot go out within the send timeout.
-                    await broadcaster._close_client(
-                        client, WS_CLOSE_POLICY_VIOLATION, "message rate exceeded"
-                    )
+                    await broadcaster.close_client(client, WS_CLOSE_POLICY_VIOLATION, "message rate exceeded")
                     break
                 if client.closing:
                     continue
