@@ -108,18 +108,23 @@ def write_ping(transport: asyncio.Transport) -> None:
 
 
 async def wait_drained(transport: asyncio.Transport | None) -> None:
-    """Wait until a full transport has drained (or a short poll, when the protocol cannot say).
+    """Wait until a full transport is no longer over the mark, or is closing.
 
     Raises:
         ConnectionError: the connection was lost meanwhile.
     """
-    protocol = transport.get_protocol() if transport is not None else None
-    if getattr(protocol, "writing_paused", False):
-        # What aiohttp's own writer awaits. Never cancelled but at cleanup: the future is shared with
-        # aiohttp's drain in ws.close().
-        await protocol._drain_helper()  # type: ignore[union-attr]
-    else:  # over our mark while asyncio did not pause the protocol (custom limits), or no flag: poll
-        await asyncio.sleep(_DRAIN_POLL_SECONDS)
+    if transport is None:
+        return
+    protocol = transport.get_protocol()
+    # A loop, not one wait: the caller's "full since" time (what the send watchdog reads) must not
+    # restart while the transport stays full.
+    while transport.get_write_buffer_size() > HIGH_WATER_BYTES and not transport.is_closing():
+        if getattr(protocol, "writing_paused", False):
+            # What aiohttp's own writer awaits. Never cancelled but at cleanup: the future is shared
+            # with aiohttp's drain in ws.close().
+            await protocol._drain_helper()  # type: ignore[attr-defined]
+        else:  # asyncio did not pause the protocol (custom limits), or it cannot say (aiohttp < 3.11)
+            await asyncio.sleep(_DRAIN_POLL_SECONDS)
 
 
 # --------------------------------------------------------------------------- public (fallback)
