@@ -102,11 +102,27 @@ class FakeWriter:
 
 
 class FakeWebSocket:
+    """A prepared, uncompressed WebSocket: its writer (for the fence's check) and the public send path."""
+
     compress = 0
     closed = False
 
     def __init__(self, transport: FakeTransport) -> None:
         self._writer = FakeWriter(transport)
+
+    async def send_frame(self, payload: bytes, opcode: WSMsgType) -> None:
+        assert opcode is WSMsgType.TEXT
+        await self._send(payload)
+
+    async def send_str(self, data: str) -> None:  # aiohttp < 3.11 has no send_frame
+        await self._send(data.encode())
+
+    async def _send(self, payload: bytes) -> None:
+        """As aiohttp's writer: the whole frame at once, then wait while the peer is not reading."""
+        transport = self._writer.transport
+        transport.write(frames.text_frame(payload))
+        while transport.buffered > ws_transport.HIGH_WATER_BYTES:
+            await transport.protocol._drain_helper()
 
 
 class FakeRequest:
@@ -135,6 +151,18 @@ def parse_frame(data: bytes) -> bytes:
 
 def event(**data: Any) -> DashboardEvent:
     return DashboardEvent.create(EventType.ERROR_OCCURRED, data, Severity.INFO)
+
+
+@pytest.fixture(name="write_path", params=["direct", "public"])
+def fixture_write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with direct writes, then through aiohttp's public send (the fence's fallback).
+
+    The fallback is forced the way an aiohttp without what the direct path uses would force it: the
+    feature test sees a protocol class with no ``_drain_helper`` (asyncio's own).
+    """
+    if request.param == "public":
+        monkeypatch.setattr(ws_transport, "BaseProtocol", asyncio.Protocol)
+    return request.param
 
 
 @pytest.fixture(name="hub")
@@ -194,11 +222,12 @@ async def test_a_thousand_clients_share_one_frame_object(hub: Callable[..., Broa
 
 
 async def test_frames_follow_the_load_one_event_when_idle_many_when_busy(
-    hub: Callable[..., Broadcaster],
+    hub: Callable[..., Broadcaster], write_path: str
 ) -> None:
     state = DashboardState()
     broadcaster = hub(state)
-    _, transport = connect(broadcaster)
+    client, transport = connect(broadcaster)
+    assert (client.writer_task is None) == (write_path == "direct")
     for i in range(3):  # idle: each event gets its own frame as soon as the loop turns
         state.publish(event(i=i))
         await next_pass()
@@ -212,7 +241,7 @@ async def test_frames_follow_the_load_one_event_when_idle_many_when_busy(
 
 
 async def test_controls_stay_in_order_with_events_and_filters_share_frames(
-    hub: Callable[..., Broadcaster],
+    hub: Callable[..., Broadcaster], write_path: str
 ) -> None:
     state = DashboardState()
     broadcaster = hub(state)
@@ -231,11 +260,14 @@ async def test_controls_stay_in_order_with_events_and_filters_share_frames(
     for transport in (tb, tc):
         kinds = [(m["type"], [e["data"]["n"] for e in m.get("events", [])]) for m in transport.messages()[1:]]
         assert kinds == [("subscribed", []), ("events", [1, 3])]
-    assert tb.writes[-1] is tc.writes[-1]  # the same filter at the same cursor: one frame
+    if write_path == "direct":
+        assert tb.writes[-1] is tc.writes[-1]  # the same filter at the same cursor: one frame
 
 
 # --------------------------------------------------------------------------- backpressure
-async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(hub: Callable[..., Broadcaster]) -> None:
+async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(
+    hub: Callable[..., Broadcaster], write_path: str
+) -> None:
     state = DashboardState()
     broadcaster = hub(state, client_queue_size=50)
     slow, slow_transport = connect(broadcaster)
@@ -245,7 +277,9 @@ async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(hub: Callable[
         state.publish(event(i=i))
         await next_pass()
     assert len(slow_transport.writes) == 1  # nothing written over the mark (only the snapshot)
-    assert slow.send_started is not None and slow.drain_task is not None
+    assert slow.send_started is not None  # the watchdog's clock runs
+    if write_path == "direct":
+        assert slow.drain_task is not None  # waiting for the drain; a task writer waits in its send
     depths = {row["id"]: row["queue_depth"] for row in broadcaster.client_infos()}
     assert depths == {slow.id: 30, fast.id: 0}
     assert sorted(broadcaster.queue_depths()) == [0, 30]
@@ -265,7 +299,7 @@ async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(hub: Callable[
 
 
 async def test_a_second_overflow_closes_a_full_client_with_1013(
-    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch, write_path: str
 ) -> None:
     state = DashboardState()
     broadcaster = hub(state, client_queue_size=10)
@@ -310,7 +344,7 @@ async def test_the_log_is_trimmed_behind_the_slowest_client(hub: Callable[..., B
 
 
 async def test_thread_handoff_losses_are_a_gap_in_the_log(
-    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch, write_path: str
 ) -> None:
     monkeypatch.setattr(handoff, "HANDOFF_LIMIT", 5)
     state = DashboardState()
@@ -323,6 +357,41 @@ async def test_thread_handoff_losses_are_a_gap_in_the_log(
     messages = transport.messages()[1:]
     assert [e["seq"] for e in messages[0]["events"]] == [1, 2, 3, 4, 5]
     assert messages[1] == {"type": "gap", "from": 6, "to": 20, "reason": "handoff_overflow"}
+
+
+# --------------------------------------------------------------------------- the fence
+def test_the_feature_test_accepts_this_aiohttp_and_refuses_a_protocol_without_drain_helper(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ws_transport.direct_write_problem() is None  # every aiohttp the project supports
+    monkeypatch.setattr(ws_transport, "BaseProtocol", asyncio.Protocol)
+    problem = ws_transport.direct_write_problem()
+    assert problem is not None and "_drain_helper" in problem
+
+
+async def test_the_fallback_is_chosen_at_start_and_logged(
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert hub().direct_writes
+    monkeypatch.setattr(ws_transport, "BaseProtocol", asyncio.Protocol)
+    broadcaster = hub()
+    assert not broadcaster.direct_writes
+    assert any("through aiohttp's send path" in r.getMessage() for r in caplog.records)
+    client, transport = connect(broadcaster)
+    await next_pass()
+    assert client.writer_task is not None and transport.messages()[0]["type"] == "snapshot"
+
+
+async def test_a_connection_whose_writer_uses_another_transport_gets_a_task_writer(
+    hub: Callable[..., Broadcaster],
+) -> None:
+    broadcaster = hub()
+    request = FakeRequest()
+    elsewhere = FakeTransport()  # our frames and aiohttp's could interleave: never write directly
+    client = broadcaster.register(FakeWebSocket(elsewhere), request)  # type: ignore[arg-type]
+    await next_pass()
+    assert client.writer_task is not None
+    assert request.transport.writes == [] and elsewhere.messages()[0]["type"] == "snapshot"
 
 
 # --------------------------------------------------------------------------- real sockets
@@ -385,7 +454,7 @@ async def test_deflate_and_plain_clients_get_the_same_stream(
 
 
 async def test_frame_lengths_of_every_header_form(
-    make_server: Callable[..., Any], session: aiohttp.ClientSession
+    make_server: Callable[..., Any], session: aiohttp.ClientSession, write_path: str
 ) -> None:
     state = DashboardState()
     server = await make_server(state)
@@ -452,9 +521,10 @@ async def test_pings_are_answered_and_not_counted_as_messages(
 
 
 async def test_the_heartbeat_pings_a_silent_client_and_keeps_one_that_answers(
-    make_server: Callable[..., Any], session: aiohttp.ClientSession
+    make_server: Callable[..., Any], session: aiohttp.ClientSession, write_path: str
 ) -> None:
     server = await make_server(DashboardState(), heartbeat_seconds=0.2)
+    assert server.app[HUB_KEY].direct_writes == (write_path == "direct")
     ws = await session.ws_connect(server.url + "/ws", autoping=False)
     assert (await receive(ws))["type"] == "snapshot"
     started = time.monotonic()

@@ -27,6 +27,7 @@ from server_support import running_server
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
 from otel_dashboard.server.app import HUB_KEY, DashboardWebSocketServer, create_app
 from otel_dashboard.server.broadcast import handoff
+from otel_dashboard.server.broadcast import transport as ws_transport
 from otel_dashboard.server.websocket import handle_client_message
 from otel_dashboard.state.dashboard import DashboardState
 
@@ -117,6 +118,15 @@ async def collect_seqs(
         assert message["type"] == "events", message
         frames.append(len(message["events"]))
         seqs.extend(e["seq"] for e in message["events"])
+
+
+@pytest.fixture(name="public_send", params=[False, True], ids=["direct", "public"])
+def fixture_public_send(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Also run the test through aiohttp's public send path: the fence's feature test is made to
+    fail (a protocol class without ``_drain_helper``), so every client gets a task writer."""
+    if request.param:
+        monkeypatch.setattr(ws_transport, "BaseProtocol", asyncio.Protocol)
+    return request.param
 
 
 def publish_many(state: DashboardState, n: int, **data: Any) -> None:
@@ -329,10 +339,11 @@ async def test_snapshot_then_live_events(make_server: Any, session: aiohttp.Clie
 
 
 async def test_in_loop_burst_is_batched_and_complete_despite_a_stalled_client(
-    make_server: Any, session: aiohttp.ClientSession
+    make_server: Any, session: aiohttp.ClientSession, public_send: bool
 ) -> None:
     state = DashboardState()
     server = await make_server(state, send_timeout_seconds=1.0)
+    assert server.app[HUB_KEY].direct_writes is not public_send
     sock = await stalled_client(server.port)
     await stall_server_side(server, sock)
     ws, snapshot = await connect(session, server)
@@ -570,7 +581,9 @@ async def test_queue_overflow_sends_a_gap_then_resume_catches_up(
     await ws.close()
 
 
-async def test_second_overflow_closes_with_1013(make_server: Any, session: aiohttp.ClientSession) -> None:
+async def test_second_overflow_closes_with_1013(
+    make_server: Any, session: aiohttp.ClientSession, public_send: bool
+) -> None:
     state = DashboardState()
     server = await make_server(state, client_queue_size=50)
     ws, _ = await connect(session, server)
