@@ -18,7 +18,7 @@ One module per concept:
 * :mod:`.heartbeat`: one ping sweep for every client.
 * :mod:`.task_writer`: a task per client that sends through aiohttp (permessage-deflate, fallback).
 * :mod:`.transport`: the fence: the only module that uses aiohttp's internals (direct frame writes,
-  ``_drain_helper``), and the public send path it falls back to.
+  the drain wait), and the public send path it falls back to.
 * :mod:`.counters`: drops by reason, event rate, uptime.
 """
 
