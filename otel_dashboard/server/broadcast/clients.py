@@ -62,7 +62,7 @@ class Client:
         self.id = client_id
         self.ws = ws
         self.request = request
-        self.transport: asyncio.Transport | None = request.transport  # type: ignore[assignment]
+        self.transport: asyncio.Transport | None = request.transport
         self.cursor = 0  # the log position of the next entry this client has not been sent
         self.min_seq = 0  # events with seq <= min_seq are never sent (snapshot / resume)
         # Control messages (kind, bytes) not sent yet, each after the log entries before its

@@ -80,10 +80,11 @@ def is_direct_connection(ws: web.WebSocketResponse, transport: asyncio.Transport
     """
     if ws.compress or transport is None:
         return False
+    protocol = transport.get_protocol()
     writer = getattr(ws, "_writer", None)
-    if getattr(writer, "transport", None) is not transport:
-        return False
-    return inspect.iscoroutinefunction(getattr(transport.get_protocol(), "_drain_helper", None))
+    return getattr(writer, "transport", None) is transport and inspect.iscoroutinefunction(
+        getattr(protocol, "_drain_helper", None)
+    )
 
 
 # --------------------------------------------------------------------------- direct
