@@ -24,9 +24,9 @@ from aiohttp import WSMsgType
 from server_support import running_server
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
-from otel_dashboard.server import broadcast as broadcast_module
 from otel_dashboard.server.app import HUB_KEY, DashboardWebSocketServer
-from otel_dashboard.server.broadcast import Broadcaster, Client
+from otel_dashboard.server.broadcast import Broadcaster, Client, frames, handoff
+from otel_dashboard.server.broadcast import transport as ws_transport
 from otel_dashboard.server.options import make_options
 from otel_dashboard.server.security import SECURITY_KEY
 from otel_dashboard.state.dashboard import DashboardState
@@ -82,7 +82,7 @@ class FakeTransport:
 
     def fill(self) -> None:
         """The peer stopped reading: the buffer is over the mark and asyncio paused the protocol."""
-        self.buffered = 10 * broadcast_module._HIGH_WATER_BYTES
+        self.buffered = 10 * ws_transport.HIGH_WATER_BYTES
         self.protocol.writing_paused = True
 
     def drain(self) -> None:
@@ -94,9 +94,35 @@ class FakeTransport:
         return [orjson.loads(payload) for payload in map(parse_frame, self.writes)]
 
 
+class FakeWriter:
+    """What the fence checks of aiohttp's writer: that it writes to the connection's transport."""
+
+    def __init__(self, transport: FakeTransport) -> None:
+        self.transport = transport
+
+
 class FakeWebSocket:
+    """A prepared, uncompressed WebSocket: its writer (for the fence's check) and the public send path."""
+
     compress = 0
     closed = False
+
+    def __init__(self, transport: FakeTransport) -> None:
+        self._writer = FakeWriter(transport)
+
+    async def send_frame(self, payload: bytes, opcode: WSMsgType) -> None:
+        assert opcode is WSMsgType.TEXT
+        await self._send(payload)
+
+    async def send_str(self, data: str) -> None:  # aiohttp < 3.11 has no send_frame
+        await self._send(data.encode())
+
+    async def _send(self, payload: bytes) -> None:
+        """As aiohttp's writer: the whole frame at once, then wait while the peer is not reading."""
+        transport = self._writer.transport
+        transport.write(frames.text_frame(payload))
+        while transport.buffered > ws_transport.HIGH_WATER_BYTES:
+            await transport.protocol._drain_helper()
 
 
 class FakeRequest:
@@ -127,6 +153,18 @@ def event(**data: Any) -> DashboardEvent:
     return DashboardEvent.create(EventType.ERROR_OCCURRED, data, Severity.INFO)
 
 
+@pytest.fixture(name="write_path", params=["direct", "public"])
+def fixture_write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with direct writes, then through aiohttp's public send (the fence's fallback).
+
+    The fallback is forced the way an aiohttp without what the direct path uses would force it: the
+    feature test sees a protocol class with no ``_drain_helper`` (asyncio's own).
+    """
+    if request.param == "public":
+        monkeypatch.setattr(ws_transport, "BaseProtocol", asyncio.Protocol)
+    return request.param
+
+
 @pytest.fixture(name="hub")
 async def fixture_hub() -> AsyncIterator[Callable[..., Broadcaster]]:
     hubs: list[Broadcaster] = []
@@ -146,7 +184,7 @@ async def fixture_hub() -> AsyncIterator[Callable[..., Broadcaster]]:
 
 def connect(hub: Broadcaster) -> tuple[Client, FakeTransport]:
     request = FakeRequest()
-    client = hub.register(FakeWebSocket(), request)  # type: ignore[arg-type]
+    client = hub.register(FakeWebSocket(request.transport), request)  # type: ignore[arg-type]
     return client, request.transport
 
 
@@ -180,15 +218,16 @@ async def test_a_thousand_clients_share_one_frame_object(hub: Callable[..., Broa
     assert all(len(transport.writes) == 2 for _, transport in clients)  # one frame per pass
     assert [e["data"]["i"] for e in orjson.loads(parse_frame(frames[0]))["events"]] == list(range(5))
     assert all(client.sent_events == 5 for client, _ in clients)
-    assert broadcaster._payloads == []  # everyone has everything: the log is trimmed to nothing
+    assert broadcaster._log.payloads == []  # everyone has everything: the log is trimmed to nothing
 
 
 async def test_frames_follow_the_load_one_event_when_idle_many_when_busy(
-    hub: Callable[..., Broadcaster],
+    hub: Callable[..., Broadcaster], write_path: str
 ) -> None:
     state = DashboardState()
     broadcaster = hub(state)
-    _, transport = connect(broadcaster)
+    client, transport = connect(broadcaster)
+    assert (client.writer_task is None) == (write_path == "direct")
     for i in range(3):  # idle: each event gets its own frame as soon as the loop turns
         state.publish(event(i=i))
         await next_pass()
@@ -196,13 +235,13 @@ async def test_frames_follow_the_load_one_event_when_idle_many_when_busy(
         state.publish(event(i=i))
     await next_pass()
     sizes = [len(m["events"]) for m in transport.messages()[1:]]
-    assert sizes == [1, 1, 1, broadcast_module._MAX_FRAME_EVENTS, broadcast_module._MAX_FRAME_EVENTS, 500]
+    assert sizes == [1, 1, 1, frames.MAX_FRAME_EVENTS, frames.MAX_FRAME_EVENTS, 500]
     seqs = [e["seq"] for m in transport.messages()[1:] for e in m["events"]]
     assert seqs == list(range(1, 2504))
 
 
 async def test_controls_stay_in_order_with_events_and_filters_share_frames(
-    hub: Callable[..., Broadcaster],
+    hub: Callable[..., Broadcaster], write_path: str
 ) -> None:
     state = DashboardState()
     broadcaster = hub(state)
@@ -221,11 +260,14 @@ async def test_controls_stay_in_order_with_events_and_filters_share_frames(
     for transport in (tb, tc):
         kinds = [(m["type"], [e["data"]["n"] for e in m.get("events", [])]) for m in transport.messages()[1:]]
         assert kinds == [("subscribed", []), ("events", [1, 3])]
-    assert tb.writes[-1] is tc.writes[-1]  # the same filter at the same cursor: one frame
+    if write_path == "direct":
+        assert tb.writes[-1] is tc.writes[-1]  # the same filter at the same cursor: one frame
 
 
 # --------------------------------------------------------------------------- backpressure
-async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(hub: Callable[..., Broadcaster]) -> None:
+async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(
+    hub: Callable[..., Broadcaster], write_path: str
+) -> None:
     state = DashboardState()
     broadcaster = hub(state, client_queue_size=50)
     slow, slow_transport = connect(broadcaster)
@@ -235,7 +277,9 @@ async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(hub: Callable[
         state.publish(event(i=i))
         await next_pass()
     assert len(slow_transport.writes) == 1  # nothing written over the mark (only the snapshot)
-    assert slow.send_started is not None and slow.drain_task is not None
+    assert slow.send_started is not None  # the watchdog's clock runs
+    if write_path == "direct":
+        assert slow.drain_task is not None  # waiting for the drain; a task writer waits in its send
     depths = {row["id"]: row["queue_depth"] for row in broadcaster.client_infos()}
     assert depths == {slow.id: 30, fast.id: 0}
     assert sorted(broadcaster.queue_depths()) == [0, 30]
@@ -255,7 +299,7 @@ async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(hub: Callable[
 
 
 async def test_a_second_overflow_closes_a_full_client_with_1013(
-    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch, write_path: str
 ) -> None:
     state = DashboardState()
     broadcaster = hub(state, client_queue_size=10)
@@ -264,7 +308,7 @@ async def test_a_second_overflow_closes_a_full_client_with_1013(
     async def close_client(client: Client, code: int, reason: str, timeout: float | None = None) -> None:
         closed.append((client.id, code))
 
-    monkeypatch.setattr(broadcaster, "_close_client", close_client)
+    monkeypatch.setattr(broadcaster._slow, "close", close_client)
     slow, transport = connect(broadcaster)
     transport.fill()
     for i in range(11):
@@ -287,22 +331,22 @@ async def test_the_log_is_trimmed_behind_the_slowest_client(hub: Callable[..., B
     for i in range(1000):
         state.publish(event(i=i))
     await next_pass()
-    assert len(broadcaster._payloads) == 1000  # the slow client still needs all of them
+    assert len(broadcaster._log.payloads) == 1000  # the slow client still needs all of them
     transport.drain()
     await next_pass()
-    assert broadcaster._payloads == [] and broadcaster._base == 1000
+    assert broadcaster._log.payloads == [] and broadcaster._log.base == 1000
     broadcaster.unregister(slow)
     state.publish(event(i=-1))  # nobody to send it to: nothing is kept
-    broadcaster.unregister(broadcaster._client_list[0])
+    broadcaster.unregister(broadcaster.clients[0])
     state.publish(event(i=-2))
     await next_pass()
-    assert broadcaster._payloads == []
+    assert broadcaster._log.payloads == []
 
 
 async def test_thread_handoff_losses_are_a_gap_in_the_log(
-    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch, write_path: str
 ) -> None:
-    monkeypatch.setattr(broadcast_module, "_HANDOFF_LIMIT", 5)
+    monkeypatch.setattr(handoff, "HANDOFF_LIMIT", 5)
     state = DashboardState()
     broadcaster = hub(state)
     _, transport = connect(broadcaster)
@@ -313,6 +357,41 @@ async def test_thread_handoff_losses_are_a_gap_in_the_log(
     messages = transport.messages()[1:]
     assert [e["seq"] for e in messages[0]["events"]] == [1, 2, 3, 4, 5]
     assert messages[1] == {"type": "gap", "from": 6, "to": 20, "reason": "handoff_overflow"}
+
+
+# --------------------------------------------------------------------------- the fence
+def test_the_feature_test_accepts_this_aiohttp_and_refuses_a_protocol_without_drain_helper(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ws_transport.direct_write_problem() is None  # every aiohttp the project supports
+    monkeypatch.setattr(ws_transport, "BaseProtocol", asyncio.Protocol)
+    problem = ws_transport.direct_write_problem()
+    assert problem is not None and "_drain_helper" in problem
+
+
+async def test_the_fallback_is_chosen_at_start_and_logged(
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert hub().direct_writes
+    monkeypatch.setattr(ws_transport, "BaseProtocol", asyncio.Protocol)
+    broadcaster = hub()
+    assert not broadcaster.direct_writes
+    assert any("through aiohttp's send path" in r.getMessage() for r in caplog.records)
+    client, transport = connect(broadcaster)
+    await next_pass()
+    assert client.writer_task is not None and transport.messages()[0]["type"] == "snapshot"
+
+
+async def test_a_connection_whose_writer_uses_another_transport_gets_a_task_writer(
+    hub: Callable[..., Broadcaster],
+) -> None:
+    broadcaster = hub()
+    request = FakeRequest()
+    elsewhere = FakeTransport()  # our frames and aiohttp's could interleave: never write directly
+    client = broadcaster.register(FakeWebSocket(elsewhere), request)  # type: ignore[arg-type]
+    await next_pass()
+    assert client.writer_task is not None
+    assert request.transport.writes == [] and elsewhere.messages()[0]["type"] == "snapshot"
 
 
 # --------------------------------------------------------------------------- real sockets
@@ -354,7 +433,7 @@ async def test_deflate_and_plain_clients_get_the_same_stream(
     assert deflate.compress == 15 and plain.compress == 0  # negotiated, and not
     for ws in (deflate, plain):
         assert (await receive(ws))["type"] == "snapshot"
-    by_compress = {bool(c.writer_task): c for c in server.app[HUB_KEY]._client_list}
+    by_compress = {bool(c.writer_task): c for c in server.app[HUB_KEY].clients}
     assert set(by_compress) == {True, False}  # a writer task only for the deflate client
     big = "x" * 70_000  # frames of every header length, and a compressed one above aiohttp's sync size
     for i in range(20):
@@ -375,7 +454,7 @@ async def test_deflate_and_plain_clients_get_the_same_stream(
 
 
 async def test_frame_lengths_of_every_header_form(
-    make_server: Callable[..., Any], session: aiohttp.ClientSession
+    make_server: Callable[..., Any], session: aiohttp.ClientSession, write_path: str
 ) -> None:
     state = DashboardState()
     server = await make_server(state)
@@ -442,9 +521,10 @@ async def test_pings_are_answered_and_not_counted_as_messages(
 
 
 async def test_the_heartbeat_pings_a_silent_client_and_keeps_one_that_answers(
-    make_server: Callable[..., Any], session: aiohttp.ClientSession
+    make_server: Callable[..., Any], session: aiohttp.ClientSession, write_path: str
 ) -> None:
     server = await make_server(DashboardState(), heartbeat_seconds=0.2)
+    assert server.app[HUB_KEY].direct_writes == (write_path == "direct")
     ws = await session.ws_connect(server.url + "/ws", autoping=False)
     assert (await receive(ws))["type"] == "snapshot"
     started = time.monotonic()

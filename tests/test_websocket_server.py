@@ -25,8 +25,9 @@ from aiohttp import WSMsgType
 from server_support import running_server
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
-from otel_dashboard.server import broadcast as broadcast_module
 from otel_dashboard.server.app import HUB_KEY, DashboardWebSocketServer, create_app
+from otel_dashboard.server.broadcast import handoff
+from otel_dashboard.server.broadcast import transport as ws_transport
 from otel_dashboard.server.websocket import handle_client_message
 from otel_dashboard.state.dashboard import DashboardState
 
@@ -119,6 +120,15 @@ async def collect_seqs(
         seqs.extend(e["seq"] for e in message["events"])
 
 
+@pytest.fixture(name="public_send", params=[False, True], ids=["direct", "public"])
+def fixture_public_send(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Also run the test through aiohttp's public send path: the fence's feature test is made to
+    fail (a protocol class without ``_drain_helper``), so every client gets a task writer."""
+    if request.param:
+        monkeypatch.setattr(ws_transport, "BaseProtocol", asyncio.Protocol)
+    return request.param
+
+
 def publish_many(state: DashboardState, n: int, **data: Any) -> None:
     for i in range(n):
         state.publish(event(i=i, **data))
@@ -152,9 +162,9 @@ async def stall_server_side(server: DashboardWebSocketServer, sock: socket.socke
     hub = server.app[HUB_KEY]  # type: ignore[index]
     port = sock.getsockname()[1]
     await wait_for_condition(
-        lambda: any(c.transport.get_extra_info("peername")[1] == port for c in hub._client_list)
+        lambda: any(c.transport.get_extra_info("peername")[1] == port for c in hub.clients)
     )
-    for client in hub._client_list:
+    for client in hub.clients:
         if client.transport.get_extra_info("peername")[1] == port:
             client.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
@@ -329,10 +339,11 @@ async def test_snapshot_then_live_events(make_server: Any, session: aiohttp.Clie
 
 
 async def test_in_loop_burst_is_batched_and_complete_despite_a_stalled_client(
-    make_server: Any, session: aiohttp.ClientSession
+    make_server: Any, session: aiohttp.ClientSession, public_send: bool
 ) -> None:
     state = DashboardState()
     server = await make_server(state, send_timeout_seconds=1.0)
+    assert server.app[HUB_KEY].direct_writes is not public_send
     sock = await stalled_client(server.port)
     await stall_server_side(server, sock)
     ws, snapshot = await connect(session, server)
@@ -462,7 +473,7 @@ async def test_resume_drops_queued_live_events_it_replays(
     server = await make_server(state)
     ws, snapshot = await connect(session, server)
     base = snapshot["seq"]
-    (client,) = server.app[HUB_KEY]._client_list  # type: ignore[index]
+    (client,) = server.app[HUB_KEY].clients  # type: ignore[index]
     publish_many(state, 30)  # queued for the client; its writer has not run yet
     resume = orjson.dumps({"type": "resume", "after_seq": base + 10}).decode()
     handle_client_message(server.app[HUB_KEY], client, resume)  # type: ignore[index]
@@ -570,7 +581,9 @@ async def test_queue_overflow_sends_a_gap_then_resume_catches_up(
     await ws.close()
 
 
-async def test_second_overflow_closes_with_1013(make_server: Any, session: aiohttp.ClientSession) -> None:
+async def test_second_overflow_closes_with_1013(
+    make_server: Any, session: aiohttp.ClientSession, public_send: bool
+) -> None:
     state = DashboardState()
     server = await make_server(state, client_queue_size=50)
     ws, _ = await connect(session, server)
@@ -588,7 +601,7 @@ async def test_second_overflow_closes_with_1013(make_server: Any, session: aioht
 async def test_handoff_overflow_is_reported_as_a_gap(
     make_server: Any, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(broadcast_module, "_HANDOFF_LIMIT", 10)
+    monkeypatch.setattr(handoff, "HANDOFF_LIMIT", 10)
     state = DashboardState()
     server = await make_server(state)
     ws, snapshot = await connect(session, server)

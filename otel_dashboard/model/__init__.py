@@ -4,6 +4,7 @@
 * :mod:`~otel_dashboard.model.mapping`: finished and started spans to events.
 * :mod:`~otel_dashboard.model.otlp`: OTLP/HTTP request bodies (protobuf and JSON) to spans.
 * :mod:`~otel_dashboard.model.ingest`: the validation of ``POST /api/events`` bodies.
+* :mod:`~otel_dashboard.model.filters`: the event filter of ``subscribe`` and ``/api/events``.
 
 Nothing is imported here: each module is loaded by whoever needs it.
 """

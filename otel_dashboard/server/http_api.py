@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity, format_timestamp, json_dumps
-from otel_dashboard.server.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, event_matches
+from otel_dashboard.model.filters import MAX_FILTER_VALUES, event_matches
+from otel_dashboard.server.broadcast import BROADCASTER_KEY
 from otel_dashboard.server.health import HEALTH_KEY
 from otel_dashboard.server.options import SERVER_VERSION, SERVICE
 from otel_dashboard.server.security import SECURITY_KEY

@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from otel_dashboard.model.events import EventType, Severity
-from otel_dashboard.server.broadcast import BROADCASTER_KEY, MAX_FILTER_VALUES, Broadcaster, Client
+from otel_dashboard.model.filters import FilterError, parse_filter_lists
+from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster, Client
 from otel_dashboard.server.http_api import answers_own_errors, error_answer, json_error, short_repr
 from otel_dashboard.server.security import (
     SECURITY_KEY,
@@ -42,9 +42,6 @@ logger = logging.getLogger(__name__)
 
 # aiohttp closes the connection (1009) for frames above its own limit; ours answers with an error.
 _AIOHTTP_MIN_MSG_SIZE = 1024 * 1024
-
-_EVENT_TYPE_VALUES = frozenset(t.value for t in EventType)
-_SEVERITY_VALUES = frozenset(s.value for s in Severity)
 
 
 @answers_own_errors
@@ -103,9 +100,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     guard.note_exceeded()
                     # The broadcaster's close: it stops the client's writer first, and aborts the
                     # connection if the close frame cannot go out within the send timeout.
-                    await broadcaster._close_client(
-                        client, WS_CLOSE_POLICY_VIOLATION, "message rate exceeded"
-                    )
+                    await broadcaster.close_client(client, WS_CLOSE_POLICY_VIOLATION, "message rate exceeded")
                     break
                 if client.closing:
                     continue
@@ -168,29 +163,11 @@ def handle_client_message(broadcaster: Broadcaster, client: Client, data: str) -
 
 
 def _handle_subscribe(broadcaster: Broadcaster, client: Client, message: dict[str, Any]) -> None:
-    lists: dict[str, list[str]] = {}
-    for key, allowed in (
-        ("event_types", _EVENT_TYPE_VALUES),
-        ("severities", _SEVERITY_VALUES),
-        ("agents", None),
-    ):
-        value = message.get(key)
-        if value is None:
-            lists[key] = []
-            continue
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            broadcaster.send_error(client, f"subscribe: {key} must be a list of strings")
-            return
-        if len(value) > MAX_FILTER_VALUES:
-            broadcaster.send_error(client, f"subscribe: {key} has more than {MAX_FILTER_VALUES} values")
-            return
-        if allowed is not None:
-            unknown = sorted(set(value) - allowed)
-            if unknown:
-                shown = ", ".join(short_repr(v, 40) for v in unknown[:10])
-                broadcaster.send_error(client, f"subscribe: unknown {key}: {shown}")
-                return
-        lists[key] = sorted(set(value))
+    try:
+        lists = parse_filter_lists(message)
+    except FilterError as exc:
+        broadcaster.send_error(client, f"subscribe: {exc}")
+        return
     broadcaster.set_filter(client, lists)
 
 
