@@ -57,7 +57,8 @@ def attributes(span: ReadableSpan) -> Mapping[str, Any]:
     # try/except rather than getattr with defaults: plain attribute reads cost less, and only a
     # foreign span takes the except branch.
     try:
-        raw = span._attributes._dict  # type: ignore[attr-defined]
+        sdk: Any = span  # the SDK's private fields, read in this module only
+        raw = sdk._attributes._dict
     except AttributeError:
         raw = None
     if type(raw) is dict:
@@ -69,7 +70,8 @@ def attributes(span: ReadableSpan) -> Mapping[str, Any]:
 def events(span: ReadableSpan) -> Sequence[Any]:
     """A snapshot of a span's span events (SDK ``Event`` objects or look-alikes), oldest first."""
     try:
-        raw = span._events._dq  # type: ignore[attr-defined]
+        sdk: Any = span  # the SDK's private fields, read in this module only
+        raw = sdk._events._dq
     except AttributeError:
         raw = None
     if type(raw) is deque:
@@ -81,8 +83,9 @@ def span_ids(span: ReadableSpan) -> tuple[Any, Any, Any]:
     """``(trace_id, span_id, parent_span_id)`` of a span, as its contexts hold them (``0`` for an
     id that is missing, the parent's without a parent); not validated."""
     try:
-        context = span._context  # type: ignore[attr-defined]
-        parent = span._parent  # type: ignore[attr-defined]
+        sdk: Any = span  # the SDK's private fields, read in this module only
+        context = sdk._context
+        parent = sdk._parent
     except AttributeError:
         context, parent = span.context, span.parent
     else:
@@ -104,9 +107,10 @@ def internal_fields(span: ReadableSpan) -> SpanFields | None:
     numbers and tuples of them), already cleaned by the SDK.
     """
     try:
-        attrs = span._attributes._dict  # type: ignore[attr-defined]
-        context = span._context  # type: ignore[attr-defined]
-        parent = span._parent  # type: ignore[attr-defined]
+        sdk: Any = span  # the SDK's private fields, read in this module only
+        attrs = sdk._attributes._dict
+        context = sdk._context
+        parent = sdk._parent
         if type(attrs) is not dict or type(context) is not SpanContext:
             return None
         if parent is None:
@@ -120,11 +124,11 @@ def internal_fields(span: ReadableSpan) -> SpanFields | None:
             context[0],
             context[1],
             parent_id,
-            span._name,  # type: ignore[attr-defined]
-            span._start_time,  # type: ignore[attr-defined]
-            span._end_time,  # type: ignore[attr-defined]
-            span._status,  # type: ignore[attr-defined]
-            span._resource,  # type: ignore[attr-defined]
+            span._name,
+            span._start_time,
+            span._end_time,
+            span._status,
+            span._resource,
             attrs,
         )
     except AttributeError:
@@ -139,7 +143,8 @@ def reads_internals(span: ReadableSpan) -> bool:
     named in the module docstring; the test suite asserts it for the installed SDK.
     """
     try:
-        if type(span._events._dq) is not deque:  # type: ignore[attr-defined]
+        sdk: Any = span  # the SDK's private fields, read in this module only
+        if type(sdk._events._dq) is not deque:
             return False
     except AttributeError:
         return False
@@ -147,6 +152,6 @@ def reads_internals(span: ReadableSpan) -> bool:
     parent = span.parent
     public = (
         span.context.trace_id, span.context.span_id, parent.span_id if parent is not None else 0,
-        span.name, span.start_time, span.end_time, span.status, span.resource, dict(span.attributes),
+        span.name, span.start_time, span.end_time, span.status, span.resource, dict(span.attributes or {}),
     )
     return fields is not None and fields == public and span_ids(span) == public[:3]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from opentelemetry.trace import StatusCode
 
@@ -158,14 +158,15 @@ def span_record_from_span(span: ReadableSpan, *, ended: bool) -> dict[str, Any]:
     Raises:
         ValueError: the span has no valid context (no trace or span id).
     """
-    return _json_record(*_read(span, ended)[:-1])
+    fields = _read(span, ended)
+    return _json_record(fields[:_ATTRIBUTES], fields[_ATTRIBUTES])
 
 
 def expand_span_record(record: SpanRecord) -> dict[str, Any]:
     """The JSON record (a new dict, see :func:`span_record_from_span`) of a compact record."""
     split = _ATTRIBUTES + (len(record) - _ATTRIBUTES) // 2
     attrs = dict(zip(record[_ATTRIBUTES:split], record[split:], strict=True))
-    return _json_record(*record[:_ATTRIBUTES], attrs)
+    return _json_record(record[:_ATTRIBUTES], attrs)
 
 
 def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
@@ -177,6 +178,7 @@ def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
     Raises:
         ValueError: the span has no valid context (no trace or span id).
     """
+    attrs: Mapping[str, Any]
     fields = sdk_span.internal_fields(span)
     if fields is not None:
         trace_id, span_id, parent_id, name, start_ns, end_ns, status, resource, attrs = fields
@@ -216,18 +218,10 @@ def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
             fields is not None)
 
 
-def _json_record(
-    trace_id: int,
-    span_id: int,
-    parent_id: int,
-    name: str,
-    start_ns: int | None,
-    end_ns: int | None,
-    status: str,
-    message: str | None,
-    service: str | None,
-    attrs: Mapping[str, Any],
-) -> dict[str, Any]:
+def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any]) -> dict[str, Any]:
+    # head: (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service), as in
+    # SpanRecord and _read.
+    trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service = head
     kind = _kind(attrs)
     return {
         "trace_id": _TRACE_HEX % trace_id,
@@ -410,7 +404,7 @@ def _record_from_event(event: DashboardEvent, kind: str, completed: bool) -> dic
     }
 
 
-def _is_hex(value: Any, digits: int) -> bool:
+def _is_hex(value: Any, digits: int) -> TypeGuard[str]:
     return (
         isinstance(value, str) and len(value) == digits and _HEX.issuperset(value.lower())
         and value.strip("0") != ""

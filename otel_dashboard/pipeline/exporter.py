@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_dashboard.model import mapping
 from otel_dashboard.model.auth import TOKEN_ENV, bearer_headers
-from otel_dashboard.model.events import QualityThresholds
+from otel_dashboard.model.events import DashboardEvent, QualityThresholds
 from otel_dashboard.model.span_records import compact_span_record, span_record_from_span
 from otel_dashboard.pipeline.remote import RemoteEventSender
 from otel_dashboard.state.dashboard import DashboardState, get_dashboard
@@ -88,7 +88,7 @@ class DashboardSpanExporter(SpanExporter):
             if token is not None:
                 headers = bearer_headers(headers, token)
             self._sender = RemoteEventSender(endpoint, headers=headers)
-            self._sink = self._sender.submit
+            self._sink: Callable[[DashboardEvent], object] = self._sender.submit
         else:
             self._state = state if state is not None else get_dashboard()
             self._sink = self._state.publish

@@ -104,7 +104,7 @@ class TraceStore:
                 stored["attributes"] = dict(record.get("attributes") or {})
                 self._put(trace_id, spans, span_id, stored)
                 return True
-            if type(existing) is tuple:
+            if isinstance(existing, tuple):
                 return False  # the in-process record is the truth about its span
             if existing.get("end_time") is not None and not finished:
                 return False
@@ -229,11 +229,11 @@ class TraceStore:
             # JSON records are copied here (add_span merges into them under the lock); compact ones
             # are immutable and expanded below, outside the lock, on the (rare) read.
             kept = [
-                item if type(item) is tuple else {**item, "attributes": dict(item["attributes"])}
-                for item in (trace[1::2] if type(trace) is tuple else trace.values())
+                item if isinstance(item, tuple) else {**item, "attributes": dict(item["attributes"])}
+                for item in (trace[1::2] if isinstance(trace, tuple) else trace.values())
             ]
             dropped = self._trace_dropped.get(number, 0)
-        spans = [expand_span_record(item) if type(item) is tuple else item for item in kept]
+        spans = [expand_span_record(item) if isinstance(item, tuple) else item for item in kept]
         spans.sort(key=lambda r: (r.get("start_time_unix_nano") or 0, r["span_id"]))
         ids = {record["span_id"] for record in spans}
         return {
@@ -265,7 +265,7 @@ class TraceStore:
 def _get(spans: _Spans, span_id: int) -> dict[str, Any] | SpanRecord | None:
     if type(spans) is tuple:
         try:
-            return spans[spans.index(span_id) + 1]  # type: ignore[no-any-return]
+            return spans[spans.index(span_id) + 1]
         except ValueError:
             return None
     return spans.get(span_id)  # type: ignore[union-attr]
