@@ -182,9 +182,9 @@ async def fixture_hub() -> AsyncIterator[Callable[..., Broadcaster]]:
         await hub.cleanup()
 
 
-def connect(hub: Broadcaster) -> tuple[Client, FakeTransport]:
+async def connect(hub: Broadcaster) -> tuple[Client, FakeTransport]:
     request = FakeRequest()
-    client = hub.register(FakeWebSocket(request.transport), request)  # type: ignore[arg-type]
+    client = await hub.register(FakeWebSocket(request.transport), request)  # type: ignore[arg-type]
     return client, request.transport
 
 
@@ -205,7 +205,7 @@ async def next_pass() -> None:
 async def test_a_thousand_clients_share_one_frame_object(hub: Callable[..., Broadcaster]) -> None:
     state = DashboardState()
     broadcaster = hub(state)
-    clients = [connect(broadcaster) for _ in range(1000)]
+    clients = [await connect(broadcaster) for _ in range(1000)]
     for client, transport in clients:
         assert client.writer_task is None and client.drain_task is None  # no task per idle client
         assert client.controls is None and client.filter is None
@@ -226,7 +226,7 @@ async def test_frames_follow_the_load_one_event_when_idle_many_when_busy(
 ) -> None:
     state = DashboardState()
     broadcaster = hub(state)
-    client, transport = connect(broadcaster)
+    client, transport = await connect(broadcaster)
     assert (client.writer_task is None) == (write_path == "direct")
     for i in range(3):  # idle: each event gets its own frame as soon as the loop turns
         state.publish(event(i=i))
@@ -245,7 +245,7 @@ async def test_controls_stay_in_order_with_events_and_filters_share_frames(
 ) -> None:
     state = DashboardState()
     broadcaster = hub(state)
-    (a, ta), (b, tb), (c, tc) = (connect(broadcaster) for _ in range(3))
+    (a, ta), (b, tb), (c, tc) = [await connect(broadcaster) for _ in range(3)]
     lists = {"event_types": ["error_occurred"], "severities": ["error"], "agents": []}
     broadcaster.set_filter(b, dict(lists))
     broadcaster.set_filter(c, dict(lists))
@@ -270,8 +270,8 @@ async def test_a_full_transport_lags_then_gets_a_gap_and_the_rest(
 ) -> None:
     state = DashboardState()
     broadcaster = hub(state, client_queue_size=50)
-    slow, slow_transport = connect(broadcaster)
-    fast, fast_transport = connect(broadcaster)
+    slow, slow_transport = await connect(broadcaster)
+    fast, fast_transport = await connect(broadcaster)
     slow_transport.fill()
     for i in range(30):  # over several passes: the slow client's lag grows, the fast one keeps up
         state.publish(event(i=i))
@@ -309,7 +309,7 @@ async def test_a_second_overflow_closes_a_full_client_with_1013(
         closed.append((client.id, code))
 
     monkeypatch.setattr(broadcaster._slow, "close", close_client)
-    slow, transport = connect(broadcaster)
+    slow, transport = await connect(broadcaster)
     transport.fill()
     for i in range(11):
         state.publish(event(i=i))
@@ -325,8 +325,8 @@ async def test_a_second_overflow_closes_a_full_client_with_1013(
 async def test_the_log_is_trimmed_behind_the_slowest_client(hub: Callable[..., Broadcaster]) -> None:
     state = DashboardState()
     broadcaster = hub(state, client_queue_size=100_000)
-    slow, transport = connect(broadcaster)
-    connect(broadcaster)
+    slow, transport = await connect(broadcaster)
+    await connect(broadcaster)
     transport.fill()
     for i in range(1000):
         state.publish(event(i=i))
@@ -349,7 +349,7 @@ async def test_thread_handoff_losses_are_a_gap_in_the_log(
     monkeypatch.setattr(handoff, "HANDOFF_LIMIT", 5)
     state = DashboardState()
     broadcaster = hub(state)
-    _, transport = connect(broadcaster)
+    _, transport = await connect(broadcaster)
     thread = threading.Thread(target=lambda: [state.publish(event(i=i)) for i in range(20)])
     thread.start()
     thread.join(WAIT)
@@ -377,7 +377,7 @@ async def test_the_fallback_is_chosen_at_start_and_logged(
     broadcaster = hub()
     assert not broadcaster.direct_writes
     assert any("through aiohttp's send path" in r.getMessage() for r in caplog.records)
-    client, transport = connect(broadcaster)
+    client, transport = await connect(broadcaster)
     await next_pass()
     assert client.writer_task is not None and transport.messages()[0]["type"] == "snapshot"
 
@@ -388,7 +388,7 @@ async def test_a_connection_whose_writer_uses_another_transport_gets_a_task_writ
     broadcaster = hub()
     request = FakeRequest()
     elsewhere = FakeTransport()  # our frames and aiohttp's could interleave: never write directly
-    client = broadcaster.register(FakeWebSocket(elsewhere), request)  # type: ignore[arg-type]
+    client = await broadcaster.register(FakeWebSocket(elsewhere), request)  # type: ignore[arg-type]
     await next_pass()
     assert client.writer_task is not None
     assert request.transport.writes == [] and elsewhere.messages()[0]["type"] == "snapshot"

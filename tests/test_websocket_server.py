@@ -860,3 +860,39 @@ async def test_run_forever_returns_after_stop(html_path: Path) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", server.port))
         probe.listen()
+
+
+async def test_snapshots_and_resumes_run_no_sqlite_on_the_event_loop(
+    make_server: Any, session: aiohttp.ClientSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import otel_dashboard.store.sqlite.reader as reader_module
+    from otel_dashboard.store.sqlite import SqliteEventStore
+
+    sql_threads: set[int] = set()
+    real_connect = reader_module.connect_reader
+
+    def traced_connect(path: str) -> Any:
+        conn = real_connect(path)
+        conn.set_trace_callback(lambda statement: sql_threads.add(threading.get_ident()))
+        return conn
+
+    monkeypatch.setattr(reader_module, "connect_reader", traced_connect)
+    store = SqliteEventStore(str(tmp_path / "events.db"))
+    state = DashboardState(store=store)
+    for i in range(30):
+        state.publish(event(n=i))
+    assert await store.wait_durable_async(30, 5)
+    server = await make_server(state)
+
+    ws, snapshot = await connect(session, server)
+    assert [e["seq"] for e in snapshot["events"]][-1] >= 30
+    await ws.send_str(orjson.dumps({"type": "resume", "after_seq": 0}).decode())
+    replayed: list[int] = []
+    while (message := await recv(ws))["type"] != "resumed":
+        replayed.extend(e["seq"] for e in message.get("events", []))
+    await ws.close()
+
+    assert replayed[:30] == list(range(1, 31))
+    assert sql_threads, "the store was not read at all"
+    assert threading.get_ident() not in sql_threads
+    store.close()

@@ -85,7 +85,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     options.send_timeout_seconds,
                 )
             return ws
-        client = broadcaster.register(ws, request)
+        client = await broadcaster.register(ws, request)
         guard = ws_rate_guard(request)
         loop = asyncio.get_running_loop()
         try:

@@ -123,14 +123,26 @@ class Broadcaster:
         self._log.trim(self._log.end)
 
     # ------------------------------------------------------------ clients
-    def register(self, ws: web.WebSocketResponse, request: web.Request) -> Client:
-        """Snapshot + register + send the snapshot, in one synchronous block (nothing lost or doubled)."""
+    async def register(self, ws: web.WebSocketResponse, request: web.Request) -> Client:
+        """Snapshot + register + send the snapshot: nothing lost or doubled.
+
+        The snapshot's seq and derived state are taken at once, together with the client's place
+        in the log; its recent events are then read off the loop (the store's async read). Until
+        the snapshot is sent the client is registered but held (as if a send were in progress), so
+        the log keeps what arrives meanwhile and no frame can overtake the snapshot.
+        """
+        loop = self._loop
+        assert loop is not None, "register() before start()"
         client = self._clients.new(ws, request)
-        snapshot = self.state.snapshot(recent_limit=self.options.history_size)
-        client.min_seq = snapshot["seq"]
         client.cursor = self._log.end
-        client.last_seen = self._loop.time()  # type: ignore[union-attr]
+        client.last_seen = client.send_started = loop.time()
         self._clients.add(client)
+        try:
+            # No await before this call: its seq is captured here, with the cursor above.
+            snapshot = await self.state.snapshot_async(recent_limit=self.options.history_size)
+        finally:
+            client.send_started = None
+        client.min_seq = snapshot["seq"]
         data = json_dumps({
             "type": "snapshot",
             **snapshot,
@@ -146,9 +158,11 @@ class Broadcaster:
             # permessage-deflate (aiohttp owns the compressor) or aiohttp's send path: a writer task.
             self._writers.start(client, data)
         elif transport is not None and not transport.is_closing():
-            full = write_frame(transport, text_frame(data))  # first: nothing else can be waiting yet
+            full = write_frame(transport, text_frame(data))  # first: the hold kept everything else back
             if full:
                 self._flusher.blocked(client)
+            else:
+                self._flusher.schedule(client)  # what arrived while the snapshot was read
         logger.debug("dashboard client %s connected from %s", client.id, client.remote)
         return client
 

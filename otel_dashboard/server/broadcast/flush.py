@@ -27,7 +27,7 @@ from otel_dashboard.server.broadcast.clients import Client, ClientRegistry
 from otel_dashboard.server.broadcast.control import add_control, gap_message
 from otel_dashboard.server.broadcast.frames import text_frame
 from otel_dashboard.server.broadcast.log import EventLog, Lost
-from otel_dashboard.server.broadcast.replay import replay_page
+from otel_dashboard.server.broadcast.replay import Replay, fetch_page, needs_page, replay_page
 from otel_dashboard.server.broadcast.slow import SlowClients
 from otel_dashboard.server.broadcast.transport import is_full, wait_drained, write_frame
 from otel_dashboard.server.options import ServerOptions
@@ -201,6 +201,12 @@ class Flusher:
             return False
         replay = client.replay
         if replay is not None:
+            if needs_page(replay):
+                # The store is read off the loop; the fetch puts the client back in a pass.
+                if not replay.fetching:
+                    replay.fetching = True
+                    self._spawn(self._fetch(client, replay))
+                return False
             # One page per pass: a long replay must not hold the loop (or the other clients).
             data = replay_page(self._state, client, replay)
             if data is not None and write_frame(transport, text_frame(data)):
@@ -218,6 +224,18 @@ class Flusher:
                 return False
             if client.cursor >= end and client.controls is None:
                 return False
+
+    async def _fetch(self, client: Client, replay: Replay) -> None:
+        try:
+            await fetch_page(self._state, replay)
+        except Exception:
+            logger.exception("dashboard client %s: reading the history for its resume failed", client.id)
+            self._slow.kick(client, WSCloseCode.INTERNAL_ERROR, "internal error")
+            return
+        finally:
+            replay.fetching = False
+        if not client.closing:
+            self.schedule(client)
 
     def next_message(self, client: Client, end: int, *, wire: bool) -> bytes | None:
         """The next control message or events frame for ``client`` (advancing its cursor).

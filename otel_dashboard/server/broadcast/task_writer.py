@@ -17,7 +17,7 @@ from aiohttp import WSCloseCode
 from otel_dashboard.server.broadcast.clients import Client
 from otel_dashboard.server.broadcast.flush import Flusher
 from otel_dashboard.server.broadcast.log import EventLog
-from otel_dashboard.server.broadcast.replay import replay_page
+from otel_dashboard.server.broadcast.replay import fetch_page, needs_page, replay_page
 from otel_dashboard.server.broadcast.slow import SlowClients
 from otel_dashboard.server.broadcast.transport import send_text
 from otel_dashboard.state.dashboard import DashboardState
@@ -68,6 +68,8 @@ class TaskWriters:
             while not client.closing:
                 replay = client.replay
                 if replay is not None:
+                    if needs_page(replay):
+                        await fetch_page(self._state, replay)
                     data = replay_page(self._state, client, replay)
                 else:
                     data = self._flusher.next_message(client, self._log.end, wire=False)
