@@ -18,6 +18,9 @@ limits), and they are capped when it is expanded.
 
 SDK spans are read through :mod:`otel_dashboard.model.sdk_span`; nothing here imports the SDK, so the
 state layer can import this module.
+
+A little over ~400 lines for a reason: the compact record, its JSON form and the records rebuilt from
+run events must agree field by field; one file keeps them side by side.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ store (``GET /api/traces/{trace_id}``: running at start, finished at end). The s
 raise and never wait: when the queue is full the span is dropped and counted
 (:attr:`DashboardSpanProcessor.dropped_events`, also reported to the state so ``/health`` shows it).
 What the processor needs of its state is :class:`ProcessorState`.
+
+This module is longer than ~400 lines for a reason: the span hooks, the queue and the worker that
+drains it share one set of counters and one shutdown and flush protocol (the SDK's BatchProcessor
+keeps them in one class too); split, every part would reach into the others' private state.
 """
 
 from __future__ import annotations
