@@ -37,6 +37,7 @@ from opentelemetry import context as context_api
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from instrumentation._suppression import suppressing_context
 from otel_dashboard.model import mapping
 from otel_dashboard.model.events import DashboardEvent, QualityThresholds
 from otel_dashboard.model.span_records import SpanRecord, compact_span_record, span_record_from_span
@@ -412,7 +413,7 @@ class DashboardSpanProcessor(SpanProcessor):
     # ------------------------------------------------------------------ the worker
     def _run(self) -> None:
         # Nothing this thread does (mapping, publishing, a future HTTP sink) may create spans.
-        context_api.attach(context_api.set_value(context_api._SUPPRESS_INSTRUMENTATION_KEY, True))
+        context_api.attach(suppressing_context())
         queue = self._queue
         wakeup = self._wakeup
         while True:
