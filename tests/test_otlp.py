@@ -26,7 +26,6 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from instrumentation import semconv as sc
 from otel_dashboard.model.events import EventType, Severity
-from otel_dashboard.model.mapping import map_span_end, map_span_start
 from otel_dashboard.model.otlp import (
     OtlpDecodeError,
     OtlpError,
@@ -38,6 +37,7 @@ from otel_dashboard.model.otlp import (
     events_from_otlp_spans,
     spans_from_request,
 )
+from otel_dashboard.model.span_mapper import SpanMapper
 
 FIXTURE = Path(__file__).parent / "fixtures" / "otlp_agent_trace.json"
 LIMIT = 4 * 1024 * 1024
@@ -158,7 +158,10 @@ def test_received_spans_map_exactly_like_in_process_spans() -> None:
     spans, _, _ = spans_from_request(_decode(encode_spans(originals).SerializeToString(), PROTOBUF)[0])
 
     received = events_from_otlp_spans(spans)
-    in_process = [e for span in originals for e in map_span_start(span) + map_span_end(span)]
+    # In process, the processor's mapper sees every start before the children's, and every end.
+    mapper = SpanMapper()
+    in_process = [e for span in sorted(originals, key=lambda s: s.start_time) for e in mapper.start(span)]
+    in_process += [e for span in sorted(originals, key=lambda s: s.end_time) for e in mapper.end(span)]
 
     assert sorted(map(_comparable, received)) == sorted(map(_comparable, in_process))
     types = [event.event_type for event in received]

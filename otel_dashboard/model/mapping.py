@@ -48,13 +48,7 @@ from otel_dashboard.model.events import (
     QualityThresholds,
     Severity,
 )
-from otel_dashboard.model.recognition import (
-    agent_id_of,
-    agent_name_of,
-    is_agent_span,
-    synthesis_phase_of,
-    task_description_of,
-)
+from otel_dashboard.model.recognition import agent_id_of, synthesis_phase_of
 from otel_dashboard.model.span_facts import (
     SpanInfo,
     duration_ms_of,
@@ -64,6 +58,17 @@ from otel_dashboard.model.span_facts import (
     status_description,
 )
 from otel_dashboard.model.values import as_float, as_int, as_text, dimensions, plain
+from otel_dashboard.model.vocab import (
+    KIND_AGENT,
+    KIND_REGISTRATION,
+    KIND_SYNTHESIS,
+    KIND_TOOL,
+    SpanView,
+    error_of,
+    kind_of,
+    task_of,
+    view_of,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -88,7 +93,7 @@ _MAPPED_EVENT_NAMES = frozenset(
 
 # ---------------------------------------------------------------------------------- public API
 def map_span_start(
-    span: ReadableSpan, *, thresholds: QualityThresholds | None = None
+    span: ReadableSpan, *, thresholds: QualityThresholds | None = None, view: SpanView | None = None
 ) -> list[DashboardEvent]:
     """The events of a span that has just started.
 
@@ -98,26 +103,31 @@ def map_span_start(
     Args:
         span: the started span (the live SDK span is fine: attributes are read, not copied).
         thresholds: unused at start; accepted so both functions share one signature.
+        view: the span's :class:`~otel_dashboard.model.vocab.SpanView` when the caller has it
+            already (the stateful :class:`~otel_dashboard.model.span_mapper.SpanMapper`).
 
     Returns:
         Zero or one event, timestamped with the span's start time.
     """
     attrs = sdk_span.attributes(span)
-    if is_agent_span(attrs):
+    kind = view.kind if view is not None else kind_of(span.name, attrs)[0]
+    if kind == KIND_AGENT:
+        if view is None:
+            view = view_of(span.name, attrs)
         ctx = span_info(span)
-        name = agent_name_of(span, attrs)
+        name = view.agent_name or "agent"
         started_at = ctx.started_at(span)
         data = {
-            "agent_id": agent_id_of(attrs, name),
+            "agent_id": view.agent_id or name,
             "agent_name": name,
-            "task_description": task_description_of(attrs),
+            "task_description": task_of(attrs, sdk_span.events(span)) or "",
             "run_id": ctx.span_id,
             "started_at": started_at,
             "service_name": ctx.service_name,
             "parent_span_id": ctx.parent_span_id,
         }
         return [ctx.event(_AGENT_STARTED, data, _INFO, span.start_time, started_at)]
-    if attrs.get(sc.SPAN_KIND) == sc.SPAN_KIND_SYNTHESIS:
+    if kind == KIND_SYNTHESIS:
         ctx = span_info(span)
         data = {
             "phase": synthesis_phase_of(span, attrs),
@@ -131,7 +141,7 @@ def map_span_start(
 
 
 def map_span_end(
-    span: ReadableSpan, *, thresholds: QualityThresholds | None = None
+    span: ReadableSpan, *, thresholds: QualityThresholds | None = None, view: SpanView | None = None
 ) -> list[DashboardEvent]:
     """The events of a span that has ended, in the order given in the module docstring.
 
@@ -141,6 +151,7 @@ def map_span_end(
     Args:
         span: the ended span.
         thresholds: turn quality scores into severities; the defaults (95 / 90) when ``None``.
+        view: the span's :class:`~otel_dashboard.model.vocab.SpanView` when the caller has it.
 
     Returns:
         The span's events; empty for the common span that is none of the recognised kinds.
@@ -155,10 +166,10 @@ def map_span_end(
             span_events = ()  # nothing to map in them: the plain span below returns at once
     status = span.status
     failed = getattr(status, "status_code", None) is _STATUS_ERROR
-    is_agent = is_agent_span(attrs)
-    operation = attrs.get(sc.GEN_AI_OPERATION_NAME)
-    is_registration = operation == sc.OPERATION_CREATE_AGENT
-    is_synthesis = not is_agent and attrs.get(sc.SPAN_KIND) == sc.SPAN_KIND_SYNTHESIS
+    kind = view.kind if view is not None else kind_of(span.name, attrs)[0]
+    is_agent = kind == KIND_AGENT
+    is_registration = kind == KIND_REGISTRATION
+    is_synthesis = kind == KIND_SYNTHESIS
     if not (is_agent or is_synthesis or is_registration or failed or span_events):
         return []  # the common case: a plain span, nothing to read further
 
@@ -166,14 +177,11 @@ def map_span_end(
     ctx = span_info(span)
     out: list[DashboardEvent] = []
 
-    # Who the span belongs to: the agent span itself, or a gen_ai.agent.name copied onto a child.
-    agent_name: str | None
-    if is_agent:
-        agent_name = agent_name_of(span, attrs)
-        agent_id: str | None = agent_id_of(attrs, agent_name)
-    else:
-        agent_name = as_text(attrs.get(sc.GEN_AI_AGENT_NAME))
-        agent_id = agent_id_of(attrs, agent_name) if agent_name else None
+    # Who the span belongs to: the agent span itself, or an agent name copied onto a child.
+    if view is None:
+        view = view_of(span.name, attrs)
+    agent_name = view.agent_name
+    agent_id = (view.agent_id or agent_name) if agent_name else None
 
     # 1. span events, in event-time order; the last exception event is kept for step 4.
     last_exception = None
@@ -199,8 +207,10 @@ def map_span_end(
         exc_message = as_text(exc_attrs.get(sc.EXCEPTION_MESSAGE))
     else:
         exc_attrs, exc_message = _EMPTY, None
-    # Why a failed run failed: the status description, else the last exception's message.
-    error_message = (status_description(status) or exc_message or "error") if failed else None
+    # Why a failed run failed: the status description, else the last exception's message, else
+    # error.type; and its type: the exception's, else error.type.
+    error_type, _ = error_of(attrs, exc_attrs, None)
+    error_message = (status_description(status) or exc_message or error_type or "error") if failed else None
     duration_ms = duration_ms_of(span)
     if is_agent:
         quality_score = attrs.get(sc.QUALITY_SCORE)
@@ -220,7 +230,7 @@ def map_span_end(
         data = {
             "agent_id": agent_id,
             "agent_name": agent_name,
-            "task_description": task_description_of(attrs),
+            "task_description": task_of(attrs, sdk_span.events(span)) or "",
             "run_id": ctx.span_id,
             "duration_ms": duration_ms,
             "success": not failed,
@@ -231,13 +241,15 @@ def map_span_end(
             "service_name": ctx.service_name,
             "parent_span_id": ctx.parent_span_id,
         }
-        # Usually absent: looked up before coercing.
-        input_tokens = attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS)
-        if input_tokens is not None and (input_tokens := as_int(input_tokens)) is not None:
-            data["input_tokens"] = input_tokens
-        output_tokens = attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)
-        if output_tokens is not None and (output_tokens := as_int(output_tokens)) is not None:
-            data["output_tokens"] = output_tokens
+        if failed:
+            data["error_type"] = error_type
+        # The run span's own token totals (the stateful mapper replaces them by the run's).
+        tokens = view.tokens or view.run_tokens
+        if tokens:
+            if "input" in tokens:
+                data["input_tokens"] = tokens["input"]
+            if "output" in tokens:
+                data["output_tokens"] = tokens["output"]
         severity = _ERROR if failed else _SUCCESS
         out.append(ctx.event(_AGENT_COMPLETED, data, severity, span.end_time))
     elif is_synthesis:
@@ -262,11 +274,12 @@ def map_span_end(
         if is_agent:
             source = agent_name
         else:
-            source = as_text(attrs.get(sc.GEN_AI_TOOL_NAME)) or span_name or agent_name or "unknown"
+            source = (view.tool_name if kind == KIND_TOOL else None) or as_text(
+                attrs.get(sc.GEN_AI_TOOL_NAME)) or span_name or agent_name or "unknown"
         data = {
             "source": source,
-            "error_message": exc_message or error_message or "error",
-            "error_type": as_text(exc_attrs.get(sc.EXCEPTION_TYPE)) or "Error",
+            "error_message": exc_message or error_message or error_type or "error",
+            "error_type": error_type or "Error",
             "span_name": span_name,
             "service_name": ctx.service_name,
         }

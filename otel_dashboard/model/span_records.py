@@ -35,6 +35,7 @@ from instrumentation import semconv as sc
 from otel_dashboard.model import sdk_span
 from otel_dashboard.model.events import DashboardEvent, EventType, format_timestamp
 from otel_dashboard.model.ingest import timestamp_to_unix_nano
+from otel_dashboard.model.vocab import RECORD_KEYS, view_of
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -55,6 +56,8 @@ __all__ = [
     "span_records_from_events",
 ]
 
+# The record kinds are the vocabulary layer's (agent, model, tool, retrieval, chain, synthesis,
+# registration, other); these are the ones this module names itself.
 KIND_AGENT = "agent"
 KIND_TOOL = "tool"
 KIND_SYNTHESIS = "synthesis"
@@ -106,6 +109,7 @@ _KEPT_ATTRIBUTES = (
     sc.SYNTHESIS_PHASE,
     sc.SYNTHESIS_PATTERNS_FOUND,
     "error.type",
+    *RECORD_KEYS,
 )
 _KEPT_ATTRIBUTE_SET = frozenset(_KEPT_ATTRIBUTES)
 # A compact record also keeps the two attributes the agent name may come from.
@@ -225,7 +229,8 @@ def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any]) -> dict[str, A
     # head: (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service), as in
     # SpanRecord and _read.
     trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service = head
-    kind = _kind(attrs)
+    view = view_of(name, attrs)
+    kind = view.kind
     return {
         "trace_id": _TRACE_HEX % trace_id,
         "span_id": _SPAN_HEX % span_id,
@@ -240,57 +245,10 @@ def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any]) -> dict[str, A
         "status": status,
         "status_message": message,
         "service_name": service,
-        "agent_name": _agent_name(attrs, name, kind),
-        "tool_name": _tool_name(attrs, name, kind),
+        "agent_name": _cap(view.agent_name),
+        "tool_name": _cap(view.tool_name),
         "attributes": {key: _capped(value) for key, value in attrs.items() if key in _KEPT_ATTRIBUTE_SET},
     }
-
-
-def _kind(attrs: Mapping[str, Any]) -> str:
-    operation = attrs.get(sc.GEN_AI_OPERATION_NAME)
-    openinference = _lower(attrs.get(sc.OPENINFERENCE_SPAN_KIND))
-    traceloop = _lower(attrs.get(sc.TRACELOOP_SPAN_KIND))
-    own = attrs.get(sc.SPAN_KIND)
-    if (
-        operation == sc.OPERATION_INVOKE_AGENT
-        or openinference == "agent"
-        or traceloop == "agent"
-        or own == sc.SPAN_KIND_AGENT
-    ):
-        return KIND_AGENT
-    if operation == sc.OPERATION_EXECUTE_TOOL or openinference == "tool" or traceloop == "tool" or (
-        own == sc.SPAN_KIND_TOOL
-    ):
-        return KIND_TOOL
-    if own == sc.SPAN_KIND_SYNTHESIS:
-        return KIND_SYNTHESIS
-    if operation == sc.OPERATION_CREATE_AGENT or own == sc.SPAN_KIND_REGISTRATION:
-        return KIND_REGISTRATION
-    return KIND_OTHER
-
-
-def _agent_name(attrs: Mapping[str, Any], span_name: str, kind: str) -> str | None:
-    for key in (sc.GEN_AI_AGENT_NAME, sc.OPENINFERENCE_AGENT_NAME):
-        value = attrs.get(key)
-        if isinstance(value, str) and value:
-            return _cap(value)
-    if kind != KIND_AGENT:
-        return None
-    entity = attrs.get(sc.TRACELOOP_ENTITY_NAME)
-    if isinstance(entity, str) and entity:
-        return _cap(entity)
-    prefix = sc.OPERATION_INVOKE_AGENT + " "
-    return _cap(span_name[len(prefix):].strip() if span_name.startswith(prefix) else span_name) or None
-
-
-def _tool_name(attrs: Mapping[str, Any], span_name: str, kind: str) -> str | None:
-    value = attrs.get(sc.GEN_AI_TOOL_NAME)
-    if isinstance(value, str) and value:
-        return _cap(value)
-    if kind != KIND_TOOL:
-        return None
-    prefix = sc.OPERATION_EXECUTE_TOOL + " "
-    return _cap(span_name[len(prefix):].strip() if span_name.startswith(prefix) else span_name) or None
 
 
 # (resource, service name) of the last span seen: a process's spans share one Resource object, and
