@@ -38,8 +38,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from instrumentation._suppression import suppressing_context
-from otel_dashboard.model import mapping
 from otel_dashboard.model.events import DashboardEvent, QualityThresholds
+from otel_dashboard.model.prices import default_price_book
+from otel_dashboard.model.runs import CostSource
+from otel_dashboard.model.span_mapper import SpanMapper
 from otel_dashboard.model.span_records import SpanRecord, compact_span_record, span_record_from_span
 from otel_dashboard.pipeline.remote import RemoteEventSender
 from otel_dashboard.state.dashboard import get_dashboard
@@ -174,6 +176,10 @@ class DashboardSpanProcessor(SpanProcessor):
             the sender is busy (idle senders send at once).
         token: the server's token (``serve --token``): sent as ``Authorization: Bearer <token>``
             with every batch (it replaces an ``Authorization`` in ``headers``); only with ``endpoint``.
+        prices: what prices model calls for the runs' cost
+            (:class:`~otel_dashboard.model.prices.PriceBook`, e.g. ``load_price_file(path)`` for
+            self-hosted or negotiated prices); the built-in book (genai-prices' bundled data, never
+            fetched) when ``None``.
 
     Raises:
         ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``,
@@ -192,6 +198,7 @@ class DashboardSpanProcessor(SpanProcessor):
         headers: Mapping[str, str] | None = None,
         schedule_delay_millis: int = 50,
         token: str | None = None,
+        prices: CostSource | None = None,
     ) -> None:
         if token is not None:
             from otel_dashboard.model.auth import bearer_headers
@@ -224,6 +231,7 @@ class DashboardSpanProcessor(SpanProcessor):
             quality_thresholds or getattr(state, "quality_thresholds", None) or QualityThresholds()
         )
         self._max_queue_size = max_queue_size
+        self._prices = prices
         # Where the events mapped from one batch of spans go, in order (called on the worker): the
         # state's bus, or the remote sender's queue.
         self._sink: Callable[[list[DashboardEvent]], object]
@@ -232,6 +240,13 @@ class DashboardSpanProcessor(SpanProcessor):
         else:
             publish_many = getattr(state, "publish_many", None)
             self._sink = publish_many if callable(publish_many) else _each(state.publish)  # type: ignore[union-attr]
+        # Where the live states of open runs go after each batch's events (run_progress).
+        self._runs_sink: Callable[[list[dict[str, Any]]], object] | None
+        if self._sender is not None:
+            self._runs_sink = self._sender.submit_runs
+        else:
+            update_runs = getattr(state, "update_runs", None)
+            self._runs_sink = update_runs if callable(update_runs) else None
         # The spans' records for the trace view: in process, compact records in the state's trace
         # store, at start and end; remote, a JSON record shipped with the events, at end only (the
         # server derives running agent and synthesis spans from their started events, and a record
@@ -272,6 +287,8 @@ class DashboardSpanProcessor(SpanProcessor):
         self._reported_dropped = 0
         self._next_drop_log = 0.0
         self._processed = 0
+        # The runs and failures seen so far: the worker's alone (a forked child starts afresh).
+        self._mapper = SpanMapper(thresholds=self._thresholds, prices=self._prices or default_price_book())
         self._worker = threading.Thread(
             target=self._run, name="otel-dashboard-span-processor", daemon=True
         )
@@ -446,10 +463,9 @@ class DashboardSpanProcessor(SpanProcessor):
         """Map and deliver the spans queued now (at most ``_BATCH_MAX_ITEMS``), up to a flush or stop
         marker, which is returned once everything before it is delivered."""
         popleft = self._queue.popleft
-        # Looked up per batch, not at import: tests replace the module's functions.
-        map_start = mapping.map_span_start
-        map_end = mapping.map_span_end
-        thresholds = self._thresholds
+        mapper = self._mapper
+        map_start = mapper.start
+        map_end = mapper.end
         record_starts = self._record_starts
         make_record = self._make_record
         events: list[DashboardEvent] = []
@@ -472,7 +488,7 @@ class DashboardSpanProcessor(SpanProcessor):
                 break
             taken += 1
             try:
-                mapped = (map_end if kind else map_start)(span, thresholds=thresholds)
+                mapped = (map_end if kind else map_start)(span)
             except Exception:
                 self._errors.exception("dashboard processor: mapping span %r failed", _span_name(span))
                 continue
@@ -505,6 +521,13 @@ class DashboardSpanProcessor(SpanProcessor):
                 self._sink(events)
             except Exception:
                 self._errors.exception("dashboard processor: publishing %d events failed", len(events))
+        if self._runs_sink is not None:
+            runs = mapper.take_progress()
+            if runs:
+                try:
+                    self._runs_sink(runs)
+                except Exception:
+                    self._errors.exception("dashboard processor: publishing %d run states failed", len(runs))
         # After the events: a remote batch cut between the two then still lets the shipped span
         # record (which arrives last) win over the record the server derives from a run event.
         if (new_records or later_records) and self._deliver_records is not None:

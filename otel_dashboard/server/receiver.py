@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
@@ -55,6 +56,8 @@ from otel_dashboard.model.otlp import (
     events_from_otlp_spans,
     spans_from_request,
 )
+from otel_dashboard.model.runs import CostSource
+from otel_dashboard.model.span_mapper import SpanMapper
 from otel_dashboard.model.span_records import (
     KIND_AGENT,
     KIND_OTHER,
@@ -64,6 +67,7 @@ from otel_dashboard.model.span_records import (
     span_record_from_span,
     span_records_from_events,
 )
+from otel_dashboard.model.vocab import KIND_CHAIN, KIND_MODEL, KIND_RETRIEVAL
 from otel_dashboard.server.broadcast import BROADCASTER_KEY
 from otel_dashboard.server.broker import BROKER_KEY, BrokerBufferFull, RedisBroker
 from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
@@ -73,7 +77,14 @@ from otel_dashboard.server.prometheus import observe_ingest_seconds
 from otel_dashboard.server.security import check_ingest
 from otel_dashboard.state.dashboard import DashboardState
 
-__all__ = ["DURABLE_TIMEOUT_SECONDS", "ingest_events", "otlp_traces", "parse_span_records"]
+__all__ = [
+    "DURABLE_TIMEOUT_SECONDS",
+    "RECEIVED_MAPPER_KEY",
+    "ReceivedSpanMapper",
+    "ingest_events",
+    "otlp_traces",
+    "parse_span_records",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +92,8 @@ _MAX_SPANS_PER_REQUEST = 10_000
 _MAX_TEXT_CHARS = 256
 _MAX_ATTRIBUTES = 32
 _HEX = frozenset("0123456789abcdefABCDEF")
-_KINDS = frozenset({KIND_AGENT, KIND_TOOL, KIND_SYNTHESIS, KIND_REGISTRATION, KIND_OTHER})
+_KINDS = frozenset({KIND_AGENT, KIND_TOOL, KIND_SYNTHESIS, KIND_REGISTRATION, KIND_OTHER, KIND_MODEL,
+                    KIND_RETRIEVAL, KIND_CHAIN})
 _STATUSES = frozenset({"unset", "ok", "error"})
 _TEXT_FIELDS = ("start_time", "end_time", "status_message", "service_name", "agent_name", "tool_name")
 _INT_FIELDS = ("start_time_unix_nano", "end_time_unix_nano")
@@ -338,7 +350,9 @@ async def otlp_traces(request: web.Request) -> web.Response:
         server_health.count("otlp_refused_requests")
         return _otlp_error(decoded.encoding, "the broker is unreachable and its buffer is full; "
                                              "send them again", 503, {"Retry-After": _DURABLE_RETRY_AFTER})
-    published, last_seq = await asyncio.to_thread(_publish_otlp, state, decoded.spans)
+    published, last_seq = await asyncio.to_thread(
+        _publish_otlp, state, request.app[RECEIVED_MAPPER_KEY], decoded.spans
+    )
     server_health.count("otlp_spans_accepted", len(decoded.spans))
     server_health.count("otlp_spans_rejected", decoded.rejected)
     server_health.count("otlp_events_published", published)
@@ -360,15 +374,38 @@ def _decode_otlp(body: bytes, content_type: str | None, content_encoding: str | 
     return _Decoded(encoding, spans, rejected, message)
 
 
-def _publish_otlp(state: DashboardState, spans: list[Any]) -> tuple[int, int | None]:
+class ReceivedSpanMapper:
+    """The server's one :class:`~otel_dashboard.model.span_mapper.SpanMapper` for received spans:
+    runs, failures and spans waiting for their parent carry over between requests. Requests are
+    mapped one at a time (worker threads; the lock is held for the mapping only)."""
+
+    def __init__(self, state: DashboardState, prices: CostSource | None) -> None:
+        self._mapper = SpanMapper(thresholds=state.quality_thresholds, prices=prices)
+        self._lock = threading.Lock()
+
+    def map(self, spans: list[Any]) -> tuple[list[DashboardEvent], list[dict[str, Any]]]:
+        """The events of one request's spans, and the live states of the runs they changed."""
+        with self._lock:
+            events = events_from_otlp_spans(spans, mapper=self._mapper)
+            return events, self._mapper.take_progress()
+
+
+RECEIVED_MAPPER_KEY = web.AppKey("otel_dashboard_received_mapper", ReceivedSpanMapper)
+
+
+def _publish_otlp(
+    state: DashboardState, mapper: ReceivedSpanMapper, spans: list[Any]
+) -> tuple[int, int | None]:
     """Worker thread: map, publish and record the spans of one request.
 
     Returns:
         The number of events published and the ``seq`` of the last one (None when there is none).
     """
-    events = events_from_otlp_spans(spans, thresholds=state.quality_thresholds)
+    events, runs = mapper.map(spans)
     for event in events:
         state.publish(event)
+    if runs:
+        state.update_runs(runs)
     records = []
     for span in spans:
         try:
