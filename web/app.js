@@ -162,6 +162,7 @@ Object.defineProperty(window, "otelDashboard", {
     get lastSeq() { return model.lastSeq; },
     get connectionState() { return conn.state; },
     get runningAgents() { return model.agents.size; },
+    get liveRuns() { return model.runs.size; },
     get lostAgents() { return model.lostAgents.length; },
     get loginRequired() { return auth.prompting; },
     get filters() { return { ...subscription(), paused: ui.paused }; },

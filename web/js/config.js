@@ -4,6 +4,7 @@ export const CONFIG = Object.freeze({
   maxRows: 200, // event rows kept in the DOM; the oldest are removed
   maxOpportunities: 50, // opportunity cards kept
   maxAgentRows: 100, // running-agent rows shown; the rest are counted
+  maxRuns: 500, // open runs' live states kept (snapshot.runs, run_progress); the oldest go first
   maxAgentOptions: 300, // agent names offered in the agent filter
   maxServiceOptions: 100, // service names offered in the service filter
   maxLostRows: 20, // lost agent runs shown; the rest are counted

@@ -3,6 +3,7 @@
 
 import { SEVERITIES, TYPE_LABELS } from "./config.js";
 import { fmtDurationMs, fmtFixed, fmtInt, fmtPercent, isObject, num, txt } from "./util.js";
+import { usageFields } from "./runs.js";
 
 export function severityOf(ev) {
   return SEVERITIES.includes(ev.severity) ? ev.severity : "info";
@@ -30,12 +31,14 @@ const DESCRIBE = {
   }),
   agent_execution_completed: (d) => {
     const failed = d.success === false;
+    const errorType = d.error_type ? ` (${txt(d.error_type, 60)})` : "";
     const text = failed
-      ? `${agentLabel(d)} failed after ${fmtDurationMs(d.duration_ms)}${d.error_message ? `: ${txt(d.error_message)}` : ""}`
+      ? `${agentLabel(d)} failed after ${fmtDurationMs(d.duration_ms)}${errorType}${d.error_message ? `: ${txt(d.error_message)}` : ""}`
       : `${agentLabel(d)} completed in ${fmtDurationMs(d.duration_ms)}`;
     return {
       text,
       fields: [
+        ...usageFields(d), // tokens, cost, calls (from servers that track runs)
         ["task", d.task_description],
         ["quality", num(d.quality_score) === null ? null : fmtFixed(d.quality_score, 1)],
         ["source", d.data_source],

@@ -1,8 +1,9 @@
-// The event detail panel: the selected event's fields, its data and its trace ids, with the
-// trace view below them.
+// The event detail panel: the selected event's fields, a completed run's figures (calls, tokens,
+// cost), its data and its trace ids, with the trace view below them.
 
 import { $, el, kvRow, parseTime } from "./util.js";
 import { describe, severityOf, typeLabel, typeOf } from "./describe.js";
+import { hasRunFigures, runBreakdown } from "./runs.js";
 import { ui } from "./store.js";
 import { renderTraceView, stopTraceView } from "./trace-view.js";
 
@@ -28,6 +29,12 @@ export function openDetail(row) {
   kvRow(meta, "severity", sev);
   kvRow(meta, "seq", ev.seq, { mono: true });
   kvRow(meta, "event_id", ev.event_id, { mono: true });
+
+  const run = $("detail-run");
+  run.replaceChildren();
+  const showRun = typeOf(ev) === "agent_execution_completed" && hasRunFigures(ev.data);
+  $("detail-run-section").hidden = !showRun;
+  if (showRun) runBreakdown(run, ev.data);
 
   const data = $("detail-data");
   data.replaceChildren();

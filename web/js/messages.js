@@ -1,5 +1,5 @@
-// The server's messages: a snapshot resets the store, events update it and queue stream rows, a
-// gap or an error becomes a notice.
+// The server's messages: a snapshot resets the store, events update it and queue stream rows,
+// run_progress updates the live runs, a gap or an error becomes a notice.
 
 import { CONFIG } from "./config.js";
 import { $, isObject, num, txt } from "./util.js";
@@ -8,6 +8,7 @@ import {
   addAgent,
   addOpportunity,
   boundQueue,
+  completeRun,
   dirty,
   markSeen,
   model,
@@ -16,9 +17,11 @@ import {
   noteProvisional,
   noteService,
   provisionalById,
+  putRun,
   queues,
   removeAgent,
   removeLost,
+  resetRuns,
   setMetrics,
   startFromTimestamp,
   ui,
@@ -103,6 +106,7 @@ function applyToPanels(ev) {
     case "agent_execution_completed":
       removeAgent(d);
       removeLost(d);
+      completeRun(d);
       break;
     case "opportunity_discovered":
       addOpportunity({ ...d, timestamp: ev.timestamp, seq: ev.seq, event_id: ev.event_id }, true);
@@ -157,6 +161,11 @@ function onSnapshot(s) {
     noteAgent(a);
     noteService(a);
   }
+  resetRuns(s.runs); // a server without live runs sends none: the list is empty
+  for (const run of model.runs.values()) {
+    noteAgent(run);
+    noteService(run);
+  }
   dirty.agents = true;
 
   model.lostAgents = [];
@@ -204,6 +213,9 @@ export function handleMessage(raw) {
     case "event":
       onEvents([msg.event]);
       break;
+    case "run_progress":
+      onRunProgress(msg.runs);
+      break;
     case "gap":
       onGap(msg);
       break;
@@ -215,6 +227,18 @@ export function handleMessage(raw) {
       // pong, subscribed and unknown messages need nothing
       break;
   }
+}
+
+// Live progress of open runs: not events (no seq, never replayed), the latest state per run_id.
+function onRunProgress(list) {
+  if (!Array.isArray(list)) return;
+  for (const run of list) {
+    if (putRun(run)) {
+      noteAgent(run);
+      noteService(run);
+    }
+  }
+  scheduleRender();
 }
 
 function onGap(msg) {

@@ -16,6 +16,7 @@ export const model = {
   healthSeq: -1,
   replica: null, // this page's cluster replica (snapshot.server.replica), whose health the card shows
   agents: new Map(), // run key -> running agent
+  runs: new Map(), // run_id -> the latest live state of an open run (snapshot.runs, run_progress)
   lostAgents: [], // runs that were running when the server stopped (snapshot.lost_agents), oldest first
   opportunities: [], // newest first
   agentNames: new Set(),
@@ -122,6 +123,35 @@ export function removeAgent(d) {
     }
   }
   // A completion for a run never seen starting: nothing to remove.
+}
+
+// Run ids whose completion the page has seen (bounded): a late run_progress must not bring them back.
+const completedRuns = new Set();
+
+/** Replace the open runs with the snapshot's list (a run it no longer lists is gone). */
+export function resetRuns(list) {
+  model.runs.clear();
+  for (const run of Array.isArray(list) ? list : []) putRun(run);
+  dirty.agents = true;
+}
+
+/** Keep the latest state of a run (from the snapshot or a run_progress message); false if ignored. */
+export function putRun(raw) {
+  if (!isObject(raw) || typeof raw.run_id !== "string" || !raw.run_id) return false;
+  if (completedRuns.has(raw.run_id)) return false;
+  // Map.set keeps a known run in its place: a row does not jump when its run progresses.
+  model.runs.set(raw.run_id, raw);
+  if (model.runs.size > CONFIG.maxRuns) model.runs.delete(model.runs.keys().next().value);
+  dirty.agents = true;
+  return true;
+}
+
+/** An agent_execution_completed: its run (data.run_id) is no longer open. */
+export function completeRun(d) {
+  if (typeof d.run_id !== "string" || !d.run_id) return;
+  completedRuns.add(d.run_id);
+  if (completedRuns.size > CONFIG.maxRuns * 2) completedRuns.delete(completedRuns.values().next().value);
+  if (model.runs.delete(d.run_id)) dirty.agents = true;
 }
 
 /** A lost run whose completion arrives after all is no longer lost (as on the server). */
