@@ -120,7 +120,11 @@ def test_records_of_a_live_agent_run(traced: tuple[Tracer, _Recorder]) -> None:
         ({sc.SPAN_KIND: sc.SPAN_KIND_SYNTHESIS}, "synthesis"),
         ({sc.GEN_AI_OPERATION_NAME: sc.OPERATION_CREATE_AGENT}, "registration"),
         ({sc.GEN_AI_AGENT_NAME: "copied by baggage"}, "other"),
-        ({sc.GEN_AI_OPERATION_NAME: "chat"}, "other"),
+        ({sc.GEN_AI_OPERATION_NAME: "chat"}, "model"),
+        ({sc.OPENINFERENCE_SPAN_KIND: "LLM"}, "model"),
+        ({"mcp.method.name": "tools/call"}, "tool"),
+        ({sc.OPENINFERENCE_SPAN_KIND: "RETRIEVER"}, "retrieval"),
+        ({sc.OPENINFERENCE_SPAN_KIND: "CHAIN"}, "chain"),
     ],
 )
 def test_kind_detection(traced: tuple[Tracer, _Recorder], attributes: dict[str, Any], kind: str) -> None:
