@@ -15,9 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from server_support import running_server
 
 from otel_dashboard.model.otlp import decode_body, events_from_otlp_spans, spans_from_request
+from otel_dashboard.model.span_mapper import SpanMapper
 from otel_dashboard.server.app import DashboardWebSocketServer
 
 SPANS_DIR = Path(__file__).parent / "fixtures" / "spans"
@@ -198,3 +202,62 @@ async def test_recorded_stacks_through_post_v1_traces(server: DashboardWebSocket
                 body = await r.json()
             events = [e for e in body["events"] if e["event_type"] != "agent_registered"]
             _check(case, events)
+
+
+# ------------------------------------------------------------------ live progress of received spans
+def _spans(name: str) -> list[Any]:
+    request, _ = decode_body(_fixture(name), content_type="application/json", content_encoding=None,
+                             max_decoded_bytes=1 << 20)
+    return spans_from_request(request)[0]
+
+
+def test_a_run_shows_live_from_its_spans_before_its_agent_span_arrives() -> None:
+    """An exporter sends each span when it ends: pydantic-ai's model and tool calls (which name their
+    agent) arrive before the run's agent span, and the run shows live under that span's id."""
+    spans = _spans("pydantic_ai/ok")
+    agent_span = spans[-1]
+    mapper = SpanMapper()
+    assert mapper.map_received(spans[:-1]) == []
+    (state,) = mapper.take_progress()
+    assert state["run_id"] == f"{agent_span.context.span_id:016x}"
+    assert (state["status"], state["agent_name"]) == ("running", "WeatherAgent")
+    assert (state["model_calls"], state["tool_calls"], state["tokens"]["total"]) == (2, 1, 305)
+    assert state["task_description"] == TASK
+
+    events = mapper.map_received([agent_span])
+    completed = [e.data for e in events if e.event_type.value == "agent_execution_completed"]
+    assert [(d["run_id"], d["model_calls"], d["tokens"]["total"]) for d in completed] == [
+        (state["run_id"], 2, 305)  # counted once
+    ]
+    assert mapper.take_progress() == []
+
+
+def test_a_run_known_from_its_spans_moves_up_until_its_agent_span_arrives() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    chat_attributes = {
+        "gen_ai.operation.name": "chat", "gen_ai.agent.name": "Planner", "gen_ai.request.model": "m",
+        "gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 3,
+    }
+    with (
+        tracer.start_as_current_span("invoke_agent P", attributes={"gen_ai.operation.name": "invoke_agent"}),
+        tracer.start_as_current_span("step", attributes={"openinference.span.kind": "CHAIN"}),
+        tracer.start_as_current_span("chat m", attributes=chat_attributes),
+    ):
+        pass
+    chat, step, agent = exporter.get_finished_spans()
+    mapper = SpanMapper()
+    mapper.map_received([chat])
+    (first,) = mapper.take_progress()
+    assert first["run_id"] == f"{step.context.span_id:016x}" and first["model_calls"] == 1
+    mapper.map_received([step])
+    ended, moved = mapper.take_progress()
+    assert (ended["run_id"], ended["status"]) == (first["run_id"], "ended")
+    assert (moved["run_id"], moved["status"], moved["tokens"]["total"]) == (
+        f"{agent.context.span_id:016x}", "running", 10)
+    events = mapper.map_received([agent])
+    completed = next(e.data for e in events if e.event_type.value == "agent_execution_completed")
+    assert (completed["run_id"], completed["model_calls"]) == (moved["run_id"], 1)
+    assert completed["tokens"]["total"] == 10

@@ -74,19 +74,22 @@ def test_the_first_vocabulary_with_a_known_kind_decides() -> None:
     assert view_of("tools/call x", {"mcp.method.name": "tools/call", "gen_ai.operation.name": "execute_tool"}
                    ).vocabulary == "genai"
     # an unknown GenAI operation falls through to the next vocabulary
-    assert view_of("x", {"gen_ai.operation.name": "frobnicate", "openinference.span.kind": "LLM"}).kind == "model"
+    unknown = {"gen_ai.operation.name": "frobnicate", "openinference.span.kind": "LLM"}
+    assert view_of("x", unknown).kind == "model"
 
 
 @pytest.mark.parametrize(
     ("span_name", "attrs", "agent_name"),
     [
-        ("invoke_agent X", {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Weather"}, "Weather"),
+        ("invoke_agent X", {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Weather"},
+         "Weather"),
         ("WeatherAgent", {"openinference.span.kind": "AGENT", "agent.name": "Weather", "graph.node.id": "n1"},
          "Weather"),
         ("node", {"openinference.span.kind": "AGENT", "graph.node.id": "researcher"}, "researcher"),
         ("WeatherAgent.run", {"openinference.span.kind": "AGENT"}, "WeatherAgent"),
         ("Weather Researcher._execute_core", {"openinference.span.kind": "AGENT"}, "Weather Researcher"),
-        ("WeatherAgent.agent", {"traceloop.span.kind": "agent", "traceloop.entity.name": "Weather"}, "Weather"),
+        ("WeatherAgent.agent", {"traceloop.span.kind": "agent", "traceloop.entity.name": "Weather"},
+         "Weather"),
         ("invoke_agent Planner", {"gen_ai.operation.name": "invoke_agent"}, "Planner"),
         # the task text as the span name is not a name
         ("What is the weather in Paris today and tomorrow, and should I take an umbrella with me?",
@@ -101,7 +104,8 @@ def test_agent_name(span_name: str, attrs: dict[str, Any], agent_name: str) -> N
 @pytest.mark.parametrize(
     ("span_name", "attrs", "tool_name"),
     [
-        ("execute_tool get_weather", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "gw"}, "gw"),
+        ("execute_tool get_weather", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "gw"},
+         "gw"),
         ("SimpleTool", {"openinference.span.kind": "TOOL", "tool.name": "get_weather"}, "get_weather"),
         ("get_weather.tool", {"traceloop.span.kind": "tool", "traceloop.entity.name": "get_weather"},
          "get_weather"),
@@ -213,7 +217,8 @@ def test_model_calls_read_messages_only() -> None:
     [
         ({}, {"exception.type": "ValueError", "exception.message": "bad"}, "ValueError: bad",
          ("ValueError", "bad")),
-        ({"error.type": "InternalServerError"}, None, "Error code: 500", ("InternalServerError", "Error code: 500")),
+        ({"error.type": "InternalServerError"}, None, "Error code: 500",
+         ("InternalServerError", "Error code: 500")),
         ({"error.type": "tool_error"}, None, None, ("tool_error", None)),
         ({}, None, "failed", (None, "failed")),
     ],

@@ -108,6 +108,11 @@ class SpanMapper:
         self._parents: dict[int, int] = {}  # open span id -> parent span id (0: none)
         self._pending: dict[int, Tally] = {}  # parent span id -> tally of its ended children
         self._dirty: dict[str, Run] = {}
+        # Received spans only: runs known from their spans before their agent span arrives, keyed by
+        # the span their tally waits at (see _count_pending), and the ids of those given up.
+        self._provisional: dict[int, Run] = {}
+        self._ended: list[str] = []
+        self._receiving = False
         self._failures = FailureChain(max_pending=max_pending)
         self.forgotten_runs = 0
 
@@ -127,6 +132,8 @@ class SpanMapper:
         parent_node = self._nodes.get(parent_id) if parent_id else None
         kind = view.kind
         if kind == KIND_AGENT:
+            if self._provisional:
+                self._provisional.pop(span_id, None)  # the run it stood for: same id, now known
             run = self._open_run(span, span_id, view, parent_node.run if parent_node else None, events)
             self._nodes[span_id] = _Node(run, None, False, False)
         elif parent_node is not None:
@@ -176,7 +183,7 @@ class SpanMapper:
         elif node is not None:
             self._count_in_run(span, span_id, parent_id, node, view, attrs, failed)
         elif span_id:
-            self._count_pending(span_id, parent_id, view, attrs, failed)
+            self._count_pending(span, span_id, parent_id, view, attrs, failed)
         return events
 
     def map_received(self, spans: Iterable[ReadableSpan]) -> list[DashboardEvent]:
@@ -184,6 +191,13 @@ class SpanMapper:
         parents starting before their children at the same time. A span the mapping fails on is
         skipped (the caller logs)."""
         spans = list(spans)
+        self._receiving = True
+        try:
+            return self._map_received(spans)
+        finally:
+            self._receiving = False
+
+    def _map_received(self, spans: list[ReadableSpan]) -> list[DashboardEvent]:
         by_id = {}
         for span in spans:
             _, span_id, _ = sdk_span.span_ids(span)
@@ -224,11 +238,17 @@ class SpanMapper:
         return out
 
     def take_progress(self) -> list[dict[str, Any]]:
-        """The live states of the runs changed since the last call (``run_progress``)."""
-        if not self._dirty:
+        """The live states of the runs changed since the last call (``run_progress``), after the
+        runs given up since then (``{"run_id": ..., "status": "ended"}``: a run known only from its
+        spans turned out to be another; no ``agent_execution_completed`` follows for it)."""
+        if not self._dirty and not self._ended:
             return []
         now = format_timestamp(None)
-        states = [run.state(now) for run in self._dirty.values()]
+        states: list[dict[str, Any]] = [
+            {"run_id": run_id, "status": "ended", "updated_at": now} for run_id in self._ended
+        ]
+        self._ended.clear()
+        states += [run.state(now) for run in self._dirty.values()]
         self._dirty.clear()
         return states
 
@@ -310,8 +330,8 @@ class SpanMapper:
             run.open_steps.pop(span_id, None)
             self._dirty[run.run_id] = run
 
-    def _count_pending(self, span_id: int, parent_id: int, view: SpanView, attrs: Any,
-                       failed: bool) -> None:
+    def _count_pending(self, span: ReadableSpan, span_id: int, parent_id: int, view: SpanView,
+                       attrs: Any, failed: bool) -> None:
         """A span outside any open run: its counts wait at its parent (received spans arrive
         children first, possibly in an earlier request than their run's agent span)."""
         pending = self._pending
@@ -342,15 +362,49 @@ class SpanMapper:
             tally = below
         else:
             return
+        stood_for = self._provisional.pop(span_id, None) if self._provisional else None
+        if stood_for is not None:  # not the agent span its spans were waiting for: look higher
+            self._ended.append(stood_for.run_id)
+            self._dirty.pop(stood_for.run_id, None)
         if not parent_id:
             return
         into = pending.get(parent_id)
         if into is not None:
             into.merge(tally)
-            return
-        if len(pending) >= self._max_pending:
-            del pending[next(iter(pending))]
-        pending[parent_id] = tally
+        else:
+            if len(pending) >= self._max_pending:
+                self._forget_pending(next(iter(pending)))
+            pending[parent_id] = into = tally
+        if self._receiving:
+            self._show_provisional(span, parent_id, into, view.agent_name or (
+                stood_for.agent_name if stood_for is not None else None))
+
+    def _show_provisional(
+        self, span: ReadableSpan, parent_id: int, tally: Tally, agent_name: str | None
+    ) -> None:
+        """Received spans of a run whose agent span has not arrived (an exporter sends a span when it
+        ends): when they name their agent (``gen_ai.agent.name`` on a model or tool call, as GenAI
+        semconv stacks write it), the run shows live, under the id of the span they wait at, which
+        is the agent span's when they are its children; it is given up, and shown under the next
+        span up, when that span arrives and is not the agent's."""
+        run = self._provisional.get(parent_id)
+        if run is None:
+            if not agent_name:
+                return
+            ctx = span_info(span)
+            run = Run(f"{parent_id:016x}", ctx.trace_id, agent_name, None, ctx.service_name, None, None, None)
+            if len(self._provisional) >= self._max_open_runs:
+                self._provisional.pop(next(iter(self._provisional)))
+            self._provisional[parent_id] = run
+        run.tally = tally
+        self._dirty[run.run_id] = run
+
+    def _forget_pending(self, parent_id: int) -> None:
+        del self._pending[parent_id]
+        run = self._provisional.pop(parent_id, None)
+        if run is not None:
+            self._ended.append(run.run_id)
+            self._dirty.pop(run.run_id, None)
 
     # ------------------------------------------------------------------ helpers
     def _ancestors(self, parent_id: int) -> frozenset[int]:
