@@ -104,6 +104,16 @@ def test_serve_answers_and_stops_cleanly_on_signal(serve: Any, sig: signal.Signa
     assert "Traceback" not in stderr
 
 
+def test_serve_with_a_price_file(serve: Any, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"models": [{"model": "my-llama", "input_per_mtok": 0.2, "output_per_mtok": 0.6}]}')
+    proc, url = serve("--db", ":memory:", "--prices", str(prices))
+    assert _get_json(url + "/health")["status"] == "ok"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=STOP_TIMEOUT)
+    assert proc.returncode == 0, stderr
+
+
 def test_serve_reports_a_busy_port() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

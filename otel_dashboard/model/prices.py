@@ -288,9 +288,11 @@ def load_price_file(path: str | os.PathLike[str], *, use_builtin: bool = True) -
     if len(data) > _MAX_FILE_BYTES:
         raise ValueError(f"{source}: larger than {_MAX_FILE_BYTES} bytes")
     try:
-        document = json.loads(data)
+        text = data.decode("utf-8-sig")  # JSON is UTF-8 (RFC 8259); an editor's BOM is tolerated
     except UnicodeDecodeError as exc:
         raise ValueError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") \
             from None
