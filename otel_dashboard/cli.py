@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from otel_dashboard.model.prices import PriceBook
     from otel_dashboard.server.app import DashboardWebSocketServer
     from otel_dashboard.server.broker.config import BrokerConfig
     from otel_dashboard.server.security.config import SecurityConfig
@@ -163,6 +164,24 @@ def _log_level(text: str) -> str:
     return text.upper()
 
 
+def _price_file(text: str) -> PriceBook:
+    """The ``--prices`` file read and checked now: a bad one is an argument error (exit 2), one line
+    naming the file and the problem, before anything starts."""
+    from otel_dashboard.model.prices import load_price_file
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a file path")
+    try:
+        return load_price_file(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_PRICES_HELP = ("JSON file of model prices in USD per million tokens, added to genai-prices' bundled "
+                "ones and overriding them for the models it names (self-hosted or negotiated prices); "
+                "see docs/events.md, \"Cost\"")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``otel-dashboard`` command."""
     parser = argparse.ArgumentParser(
@@ -200,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a label for this dashboard, shown on the page and in /health")
     serve.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
                        help=f"logging level: {', '.join(_LOG_LEVELS)} (default: info)")
+    serve.add_argument("--prices", type=_price_file, default=None, metavar="FILE", help=_PRICES_HELP)
     _add_security_arguments(serve)
     _add_broker_arguments(serve)
 
@@ -210,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=_port, default=8000, help="TCP port (default: 8000)")
     demo.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
                       help=f"logging level: {', '.join(_LOG_LEVELS)} (default: info)")
+    demo.add_argument("--prices", type=_price_file, default=None, metavar="FILE", help=_PRICES_HELP)
     return parser
 
 
@@ -381,7 +402,7 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
     config = args.security
     server = DashboardWebSocketServer(
         args.host, args.port, state=state, history_size=min(args.history, _SNAPSHOT_EVENTS),
-        name=args.name, security=config, broker=_broker_config(args),
+        name=args.name, security=config, broker=_broker_config(args), prices=args.prices,
     )
     # Signal handlers go in before the URL is printed: whoever reads it may signal at once.
     loop = asyncio.get_running_loop()
@@ -418,7 +439,7 @@ def _demo(args: argparse.Namespace) -> int:
     from otel_dashboard import demo
 
     try:
-        return asyncio.run(demo.run_demo(args.host, args.port))
+        return asyncio.run(demo.run_demo(args.host, args.port, prices=args.prices))
     except OSError as exc:
         return _start_failed(exc, args)
 

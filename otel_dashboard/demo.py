@@ -19,6 +19,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from instrumentation import agent, record_opportunity, record_quality_score, register_agent, synthesis, tool
+from otel_dashboard.model.prices import PriceBook
 from otel_dashboard.pipeline.processor import DashboardSpanProcessor
 from otel_dashboard.server.app import DashboardWebSocketServer
 from otel_dashboard.state.dashboard import DashboardState
@@ -171,15 +172,20 @@ def install_demo_tracing(state: DashboardState) -> TracerProvider:
     return provider
 
 
-async def run_demo(host: str = "127.0.0.1", port: int = 8000, *, name: str = "demo") -> int:
+async def run_demo(
+    host: str = "127.0.0.1", port: int = 8000, *, name: str = "demo", prices: PriceBook | None = None
+) -> int:
     """Serve the dashboard and run the simulated agents until SIGINT/SIGTERM.
+
+    ``prices`` (a :class:`~otel_dashboard.model.prices.PriceBook`; None: the built-in one) goes to the
+    server's options, as ``serve --prices`` does.
 
     Returns:
         The process exit code (0 after a clean stop).
     """
     state = DashboardState(stall_threshold_seconds=20.0)
     provider = install_demo_tracing(state)
-    server = DashboardWebSocketServer(host, port, state=state, name=name)
+    server = DashboardWebSocketServer(host, port, state=state, name=name, prices=prices)
     scenario: asyncio.Future[None] | None = None
 
     def announce(server: DashboardWebSocketServer) -> None:

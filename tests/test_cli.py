@@ -104,6 +104,16 @@ def test_serve_answers_and_stops_cleanly_on_signal(serve: Any, sig: signal.Signa
     assert "Traceback" not in stderr
 
 
+def test_serve_with_a_price_file(serve: Any, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"models": [{"model": "my-llama", "input_per_mtok": 0.2, "output_per_mtok": 0.6}]}')
+    proc, url = serve("--db", ":memory:", "--prices", str(prices))
+    assert _get_json(url + "/health")["status"] == "ok"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=STOP_TIMEOUT)
+    assert proc.returncode == 0, stderr
+
+
 def test_serve_reports_a_busy_port() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -150,7 +160,8 @@ def test_bad_arguments_exit_2(argv: list[str], needle: str, capsys: pytest.Captu
 def test_demo_calls_run_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, int]] = []
 
-    async def fake_run_demo(host: str, port: int) -> int:
+    async def fake_run_demo(host: str, port: int, *, prices: object = None) -> int:
+        assert prices is None  # no --prices
         calls.append((host, port))
         return 0
 

@@ -34,8 +34,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 # layer -> third-party packages that importing any of its modules must not load
 FORBIDDEN_LOADS: dict[str, tuple[str, ...]] = {
     "instrumentation": ("opentelemetry.sdk", "aiohttp", "otel_dashboard"),
+    # genai-prices (with pydantic and httpx2) is imported on the first price lookup, never with a module.
     "model": ("aiohttp", "otel_dashboard.server", "otel_dashboard.state", "otel_dashboard.store",
-              "otel_dashboard.pipeline"),
+              "otel_dashboard.pipeline", "genai_prices", "pydantic", "httpx2"),
     "store": ("aiohttp", "opentelemetry.sdk", "otel_dashboard.server", "otel_dashboard.state",
               "otel_dashboard.pipeline"),
     "state": ("aiohttp", "opentelemetry.sdk", "otel_dashboard.server", "otel_dashboard.pipeline"),

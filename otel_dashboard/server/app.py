@@ -231,6 +231,9 @@ class DashboardWebSocketServer:
         broker: share events with other replicas through Redis: a ``redis://`` URL or a
             :class:`~otel_dashboard.server.broker.BrokerConfig` (see ``docs/deployment.md``). None (the
             default): this server alone.
+        prices: the :class:`~otel_dashboard.model.prices.PriceBook` that prices the model calls of
+            the spans this server maps (``load_price_file(path)`` for ``serve --prices FILE``). None
+            (the default): genai-prices' bundled prices (``default_price_book()``).
 
     Raises:
         ValueError: an invalid option, named in the message.

@@ -16,6 +16,7 @@ from typing import Any, Literal, overload
 
 from aiohttp import web
 
+from otel_dashboard.model.prices import PriceBook
 from otel_dashboard.server.broker.config import BrokerConfig
 from otel_dashboard.server.security.config import SecurityConfig
 
@@ -44,6 +45,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "max_body_bytes": 16 * 1024 * 1024,
     "security": None,
     "broker": None,
+    "prices": None,
 }
 """Defaults of the options passed as keyword arguments (``**options``)."""
 
@@ -100,6 +102,7 @@ class ServerOptions:
         "metrics_interval_seconds",
         "name",
         "overflow_window_seconds",
+        "prices",
         "security",
         "send_timeout_seconds",
         "stall_threshold_seconds",
@@ -125,6 +128,7 @@ class ServerOptions:
         max_body_bytes: int,
         security: SecurityConfig | None = None,
         broker: BrokerConfig | str | None = None,
+        prices: PriceBook | None = None,
     ) -> None:
         self.history_size = check_int("history_size", history_size, 0, 100_000)
         if name is not None and (not isinstance(name, str) or len(name) > 200):
@@ -166,6 +170,10 @@ class ServerOptions:
             raise ValueError(
                 f"broker must be a redis:// URL, a BrokerConfig or None, got {type(broker).__name__}")
         self.broker = broker
+        if prices is not None and not isinstance(prices, PriceBook):
+            raise ValueError(f"prices must be a PriceBook or None, got {type(prices).__name__}")
+        # None: the process's shared book (default_price_book()), chosen by whoever prices the spans.
+        self.prices = prices
 
 
 def make_options(
