@@ -335,11 +335,12 @@ def test_update_runs_never_raises_and_bad_subscribers_cannot_break_it() -> None:
 
     state.subscribe_runs(broken)
     state.subscribe_runs(lambda runs: seen.append([r["run_id"] for r in runs]))
-    state.update_runs([None, {"run_id": 5}, "x", {"no": "id"}, run_state(rid(1))])  # type: ignore[list-item]
+    state.update_runs([None, {"run_id": 5}, "x", {"no": "id"}, run_state(rid(1)),  # type: ignore[list-item]
+                       run_state(rid(3), tools={1: {"calls": 1}})])  # JSON cannot carry it
     state.update_runs(None)  # type: ignore[arg-type]
     assert seen == [[rid(1)]]
     counters = state.get_counters()
-    assert counters["subscriber_errors"] == 1 and counters["ignored_run_updates"] == 4
+    assert counters["subscriber_errors"] == 1 and counters["ignored_run_updates"] == 5
     assert counters["open_runs"] == 1
     state.unsubscribe_runs(broken)
     state.update_runs([run_state(rid(2))])
