@@ -20,6 +20,7 @@ from otel_dashboard.model.events import DashboardEvent, EventType, Severity
 from otel_dashboard.model.run_records import MAX_RUN_TEXT_CHARS, MAX_RUN_TOOLS, parse_run_records
 from otel_dashboard.pipeline.remote import RemoteEventSender
 from otel_dashboard.server.app import HUB_KEY, DashboardWebSocketServer
+from otel_dashboard.server.broadcast import transport as ws_transport
 from otel_dashboard.state.dashboard import DashboardState
 from otel_dashboard.state.runs import OpenRuns
 
@@ -134,6 +135,21 @@ async def test_progress_from_a_worker_thread_reaches_every_client_within_1_s(
             assert arrived - sent < PROGRESS_BOUND_SECONDS
             assert message == {"type": "run_progress", "runs": [run]}  # no seq: not an event
         assert state.get_counters()["open_runs"] == 1
+
+
+async def test_progress_through_aiohttps_send_path_and_with_deflate(
+    session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fence's feature test made to fail: every client gets a task writer, as deflate ones do.
+    monkeypatch.setattr(ws_transport, "BaseProtocol", asyncio.Protocol)
+    state = DashboardState()
+    async with running_server(state, compress=True) as server:
+        client = await Client.connect(session, server)
+        state.publish(DashboardEvent.create(EventType.ERROR_OCCURRED, {"i": 1}))
+        await in_thread(state.update_runs, [run_state(rid(1), tool_calls=4)])
+        await client.next("events")
+        assert [r["tool_calls"] for r in (await client.progress())["runs"]] == [4]
+        assert [m["type"] for _, m in client.messages] == ["events", "run_progress"]
 
 
 async def test_updates_between_two_passes_coalesce_latest_wins(session: aiohttp.ClientSession) -> None:
