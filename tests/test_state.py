@@ -466,7 +466,8 @@ async def test_the_async_reads_answer_as_the_plain_ones(tmp_path: Path) -> None:
     assert list(stats) == list(plain)  # the same keys, in the same order
     assert [e["seq"] for e in stats["recent_events"]] == [4, 3, 2, 1]  # newest first
     snapshot = await state.snapshot_async(recent_limit=2)
-    assert list(snapshot) == ["seq", "metrics", "events", "opportunities", "active_agents", "lost_agents"]
+    assert list(snapshot) == ["seq", "metrics", "events", "opportunities", "active_agents", "lost_agents",
+                              "runs"]
     assert snapshot["seq"] == 4 and [e["seq"] for e in snapshot["events"]] == [3, 4]
     assert snapshot["events"] == state.snapshot(recent_limit=2)["events"]
     state.store.close()

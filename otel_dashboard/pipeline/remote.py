@@ -5,6 +5,7 @@ Usage (what ``DashboardSpanProcessor(endpoint=...)`` does with it)::
     sender = RemoteEventSender("http://dashboard-host:8000")
     sender.submit(event)          # from any thread; never blocks, never raises
     sender.submit_span(record)    # a span record for the server's trace view, the same way
+    sender.submit_runs(runs)      # the live state of open agent runs, coalesced by run_id
     sender.force_flush(5000)      # True once everything submitted so far is delivered or dropped
     sender.shutdown(5000)         # flushes within the timeout, stops the thread
 
@@ -12,8 +13,13 @@ Usage (what ``DashboardSpanProcessor(endpoint=...)`` does with it)::
 and counts it. :meth:`RemoteEventSender.submit_span` does the same with a span record
 (:func:`~otel_dashboard.state.traces.span_record_from_span`), so the server's trace view shows the spans of
 remote agents, tools included; span records share the queue but are counted apart (the ``*_events``
-counters count events only). One daemon thread sends the queue as ``{"events": [...], "spans": [...]}``
-JSON over one keep-alive HTTP connection (standard library only: agents need no aiohttp).
+counters count events only). :meth:`RemoteEventSender.submit_runs` queues the live state of open agent
+runs the same way, but one entry per run: a run already waiting takes the newer state in its place
+(so a request carries the newest state of each run, and a run's progress never moves behind its
+``agent_execution_completed`` submitted later: the server would ignore it, as it ignores progress for
+runs it saw complete). One daemon thread sends the queue as ``{"events": [...], "spans": [...],
+"runs": [...]}`` JSON over one keep-alive HTTP connection (standard library only: agents need no
+aiohttp); the server takes a request's runs after its events.
 
 Batching
     The thread sends as soon as something is queued, unless it started a request less than
@@ -63,6 +69,8 @@ from opentelemetry import context as context_api
 
 from instrumentation._suppression import suppressing_context
 from otel_dashboard.model.events import DashboardEvent, json_dumps
+from otel_dashboard.model.ingest import IngestError
+from otel_dashboard.model.run_records import MAX_RUNS_PER_REQUEST, copy_run, parse_run_records
 
 __all__ = ["RemoteEventSender"]
 
@@ -84,6 +92,19 @@ _RETRY = 1
 _REJECTED = 2
 
 
+class _Run:
+    """A queued run state: one per run id while it waits, updated in place by newer states."""
+
+    __slots__ = ("run", "run_id")
+
+    def __init__(self, run_id: str, run: dict[str, Any]) -> None:
+        self.run_id = run_id
+        self.run = run
+
+
+_Item = DashboardEvent | dict[str, Any] | _Run  # an event, a span record or a run
+
+
 class RemoteEventSender:
     """Sends dashboard events to a remote dashboard server in batches, from a background thread.
 
@@ -91,9 +112,9 @@ class RemoteEventSender:
         endpoint: the server's base URL, ``http(s)://host[:port][/path-prefix]``; events go to
             ``<endpoint>/api/events`` (an endpoint that already ends in ``/api/events`` is used as is).
         headers: extra request headers (an ``Authorization`` header, say).
-        max_queue_size: events and span records waiting to be sent at most; more are dropped and
-            counted.
-        max_batch_size: events and span records per request at most.
+        max_queue_size: events, span records and runs waiting to be sent at most; more are dropped
+            and counted.
+        max_batch_size: events, span records and runs per request at most (and at most 1000 runs).
         schedule_delay_millis: the shortest time between the starts of two requests, unless a full
             batch is waiting; also the longest an event waits for its request at steady load.
         timeout_millis: the socket timeout of one request.
@@ -136,6 +157,8 @@ class RemoteEventSender:
         self._dropped_spans = 0
         self._sent_events = 0
         self._sent_spans = 0
+        self._dropped_runs = 0
+        self._sent_runs = 0
         self._rejected_events = 0
         self._failed_requests = 0
         self._next_drop_log = 0.0
@@ -150,7 +173,8 @@ class RemoteEventSender:
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # the thread waits here for events or a deadline
         self._progress = threading.Condition(self._lock)  # force_flush waits here for completions
-        self._queue: deque[DashboardEvent | dict[str, Any]] = deque()  # events and span records
+        self._queue: deque[_Item] = deque()  # events, span records and runs
+        self._queued_runs: dict[str, _Run] = {}  # the runs in the queue, by id (coalescing)
         self._submitted = 0  # items accepted into the queue, ever
         self._completed = 0  # of those, delivered, rejected or dropped after queueing
         self._flush_target = 0
@@ -200,6 +224,17 @@ class RemoteEventSender:
         return self._dropped_spans
 
     @property
+    def sent_runs(self) -> int:
+        """Run states the server accepted."""
+        return self._sent_runs
+
+    @property
+    def dropped_runs(self) -> int:
+        """Run states dropped: queue full, after shutdown, invalid, refused by the server, or not
+        delivered before shutdown's deadline (a state replaced by a newer one is not counted)."""
+        return self._dropped_runs
+
+    @property
     def queue_size(self) -> int:
         """Events and span records waiting to be sent."""
         return len(self._queue)
@@ -221,6 +256,49 @@ class RemoteEventSender:
             False when the record was dropped (queue full, or after :meth:`shutdown`).
         """
         return self._offer(record, is_span=True)
+
+    def submit_runs(self, runs: list[dict[str, Any]]) -> bool:
+        """Queues the newest state of open runs (dicts with a string ``run_id``; the server's
+        ``runs``). Never blocks on I/O and never raises.
+
+        A run already waiting in the queue takes the new state in its place (latest wins, and it
+        stays ahead of anything submitted after it); another takes a place at the end. The dicts
+        are copied: the caller may reuse them.
+
+        Returns:
+            False when any of them was dropped (queue full, no ``run_id``, or after :meth:`shutdown`).
+        """
+        try:
+            copies = [copy_run(run) for run in runs if isinstance(run, dict)]
+            complete = len(copies) == len(runs)
+            dropped = len(runs) - len(copies)
+            with self._lock:
+                queued = self._queued_runs
+                queue = self._queue
+                for run in copies:
+                    run_id = run.get("run_id")
+                    if self._shutdown or not isinstance(run_id, str):
+                        dropped += 1
+                        continue
+                    waiting = queued.get(run_id)
+                    if waiting is not None:
+                        waiting.run = run  # coalesced: the place it already has, the newest state
+                    elif len(queue) < self._max_queue_size:
+                        queued[run_id] = item = _Run(run_id, run)
+                        queue.append(item)
+                        self._submitted += 1
+                        size = len(queue)
+                        if size == 1 or size >= self._max_batch_size:
+                            self._work.notify()
+                    else:
+                        dropped += 1
+                self._dropped_runs += dropped
+                shut_down = self._shutdown
+            if dropped:
+                self._log_drop(shut_down)
+            return complete and not dropped
+        except Exception:  # never into agent code
+            return False
 
     def _offer(self, item: DashboardEvent | dict[str, Any], *, is_span: bool) -> bool:
         try:
@@ -327,7 +405,8 @@ class RemoteEventSender:
                 except Exception:  # a bug must not kill the thread
                     self._close_connection()
                     spans = sum(1 for item in batch if isinstance(item, dict))
-                    self._add_dropped(len(batch) - spans, spans)
+                    runs = sum(1 for item in batch if isinstance(item, _Run))
+                    self._add_dropped(len(batch) - spans - runs, spans, runs)
                     logger.exception("Sending dashboard events failed; %d events and span records "
                                      "dropped", len(batch))
                 with self._lock:
@@ -337,7 +416,7 @@ class RemoteEventSender:
             self._close_connection()
             context_api.detach(token)
 
-    def _next_batch(self) -> list[DashboardEvent | dict[str, Any]] | None:
+    def _next_batch(self) -> list[_Item] | None:
         with self._lock:
             while not self._queue:
                 if self._shutdown:
@@ -354,20 +433,40 @@ class RemoteEventSender:
                 if remaining <= 0:
                     break
                 self._work.wait(remaining)
-            count = min(len(self._queue), self._max_batch_size)
-            batch = [self._queue.popleft() for _ in range(count)]
+            batch = self._take_batch()
         self._next_send_at = time.monotonic() + self._delay
         return batch
 
-    def _deliver(self, batch: list[DashboardEvent | dict[str, Any]]) -> None:
-        body, count, spans = self._encode(batch)
+    def _take_batch(self) -> list[_Item]:
+        """Up to ``max_batch_size`` items off the queue, with at most the server's limit of runs
+        (under the lock). A run taken leaves the coalescing map: a newer state queues anew."""
+        queue = self._queue
+        if not self._queued_runs:
+            count = min(len(queue), self._max_batch_size)
+            return [queue.popleft() for _ in range(count)]
+        queued = self._queued_runs
+        batch: list[_Item] = []
+        runs = 0
+        while queue and len(batch) < self._max_batch_size:
+            item = queue[0]
+            if isinstance(item, _Run):
+                if runs >= MAX_RUNS_PER_REQUEST:
+                    break
+                runs += 1
+                if queued.get(item.run_id) is item:
+                    del queued[item.run_id]
+            batch.append(queue.popleft())
+        return batch
+
+    def _deliver(self, batch: list[_Item]) -> None:
+        body, count, spans, runs = self._encode(batch)
         if body is None:
             return
         attempt = 0
         while True:
             if self._expired():
-                self._add_dropped(count, spans)
-                self._dropped_at_shutdown += count + spans
+                self._add_dropped(count, spans, runs)
+                self._dropped_at_shutdown += count + spans + runs
                 logger.warning(
                     "Dashboard event sender shut down before %d events (and %d span records) reached "
                     "%s; dropped", count, spans, self.endpoint,
@@ -377,6 +476,7 @@ class RemoteEventSender:
             if outcome == _OK:
                 self._sent_events += count
                 self._sent_spans += spans
+                self._sent_runs += runs
                 if self._failing:
                     self._failing = False
                     logger.info("Dashboard server %s reachable again", self.endpoint)
@@ -384,6 +484,7 @@ class RemoteEventSender:
             self._failed_requests += 1
             if outcome == _REJECTED:
                 self._rejected_events += count
+                self._add_dropped(0, 0, runs)
                 if not self._logged_rejection:
                     self._logged_rejection = True
                     logger.warning(
@@ -400,11 +501,21 @@ class RemoteEventSender:
             self._backoff(attempt, retry_after)
             attempt += 1
 
-    def _encode(self, batch: list[DashboardEvent | dict[str, Any]]) -> tuple[bytes | None, int, int]:
-        """The request body, the number of events and of span records in it."""
+    def _encode(self, batch: list[_Item]) -> tuple[bytes | None, int, int, int]:
+        """The request body, the number of events, of span records and of runs in it."""
         parts = []
         span_parts = []
+        run_parts = []
         for item in batch:
+            if isinstance(item, _Run):
+                try:
+                    # Checked as the server checks them: one bad run would refuse the whole
+                    # request, its events with it.
+                    run_parts.append(json_dumps(parse_run_records([item.run])[0]))
+                except (IngestError, TypeError, ValueError) as exc:
+                    self._add_dropped(0, 0, 1)
+                    logger.warning("Dropping a run state the server would refuse: %s", exc)
+                continue
             try:
                 if isinstance(item, dict):
                     span_parts.append(json_dumps(item, option=orjson.OPT_NON_STR_KEYS))
@@ -418,17 +529,20 @@ class RemoteEventSender:
                 else:
                     self._add_dropped(1)
                 logger.warning("Dropping a dashboard event that cannot be serialized: %r", item)
-        if not parts and not span_parts:
-            return None, 0, 0
+        if not parts and not span_parts and not run_parts:
+            return None, 0, 0, 0
         body = b'{"events":[' + b",".join(parts) + b"]"
         if span_parts:
             body += b',"spans":[' + b",".join(span_parts) + b"]"
-        return body + b"}", len(parts), len(span_parts)
+        if run_parts:
+            body += b',"runs":[' + b",".join(run_parts) + b"]"
+        return body + b"}", len(parts), len(span_parts), len(run_parts)
 
-    def _add_dropped(self, count: int, spans: int = 0) -> None:
+    def _add_dropped(self, count: int, spans: int = 0, runs: int = 0) -> None:
         with self._lock:  # submit() counts drops too, from other threads
             self._dropped_events += count
             self._dropped_spans += spans
+            self._dropped_runs += runs
 
     def _expired(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline

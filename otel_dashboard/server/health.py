@@ -89,6 +89,7 @@ class ServerHealth:
             "dropped_events": broadcaster.drops_by_reason(),
             "server_uptime_seconds": broadcaster.uptime_seconds(),
             "clients": broadcaster.client_infos(),
+            "run_progress": broadcaster.run_progress_stats(),
         })
         traces = getattr(self.state, "traces", None)
         if traces is not None:

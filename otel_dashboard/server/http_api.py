@@ -1,5 +1,5 @@
-"""The JSON read API: ``/health``, ``/stats``, ``GET /api/events``, ``GET /api/traces/{trace_id}``,
-and the shared JSON plumbing.
+"""The JSON read API: ``/health``, ``/stats``, ``GET /api/events``, ``GET /api/runs``,
+``GET /api/traces/{trace_id}``, and the shared JSON plumbing.
 
 Every answer, errors included, is ``application/json``. Errors are ``{"error": "..."}``, plus
 ``"parameter"`` naming a bad query parameter. :func:`error_middleware` turns aiohttp's own errors
@@ -28,6 +28,7 @@ __all__ = [
     "BadParameter",
     "answers_own_errors",
     "api_events",
+    "api_runs",
     "api_trace",
     "dumps",
     "error_answer",
@@ -45,6 +46,9 @@ logger = logging.getLogger(__name__)
 _EVENT_TYPE_VALUES = frozenset(t.value for t in EventType)
 _SEVERITY_VALUES = frozenset(s.value for s in Severity)
 _API_EVENTS_PARAMS = frozenset({"after_seq", "event_type", "severity", "agent", "service", "limit"})
+_API_RUNS_PARAMS = frozenset({"agent", "service", "limit"})
+_API_RUNS_LIMIT = 1000  # the state's default open-run table: all of them
+_API_RUNS_DEFAULT_LIMIT = 200  # as many as a snapshot carries
 # A service filter scans the history (the store's query has no such filter): at most this many events.
 _SERVICE_SCAN_LIMIT = 1_000_000
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -202,6 +206,35 @@ async def api_events(request: web.Request) -> web.Response:
     return web.Response(body=_events_body(events, last_seq, first_seq), content_type="application/json")
 
 
+async def api_runs(request: web.Request) -> web.Response:
+    """``GET /api/runs``: the open runs' live state (what a snapshot's ``runs`` holds), filtered.
+
+    ``limit`` (1-1000, default 200) keeps the most recently updated; they come oldest-updated first.
+    ``agent`` matches ``agent_name`` or ``agent_id``, ``service`` matches ``service_name``; both are
+    repeatable or comma-separated, as in ``/api/events``. Bad parameters get 400 naming them.
+    """
+    query = request.query
+    try:
+        _check_params(query, _API_RUNS_PARAMS)
+        limit = _int_param(query, "limit", 1, _API_RUNS_LIMIT, _API_RUNS_DEFAULT_LIMIT) or 1
+        agents = frozenset(_bounded_values(query, "agent"))
+        services = frozenset(_bounded_values(query, "service"))
+    except BadParameter as exc:
+        return json_error(400, str(exc), parameter=exc.parameter)
+    state = request.app[BROADCASTER_KEY].state
+    # Filters apply before the limit: read the whole (bounded) table when there is one.
+    runs = state.get_open_runs(_API_RUNS_LIMIT if agents or services else limit)
+    if agents:
+        runs = [r for r in runs if _named(r.get("agent_name"), agents) or _named(r.get("agent_id"), agents)]
+    if services:
+        runs = [r for r in runs if _named(r.get("service_name"), services)]
+    return json_response({"runs": runs[-limit:]})
+
+
+def _named(value: Any, names: frozenset[str]) -> bool:
+    return isinstance(value, str) and value in names
+
+
 def _service_of(event: DashboardEvent) -> str | None:
     data = event.data
     value = data.get("service_name") if isinstance(data, dict) else None
@@ -249,16 +282,27 @@ def _int_param(query: Any, name: str, low: int, high: int | None, default: int |
     return value
 
 
+def _check_params(query: Any, known: frozenset[str]) -> None:
+    for key in query:
+        if key not in known:
+            raise BadParameter(key, f"unknown parameter {short_repr(key, 40)}; expected one of "
+                                    + ", ".join(sorted(known)))
+
+
+def _bounded_values(query: Any, name: str) -> list[str]:
+    values = _multi(query, name)
+    if len(values) > MAX_FILTER_VALUES:
+        raise BadParameter(name, f"at most {MAX_FILTER_VALUES} {name}s")
+    return values
+
+
 def parse_events_query(query: Any) -> tuple[EventQuery, int, list[str]]:
     """The :class:`EventQuery`, the limit and the service names of ``/api/events`` query parameters.
 
     Raises:
         BadParameter: an unknown parameter or a bad value, named.
     """
-    for key in query:
-        if key not in _API_EVENTS_PARAMS:
-            raise BadParameter(key, f"unknown parameter {short_repr(key, 40)}; expected one of "
-                                    + ", ".join(sorted(_API_EVENTS_PARAMS)))
+    _check_params(query, _API_EVENTS_PARAMS)
     after_seq = _int_param(query, "after_seq", 0, None, None)
     limit = _int_param(query, "limit", 1, 1000, 100)
     event_types = _multi(query, "event_type")

@@ -37,6 +37,8 @@ Metrics (all prefixed ``otel_dashboard_``):
   (counters): the durable store's ``stats()``; ``store_write_seconds`` (summary) once the store reports
   ``write_seconds_total`` and ``write_batches`` there;
 * ``subscriber_errors_total`` (counter): state subscribers that raised;
+* ``open_runs`` (gauge), ``evicted_runs_total`` and ``run_progress_messages_total`` (counters): the
+  live progress of agent runs;
 * on a cluster replica (``broker=``): ``broker_connected`` and ``broker_buffered_events`` (gauges),
   ``broker_appended_events_total``, ``broker_received_events_total``, ``broker_provisional_events_total``,
   ``broker_dropped_events_total``, ``broker_dropped_spans_total``, ``broker_duplicate_events_total``
@@ -178,6 +180,14 @@ class _DashboardCollector(Collector):
         counters = state.get_counters()
         yield CounterMetricFamily(f"{PREFIX}_subscriber_errors", "State subscribers that raised.",
                                   value=counters.get("subscriber_errors", 0))
+        yield GaugeMetricFamily(f"{PREFIX}_open_runs", "Runs with live progress and no completion yet.",
+                                value=counters.get("open_runs", 0))
+        yield CounterMetricFamily(f"{PREFIX}_evicted_runs",
+                                  "Open runs evicted from the progress table (it was full).",
+                                  value=counters.get("evicted_runs", 0))
+        yield CounterMetricFamily(f"{PREFIX}_run_progress_messages",
+                                  "run_progress messages sent to WebSocket clients.",
+                                  value=broadcaster.run_progress_stats()["sent_messages"])
 
         received = dict.fromkeys(_RECEIVER_COUNTERS, 0)
         received.update(self._app[HEALTH_KEY].counters)

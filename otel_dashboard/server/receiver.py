@@ -8,9 +8,11 @@
     ``trace_id`` (32 hex digits), a ``span_id`` (16 hex digits) and a ``name`` (a string), its other
     fields are kept when they have the right type and dropped otherwise. The accepted events are
     published in order, then the span records (and records derived from run events that came without
-    their span) go to the state's trace store. Answers: 200 ``{"accepted", "first_seq", "last_seq"}``,
-    400 naming the field, 413 over ``max_body_bytes``, 415 for a content type other than
-    ``application/json`` or a content coding other than ``identity``, 429 with ``Retry-After`` over
+    their span) go to the state's trace store, then the batch's ``"runs"`` (the live state of open
+    agent runs, checked by :mod:`otel_dashboard.model.run_records`) to ``state.update_runs``.
+    Answers: 200 ``{"accepted", "first_seq", "last_seq"}``, 400 naming the field, 413 over
+    ``max_body_bytes``, 415 for a content type other than ``application/json`` or a content coding
+    other than ``identity``, 429 with ``Retry-After`` over
     the per-address ingest rate (nothing accepted); 200 only once the events are committed to the
     store: 503 with ``Retry-After`` when a durable store does not confirm them within
     :data:`DURABLE_TIMEOUT_SECONDS` (the sender retries; delivery is at least once). On a cluster
@@ -56,6 +58,7 @@ from otel_dashboard.model.otlp import (
     events_from_otlp_spans,
     spans_from_request,
 )
+from otel_dashboard.model.run_records import runs_of_body
 from otel_dashboard.model.runs import CostSource
 from otel_dashboard.model.span_mapper import SpanMapper
 from otel_dashboard.model.span_records import (
@@ -149,18 +152,24 @@ async def ingest_events(request: web.Request) -> web.Response:
     try:
         events = parse_ingest_payload(body)
         spans = _spans_of(body)
+        runs = runs_of_body(body)  # the live progress of open runs (model/run_records.py)
     except IngestError as exc:
         server_health.count("ingest_refused_requests")
         return json_response(exc.to_dict(), status=400)
-    if (refused := check_ingest(request, len(events))) is not None:
+    if (refused := check_ingest(request, len(events) + len(runs))) is not None:
         server_health.count("ingest_refused_requests")
         return refused
+    if runs:
+        server_health.count("ingested_runs", len(runs))
     broker = request.app.get(BROKER_KEY)
     if broker is not None:
+        state.update_runs(runs)  # progress is not shared through Redis: this replica's clients only
         return await _ingest_through_broker(broker, state, events, spans, server_health)
     for event in events:
         state.publish(event)
     _record_ingested_spans(state, events, spans)
+    if runs:  # after the events: a completion in the same request closes its run first
+        state.update_runs(runs)
     server_health.count("ingest_requests")
     server_health.count("ingested_events", len(events))
     if events and not await _durable(state, events[-1].seq):

@@ -33,12 +33,14 @@ from otel_dashboard.state.derived import DerivedState
 from otel_dashboard.state.direct_api import DirectApi
 from otel_dashboard.state.history import HistoryReads
 from otel_dashboard.state.rebuild import rebuild_from_store
+from otel_dashboard.state.runs import DEFAULT_MAX_OPEN_RUNS, OpenRuns
 from otel_dashboard.state.singleton import get_dashboard, reset_dashboard
 from otel_dashboard.state.traces import TraceStore
 from otel_dashboard.store.base import EventStore, MemoryEventStore
 
 __all__ = [
     "DashboardState",
+    "RunSubscriber",
     "Sequencer",
     "Subscriber",
     "first_sight_agent_id",
@@ -54,6 +56,16 @@ Subscriber = Callable[[DashboardEvent], None]
 
 It must not block: hand the event to your own queue or loop and return.
 """
+
+RunSubscriber = Callable[[list[dict[str, Any]]], None]
+"""Called with the runs an :meth:`DashboardState.update_runs` call took (their newest state),
+synchronously, in the updating thread, under the state's lock: never for a run after the state
+accepted its ``agent_execution_completed``. The dicts are shared: read them, never change them.
+
+It must not block: note what changed and return (the server's broadcaster coalesces by ``run_id``).
+"""
+
+_DEFAULT_MAX_OPEN_RUNS_SNAPSHOT = 200
 
 _DEFAULT_MAX_ACTIVE_AGENTS = 1000
 _DEFAULT_MAX_OPPORTUNITIES = 200
@@ -87,6 +99,8 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         stall_threshold_seconds: a running agent older than this counts as stalled.
         max_traces: traces kept for the trace view (:attr:`traces`); the least recently updated go
             first.
+        max_open_runs: open runs whose live progress is kept (:meth:`update_runs`); the least
+            recently updated are evicted (and counted).
 
     Raises:
         ValueError: a bound that is not a positive integer, or a non-positive stall threshold.
@@ -103,6 +117,7 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         quality_thresholds: QualityThresholds | None = None,
         stall_threshold_seconds: float = _DEFAULT_STALL_THRESHOLD_SECONDS,
         max_traces: int = 1000,
+        max_open_runs: int = DEFAULT_MAX_OPEN_RUNS,
     ) -> None:
         _positive_int("max_history", max_history)
         self._derived = DerivedState(
@@ -120,6 +135,9 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         self.traces = TraceStore(max_traces=max_traces)  # spans by trace, for GET /api/traces/{id}
         self._lock = threading.RLock()
         self._subscribers: tuple[Subscriber, ...] = ()
+        self._runs = OpenRuns(max_open_runs=_positive_int("max_open_runs", max_open_runs))
+        self._derived.open_runs = self._runs  # an accepted completion closes its run (derived.apply)
+        self._run_subscribers: tuple[RunSubscriber, ...] = ()
         self._started_monotonic = time.monotonic()
         self._started_at = time.time()
         self._apply = self._derived.apply  # bound once: it runs for every accepted event
@@ -266,6 +284,54 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
             except ValueError:
                 logger.debug("span record without valid ids skipped: %r", record)
 
+    # ------------------------------------------------------------------ open runs
+    def update_runs(self, runs: list[dict[str, Any]]) -> None:
+        """Take the newest live state of some open runs and tell the run subscribers.
+
+        Thread-safe; the span processor's worker calls it after publishing a batch's events, the
+        ingest endpoint with the ``runs`` of a request. Each run is upserted by ``run_id`` (a copy
+        is kept: the caller may reuse its dicts). A run whose ``agent_execution_completed`` the
+        state already accepted is ignored, as is an entry without a string ``run_id``. Bounded by
+        ``max_open_runs`` (least recently updated evicted). Only this state takes them: in a
+        cluster, progress stays on the replica that received it (completions reach every replica).
+        Never raises: a failure is logged.
+        """
+        try:
+            with self._lock:
+                taken = self._runs.update(runs)
+                if taken:
+                    for subscriber in self._run_subscribers:
+                        try:
+                            subscriber(taken)
+                        except Exception:
+                            self._subscriber_errors += 1
+                            logger.exception("dashboard run subscriber %r failed", subscriber)
+        except Exception:  # the span worker and the ingest handler must not fail on progress
+            logger.exception("updating %d runs failed", len(runs) if isinstance(runs, list) else -1)
+
+    def subscribe_runs(self, callback: RunSubscriber) -> None:
+        """Call ``callback`` with the runs of every :meth:`update_runs` from now on
+        (see :data:`RunSubscriber`)."""
+        with self._lock:
+            if callback not in self._run_subscribers:
+                self._run_subscribers = (*self._run_subscribers, callback)
+
+    def unsubscribe_runs(self, callback: RunSubscriber) -> None:
+        """Stop calling ``callback``; unknown callbacks are ignored."""
+        with self._lock:
+            self._run_subscribers = tuple(s for s in self._run_subscribers if s != callback)
+
+    def get_open_runs(self, limit: int = _DEFAULT_MAX_OPEN_RUNS_SNAPSHOT) -> list[dict[str, Any]]:
+        """The ``limit`` most recently updated open runs, oldest-updated first (read-only dicts)."""
+        with self._lock:
+            return self._runs.newest(limit)
+
+    def find_open_runs(self, run_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The runs among ``run_ids`` that are still open, with their newest state, oldest-updated
+        first (read-only dicts); the broadcaster re-reads what it was told of this way."""
+        with self._lock:
+            return self._runs.find(run_ids)
+
     # ------------------------------------------------------------------ the derived state
     def get_metrics(self) -> dict[str, Any]:
         """The metric card values (the original design's keys plus a few more)."""
@@ -310,4 +376,7 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
                 "subscriber_errors": self._subscriber_errors,
                 "evicted_active_agents": self._derived.evicted_active_agents,
                 "subscribers": len(self._subscribers),
+                "open_runs": len(self._runs),
+                "evicted_runs": self._runs.evicted,
+                "ignored_run_updates": self._runs.ignored,
             }

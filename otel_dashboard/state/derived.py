@@ -13,6 +13,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from otel_dashboard.model.events import DashboardEvent, EventType
+from otel_dashboard.state.runs import OpenRuns
 
 __all__ = ["EVENT_TYPE_VALUES", "DerivedState"]
 
@@ -65,6 +66,9 @@ class DerivedState:
         # Runs found open by a rebuild, kept so that a replica joining a cluster can take them back
         # as running (in a cluster another replica may still be receiving their events).
         self.rebuilt_runs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # The live progress of open runs (state/runs.py), set by the state that owns both: a run's
+        # completion closes it here, in the same hold of the state's lock that accepts the event.
+        self.open_runs: OpenRuns | None = None
 
     # ------------------------------------------------------------------ applying events
     def apply(self, event: DashboardEvent) -> None:
@@ -96,6 +100,9 @@ class DerivedState:
             run_id = str(data.get("run_id") or data.get("agent_id") or "")
             self.active_agents.pop(run_id, None)
             self.lost_agents.pop(run_id, None)  # a lost run that finished after all
+            open_runs = self.open_runs
+            if open_runs is not None:
+                open_runs.complete(data.get("run_id"))  # the progress table keys on the span id only
             self.total_agents_executed += 1
             if data.get("success") is False:
                 self.failed_agent_runs += 1

@@ -47,6 +47,7 @@ class HistoryReads:
     get_opportunities: Callable[[], list[dict[str, Any]]]
     get_active_agents: Callable[[], list[dict[str, Any]]]
     get_lost_agents: Callable[[], list[dict[str, Any]]]
+    get_open_runs: Callable[[], list[dict[str, Any]]]
     get_counters: Callable[[], dict[str, int]]
 
     # ------------------------------------------------------------------ snapshots
@@ -62,6 +63,8 @@ class HistoryReads:
                 "opportunities": self.get_opportunities(),
                 "active_agents": self.get_active_agents(),
                 "lost_agents": self.get_lost_agents(),
+                # In the same hold as seq: progress after it reaches the run subscribers.
+                "runs": self.get_open_runs(),
             }
             if callback is not None:
                 self.subscribe(callback)
@@ -71,9 +74,10 @@ class HistoryReads:
         """Everything a newly connected page needs, as one consistent view.
 
         Returns:
-            ``{"seq", "metrics", "events", "opportunities", "active_agents", "lost_agents"}``;
-            ``events`` are the newest ``recent_limit`` events up to ``seq``, ascending (a bounded
-            store may have let the oldest of them go meanwhile; never one after ``seq``).
+            ``{"seq", "metrics", "events", "opportunities", "active_agents", "lost_agents", "runs"}``;
+            ``runs`` are the open runs' live state (``get_open_runs()``); ``events`` are the newest
+            ``recent_limit`` events up to ``seq``, ascending (a bounded store may have let the
+            oldest of them go meanwhile; never one after ``seq``).
         """
         view, history = self._capture()
         view["events"] = _wire(self._store.query(history, recent_limit))

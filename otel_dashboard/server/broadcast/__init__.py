@@ -13,6 +13,8 @@ One module per concept:
 * :mod:`.flush`: one flush pass per loop turn writes each client that is behind one frame of all it
   misses; backpressure of the direct clients.
 * :mod:`.control`: control messages, in order with the events.
+* :mod:`.progress`: ``run_progress``, the open runs' live state, beside the events (coalesced by
+  run, never in the log, deferred for a lagging client rather than queued).
 * :mod:`.slow`: the slow-client policy (overflow gap, 1013, bounded close).
 * :mod:`.replay`: ``resume`` from the store.
 * :mod:`.heartbeat`: one ping sweep for every client.

@@ -1,8 +1,8 @@
 """The :class:`Broadcaster`: what the rest of the server sees of the fan-out to WebSocket clients.
 
 It owns the clients, the log and the counters, starts and stops the background tasks, and puts the
-parts together (the package docstring has the map). Everything except the state's subscriber
-(:meth:`~.handoff.HandOff.submit`) runs on the event loop.
+parts together (the package docstring has the map). Everything except the state's subscribers
+(:meth:`~.handoff.HandOff.submit`, :meth:`~.progress.RunProgress.submit`) runs on the event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from otel_dashboard.server.broadcast.frames import EVENTS_SUFFIX, PROVISIONAL_PR
 from otel_dashboard.server.broadcast.handoff import HandOff
 from otel_dashboard.server.broadcast.heartbeat import heartbeat
 from otel_dashboard.server.broadcast.log import EventLog
+from otel_dashboard.server.broadcast.progress import RunProgress
 from otel_dashboard.server.broadcast.replay import start_replay
 from otel_dashboard.server.broadcast.slow import SlowClients
 from otel_dashboard.server.broadcast.task_writer import TaskWriters
@@ -66,6 +67,8 @@ class Broadcaster:
         self._flusher = Flusher(self._log, self._clients, self._slow, state, options, self._spawn)
         self._writers = TaskWriters(state, self._log, self._flusher, self._slow)
         self._handoff = HandOff(self._flusher.append, self._flusher.append_lost, self.counters)
+        # run_progress: a path of its own beside the events (progress.py); no work per event.
+        self._progress = RunProgress(state, self._clients, self._log, self._flusher)
 
     # ------------------------------------------------------------ lifecycle
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -78,7 +81,9 @@ class Broadcaster:
         self.counters.restart_clock()
         self._handoff.start(loop)
         self._flusher.start(loop)
+        self._progress.start(loop)
         self.state.subscribe(self._handoff.submit)
+        self.state.subscribe_runs(self._progress.submit)
         self._subscribed = True
         self._spawn(self._slow.watchdog(self._clients, self.options.send_timeout_seconds))
         if self.options.heartbeat_seconds is not None:
@@ -95,6 +100,7 @@ class Broadcaster:
         """Stop receiving the state's events (idempotent)."""
         if self._subscribed:
             self.state.unsubscribe(self._handoff.submit)
+            self.state.unsubscribe_runs(self._progress.submit)
             self._subscribed = False
 
     async def shutdown(self) -> None:
@@ -120,6 +126,7 @@ class Broadcaster:
             await asyncio.wait(tasks)
         self._handoff.clear()
         self._flusher.clear()
+        self._progress.clear()
         self._log.trim(self._log.end)
 
     # ------------------------------------------------------------ clients
@@ -171,6 +178,7 @@ class Broadcaster:
         client.closing = True
         self._clients.remove(client)
         self._flusher.forget(client)
+        self._progress.forget(client)
         client.controls = None
         client.replay = None
         if client.writer_task is not None:
@@ -272,6 +280,10 @@ class Broadcaster:
 
     def uptime_seconds(self) -> float:
         return self.counters.uptime_seconds()
+
+    def run_progress_stats(self) -> dict[str, int]:
+        """``run_progress`` counters: messages sent, deferrals of lagging clients, ids dropped."""
+        return self._progress.stats()
 
 
 BROADCASTER_KEY = web.AppKey("otel_dashboard_hub", Broadcaster)
