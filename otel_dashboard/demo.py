@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Coroutine
@@ -27,6 +28,7 @@ from otel_dashboard.state.dashboard import DashboardState
 __all__ = ["run_demo", "run_scenario"]
 
 logger = logging.getLogger(__name__)
+_TRACER = trace.get_tracer("otel_dashboard.demo")  # a proxy: spans go to the provider set later
 
 _MARKETS = ["home energy storage", "B2B invoice automation", "pet telehealth", "urban vertical farming",
             "AI code review", "cold-chain logistics", "senior fitness apps", "carbon accounting SaaS"]
@@ -61,11 +63,34 @@ class _Scenario:
         await self._work(0.1, 0.5)
         return f"<html>{url}</html>"
 
+    # ---- model calls -------------------------------------------------------------------------
+    async def _chat(self, model: str, provider: str, prompt: str) -> None:
+        """A model call as a model client's instrumentation records it (GenAI semantic
+        conventions): the dashboard counts it in its run, with its tokens and their cost."""
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider,
+            "gen_ai.request.model": model,
+            "gen_ai.input.messages": json.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+            ),
+        }
+        client = trace.SpanKind.CLIENT
+        with _TRACER.start_as_current_span(f"chat {model}", kind=client, attributes=attributes) as span:
+            await self._work(0.3, 1.2)
+            input_tokens = self._rng.randint(400, 3000)
+            span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", self._rng.randint(50, 600))
+            cached = self._rng.choice([0, 0, input_tokens // 2])
+            span.set_attribute("gen_ai.usage.cache_read.input_tokens", cached)
+
     # ---- agents ------------------------------------------------------------------------------
     @agent(name="MarketResearcher", agent_id="market-researcher")
     async def research_market(self, task: str, market: str) -> None:
+        await self._chat("gpt-4o-mini", "openai", task)
         for url in (await self.web_search(market))[:2]:
             await self.fetch_page(url)
+        await self._chat("gpt-4o-mini", "openai", f"Summarise what the pages say about {market}")
         if self._rng.random() < 0.08:
             raise _SimulatedFailure(f"source data for {market!r} was inconsistent")
         if self._rng.random() < 0.6:
@@ -85,6 +110,7 @@ class _Scenario:
     @agent(name="TrendScout", agent_id="trend-scout")
     async def scout_trends(self, task: str) -> int:
         signals = 0
+        await self._chat("claude-3-5-haiku-latest", "anthropic", task)
         for _ in range(self._rng.randint(1, 3)):
             signals += len(await self.web_search("emerging trends " + self._rng.choice(_MARKETS)))
         record_quality_score(round(self._rng.uniform(88, 99), 1))
@@ -94,6 +120,8 @@ class _Scenario:
     async def analyse_competitors(self, task: str, market: str) -> None:
         await self._work(1.0, 3.0)
         await self.web_search(f"competitors {market}")
+        # A self-hosted model: no price is known for it (serve --prices FILE can give one).
+        await self._chat("local-llama-3-8b", "self-hosted", task)
         if self._rng.random() < 0.1:
             raise _SimulatedFailure("pricing page could not be parsed")
         record_quality_score(round(self._rng.uniform(80, 98), 1))
@@ -101,7 +129,9 @@ class _Scenario:
     @agent(name="DeepDiver", agent_id="deep-diver", description="Long-running due diligence")
     async def deep_dive(self, task: str) -> None:
         # Slow on purpose: with the demo's stall threshold it sometimes shows as stalled.
-        await self._work(8.0, 26.0)
+        for _ in range(3):
+            await self._chat("gpt-4o", "openai", task)
+            await self._work(2.0, 8.0)
         record_quality_score(round(self._rng.uniform(92, 100), 1))
 
     @synthesis(phase="pattern_extraction", description="Cluster findings into patterns")
@@ -164,10 +194,11 @@ async def run_scenario(*, seed: int | None = None, speed: float = 1.0) -> None:
     await _Scenario(random.Random(seed), speed=speed).run()
 
 
-def install_demo_tracing(state: DashboardState) -> TracerProvider:
-    """A tracer provider, set globally, whose spans reach ``state`` through the processor."""
+def install_demo_tracing(state: DashboardState, prices: PriceBook | None = None) -> TracerProvider:
+    """A tracer provider, set globally, whose spans reach ``state`` through the processor (which
+    prices the model calls with ``prices``; the built-in book when ``None``)."""
     provider = TracerProvider(resource=Resource.create({"service.name": "otel-dashboard-demo"}))
-    provider.add_span_processor(DashboardSpanProcessor(state=state))
+    provider.add_span_processor(DashboardSpanProcessor(state=state, prices=prices))
     trace.set_tracer_provider(provider)
     return provider
 
@@ -184,7 +215,7 @@ async def run_demo(
         The process exit code (0 after a clean stop).
     """
     state = DashboardState(stall_threshold_seconds=20.0)
-    provider = install_demo_tracing(state)
+    provider = install_demo_tracing(state, prices)
     server = DashboardWebSocketServer(host, port, state=state, name=name, prices=prices)
     scenario: asyncio.Future[None] | None = None
 

@@ -331,6 +331,7 @@ def test_completed_event_carries_its_fields(tracer: Tracer, capture: _Capture) -
         "parent_span_id": None,
         "input_tokens": 120,
         "output_tokens": 30,
+        "error_type": None,
     }
 
 

@@ -241,8 +241,7 @@ def map_span_end(
             "service_name": ctx.service_name,
             "parent_span_id": ctx.parent_span_id,
         }
-        if failed:
-            data["error_type"] = error_type
+        data["error_type"] = error_type if failed else None
         # The run span's own token totals (the stateful mapper replaces them by the run's).
         tokens = view.tokens or view.run_tokens
         if tokens:

@@ -110,6 +110,8 @@ class Tally:
         if model and model not in self.models and len(self.models) < MAX_MODELS:
             self.models.append(model)
         if tokens:
+            if "total" not in tokens:  # so that a run's total is its calls' input + output
+                tokens = {**tokens, "total": tokens.get("input", 0) + tokens.get("output", 0)}
             add_tokens(self.tokens, tokens)
             if cost is not None:
                 self.cost_usd += cost

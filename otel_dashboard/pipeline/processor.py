@@ -110,6 +110,11 @@ class ProcessorState(Protocol):
         """Counts ``n`` spans the processor dropped (its queue was full)."""
         ...
 
+    def update_runs(self, runs: list[dict[str, Any]]) -> None:
+        """Takes the live states of the open runs a batch changed (``run_progress``), after the
+        batch's events; must not raise."""
+        ...
+
 
 class _RateLimitedLog:
     """Logs the first failure with its traceback, then at most one line per interval."""

@@ -112,7 +112,7 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     app[OPTIONS_KEY] = options
     app[BROADCASTER_KEY] = broadcaster
     app[HEALTH_KEY] = server_health
-    app[receiver.RECEIVED_MAPPER_KEY] = receiver.ReceivedSpanMapper(state, getattr(options, "prices", None))
+    app[receiver.RECEIVED_MAPPER_KEY] = receiver.ReceivedSpanMapper(state, options.prices)
     broker = RedisBroker(options.broker) if options.broker is not None else None
     if broker is not None:
         app[BROKER_KEY] = broker

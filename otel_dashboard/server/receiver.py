@@ -58,6 +58,7 @@ from otel_dashboard.model.otlp import (
     events_from_otlp_spans,
     spans_from_request,
 )
+from otel_dashboard.model.prices import default_price_book
 from otel_dashboard.model.run_records import runs_of_body
 from otel_dashboard.model.runs import CostSource
 from otel_dashboard.model.span_mapper import SpanMapper
@@ -389,7 +390,7 @@ class ReceivedSpanMapper:
     mapped one at a time (worker threads; the lock is held for the mapping only)."""
 
     def __init__(self, state: DashboardState, prices: CostSource | None) -> None:
-        self._mapper = SpanMapper(thresholds=state.quality_thresholds, prices=prices)
+        self._mapper = SpanMapper(thresholds=state.quality_thresholds, prices=prices or default_price_book())
         self._lock = threading.Lock()
 
     def map(self, spans: list[Any]) -> tuple[list[DashboardEvent], list[dict[str, Any]]]:

@@ -25,12 +25,15 @@ from typing import Any
 from otel_dashboard.model.events import json_dumps
 from otel_dashboard.model.run_records import copy_run
 
-__all__ = ["DEFAULT_MAX_COMPLETED_RUNS", "DEFAULT_MAX_OPEN_RUNS", "OpenRuns"]
+__all__ = ["DEFAULT_MAX_COMPLETED_RUNS", "DEFAULT_MAX_OPEN_RUNS", "ENDED", "OpenRuns"]
 
 DEFAULT_MAX_OPEN_RUNS = 1000
 """Open runs kept at most; the least recently updated is evicted first."""
 DEFAULT_MAX_COMPLETED_RUNS = 10_000
 """Completed run ids remembered, so that late progress for them is ignored."""
+ENDED = "ended"
+"""The ``status`` of a run given up without a completion event (see :meth:`OpenRuns.update`)."""
+_MAX_ENDED_RUNS = 1000
 
 
 class OpenRuns:
@@ -51,6 +54,10 @@ class OpenRuns:
         self.max_completed_runs = max_completed_runs
         self._open: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._completed: OrderedDict[str, None] = OrderedDict()
+        # Runs given up without a completion ("status": "ended": a run known only from received
+        # spans turned out to be another span's), kept a while so the broadcaster still finds the
+        # entry that tells the pages to drop them.
+        self._ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.evicted = 0  # open runs pushed out by newer ones (the table was full)
         self.ignored = 0  # updates refused: the run had completed, or the update had no run_id
 
@@ -60,9 +67,11 @@ class OpenRuns:
     def update(self, runs: Iterable[Any]) -> list[dict[str, Any]]:
         """Take the newest state of each of ``runs`` (upsert by ``run_id``).
 
-        An entry that is not a dict with a non-empty string ``run_id``, that JSON cannot carry
-        (non-string keys, nested too deep), or whose run completed recently, is ignored (counted in
-        :attr:`ignored`). Never raises for bad entries.
+        An entry with ``"status": "ended"`` closes its run as a completion does (the run, known only
+        from received spans, turned out to be another span's) and is kept apart, for the broadcaster
+        to tell the pages. An entry that is not a dict with a non-empty string ``run_id``, that JSON
+        cannot carry (non-string keys, nested too deep), or whose run completed recently, is ignored
+        (counted in :attr:`ignored`). Never raises for bad entries.
 
         Returns:
             The entries taken (copies: :func:`~otel_dashboard.model.run_records.copy_run`), in
@@ -84,6 +93,13 @@ class OpenRuns:
                 json_dumps(entry)
             except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
                 self.ignored += 1
+                continue
+            if entry.get("status") == ENDED:
+                self.complete(run_id)
+                self._ended[run_id] = entry
+                if len(self._ended) > _MAX_ENDED_RUNS:
+                    self._ended.popitem(last=False)
+                taken.append(entry)
                 continue
             table[run_id] = entry
             table.move_to_end(run_id)
@@ -122,8 +138,11 @@ class OpenRuns:
     def find(self, run_ids: Iterable[str]) -> list[dict[str, Any]]:
         """The open runs among ``run_ids``, oldest-updated first (the entries themselves)."""
         table = self._open
+        ended = self._ended
+        run_ids = set(run_ids)
+        given_up = [ended[run_id] for run_id in run_ids if run_id in ended]
         wanted = {run_id for run_id in run_ids if run_id in table}
         if len(wanted) <= 1:
-            return [table[run_id] for run_id in wanted]
+            return given_up + [table[run_id] for run_id in wanted]
         # One walk of the table (at most max_open_runs) gives the order; no sort needed.
-        return [entry for run_id, entry in table.items() if run_id in wanted]
+        return given_up + [entry for run_id, entry in table.items() if run_id in wanted]

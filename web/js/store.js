@@ -139,6 +139,12 @@ export function resetRuns(list) {
 export function putRun(raw) {
   if (!isObject(raw) || typeof raw.run_id !== "string" || !raw.run_id) return false;
   if (completedRuns.has(raw.run_id)) return false;
+  // A run the server gave up without a completion (known only from received spans, it turned out
+  // to be another span's): drop it as a completion would.
+  if (raw.status === "ended") {
+    completeRun(raw);
+    return false;
+  }
   // Map.set keeps a known run in its place: a row does not jump when its run progresses.
   model.runs.set(raw.run_id, raw);
   if (model.runs.size > CONFIG.maxRuns) model.runs.delete(model.runs.keys().next().value);
