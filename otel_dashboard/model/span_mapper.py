@@ -35,9 +35,12 @@ from otel_dashboard.model.span_facts import event_attributes, event_time, span_i
 from otel_dashboard.model.vocab import (
     KIND_AGENT,
     KIND_MODEL,
+    KIND_REGISTRATION,
+    KIND_SYNTHESIS,
     KIND_TOOL,
     SpanView,
     error_of,
+    kind_of,
     task_of,
     view_of,
 )
@@ -54,6 +57,7 @@ _COMPLETED = EventType.AGENT_EXECUTION_COMPLETED
 _STARTED = EventType.AGENT_EXECUTION_STARTED
 _ERROR = EventType.ERROR_OCCURRED
 _MAX_ANCESTORS = 64
+_KINDS_WITH_END_EVENTS = frozenset({KIND_AGENT, KIND_SYNTHESIS, KIND_REGISTRATION})
 
 
 class _Node:
@@ -121,16 +125,24 @@ class SpanMapper:
         """The events of a span that has just started; tracks it when it is a run or inside one."""
         _, span_id, parent_id = sdk_span.span_ids(span)
         attrs = sdk_span.attributes(span)
-        view = view_of(span.name, attrs)
-        events = mapping.map_span_start(span, thresholds=self._thresholds, view=view)
+        kind_and_vocabulary = kind_of(span.name, attrs)
+        kind = kind_and_vocabulary[0]
+        parent_node = self._nodes.get(parent_id) if parent_id and self._nodes else None
+        if kind == KIND_AGENT or parent_node is not None:
+            view = view_of(span.name, attrs, kind=kind_and_vocabulary)
+        else:  # outside any run: the kind is all the start needs
+            view = SpanView(*kind_and_vocabulary)
+        # Only agent and synthesis spans have start events.
+        events = (
+            mapping.map_span_start(span, thresholds=self._thresholds, view=view)
+            if kind in (KIND_AGENT, KIND_SYNTHESIS) else []
+        )
         if type(span_id) is not int or not span_id:
             return events
         parents = self._parents
         if len(parents) >= self._max_open_spans:
             self._forget_oldest_span()
         parents[span_id] = parent_id if type(parent_id) is int else 0
-        parent_node = self._nodes.get(parent_id) if parent_id else None
-        kind = view.kind
         if kind == KIND_AGENT:
             if self._provisional:
                 self._provisional.pop(span_id, None)  # the run it stood for: same id, now known
@@ -158,10 +170,20 @@ class SpanMapper:
         if type(parent_id) is not int:
             parent_id = 0
         attrs = sdk_span.attributes(span)
-        view = view_of(span.name, attrs)
-        events = mapping.map_span_end(span, thresholds=self._thresholds, view=view)
-        node = self._nodes.pop(span_id, None) if span_id else None
+        kind_and_vocabulary = kind_of(span.name, attrs)
+        kind = kind_and_vocabulary[0]
+        node = self._nodes.pop(span_id, None) if span_id and self._nodes else None
         failed = getattr(span.status, "status_code", None) is _STATUS_ERROR
+        if (kind == KIND_AGENT or node is not None or failed or kind in (KIND_MODEL, KIND_TOOL)
+              or sdk_span.events(span) or (self._pending and span_id in self._pending)):
+            view = view_of(span.name, attrs, kind=kind_and_vocabulary)
+        else:  # a plain span outside any run: nothing to read
+            view = SpanView(*kind_and_vocabulary)
+        # Only these spans have end events (the pure mapping's rule; skipping it saves a call).
+        if kind in _KINDS_WITH_END_EVENTS or failed or sdk_span.events(span):
+            events = mapping.map_span_end(span, thresholds=self._thresholds, view=view)
+        else:
+            events = []
         failure = None
         if failed:
             exception_attrs = _last_exception(span)
@@ -178,7 +200,7 @@ class SpanMapper:
             self._failures.ended_ok(span_id, parent_id)
         self._parents.pop(span_id, None)
 
-        if view.kind == KIND_AGENT:
+        if kind == KIND_AGENT:
             self._complete_run(span, span_id, parent_id, view, events, failure)
         elif node is not None:
             self._count_in_run(span, span_id, parent_id, node, view, attrs, failed)
@@ -260,7 +282,7 @@ class SpanMapper:
     def _open_run(self, span: ReadableSpan, span_id: int, view: SpanView, parent: Run | None,
                   events: list[DashboardEvent]) -> Run:
         ctx = span_info(span)
-        started = next((e for e in events if e.event_type is _STARTED), None)
+        started = events[0] if events and events[0].event_type is _STARTED else None
         task = started.data.get("task_description") if started is not None else None
         run = Run(ctx.span_id or f"{span_id:016x}", ctx.trace_id, view.agent_name or "agent",
                   view.agent_id or view.agent_name, ctx.service_name, task or None,
@@ -292,9 +314,11 @@ class SpanMapper:
         if completed is None:
             return
         data = completed.data
-        span_tokens = view.tokens or view.run_tokens
-        span_cost = price(self._prices, view.model, view.provider, span_tokens) if span_tokens else None
-        data.update(run.totals(span_tokens, span_cost, view.model))
+        # The run span's own totals count only when its model calls carried none (the token rule).
+        span_tokens = None if run.tally.tokens else (view.tokens or view.run_tokens)
+        span_model = view.model if span_tokens else None
+        span_cost = price(self._prices, span_model, view.provider, span_tokens) if span_tokens else None
+        data.update(run.totals(span_tokens, span_cost, span_model))
         _place(data, run, data.get("parent_span_id"))
         if data["tokens_source"] is not None:
             data["input_tokens"] = data["tokens"]["input"]

@@ -94,8 +94,15 @@ _MAX_INDEXED_MESSAGES = 32
 _MAX_NAME_CHARS = 256
 
 
+_UNREAD: Any = object()  # a lazy field not read yet
+
+
 class SpanView:
     """What a span is and says, in one vocabulary-free form.
+
+    The kind and names are read when the view is made; the other fields when first asked for (most
+    spans never need them: the mapping runs on every span), from the span's attributes as they are
+    then. Read a view before the span changes further (the mapping does: at once, on one thread).
 
     Attributes:
         kind: one of the ``KIND_*`` values of :mod:`.table`.
@@ -105,7 +112,8 @@ class SpanView:
         agent_id: ``gen_ai.agent.id`` when present.
         tool_name: a tool span's tool (with the span-name fallback); ``None`` on other spans.
         tool_call_id: the tool call's id, when given.
-        model: the model that answered (else the one asked for); ``None`` when unknown.
+        model: the model that answered (else the one asked for), on a model or agent span; ``None``
+            when unknown.
         provider: who serves the model, as the span says it (``gen_ai.provider.name`` and the like).
         conversation_id: the conversation or session the span belongs to.
         tokens: token counts by type (``TOKEN_FIELDS`` names) on a model or agent span, or ``None``.
@@ -114,35 +122,91 @@ class SpanView:
     """
 
     __slots__ = (
+        "_agent_name",
+        "_attrs",
+        "_conversation_id",
+        "_model",
+        "_provider",
+        "_run_tokens",
+        "_tokens",
+        "_tool_call_id",
         "agent_id",
-        "agent_name",
-        "conversation_id",
         "kind",
-        "model",
-        "provider",
-        "run_tokens",
-        "tokens",
-        "tool_call_id",
         "tool_name",
         "vocabulary",
     )
 
-    def __init__(self, kind: str, vocabulary: str) -> None:
+    def __init__(self, kind: str, vocabulary: str, attrs: Mapping[str, Any] | None = None) -> None:
         self.kind = kind
         self.vocabulary = vocabulary
-        self.agent_name: str | None = None
         self.agent_id: str | None = None
         self.tool_name: str | None = None
-        self.tool_call_id: str | None = None
-        self.model: str | None = None
-        self.provider: str | None = None
-        self.conversation_id: str | None = None
-        self.tokens: dict[str, int] | None = None
-        self.run_tokens: dict[str, int] | None = None
+        self._attrs = attrs if attrs is not None else _NO_ATTRIBUTES
+        # An agent span's name is set by view_of; another span's is read when asked for.
+        self._agent_name: Any = _UNREAD if attrs is not None else None
+        self._model = self._provider = self._conversation_id = self._tool_call_id = _UNREAD
+        self._tokens = self._run_tokens = _UNREAD
+
+    @property
+    def agent_name(self) -> str | None:
+        if self._agent_name is _UNREAD:
+            self._agent_name = _first_text(self._attrs, _CHILD_AGENT_NAME_KEYS)
+        return self._agent_name  # type: ignore[no-any-return]
+
+    @agent_name.setter
+    def agent_name(self, name: str | None) -> None:
+        self._agent_name = name
+
+    @property
+    def model(self) -> str | None:
+        if self._model is _UNREAD:
+            self._model = (
+                _first_text(self._attrs, _MODEL_KEYS) if self.kind in (KIND_MODEL, KIND_AGENT) else None
+            )
+        return self._model  # type: ignore[no-any-return]
+
+    @property
+    def provider(self) -> str | None:
+        if self._provider is _UNREAD:
+            self._provider = _first_text(self._attrs, _PROVIDER_KEYS)
+        return self._provider  # type: ignore[no-any-return]
+
+    @property
+    def conversation_id(self) -> str | None:
+        if self._conversation_id is _UNREAD:
+            self._conversation_id = _first_text(self._attrs, _CONVERSATION_KEYS)
+        return self._conversation_id  # type: ignore[no-any-return]
+
+    @property
+    def tool_call_id(self) -> str | None:
+        if self._tool_call_id is _UNREAD:
+            self._tool_call_id = (
+                _first_text(self._attrs, _TOOL_CALL_ID_KEYS) if self.kind == KIND_TOOL else None
+            )
+        return self._tool_call_id  # type: ignore[no-any-return]
+
+    @property
+    def tokens(self) -> dict[str, int] | None:
+        if self._tokens is _UNREAD:
+            self._tokens = (
+                _tokens(self._attrs, _TOKEN_KEYS) if self.kind in (KIND_MODEL, KIND_AGENT) else None
+            )
+        return self._tokens  # type: ignore[no-any-return]
+
+    @property
+    def run_tokens(self) -> dict[str, int] | None:
+        if self._run_tokens is _UNREAD:
+            self._run_tokens = _tokens(self._attrs, _RUN_TOKEN_KEYS) if self.kind == KIND_AGENT else None
+        return self._run_tokens  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        names = ("kind", "vocabulary", "agent_name", "agent_id", "tool_name", "tool_call_id", "model",
+                 "provider", "conversation_id", "tokens", "run_tokens")
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
         return f"SpanView({fields})"
+
+
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
 
 
 def _first_text(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
@@ -158,8 +222,37 @@ def _first_text(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
 _TokenTable = tuple[tuple[str, tuple[str, ...]], ...]
 
 
+def _ranked(table: _TokenTable) -> dict[str, tuple[str, int]]:
+    return {key: (name, rank) for name, keys in table for rank, key in enumerate(keys)}
+
+
+_TOKEN_RANKS = _ranked(_TOKEN_KEYS)
+_RUN_TOKEN_RANKS = _ranked(_RUN_TOKEN_KEYS)
+_RANKS_OF = {id(_TOKEN_KEYS): _TOKEN_RANKS, id(_RUN_TOKEN_KEYS): _RUN_TOKEN_RANKS}
+
+
 def _tokens(attrs: Mapping[str, Any], table: _TokenTable) -> dict[str, int] | None:
-    counts: dict[str, int] | None = None
+    ranks = _RANKS_OF.get(id(table))
+    if ranks is not None and len(attrs) < len(ranks):
+        # Fewer attributes than keys (the common span): walk the attributes instead of probing
+        # every key; a field takes its most preferred key present.
+        counts: dict[str, int] | None = None
+        best: dict[str, int] = {}
+        for key, value in attrs.items():
+            found = ranks.get(key)
+            if found is None:
+                continue
+            name, rank = found
+            if best.get(name, rank + 1) <= rank:
+                continue
+            number = value if type(value) is int else as_int(value)
+            if number is not None and number >= 0:
+                if counts is None:
+                    counts = {}
+                counts[name] = number
+                best[name] = rank
+        return counts
+    counts = None
     for name, keys in table:
         for key in keys:
             value = attrs.get(key)
@@ -201,32 +294,26 @@ def kind_of(span_name: str | None, attrs: Mapping[str, Any]) -> tuple[str, str]:
     return KIND_OTHER, KIND_OTHER
 
 
-def view_of(span_name: str | None, attrs: Mapping[str, Any]) -> SpanView:
-    """The span's :class:`SpanView`. Reads only the fields the span's kind uses."""
-    kind, vocabulary = kind_of(span_name, attrs)
-    view = SpanView(kind, vocabulary)
-    if kind in (KIND_AGENT, KIND_REGISTRATION):
+def view_of(
+    span_name: str | None,
+    attrs: Mapping[str, Any],
+    *,
+    kind: tuple[str, str] | None = None,
+) -> SpanView:
+    """The span's :class:`SpanView` (``kind``: ``kind_of(span_name, attrs)`` when the caller has
+    it already). Reads the names now and the rest when asked for."""
+    kind_name, vocabulary = kind if kind is not None else kind_of(span_name, attrs)
+    view = SpanView(kind_name, vocabulary, attrs)
+    if kind_name in (KIND_AGENT, KIND_REGISTRATION):
         view.agent_name = (
             _first_text(attrs, _AGENT_NAME_KEYS) or name_from_span_name(span_name) or "agent"
         )
         view.agent_id = _first_text(attrs, _AGENT_ID_KEYS)
-        view.model = _first_text(attrs, _MODEL_KEYS)
-        view.provider = _first_text(attrs, _PROVIDER_KEYS)
-        view.conversation_id = _first_text(attrs, _CONVERSATION_KEYS)
-        view.tokens = _tokens(attrs, _TOKEN_KEYS)
-        view.run_tokens = _tokens(attrs, _RUN_TOKEN_KEYS)
         return view
-    view.agent_name = _first_text(attrs, _CHILD_AGENT_NAME_KEYS)
-    if kind == KIND_MODEL:
-        view.model = _first_text(attrs, _MODEL_KEYS)
-        view.provider = _first_text(attrs, _PROVIDER_KEYS)
-        view.tokens = _tokens(attrs, _TOKEN_KEYS)
-        view.conversation_id = _first_text(attrs, _CONVERSATION_KEYS)
-    elif kind == KIND_TOOL:
+    if kind_name == KIND_TOOL:
         view.tool_name = (
             _first_text(attrs, _TOOL_NAME_KEYS) or name_from_span_name(span_name) or "tool"
         )
-        view.tool_call_id = _first_text(attrs, _TOOL_CALL_ID_KEYS)
     return view
 
 
