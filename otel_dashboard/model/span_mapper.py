@@ -275,6 +275,11 @@ class SpanMapper:
         return states
 
     @property
+    def has_progress(self) -> bool:
+        """Whether :meth:`take_progress` has something to give."""
+        return bool(self._dirty or self._ended)
+
+    @property
     def open_runs(self) -> int:
         return len(self._runs)
 

@@ -57,6 +57,9 @@ _DEFAULT_TIMEOUT_MILLIS = 30_000
 _REMOTE_MAX_BATCH_SIZE = 512  # events per request; never more than the queue holds
 _ERROR_LOG_INTERVAL_SECONDS = 10.0
 _LINGER_SECONDS = 0.0005
+# How often the open runs' changed states go out (run_progress): the issue's bound is 1 s from a
+# child span's end to every browser; the broadcaster adds at most a loop turn.
+_PROGRESS_INTERVAL_SECONDS = 0.25
 # Queue items the worker maps before it delivers their events (one state lock for all of them):
 # bounds how long other publishers wait for that lock, and how late drops are reported.
 _BATCH_MAX_ITEMS = 512
@@ -294,6 +297,7 @@ class DashboardSpanProcessor(SpanProcessor):
         self._processed = 0
         # The runs and failures seen so far: the worker's alone (a forked child starts afresh).
         self._mapper = SpanMapper(thresholds=self._thresholds, prices=self._prices or default_price_book())
+        self._last_progress = 0.0
         self._worker = threading.Thread(
             target=self._run, name="otel-dashboard-span-processor", daemon=True
         )
@@ -452,14 +456,21 @@ class DashboardSpanProcessor(SpanProcessor):
                 wakeup.clear()
                 self._idle = True
                 if not queue:
-                    wakeup.wait()
+                    # Live run states wait for their turn (_send_progress); no longer than that.
+                    due = self._progress_due()
+                    if due is None:
+                        wakeup.wait()
+                    elif due > 0:
+                        wakeup.wait(due)
                 self._idle = False
+                self._send_progress()
                 continue
             marker = self._process_batch()
             if marker is not None:
                 kind, payload = marker
                 if kind == _FLUSH:
                     self._report_drops()
+                    self._send_progress(force=True)
                     payload.set()
                 else:  # _STOP
                     return
@@ -526,13 +537,7 @@ class DashboardSpanProcessor(SpanProcessor):
                 self._sink(events)
             except Exception:
                 self._errors.exception("dashboard processor: publishing %d events failed", len(events))
-        if self._runs_sink is not None:
-            runs = mapper.take_progress()
-            if runs:
-                try:
-                    self._runs_sink(runs)
-                except Exception:
-                    self._errors.exception("dashboard processor: publishing %d run states failed", len(runs))
+        self._send_progress()
         # After the events: a remote batch cut between the two then still lets the shipped span
         # record (which arrives last) win over the record the server derives from a run event.
         if (new_records or later_records) and self._deliver_records is not None:
@@ -546,6 +551,27 @@ class DashboardSpanProcessor(SpanProcessor):
         if self._dropped != self._reported_dropped:
             self._report_drops()
         return marker
+
+    def _progress_due(self) -> float | None:
+        """Seconds until the open runs' changed states are due, or None when none changed."""
+        if self._runs_sink is None or not self._mapper.has_progress:
+            return None
+        return self._last_progress + _PROGRESS_INTERVAL_SECONDS - time.monotonic()
+
+    def _send_progress(self, *, force: bool = False) -> None:
+        """The changed states of open runs to the state (or the remote sender), at most once per
+        ``_PROGRESS_INTERVAL_SECONDS``: a run that starts and ends within it costs no state at all,
+        and each change still reaches the browsers well within 1 s."""
+        due = self._progress_due()
+        if due is None or (due > 0 and not force):
+            return
+        self._last_progress = time.monotonic()
+        runs = self._mapper.take_progress()
+        if runs:
+            try:
+                self._runs_sink(runs)  # type: ignore[misc]
+            except Exception:
+                self._errors.exception("dashboard processor: publishing %d run states failed", len(runs))
 
     def _keep_records(self, new_records: list[SpanRecord], later_records: list[SpanRecord]) -> None:
         """In process: a batch's compact records into the state's trace store. Separate calls, so that
