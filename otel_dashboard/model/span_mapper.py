@@ -35,6 +35,7 @@ from otel_dashboard.model.span_facts import event_attributes, event_time, span_i
 from otel_dashboard.model.vocab import (
     KIND_AGENT,
     KIND_MODEL,
+    KIND_OTHER,
     KIND_REGISTRATION,
     KIND_SYNTHESIS,
     KIND_TOOL,
@@ -58,14 +59,18 @@ _STARTED = EventType.AGENT_EXECUTION_STARTED
 _ERROR = EventType.ERROR_OCCURRED
 _MAX_ANCESTORS = 64
 _KINDS_WITH_END_EVENTS = frozenset({KIND_AGENT, KIND_SYNTHESIS, KIND_REGISTRATION})
+_KINDS_WITH_VIEWS = frozenset({KIND_AGENT, KIND_MODEL, KIND_TOOL})
 
 
 class _Node:
     """An open span inside a run: its run, and whether it is a model or tool call or inside one."""
 
-    __slots__ = ("call_kind", "in_model", "in_tool", "inner_model", "inner_tokens", "run")
+    __slots__ = ("call_kind", "in_model", "in_tool", "inner_model", "inner_tokens", "run", "view")
 
-    def __init__(self, run: Run, call_kind: str | None, in_model: bool, in_tool: bool) -> None:
+    def __init__(
+        self, run: Run, call_kind: str | None, in_model: bool, in_tool: bool, view: SpanView
+    ) -> None:
+        self.view = view  # made at start; its lazy fields read the span's attributes as they are at end
         self.run = run
         self.call_kind = call_kind
         self.in_model = in_model
@@ -147,13 +152,13 @@ class SpanMapper:
             if self._provisional:
                 self._provisional.pop(span_id, None)  # the run it stood for: same id, now known
             run = self._open_run(span, span_id, view, parent_node.run if parent_node else None, events)
-            self._nodes[span_id] = _Node(run, None, False, False)
+            self._nodes[span_id] = _Node(run, None, False, False, view)
         elif parent_node is not None:
             run = parent_node.run
             call_kind = kind if kind in (KIND_MODEL, KIND_TOOL) else None
             in_model = parent_node.in_model or parent_node.call_kind == KIND_MODEL
             in_tool = parent_node.in_tool or parent_node.call_kind == KIND_TOOL
-            self._nodes[span_id] = _Node(run, call_kind, in_model, in_tool)
+            self._nodes[span_id] = _Node(run, call_kind, in_model, in_tool, view)
             if call_kind == KIND_MODEL and not in_model:
                 run.open_steps[span_id] = f"waiting on {view.model}" if view.model else "waiting on the model"
                 self._dirty[run.run_id] = run
@@ -170,15 +175,19 @@ class SpanMapper:
         if type(parent_id) is not int:
             parent_id = 0
         attrs = sdk_span.attributes(span)
-        kind_and_vocabulary = kind_of(span.name, attrs)
-        kind = kind_and_vocabulary[0]
         node = self._nodes.pop(span_id, None) if span_id and self._nodes else None
         failed = getattr(span.status, "status_code", None) is _STATUS_ERROR
-        if (kind == KIND_AGENT or node is not None or failed or kind in (KIND_MODEL, KIND_TOOL)
-              or sdk_span.events(span) or (self._pending and span_id in self._pending)):
-            view = view_of(span.name, attrs, kind=kind_and_vocabulary)
-        else:  # a plain span outside any run: nothing to read
-            view = SpanView(*kind_and_vocabulary)
+        if node is not None and node.view.kind != KIND_OTHER:
+            # What the span was at its start (the kind attributes are set when a span is made).
+            view = node.view
+        else:
+            kind_and_vocabulary = kind_of(span.name, attrs)
+            if (kind_and_vocabulary[0] in _KINDS_WITH_VIEWS or node is not None or failed
+                    or sdk_span.events(span) or (self._pending and span_id in self._pending)):
+                view = view_of(span.name, attrs, kind=kind_and_vocabulary)
+            else:  # a plain span outside any run: nothing to read
+                view = SpanView(*kind_and_vocabulary)
+        kind = view.kind
         # Only these spans have end events (the pure mapping's rule; skipping it saves a call).
         if kind in _KINDS_WITH_END_EVENTS or failed or sdk_span.events(span):
             events = mapping.map_span_end(span, thresholds=self._thresholds, view=view)
