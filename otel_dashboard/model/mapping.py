@@ -9,14 +9,14 @@ receiver can call them on spans rebuilt from the wire. ``docs/events.md`` is the
 for every rule below.
 
 What is recognised
-    * An **agent span** has ``gen_ai.operation.name == "invoke_agent"``, or
-      ``openinference.span.kind == "AGENT"``, or ``traceloop.span.kind == "agent"`` (the two foreign
-      kinds compared case-insensitively). ``gen_ai.agent.name`` alone does not make an agent span: some
-      libraries copy it onto every child span through baggage.
-    * A **synthesis span** has ``otel_dashboard.span.kind == "synthesis"``.
-    * A **registration span** has ``gen_ai.operation.name == "create_agent"``.
-    * On every ended span: the span events ``opportunity_discovered`` and ``quality_score_updated``,
-      and failure (status ERROR or an ``exception`` span event).
+    What a span is (agent run, model call, tool call, retrieval, chain step, synthesis,
+    registration, other), and its names and task, come from the vocabulary layer
+    (:mod:`otel_dashboard.model.vocab`: this project's decorators, GenAI semconv, OpenInference,
+    OpenLLMetry, MCP). Agent spans give run events, synthesis spans synthesis events, registration
+    spans ``agent_registered``; on every ended span: the span events ``opportunity_discovered`` and
+    ``quality_score_updated``, and failure (status ERROR or an ``exception`` span event). An agent
+    name copied onto a child span does not make it an agent span. What needs memory across spans
+    (runs, their totals, one error per failure) is :mod:`otel_dashboard.model.span_mapper`'s.
 
 Order of the events of one ended span (stable, documented in ``docs/events.md``)
     1. ``opportunity_discovered`` / ``quality_score_updated`` from span events, in event-time order;

@@ -4,7 +4,7 @@
 import { el, fmtDurationMs, fmtInt, intFormat, isObject, kvRow, num, parseTime, txt } from "./util.js";
 import { TRACE, traceView } from "./trace-view.js";
 
-const SPAN_KINDS = ["agent", "tool", "synthesis", "registration", "other"];
+const SPAN_KINDS = ["agent", "model", "tool", "retrieval", "chain", "synthesis", "registration", "other"];
 
 /** Milliseconds with a precision that suits spans: "0.42 ms", "4.2 ms", "850 ms", "1.2 s". */
 function fmtSpanMs(value) {
