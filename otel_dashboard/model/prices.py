@@ -37,6 +37,11 @@ The price file (JSON; USD per million tokens)::
 ``model``, ``input_per_mtok`` and ``output_per_mtok`` are required; ``provider`` limits the entry to
 spans of that provider (matched like the spans' provider names: ``gcp.vertex_ai`` and ``google``
 are one provider); cache prices default to the input price.
+
+This module is longer than ~400 lines for a reason: it is one concept, the price of a model call,
+and its parts (genai-prices' data compiled into per-token rates, the user's overrides and their file
+format, the cached lookup) share the compiled-rate types; split, each would import the others'
+private types.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ What it adds to the pure mapping's events (``docs/events.md``, "Runs" and "One f
 
 :meth:`SpanMapper.take_progress` returns the live states of the runs changed since the last call.
 Bounded everywhere: the oldest open spans, runs and pending tallies go first when a table is full.
+
+This module is longer than ~400 lines for a reason: :class:`SpanMapper` is one state (open spans,
+runs, pending tallies of received spans, provisional runs) that its start, end and received-span
+paths all update together; split, each part would reach into the others' tables.
 """
 
 from __future__ import annotations
