@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: test demo lint typecheck bench screenshot system-deps clean
+.PHONY: test fuzz demo lint typecheck bench screenshot system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ typecheck: $(STAMP)
 test: $(STAMP) $(MIN_STAMP) system-deps lint typecheck
 	$(VENV)/bin/pytest
 	$(MIN_VENV)/bin/pytest -q -p no:cacheprovider $(MIN_TESTS)
+
+# The property tests (hypothesis) with FUZZ times their examples, random each run: the ingest bodies,
+# the OTLP bodies, WebSocket messages, raw HTTP requests and the Redis broker's entries, against real
+# servers. Not part of `make test` (minutes, not seconds); tests/fuzz_support.py explains the factor.
+FUZZ ?= 20
+FUZZ_TESTS := $(shell grep -l '@given' tests/test_*.py)
+fuzz: $(STAMP) system-deps
+	OTEL_DASHBOARD_FUZZ=$(FUZZ) $(VENV)/bin/pytest -q -p no:cacheprovider -o timeout=3600 \
+		--hypothesis-show-statistics $(FUZZ_TESTS)
 
 demo: $(STAMP)
 	$(VENV)/bin/otel-dashboard demo --port $(PORT)

@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz_support import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
@@ -276,19 +277,19 @@ def _encode(document: Any) -> bytes:
     return json.dumps(document).encode("utf-8", "surrogatepass")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(300)
 @given(st.binary(max_size=200))
 def test_property_random_bytes_only_raise_ingest_error(body: bytes) -> None:
     _check(body)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(300)
 @given(documents)
 def test_property_json_documents_only_raise_ingest_error(document: Any) -> None:
     _check(_encode(document))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(200)
 @given(documents, st.integers(min_value=0, max_value=200))
 def test_property_mangled_json_only_raises_ingest_error(document: Any, cut: int) -> None:
     body = _encode(document)

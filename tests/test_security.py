@@ -27,7 +27,8 @@ from aiohttp import WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.pytest_plugin import AiohttpClient, AiohttpServer
 from aiohttp.test_utils import make_mocked_request
-from hypothesis import HealthCheck, given, settings
+from fuzz_support import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from otel_dashboard.server import security
@@ -957,8 +958,7 @@ def test_any_request_gets_an_answer_below_500_and_logs_no_error() -> None:
     try:
         with threaded_server(config) as port:
 
-            @settings(max_examples=250, deadline=None, derandomize=True,
-                      suppress_health_check=[HealthCheck.too_slow])
+            @fuzz_settings(250, derandomize=True)
             @given(request=raw_requests())
             def check(request: bytes) -> None:
                 with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:

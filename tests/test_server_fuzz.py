@@ -24,7 +24,8 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 from browser_support import ServerThread
-from hypothesis import HealthCheck, event, given, settings
+from fuzz_support import fuzz_settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from otel_dashboard.model.events import EventType, Severity
@@ -36,8 +37,7 @@ pytestmark = pytest.mark.timeout(120)
 WAIT = 10.0
 MAX_MESSAGE_BYTES = 8 * 1024
 REPLY_TYPES = frozenset({"error", "pong", "subscribed", "resumed", "events", "gap"})
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = fuzz_settings(150, derandomize=True)
 
 
 class Client:
