@@ -361,7 +361,8 @@ async def test_replies_to_a_client_that_does_not_read_are_capped_in_bytes(
     # Its queue is forgotten at once, and counted in /stats.
     assert client.controls is None and client.control_bytes == 0
     stats = broadcaster.slow_client_stats()
-    assert stats["closed"] == {"queue_overflow": 0, "send_timeout": 0, "queue_bytes": 1, "total_queue_bytes": 0}
+    assert stats["closed"] == {
+        "queue_overflow": 0, "send_timeout": 0, "queue_bytes": 1, "total_queue_bytes": 0}
     assert stats["queued_bytes"] == 0 and stats["max_client_queue_bytes"] == mib
     broadcaster.send_control(client, subscribed(100))  # a closing client is sent nothing more
     assert client.controls is None and not other.closing
@@ -600,7 +601,7 @@ async def test_pings_are_answered_and_counted_as_messages(
         await ws.ping(str(i).encode())
         msg = await asyncio.wait_for(ws.receive(), WAIT)
         assert (msg.type, msg.data) == (WSMsgType.PONG, str(i).encode())
-    for i in range(burst):  # a flood: closed for its rate like a flood of messages
+    for _ in range(burst):  # a flood: closed for its rate like a flood of messages
         await ws.ping(b"x")
         msg = await asyncio.wait_for(ws.receive(), WAIT)
         if msg.type is not WSMsgType.PONG:

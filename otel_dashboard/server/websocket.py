@@ -122,6 +122,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 elif msg.type is WSMsgType.ERROR:
                     logger.debug("dashboard client %s: %s", client.id, ws.exception())
                     break
+            await broadcaster.wait_closed(client)  # a slow-client close: let its handshake finish
         except ConnectionError:
             pass
         finally:

@@ -195,6 +195,18 @@ class Broadcaster:
         """
         await self._slow.close(client, code, reason)
 
+    async def wait_closed(self, client: Client) -> None:
+        """Wait for a close of ``client`` that the server started (bounded by the close itself).
+
+        For its handler, whose read loop ends as soon as the close starts: were it to return then,
+        aiohttp would close the connection with the peer's messages unread, the kernel would answer
+        with a reset, and the peer would lose the close frame (and its code). While the close runs,
+        aiohttp reads and discards the peer's messages until its close frame.
+        """
+        task = client.close_task
+        if task is not None and not task.done():
+            await asyncio.wait({task})
+
     @property
     def clients(self) -> tuple[Client, ...]:
         """The connected clients (a tuple: safe to iterate while clients come and go)."""

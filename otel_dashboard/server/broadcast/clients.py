@@ -38,6 +38,7 @@ class Client:
     """
 
     __slots__ = (
+        "close_task",
         "closing",
         "connected_at",
         "control_bytes",
@@ -89,6 +90,7 @@ class Client:
         self.writer_task: asyncio.Task[None] | None = None
         self.waiter: asyncio.Future[None] | None = None  # task writer only: the idle writer's wake-up
         self.closing = False
+        self.close_task: asyncio.Task[None] | None = None  # a close the server started (slow.py)
         self.last_overflow: float | None = None
         # The heartbeat (heartbeat.py): loop time of the last message from the peer, and of the
         # ping it has not answered yet.

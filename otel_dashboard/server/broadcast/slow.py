@@ -159,7 +159,7 @@ class SlowClients:
         clear_controls(client)
         client.replay = None
         logger.warning("closing dashboard client %s (%s): %s", client.id, client.remote, reason)
-        self._spawn(self.close(client, code, reason))
+        client.close_task = self._spawn(self.close(client, code, reason))
 
     async def watchdog(self, clients: ClientRegistry, timeout: float) -> None:
         """Close (1013) every client whose transport stayed full, or send stayed blocked, over ``timeout``;
