@@ -111,14 +111,16 @@ class SlowClients:
     def enforce_total(self) -> None:
         """Close the clients holding the most until the bytes queued for all are within the budget.
 
-        The total is every client's control bytes (exact) plus the transports' unsent bytes (summed
-        here, and by the watchdog each tick). Each client closed takes its control bytes with it; its
-        transport's bytes are counted until its connection is gone.
+        The total is every client's control bytes (exact) plus the unsent bytes of the transports of
+        the clients not closing (summed here, and by the watchdog each tick). A client closed frees
+        its control bytes at once; its transport's go with its connection, within the close's bounded
+        time, and are no longer counted.
         """
         budget = self._options.max_total_queue_bytes
         queued = self._clients.queued
         sizes = [(c.queued_bytes(), c) for c in self._clients.all if not c.closing]
-        queued.transports = sum(size for size, _ in sizes) - queued.controls
+        # The transports of the clients still served (a closing one's bytes go with its connection).
+        queued.transports = sum(size - c.control_bytes for size, c in sizes)
         if queued.total <= budget:
             return
         sizes.sort(key=lambda item: item[0], reverse=True)
