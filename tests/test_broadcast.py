@@ -9,6 +9,7 @@ connection slots).
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import threading
 import time
@@ -369,8 +370,9 @@ async def test_replies_to_a_client_that_does_not_read_are_capped_in_bytes(
 
 
 async def test_the_total_budget_closes_the_clients_holding_the_most(
-    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, "otel_dashboard.server.broadcast.slow")
     mib = 1024 * 1024
     broadcaster = hub(max_client_queue_bytes=8 * mib, max_total_queue_bytes=2 * mib)
     closed = record_closes(broadcaster, monkeypatch)
@@ -389,6 +391,10 @@ async def test_the_total_budget_closes_the_clients_holding_the_most(
     assert closed == [(a.id, 1013, reason), (c.id, 1013, reason)]
     assert not b.closing
     assert broadcaster.slow_client_stats()["closed"]["total_queue_bytes"] == 2
+    # Logged once per kind per minute (hostile clients can be made slow by the thousand).
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records
+              if "closing dashboard client" in r.getMessage()]
+    assert [level for level, _ in logged] == [logging.WARNING, logging.DEBUG], logged
     assert broadcaster._clients.queued.controls == b.control_bytes
 
 

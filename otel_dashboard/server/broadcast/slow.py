@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 CODE_TRY_AGAIN_LATER = 1013  # WSCloseCode.TRY_AGAIN_LATER, spelled out for old aiohttp versions
 # Why slow clients are closed (the keys of Counters.closed_clients, each shown even when 0).
 CLOSE_REASONS = ("queue_overflow", "send_timeout", "queue_bytes", "total_queue_bytes")
+# The slow-client warnings (a close, an overflow) are logged once per kind per this many seconds, the
+# rest at DEBUG: a hostile client can be made slow at will, by the thousand.
+_LOG_EVERY_SECONDS = 60.0
 # Closing a client: after ws.close() returns, poll this often (until the deadline) for its buffer to
 # empty before aborting the connection.
 _CLOSE_POLL_SECONDS = 0.05
@@ -70,6 +73,17 @@ class SlowClients:
         self._counters = counters
         self._options = options
         self._spawn = spawn
+        self._last_logged: dict[str, float] = {}
+
+    def _log_slow(self, kind: str, message: str, *args: object) -> None:
+        """Log a slow-client warning: the first of ``kind`` per minute at WARNING, the rest at DEBUG."""
+        now = time.monotonic()
+        if now - self._last_logged.get(kind, -_LOG_EVERY_SECONDS) >= _LOG_EVERY_SECONDS:
+            self._last_logged[kind] = now
+            logger.warning(message + " (more of these in the next %.0f s are logged at DEBUG; "
+                           "/stats counts them)", *args, _LOG_EVERY_SECONDS)
+        else:
+            logger.debug(message, *args)
 
     def overflow(self, client: Client, end: int) -> None:
         """``client`` lags more than ``client_queue_size`` entries: drop the oldest, or close it."""
@@ -91,10 +105,8 @@ class SlowClients:
             client.dropped_events += len(seqs)
             add_control(client, stop, GAP, gap_message(seqs[0], seqs[-1], "queue_overflow"))
             self._counters.note_drop()
-        logger.warning(
-            "dashboard client %s (%s) is not keeping up: dropped %d queued events",
-            client.id, client.remote, len(seqs),
-        )
+        self._log_slow("overflow", "dashboard client %s (%s) is not keeping up: dropped %d queued events",
+                       client.id, client.remote, len(seqs))
 
     def check_queue(self, client: Client) -> None:
         """Something was just queued for ``client``: apply the byte caps (``max_*_queue_bytes``)."""
@@ -160,7 +172,8 @@ class SlowClients:
         client.closing = True  # the flush pass skips it from now on
         clear_controls(client)
         client.replay = None
-        logger.warning("closing dashboard client %s (%s): %s", client.id, client.remote, reason)
+        self._log_slow(why or reason, "closing dashboard client %s (%s): %s",
+                       client.id, client.remote, reason)
         client.close_task = self._spawn(self.close(client, code, reason))
 
     async def watchdog(self, clients: ClientRegistry, timeout: float) -> None:
