@@ -134,6 +134,8 @@ def _file(text: str) -> str:
 
 _body_bytes = _int_in_range(
     _MIN_BODY_BYTES, _MAX_BODY_BYTES, f"must be between {_MIN_BODY_BYTES} and {_MAX_BODY_BYTES}")
+# The WebSocket queue budgets (ServerOptions.max_client_queue_bytes, max_total_queue_bytes).
+_queue_bytes = _int_in_range(1024 * 1024, 64 * 1024**3, f"must be between {1024 * 1024} and {64 * 1024**3}")
 
 
 def _events_per_second(text: str) -> float:
@@ -260,6 +262,12 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ingest-rate", type=_events_per_second, default=250_000.0, metavar="EPS",
                        help="events per second one client address may ingest, bursts of twice that; "
                             "more get 429 with Retry-After (default: 250000)")
+    group.add_argument("--max-client-queue-bytes", type=_queue_bytes, default=8 * 1024 * 1024, metavar="N",
+                       help="bytes queued for one WebSocket client (replies it does not read, unsent "
+                            "frames); beyond, it is closed with 1013 (default: 8388608)")
+    group.add_argument("--max-total-queue-bytes", type=_queue_bytes, default=256 * 1024 * 1024, metavar="N",
+                       help="bytes queued for all WebSocket clients together; beyond, the client "
+                            "holding the most is closed with 1013 (default: 268435456)")
 
 
 def _broker_url(text: str) -> str:
@@ -403,6 +411,7 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
     server = DashboardWebSocketServer(
         args.host, args.port, state=state, history_size=min(args.history, _SNAPSHOT_EVENTS),
         name=args.name, security=config, broker=_broker_config(args), prices=args.prices,
+        max_client_queue_bytes=args.max_client_queue_bytes, max_total_queue_bytes=args.max_total_queue_bytes,
     )
     # Signal handlers go in before the URL is printed: whoever reads it may signal at once.
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ connection slots).
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import threading
 import time
@@ -29,6 +30,7 @@ from otel_dashboard.server.broadcast import Broadcaster, Client, frames, handoff
 from otel_dashboard.server.broadcast import transport as ws_transport
 from otel_dashboard.server.options import make_options
 from otel_dashboard.server.security import SECURITY_KEY
+from otel_dashboard.server.websocket import handle_client_message
 from otel_dashboard.state.dashboard import DashboardState
 
 pytestmark = pytest.mark.timeout(60)
@@ -322,6 +324,92 @@ async def test_a_second_overflow_closes_a_full_client_with_1013(
     assert broadcaster.drops["slow_client_closed"] == 11  # what it still had not been sent
 
 
+def record_closes(broadcaster: Broadcaster, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, str]]:
+    """The closes the broadcaster starts, recorded instead of done: (client id, code, reason)."""
+    closed: list[tuple[int, int, str]] = []
+
+    async def close_client(client: Client, code: int, reason: str, timeout: float | None = None) -> None:
+        closed.append((client.id, code, reason))
+
+    monkeypatch.setattr(broadcaster._slow, "close", close_client)
+    return closed
+
+
+def subscribed(size: int) -> dict[str, Any]:
+    """A ``subscribed`` reply of about ``size`` bytes (what a subscribe with long agent names gets)."""
+    return {"type": "subscribed", "event_types": [], "severities": [], "agents": ["a" * (size - 80)]}
+
+
+async def test_replies_to_a_client_that_does_not_read_are_capped_in_bytes(
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch, write_path: str
+) -> None:
+    mib = 1024 * 1024
+    broadcaster = hub(max_client_queue_bytes=mib)
+    closed = record_closes(broadcaster, monkeypatch)
+    client, transport = await connect(broadcaster)
+    other, _ = await connect(broadcaster)
+    await next_pass()
+    transport.fill()  # 640 KiB unsent: it counts, with the replies
+    sent = 0
+    while not client.closing:
+        broadcaster.send_control(client, subscribed(60 * 1024))
+        sent += 1
+        assert sent < 100, "never closed"
+        assert client.queued_bytes() <= mib
+    assert sent == (mib - transport.buffered) // (60 * 1024) + 1
+    await next_pass()
+    assert closed == [(client.id, 1013, f"client too slow: more than {mib} bytes queued for it")]
+    # Its queue is forgotten at once, and counted in /stats.
+    assert client.controls is None and client.control_bytes == 0
+    stats = broadcaster.slow_client_stats()
+    assert stats["closed"] == {
+        "queue_overflow": 0, "send_timeout": 0, "queue_bytes": 1, "total_queue_bytes": 0}
+    assert stats["queued_bytes"] == 0 and stats["max_client_queue_bytes"] == mib
+    broadcaster.send_control(client, subscribed(100))  # a closing client is sent nothing more
+    assert client.controls is None and not other.closing
+
+
+async def test_the_total_budget_closes_the_clients_holding_the_most(
+    hub: Callable[..., Broadcaster], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, "otel_dashboard.server.broadcast.slow")
+    mib = 1024 * 1024
+    broadcaster = hub(max_client_queue_bytes=8 * mib, max_total_queue_bytes=2 * mib)
+    closed = record_closes(broadcaster, monkeypatch)
+    pairs = [await connect(broadcaster) for _ in range(3)]
+    await next_pass()
+    (a, _), (b, _), (c, _) = pairs
+    for _, transport in pairs:
+        transport.fill()  # 640 KiB each
+    broadcaster.send_control(a, subscribed(mib))
+    broadcaster.send_control(b, subscribed(mib // 2))
+    assert not closed  # 1.5 MiB of replies: within the budget (the transports are summed at a tick)
+    broadcaster.send_control(c, subscribed(6 * mib // 10))
+    await next_pass()
+    # 2.1 MiB of replies + 1.9 MiB unsent: the largest (a), then the next (c), until within 2 MiB.
+    reason = f"server busy: more than {2 * mib} bytes queued for all clients"
+    assert closed == [(a.id, 1013, reason), (c.id, 1013, reason)]
+    assert not b.closing
+    assert broadcaster.slow_client_stats()["closed"]["total_queue_bytes"] == 2
+    # Logged once per kind per minute (hostile clients can be made slow by the thousand).
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records
+              if "closing dashboard client" in r.getMessage()]
+    assert [level for level, _ in logged] == [logging.WARNING, logging.DEBUG], logged
+    assert broadcaster._clients.queued.controls == b.control_bytes
+
+
+async def test_an_error_reply_quotes_client_input_short(hub: Callable[..., Broadcaster]) -> None:
+    broadcaster = hub()
+    client, transport = await connect(broadcaster)
+    await next_pass()
+    handle_client_message(broadcaster, client, orjson.dumps({"type": "x" * 60_000}).decode())
+    handle_client_message(broadcaster, client, orjson.dumps({"type": "subscribe", "agents": 5}).decode())
+    broadcaster.send_error(client, "y" * 10_000)
+    replies = transport.messages()[1:]
+    assert [r["type"] for r in replies] == ["error"] * 3
+    assert all(len(r["message"]) <= 300 for r in replies), [len(r["message"]) for r in replies]
+
+
 async def test_the_log_is_trimmed_behind_the_slowest_client(hub: Callable[..., Broadcaster]) -> None:
     state = DashboardState()
     broadcaster = hub(state, client_queue_size=100_000)
@@ -504,20 +592,28 @@ async def test_the_websocket_route_answers_its_own_errors_as_json(
         assert response.status == 404 and response.content_type == "application/json"  # the middleware
 
 
-async def test_pings_are_answered_and_not_counted_as_messages(
+async def test_pings_are_answered_and_counted_as_messages(
     make_server: Callable[..., Any], session: aiohttp.ClientSession
 ) -> None:
     server = await make_server(DashboardState())
-    burst = server.app[SECURITY_KEY].config.ws_message_burst
+    security = server.app[SECURITY_KEY]
+    burst = int(security.config.ws_message_burst)
     ws = await session.ws_connect(server.url + "/ws", autoping=False)
     assert (await receive(ws))["type"] == "snapshot"
-    for i in range(int(burst) * 2):  # twice the message burst: pings are not messages
+    await ws.send_json({"type": "ping"})
+    assert (await receive(ws))["type"] == "pong"
+    await ws.pong(b"unsolicited")  # counted too, not answered
+    for i in range(burst - 2):  # the rest of the burst: each PING answered with its PONG
         await ws.ping(str(i).encode())
         msg = await asyncio.wait_for(ws.receive(), WAIT)
         assert (msg.type, msg.data) == (WSMsgType.PONG, str(i).encode())
-    await ws.send_json({"type": "ping"})
-    assert (await receive(ws))["type"] == "pong"
-    await ws.close()
+    for _ in range(burst):  # a flood: closed for its rate like a flood of messages
+        await ws.ping(b"x")
+        msg = await asyncio.wait_for(ws.receive(), WAIT)
+        if msg.type is not WSMsgType.PONG:
+            break
+    assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1008, "message rate exceeded")
+    assert security.stats()["ws_message_rate_exceeded"] == 1
 
 
 async def test_the_heartbeat_pings_a_silent_client_and_keeps_one_that_answers(

@@ -268,6 +268,8 @@ def test_serve_with_a_missing_tls_file_exits_1_naming_it(tmp_path: Path, which: 
         (["serve", "--max-connections-per-ip", "0"], "--max-connections-per-ip"),
         (["serve", "--ingest-rate", "0"], "--ingest-rate"),
         (["serve", "--ingest-rate", "inf"], "--ingest-rate"),
+        (["serve", "--max-client-queue-bytes", "1000"], "--max-client-queue-bytes"),
+        (["serve", "--max-total-queue-bytes", "x"], "--max-total-queue-bytes"),
     ],
 )
 def test_bad_security_options_exit_2(

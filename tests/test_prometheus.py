@@ -89,6 +89,9 @@ async def test_metrics_after_ingest_and_broadcast(aiohttp_client: Any) -> None:
     for reason in ("upstream", "queue_overflow", "slow_client_closed", "handoff_overflow"):
         assert got[(P + "events_dropped_total", (("reason", reason),))] == 0
     assert got[(P + "clients_connected", ())] == 1
+    for reason in ("queue_overflow", "send_timeout", "queue_bytes", "total_queue_bytes"):
+        assert got[(P + "slow_clients_closed_total", (("reason", reason),))] == 0
+    assert got[(P + "client_queued_bytes", ())] >= 0
     assert got[(P + "last_seq", ())] == 3
     assert got[(P + "client_queue_depth_count", ())] == 1
     assert got[(P + "client_queue_depth_bucket", (("le", "+Inf"),))] == 1

@@ -264,6 +264,9 @@ async def test_start_fails_clearly(tmp_path: Path) -> None:
         ({"metrics_interval_seconds": float("nan")}, "metrics_interval_seconds"),
         ({"name": 42}, "name"),
         ({"host": ""}, "host"),
+        ({"max_client_queue_bytes": 1000}, "max_client_queue_bytes"),
+        ({"max_client_queue_bytes": True}, "max_client_queue_bytes"),
+        ({"max_total_queue_bytes": 2**40}, "max_total_queue_bytes"),
     ],
 )
 def test_options_are_validated(kwargs: dict[str, Any], parameter: str) -> None:

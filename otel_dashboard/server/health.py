@@ -90,6 +90,7 @@ class ServerHealth:
             "server_uptime_seconds": broadcaster.uptime_seconds(),
             "clients": broadcaster.client_infos(),
             "run_progress": broadcaster.run_progress_stats(),
+            "slow_clients": broadcaster.slow_client_stats(),
         })
         traces = getattr(self.state, "traces", None)
         if traces is not None:

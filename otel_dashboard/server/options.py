@@ -43,6 +43,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "stall_threshold_seconds": None,
     "compress": False,
     "max_body_bytes": 16 * 1024 * 1024,
+    "max_client_queue_bytes": 8 * 1024 * 1024,
+    "max_total_queue_bytes": 256 * 1024 * 1024,
     "security": None,
     "broker": None,
     "prices": None,
@@ -50,6 +52,9 @@ OPTION_DEFAULTS: dict[str, Any] = {
 """Defaults of the options passed as keyword arguments (``**options``)."""
 
 _MAX_BODY_BYTES_LIMIT = 1024 * 1024 * 1024
+# Bounds of the two queue budgets: at least one largest frame (1 MiB) and one largest client message.
+_MIN_QUEUE_BYTES = 1024 * 1024
+_MAX_QUEUE_BYTES = 64 * 1024 * 1024 * 1024
 
 
 def check_int(name: str, value: Any, low: int, high: int) -> int:
@@ -98,7 +103,9 @@ class ServerOptions:
         "heartbeat_seconds",
         "history_size",
         "max_body_bytes",
+        "max_client_queue_bytes",
         "max_message_bytes",
+        "max_total_queue_bytes",
         "metrics_interval_seconds",
         "name",
         "overflow_window_seconds",
@@ -126,6 +133,8 @@ class ServerOptions:
         stall_threshold_seconds: float | None,
         compress: bool,
         max_body_bytes: int,
+        max_client_queue_bytes: int = OPTION_DEFAULTS["max_client_queue_bytes"],
+        max_total_queue_bytes: int = OPTION_DEFAULTS["max_total_queue_bytes"],
         security: SecurityConfig | None = None,
         broker: BrokerConfig | str | None = None,
         prices: PriceBook | None = None,
@@ -152,6 +161,12 @@ class ServerOptions:
             raise ValueError(f"compress must be True or False, got {compress!r}")
         self.compress = compress
         self.max_body_bytes = check_int("max_body_bytes", max_body_bytes, 1024, _MAX_BODY_BYTES_LIMIT)
+        # Bytes queued for one WebSocket client, and for all of them (the slow-client policy closes
+        # a client over either with 1013; see broadcast/slow.py).
+        self.max_client_queue_bytes = check_int(
+            "max_client_queue_bytes", max_client_queue_bytes, _MIN_QUEUE_BYTES, _MAX_QUEUE_BYTES)
+        self.max_total_queue_bytes = check_int(
+            "max_total_queue_bytes", max_total_queue_bytes, _MIN_QUEUE_BYTES, _MAX_QUEUE_BYTES)
         if security is None:
             # No configuration given: the secure defaults, with the two sizes the options name.
             security = SecurityConfig(max_body_bytes=self.max_body_bytes,

@@ -165,6 +165,16 @@ class _DashboardCollector(Collector):
 
         yield GaugeMetricFamily(f"{PREFIX}_clients_connected", "WebSocket clients connected.",
                                 value=broadcaster.client_count)
+        slow = broadcaster.slow_client_stats()
+        closed = CounterMetricFamily(f"{PREFIX}_slow_clients_closed",
+                                     "WebSocket clients closed by the slow-client policy (1013), by reason.",
+                                     labels=["reason"])
+        for reason, count in slow["closed"].items():
+            closed.add_metric([reason], count)
+        yield closed
+        yield GaugeMetricFamily(f"{PREFIX}_client_queued_bytes",
+                                "Bytes queued for all WebSocket clients (replies, unsent frames).",
+                                value=slow["queued_bytes"])
         buckets, depth_sum = queue_depth_histogram(_queue_depths(broadcaster))
         yield HistogramMetricFamily(f"{PREFIX}_client_queue_depth",
                                     "Events not yet sent per WebSocket client (its lag), at scrape time.",

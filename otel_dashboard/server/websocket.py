@@ -9,8 +9,12 @@ up. See ``docs/server.md`` for the protocol.
 
 The security layer (:mod:`otel_dashboard.server.security`) has checked the token, the Origin and the number
 of connections from the client's address before the upgrade; here each message is counted against
-the connection's rate (``SecurityConfig.ws_messages_per_second``): a client over it is closed with
-1008 "message rate exceeded". The message size limit is ``SecurityConfig.max_ws_message_bytes``.
+the connection's rate (``SecurityConfig.ws_messages_per_second``), WebSocket PING and PONG frames
+included (aiohttp's autoping is off, so they come here): a client over it is closed with 1008
+"message rate exceeded". The message size limit is ``SecurityConfig.max_ws_message_bytes``. The
+replies wait in the client's queue, which the broadcaster bounds in bytes
+(``max_client_queue_bytes``, ``max_total_queue_bytes``): a client that sends and never reads is
+closed with 1013 (:mod:`otel_dashboard.server.broadcast.slow`).
 The handler gives the connection's slot back itself when it ends, and answers its own failures, so
 that neither middleware keeps a frame waiting for each of thousands of connections.
 """
@@ -27,6 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from otel_dashboard.model.filters import FilterError, parse_filter_lists
 from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster, Client
+from otel_dashboard.server.broadcast.transport import is_full
 from otel_dashboard.server.http_api import answers_own_errors, error_answer, json_error, short_repr
 from otel_dashboard.server.security import (
     SECURITY_KEY,
@@ -91,17 +96,19 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         try:
             async for msg in ws:
                 client.seen(loop.time())
-                if msg.type is WSMsgType.PING:  # answered as aiohttp's autoping would, not counted
-                    await ws.pong(msg.data)
-                    continue
-                if msg.type is WSMsgType.PONG:
-                    continue
+                # Every frame aiohttp hands us counts, PING and PONG included: with autoping off
+                # they come here, and a PING flood would otherwise cost a pong each for free.
                 if not guard.allow():
                     guard.note_exceeded()
                     # The broadcaster's close: it stops the client's writer first, and aborts the
                     # connection if the close frame cannot go out within the send timeout.
                     await broadcaster.close_client(client, WS_CLOSE_POLICY_VIOLATION, "message rate exceeded")
                     break
+                if msg.type is WSMsgType.PING:
+                    await _answer_ping(client, msg.data)
+                    continue
+                if msg.type is WSMsgType.PONG:
+                    continue
                 if client.closing:
                     continue
                 if msg.type is WSMsgType.TEXT:
@@ -115,6 +122,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 elif msg.type is WSMsgType.ERROR:
                     logger.debug("dashboard client %s: %s", client.id, ws.exception())
                     break
+            await broadcaster.wait_closed(client)  # a slow-client close: let its handshake finish
         except ConnectionError:
             pass
         finally:
@@ -129,6 +137,19 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return answer
     finally:
         release_ws_connection(request)
+
+
+async def _answer_ping(client: Client, data: bytes) -> None:
+    """Answer a WebSocket PING with its PONG, as aiohttp's autoping would.
+
+    Not to a client that is closing, nor while its transport holds more than the high-water mark:
+    a peer that does not read gets no pongs queued for it, and the handler does not wait on a drain
+    (it keeps reading, and counting, the peer's frames).
+    """
+    transport = client.transport
+    if client.closing or transport is None or transport.is_closing() or is_full(transport):
+        return
+    await client.ws.pong(data)
 
 
 def handle_client_message(broadcaster: Broadcaster, client: Client, data: str) -> None:

@@ -17,7 +17,7 @@ from aiohttp import WSCloseCode, web
 from otel_dashboard.model.events import DashboardEvent, format_timestamp, json_dumps
 from otel_dashboard.model.filters import event_matches
 from otel_dashboard.server.broadcast.clients import Client, ClientRegistry
-from otel_dashboard.server.broadcast.control import CONTROL
+from otel_dashboard.server.broadcast.control import CONTROL, clear_controls
 from otel_dashboard.server.broadcast.counters import Counters
 from otel_dashboard.server.broadcast.flush import Flusher
 from otel_dashboard.server.broadcast.frames import EVENTS_SUFFIX, PROVISIONAL_PREFIX, text_frame
@@ -26,7 +26,7 @@ from otel_dashboard.server.broadcast.heartbeat import heartbeat
 from otel_dashboard.server.broadcast.log import EventLog
 from otel_dashboard.server.broadcast.progress import RunProgress
 from otel_dashboard.server.broadcast.replay import start_replay
-from otel_dashboard.server.broadcast.slow import SlowClients
+from otel_dashboard.server.broadcast.slow import CLOSE_REASONS, SlowClients
 from otel_dashboard.server.broadcast.task_writer import TaskWriters
 from otel_dashboard.server.broadcast.transport import direct_write_problem, is_direct_connection, write_frame
 from otel_dashboard.server.options import SERVER_VERSION, ServerOptions
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # At shutdown each client gets at most this long (or send_timeout_seconds) to take the close frame.
 _SHUTDOWN_CLOSE_SECONDS = 2.0
+# The longest "message" of an error reply, in characters.
+_MAX_ERROR_CHARS = 300
 
 
 class Broadcaster:
@@ -63,7 +65,7 @@ class Broadcaster:
         self.counters = Counters()
         self.drops = self.counters.drops
         self._log = EventLog()
-        self._slow = SlowClients(self._log, self.counters, options, self._spawn)
+        self._slow = SlowClients(self._log, self._clients, self.counters, options, self._spawn)
         self._flusher = Flusher(self._log, self._clients, self._slow, state, options, self._spawn)
         self._writers = TaskWriters(state, self._log, self._flusher, self._slow)
         self._handoff = HandOff(self._flusher.append, self._flusher.append_lost, self.counters)
@@ -179,7 +181,7 @@ class Broadcaster:
         self._clients.remove(client)
         self._flusher.forget(client)
         self._progress.forget(client)
-        client.controls = None
+        clear_controls(client)
         client.replay = None
         if client.writer_task is not None:
             client.writer_task.cancel()
@@ -192,6 +194,18 @@ class Broadcaster:
         cannot go out in time.
         """
         await self._slow.close(client, code, reason)
+
+    async def wait_closed(self, client: Client) -> None:
+        """Wait for a close of ``client`` that the server started (bounded by the close itself).
+
+        For its handler, whose read loop ends as soon as the close starts: were it to return then,
+        aiohttp would close the connection with the peer's messages unread, the kernel would answer
+        with a reset, and the peer would lose the close frame (and its code). While the close runs,
+        aiohttp reads and discards the peer's messages until its close frame.
+        """
+        task = client.close_task
+        if task is not None and not task.done():
+            await asyncio.wait({task})
 
     @property
     def clients(self) -> tuple[Client, ...]:
@@ -218,7 +232,13 @@ class Broadcaster:
         self._flusher.send_control(client, CONTROL, json_dumps(message))
 
     def send_error(self, client: Client, message: str) -> None:
-        """Send ``{"type": "error", "message": ...}`` to ``client``."""
+        """Send ``{"type": "error", "message": ...}`` to ``client``.
+
+        The message is cut to :data:`_MAX_ERROR_CHARS`: callers quote client input with
+        ``short_repr``, and this keeps a reply to a hostile message small whatever the caller did.
+        """
+        if len(message) > _MAX_ERROR_CHARS:
+            message = message[: _MAX_ERROR_CHARS - 3] + "..."
         self.send_control(client, {"type": "error", "message": message})
 
     def set_filter(self, client: Client, lists: dict[str, list[str]]) -> None:
@@ -280,6 +300,21 @@ class Broadcaster:
 
     def uptime_seconds(self) -> float:
         return self.counters.uptime_seconds()
+
+    def slow_client_stats(self) -> dict[str, Any]:
+        """``/stats`` → ``slow_clients``: clients closed (1013) per reason, and the bytes queued now.
+
+        ``queued_bytes`` is every client's control messages plus their transports' unsent bytes as
+        of the last watchdog tick (at most a second old).
+        """
+        closed = self.counters.closed_clients
+        queued = self._clients.queued
+        return {
+            "closed": {reason: closed[reason] for reason in CLOSE_REASONS},
+            "queued_bytes": queued.total,
+            "max_client_queue_bytes": self.options.max_client_queue_bytes,
+            "max_total_queue_bytes": self.options.max_total_queue_bytes,
+        }
 
     def run_progress_stats(self) -> dict[str, int]:
         """``run_progress`` counters: messages sent, deferrals of lagging clients, ids dropped."""

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from otel_dashboard.server.broadcast.control import QueuedBytes
+
 if TYPE_CHECKING:
     from otel_dashboard.server.broadcast.replay import Replay
     from otel_dashboard.store.base import EventQuery
@@ -31,11 +33,15 @@ class Client:
         client_id: the id shown in ``/stats`` and the logs.
         ws: the prepared WebSocket.
         request: the upgrade request (its transport is the connection's).
+        queued: the broadcaster's count of control bytes queued for all its clients (a count of
+            this client's own when None).
     """
 
     __slots__ = (
+        "close_task",
         "closing",
         "connected_at",
+        "control_bytes",
         "controls",
         "cursor",
         "drain_task",
@@ -48,6 +54,7 @@ class Client:
         "last_seen",
         "min_seq",
         "ping_sent",
+        "queued",
         "replay",
         "request",
         "send_started",
@@ -58,7 +65,8 @@ class Client:
         "ws",
     )
 
-    def __init__(self, client_id: int, ws: web.WebSocketResponse, request: web.Request) -> None:
+    def __init__(self, client_id: int, ws: web.WebSocketResponse, request: web.Request,
+                 queued: QueuedBytes | None = None) -> None:
         self.id = client_id
         self.ws = ws
         self.request = request
@@ -68,6 +76,8 @@ class Client:
         # Control messages (kind, bytes) not sent yet, each after the log entries before its
         # position: deque[(position, kind, bytes)], None when empty (see control.py).
         self.controls: deque[tuple[int, int, bytes]] | None = None
+        self.control_bytes = 0  # the bytes of those messages (control.py keeps it exact)
+        self.queued = queued if queued is not None else QueuedBytes()
         self.filter: EventQuery | None = None
         self.filter_key: tuple[tuple[str, ...], ...] | None = None  # frame-cache key of the filter
         self.filter_lists: dict[str, list[str]] | None = None  # None: everything
@@ -80,6 +90,7 @@ class Client:
         self.writer_task: asyncio.Task[None] | None = None
         self.waiter: asyncio.Future[None] | None = None  # task writer only: the idle writer's wake-up
         self.closing = False
+        self.close_task: asyncio.Task[None] | None = None  # a close the server started (slow.py)
         self.last_overflow: float | None = None
         # The heartbeat (heartbeat.py): loop time of the last message from the peer, and of the
         # ping it has not answered yet.
@@ -105,6 +116,16 @@ class Client:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def queued_bytes(self) -> int:
+        """Bytes queued for this client alone: its control messages and its transport's unsent bytes.
+
+        The events it lags behind are not counted: they sit once in the shared log, whoever waits
+        for them, and ``client_queue_size`` bounds that lag.
+        """
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self.control_bytes + buffered
+
     def info(self, queue_depth: int) -> dict[str, Any]:
         """The client's row in ``/stats``; ``queue_depth`` is its lag in log entries."""
         lists = self.filter_lists or _NO_FILTER_LISTS
@@ -112,6 +133,7 @@ class Client:
             "id": self.id,
             "remote": self.remote,
             "queue_depth": queue_depth,
+            "queued_bytes": self.queued_bytes(),
             "sent_events": self.sent_events,
             "dropped_events": self.dropped_events,
             "filters": {k: list(v) for k, v in lists.items()},
@@ -126,10 +148,11 @@ class ClientRegistry:
         self._clients: dict[int, Client] = {}
         self._snapshot: tuple[Client, ...] | None = ()  # None: rebuild (see all)
         self._next_id = 1
+        self.queued = QueuedBytes()  # the control bytes of all of them (control.py)
 
     def new(self, ws: web.WebSocketResponse, request: web.Request) -> Client:
         """A client for ``ws`` with the next id (not added yet)."""
-        client = Client(self._next_id, ws, request)
+        client = Client(self._next_id, ws, request, self.queued)
         self._next_id += 1
         return client
 

@@ -1,4 +1,5 @@
-"""The broadcaster's counters: dropped events by reason, the event rate, the uptime.
+"""The broadcaster's counters: dropped events by reason, clients closed by reason, the event rate,
+the uptime.
 
 ``/health``, ``/stats``, ``system_health_updated`` and ``/metrics`` read them (through the
 :class:`~otel_dashboard.server.broadcast.Broadcaster`'s methods of the same names).
@@ -15,11 +16,15 @@ _RATE_WINDOW_SECONDS = 10
 
 
 class Counters:
-    """Drops per reason (``drops``), events received per second, and when the last drop was."""
+    """Drops per reason (``drops``), slow clients closed per reason (``closed_clients``), events
+    received per second, and when the last drop was."""
 
     def __init__(self) -> None:
         # queue_overflow, slow_client_closed, handoff_overflow: the broadcaster's own drops.
         self.drops: Counter[str] = Counter()
+        # queue_overflow, send_timeout, queue_bytes, total_queue_bytes: clients closed with 1013
+        # (slow.CLOSE_REASONS).
+        self.closed_clients: Counter[str] = Counter()
         self._rate: deque[list[int]] = deque(maxlen=_RATE_WINDOW_SECONDS + 2)  # [second, count]
         self.started_monotonic = time.monotonic()
         self._seen_drop_total = 0

@@ -24,7 +24,7 @@ from aiohttp import WSCloseCode
 
 from otel_dashboard.model.events import DashboardEvent
 from otel_dashboard.server.broadcast.clients import Client, ClientRegistry
-from otel_dashboard.server.broadcast.control import add_control, gap_message
+from otel_dashboard.server.broadcast.control import add_control, gap_message, pop_control
 from otel_dashboard.server.broadcast.frames import text_frame
 from otel_dashboard.server.broadcast.log import EventLog, Lost
 from otel_dashboard.server.broadcast.replay import Replay, fetch_page, needs_page, replay_page
@@ -119,12 +119,17 @@ class Flusher:
             self._loop.call_soon(self._flush)
 
     def send_control(self, client: Client, kind: int, data: bytes) -> None:
-        """Send a control message to ``client`` in order with its events (at once if nothing waits)."""
+        """Send a control message to ``client`` in order with its events (at once if nothing waits).
+
+        One that has to wait is counted against the byte caps (:meth:`.SlowClients.check_queue`):
+        a client over them is closed (1013) and the message is not sent.
+        """
         if client.closing:
             return
         end = self._log.end
         if client.writer_task is not None:
             add_control(client, end, kind, data)
+            self._slow.check_queue(client)  # the writer may be blocked in a send: bytes wait here
             client.wake()
             return
         transport = client.transport
@@ -137,7 +142,9 @@ class Flusher:
                 self.blocked(client)
             return
         add_control(client, end, kind, data)
-        self.schedule(client)
+        self._slow.check_queue(client)
+        if not client.closing:
+            self.schedule(client)
 
     # ------------------------------------------------------------ the pass (loop thread)
     def _flush(self) -> None:
@@ -254,11 +261,9 @@ class Flusher:
             controls = client.controls
             stop = end
             if controls:
-                position, _, data = controls[0]
+                position = controls[0][0]
                 if position <= cursor:
-                    controls.popleft()
-                    if not controls:
-                        client.controls = None
+                    data = pop_control(client)
                     return text_frame(data) if wire else data
                 stop = position
             if cursor >= stop:

@@ -23,6 +23,10 @@ from otel_dashboard.server.security.ratelimit import (
 class WsRateGuard:
     """Per-connection WebSocket message rate (``ws_messages_per_second``, burst ``ws_message_burst``).
 
+    Every frame the handler reads counts: text and binary messages, and PING and PONG control frames
+    (the handler turns aiohttp's autoping off so that they reach it; each PING costs the server a
+    PONG, so a PING flood is a message flood).
+
     Usage in the handler::
 
         guard = ws_rate_guard(request)
@@ -42,7 +46,7 @@ class WsRateGuard:
         self._bucket: TokenBucket | None = None
 
     def allow(self) -> bool:
-        """Count one message; False when the connection is over its rate."""
+        """Count one message (or PING/PONG frame); False when the connection is over its rate."""
         security = self._security
         if security is None:
             return True
