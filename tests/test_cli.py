@@ -268,6 +268,11 @@ def test_serve_with_a_missing_tls_file_exits_1_naming_it(tmp_path: Path, which: 
         (["serve", "--max-connections-per-ip", "0"], "--max-connections-per-ip"),
         (["serve", "--ingest-rate", "0"], "--ingest-rate"),
         (["serve", "--ingest-rate", "inf"], "--ingest-rate"),
+        (["serve", "--header-timeout", "0"], "--header-timeout"),
+        (["serve", "--keepalive-timeout", "nan"], "--keepalive-timeout"),
+        (["serve", "--max-http-connections-per-ip", "0"], "--max-http-connections-per-ip"),
+        (["serve", "--max-http-connections", "-1"], "--max-http-connections"),
+        (["serve", "--failed-decode-cost", "x"], "--failed-decode-cost"),
     ],
 )
 def test_bad_security_options_exit_2(

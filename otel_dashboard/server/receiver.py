@@ -52,6 +52,7 @@ from otel_dashboard.model.otlp import (
     ENCODING_JSON,
     ENCODING_PROTOBUF,
     OtlpError,
+    content_codings,
     decode_body,
     encode_error,
     encode_response,
@@ -78,7 +79,7 @@ from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.server.http_api import json_error, json_response
 from otel_dashboard.server.options import OPTIONS_KEY
 from otel_dashboard.server.prometheus import observe_ingest_seconds
-from otel_dashboard.server.security import check_ingest
+from otel_dashboard.server.security import charge_failed_ingest, check_ingest
 from otel_dashboard.state.dashboard import DashboardState
 
 __all__ = [
@@ -145,7 +146,9 @@ async def ingest_events(request: web.Request) -> web.Response:
     coding = _content_coding(request)
     if coding not in _IDENTITY_CODINGS:
         server_health.count("ingest_refused_requests")
-        return json_error(415, f"unsupported content encoding {coding[:50]!r}: send the body uncompressed")
+        charge_failed_ingest(request, 0)
+        return json_error(415, f"unsupported Content-Encoding {coding[:50]!r}: send the body uncompressed",
+                          parameter="Content-Encoding")
     body = await _read_body(request, limit)
     if body is None:
         server_health.count("ingest_refused_requests")
@@ -156,6 +159,7 @@ async def ingest_events(request: web.Request) -> web.Response:
         runs = runs_of_body(body)  # the live progress of open runs (model/run_records.py)
     except IngestError as exc:
         server_health.count("ingest_refused_requests")
+        charge_failed_ingest(request, len(body))  # parsing it cost CPU: garbage floods meet the 429 too
         return json_response(exc.to_dict(), status=400)
     if (refused := check_ingest(request, len(events) + len(runs))) is not None:
         server_health.count("ingest_refused_requests")
@@ -345,9 +349,14 @@ async def otlp_traces(request: web.Request) -> web.Response:
     already_decoded = getattr(request.content, "total_compressed_bytes", None) is not None
     content_encoding = None if already_decoded else request.headers.get("Content-Encoding")
     try:
+        # The layers are counted here, on the loop, before anything is inflated: one at most.
+        content_codings(content_encoding, encoding=_OTLP_ENCODINGS.get(_media_type(content_type) or ""))
         decoded = await asyncio.to_thread(_decode_otlp, body, content_type, content_encoding, limit)
     except OtlpError as exc:
         server_health.count("otlp_refused_requests")
+        # A refused body cost what was inflated and parsed of it: charged like the events it might
+        # have held, so a flood of garbage meets the 429 as a flood of spans does.
+        charge_failed_ingest(request, exc.examined_bytes)
         return _otlp_error(exc.encoding, str(exc), exc.http_status)
     if decoded.spans and (refused := check_ingest(request, len(decoded.spans))) is not None:
         server_health.count("otlp_refused_requests")
