@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import os
+import resource
 import socket
 import time
 from collections.abc import Iterator
@@ -137,10 +138,20 @@ def _sockets() -> Iterator[list[socket.socket]]:
             sock.close()
 
 
+def _allow_open_files(count: int) -> None:
+    """This test process holds ``count`` client sockets at once: raise its soft limit if it is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        if hard != resource.RLIM_INFINITY and hard < count:
+            pytest.skip(f"needs {count} open files, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
+
+
 def test_half_sent_requests_are_closed_and_capped(tmp_path: Path) -> None:
     # 1,500 requests whose header never ends used to stay open for ever. Now a connection gets
     # --header-timeout to send its header, and beyond --max-http-connections-per-ip the oldest
     # waiting one makes room for the new one: /health keeps answering throughout.
+    _allow_open_files(2048)
     with serve_process(tmp_path, "--db", ":memory:", "--header-timeout", str(HEADER_TIMEOUT),
                        "--max-http-connections-per-ip", "200") as server, _sockets() as opened:
         started = time.monotonic()

@@ -24,7 +24,8 @@ whole life and is not counted here at all: it has its own cap (``max_connections
 :mod:`~otel_dashboard.server.security.ws_limits`), and a long-lived WebSocket is not an idle one.
 
 How it sees connections: :class:`TrackedAppRunner` hands the sites a protocol factory that wraps
-each aiohttp ``RequestHandler`` in a thin protocol noting when bytes arrive, and
+each aiohttp ``RequestHandler`` in a thin protocol noting when bytes arrive (any other attribute read
+through ``transport.get_protocol()`` is the handler's own), and
 :meth:`HttpConnectionTracker.middleware` notes when a request's handler starts and ends (a done
 callback on the request's task, so no frame is held per WebSocket). One sweep task closes what is
 overdue. This module is the one place that knows how aiohttp's runner builds its sites: it
@@ -32,6 +33,9 @@ overrides the runner's public ``server`` property, which the sites pass to ``loo
 as the protocol factory, the same from aiohttp 3.10 to 3.14.
 
 Everything runs on the event loop; nothing here is thread-safe, and nothing needs to be.
+
+A little over ~400 lines for a reason: the tracker, the protocol wrapper and the runner are one
+mechanism, and the fence around aiohttp's runner is kept in one file.
 """
 
 from __future__ import annotations
@@ -293,14 +297,18 @@ class HttpConnectionTracker:
         self._counted_total -= 1
 
     def _note(self, reason: str, address: str) -> None:
-        """Count, and log the first of each kind per minute."""
+        """Count, and log the first of each kind per minute (an idle timeout, which every browser
+        meets, only at DEBUG)."""
         self.counters[reason] += 1
+        if reason == "http_idle_timeouts" and not logger.isEnabledFor(logging.DEBUG):
+            return
         now = time.monotonic()
         if now - self._last_logged.get(reason, -_LOG_EVERY_SECONDS) >= _LOG_EVERY_SECONDS:
             self._last_logged[reason] = now
-            logger.info("closed an HTTP connection: %s (from %s); more in the next %.0f s are only "
-                        "counted (%s so far)", reason, address or "?", _LOG_EVERY_SECONDS,
-                        self.counters[reason])
+            level = logging.DEBUG if reason == "http_idle_timeouts" else logging.INFO
+            logger.log(level, "closed an HTTP connection: %s (from %s); more in the next %.0f s are "
+                       "only counted (%s so far)", reason, address or "?", _LOG_EVERY_SECONDS,
+                       self.counters[reason])
 
 
 class _TrackedProtocol(asyncio.Protocol):
@@ -349,6 +357,14 @@ class _TrackedProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._inner is not None:
             self._inner.resume_writing()
+
+    def __getattr__(self, name: str) -> Any:
+        # ``transport.get_protocol()`` is this wrapper: whoever reads aiohttp's protocol through the
+        # transport (the broadcaster's direct writes wait on its drain helper) gets the real one's.
+        inner = object.__getattribute__(self, "_inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
 
 
 class _ProtocolFactory:
