@@ -166,7 +166,9 @@ def test_half_sent_requests_are_closed_and_capped(tmp_path: Path) -> None:
         assert health[-1] < 500, health
         numbers = _security(server)
         assert numbers["open_http_connections"] <= 200
-        assert numbers["http_connections_evicted"] >= 1500 - 200
+        # Those not evicted were held no longer than the header timeout (opening them takes longer).
+        closed = numbers["http_connections_evicted"] + numbers.get("http_header_timeouts", 0)
+        assert closed >= 1500 - 200, numbers
         # Every one of them is closed by now or within the header timeout (+ a sweep).
         wait_until = time.monotonic() + HEADER_TIMEOUT + 1.5
         still_open = [s for s in opened if not _closed_by_peer(s, max(0.01, wait_until - time.monotonic()))]
@@ -213,8 +215,11 @@ def test_busy_connections_are_not_evicted_and_the_newest_gets_503(tmp_path: Path
             sock = _connect(server)
             opened.append(sock)
             sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 1000\r\n\r\n{")
-        time.sleep(0.3)
+                         b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n")
+            # The 100 comes from the request's task: its handler has started, the connection is busy.
+            assert sock.recv(65536).startswith(b"HTTP/1.1 100")
+            sock.sendall(b"{")
+        time.sleep(0.1)
         status, headers, body = http("GET", server.url + "/health")
         assert status == 503
         assert headers["Retry-After"] == "1"
