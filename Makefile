@@ -14,13 +14,15 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # A second venv with the oldest aiohttp that pyproject.toml accepts (read from it), for the WebSocket
-# tests: the broadcaster reaches into aiohttp (otel_dashboard/server/broadcast/transport.py), so the
+# tests: the broadcaster reaches into aiohttp (otel_dashboard/server/broadcast/transport.py), and so
+# does the HTTP connection tracker (server/security/connections.py, tests/test_hostile_http.py), so the
 # floor is tested, not only the newest release. pytest-aiohttp 1.1 needs aiohttp 3.11: its last
 # release before that is pinned.
 MIN_VENV ?= .venv-aiohttp-min
 MIN_STAMP := $(MIN_VENV)/.installed-stamp
 AIOHTTP_MIN := $(shell sed -n 's/^ *"aiohttp>=\([0-9.]*\)",$$/\1/p' pyproject.toml)
 MIN_TESTS := tests/test_broadcast.py tests/test_websocket_server.py tests/test_server_security.py \
+	tests/test_hostile_http.py \
 	tests/test_perf_smoke.py tests/test_crash_resume.py
 
 $(MIN_STAMP): pyproject.toml

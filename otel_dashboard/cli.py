@@ -148,6 +148,16 @@ def _events_per_second(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= 86_400:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 (at most 86400), got {text}")
+    return value
+
+
 def _host(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
@@ -268,6 +278,21 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-total-queue-bytes", type=_queue_bytes, default=256 * 1024 * 1024, metavar="N",
                        help="bytes queued for all WebSocket clients together; beyond, the client "
                             "holding the most is closed with 1013 (default: 268435456)")
+    group.add_argument("--header-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                       help="an HTTP connection that has not sent a whole request header this long after "
+                            "opening (or after its next request began) is closed (default: 10)")
+    group.add_argument("--keepalive-timeout", type=_seconds, default=75.0, metavar="SECONDS",
+                       help="an HTTP connection idle between requests this long is closed (default: 75)")
+    group.add_argument("--max-http-connections-per-ip", type=_positive_int, default=256, metavar="N",
+                       help="open HTTP connections per client address, WebSockets not counted; beyond, "
+                            "the oldest idle one is closed, or the new one gets 503 (default: 256)")
+    group.add_argument("--max-http-connections", type=_positive_int, default=1024, metavar="N",
+                       help="open HTTP connections in all, WebSockets not counted, handled the same way "
+                            "(default: 1024)")
+    group.add_argument("--failed-decode-cost", type=_positive_int, default=1000, metavar="EVENTS",
+                       help="an ingest request whose body cannot be decoded is charged to its address's "
+                            "ingest rate as one event per 64 bytes inflated or parsed, at least this "
+                            "many (default: 1000)")
 
 
 def _broker_url(text: str) -> str:
@@ -327,6 +352,11 @@ def _security_config(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             max_connections_per_ip=args.max_connections_per_ip,
             ingest_events_per_second=args.ingest_rate,
             ingest_burst_events=max(1, int(2 * args.ingest_rate)),
+            header_timeout_seconds=args.header_timeout,
+            keepalive_timeout_seconds=args.keepalive_timeout,
+            max_http_connections_per_ip=args.max_http_connections_per_ip,
+            max_http_connections=args.max_http_connections,
+            failed_decode_cost_events=args.failed_decode_cost,
         )
     except ValueError as exc:  # the environment's token (the options were checked one by one)
         parser.error(str(exc))
@@ -340,8 +370,14 @@ def public_base_url(server: DashboardWebSocketServer) -> str:
     return f"{scheme}://{socket.gethostname() or 'localhost'}:{server.port}"
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, token: str | None = None) -> None:
+    from otel_dashboard.server.security.redact import redact_handler
+
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # On the handler, not a logger: a logger's filter misses its children's records (aiohttp.server's,
+    # whose malformed-request errors quote the request line), a handler's sees every line it writes.
+    for handler in logging.getLogger().handlers:
+        redact_handler(handler, [token] if token else [])
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -476,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         args.security = _security_config(args, parser)
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level, args.security.token if args.command == "serve" else None)
     try:
         if args.command == "serve":
             return asyncio.run(_serve(args))

@@ -270,6 +270,11 @@ def test_serve_with_a_missing_tls_file_exits_1_naming_it(tmp_path: Path, which: 
         (["serve", "--ingest-rate", "inf"], "--ingest-rate"),
         (["serve", "--max-client-queue-bytes", "1000"], "--max-client-queue-bytes"),
         (["serve", "--max-total-queue-bytes", "x"], "--max-total-queue-bytes"),
+        (["serve", "--header-timeout", "0"], "--header-timeout"),
+        (["serve", "--keepalive-timeout", "nan"], "--keepalive-timeout"),
+        (["serve", "--max-http-connections-per-ip", "0"], "--max-http-connections-per-ip"),
+        (["serve", "--max-http-connections", "-1"], "--max-http-connections"),
+        (["serve", "--failed-decode-cost", "x"], "--failed-decode-cost"),
     ],
 )
 def test_bad_security_options_exit_2(

@@ -31,6 +31,7 @@ from otel_dashboard.model.otlp import (
     OtlpError,
     PayloadTooLarge,
     UnsupportedMediaType,
+    content_codings,
     decode_body,
     encode_error,
     encode_response,
@@ -492,13 +493,46 @@ def test_gzip_protobuf_and_identity() -> None:
     assert len(spans_from_request(_decode(body, PROTOBUF, "identity")[0])[0]) == 4
 
 
-def test_concatenated_gzip_members_and_double_gzip() -> None:
+def test_concatenated_gzip_members() -> None:
     raw = FIXTURE.read_bytes()
     half = len(raw) // 2
     members = gzip.compress(raw[:half]) + gzip.compress(raw[half:])
     assert len(spans_from_request(_decode(members, JSON, "gzip")[0])[0]) == 3
-    twice = gzip.compress(gzip.compress(raw))
-    assert len(spans_from_request(_decode(twice, JSON, "gzip, gzip")[0])[0]) == 3
+
+
+@pytest.mark.parametrize("content_encoding", ["gzip, gzip", "gzip,deflate", "GZIP, identity, x-gzip",
+                                              ", ".join(["gzip"] * 1000)])
+def test_more_than_one_coding_layer_is_a_415_before_any_inflation(content_encoding: str) -> None:
+    # Each layer would be a whole inflation: N layers of a small body cost seconds. Refused from the
+    # header alone: the body here is not even gzip, and nothing of it is examined.
+    with pytest.raises(UnsupportedMediaType) as info:
+        _decode(b"not gzip", JSON, content_encoding)
+    assert info.value.http_status == 415
+    assert "Content-Encoding" in str(info.value)
+    assert info.value.examined_bytes == 0
+    assert content_codings("identity, gzip") == ["gzip"]
+    assert content_codings(None) == []
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS])
+def test_deflate_bodies_zlib_or_raw(wbits: int) -> None:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    packed = compressor.compress(FIXTURE.read_bytes()) + compressor.flush()
+    request, _ = _decode(packed, JSON, "deflate")
+    assert len(spans_from_request(request)[0]) == 3
+    with pytest.raises(OtlpDecodeError, match="deflate"):
+        _decode(packed + b"tail", JSON, "deflate")
+
+
+def test_failed_decodes_say_how_much_they_examined() -> None:
+    # The receiver charges a refused body by what it cost: the bytes inflated or parsed.
+    with pytest.raises(OtlpDecodeError) as info:
+        _decode(b"x" * 5000, JSON)
+    assert info.value.examined_bytes == 5000
+    bomb = gzip.compress(bytes(4 * 1024 * 1024))
+    with pytest.raises(PayloadTooLarge) as too_large:
+        _decode(bomb, PROTOBUF, "gzip", limit=1024 * 1024)
+    assert too_large.value.examined_bytes > 1024 * 1024
 
 
 @pytest.mark.parametrize("body", [b"not gzip at all", gzip.compress(b'{"resourceSpans": []}')[:-6],

@@ -660,7 +660,9 @@ def test_config_defaults_leave_room_for_one_team() -> None:
     ("max_ws_message_bytes", -1), ("ws_messages_per_second", 0), ("ws_messages_per_second", math.inf),
     ("ws_message_burst", 0), ("max_connections_per_ip", 0), ("ingest_events_per_second", -5),
     ("ingest_events_per_second", math.nan), ("ingest_burst_events", 0), ("tls_certfile", ""),
-    ("tls_keyfile", "key.pem"), ("token_generated", True),
+    ("tls_keyfile", "key.pem"), ("token_generated", True), ("failed_decode_cost_events", 0),
+    ("header_timeout_seconds", 0), ("header_timeout_seconds", math.inf), ("keepalive_timeout_seconds", -1),
+    ("max_http_connections_per_ip", 0), ("max_http_connections", 1.5),
 ])
 def test_config_rejects_bad_values_naming_the_field(field: str, value: Any) -> None:
     with pytest.raises(ValueError, match=field):
@@ -971,3 +973,132 @@ def test_any_request_gets_an_answer_below_500_and_logs_no_error() -> None:
             assert status_of(port, "GET", "/health") == 200
     finally:
         root.removeHandler(errors)
+
+
+# ------------------------------------------------------------------------------ log redaction
+def _capture(handler_filter: logging.Filter | None) -> tuple[logging.Handler, list[str]]:
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Capture()
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    if handler_filter is not None:
+        handler.addFilter(handler_filter)
+    return handler, lines
+
+
+def test_a_redacting_filter_on_a_handler_sees_child_loggers_records_on_a_logger_it_does_not() -> None:
+    from otel_dashboard.server.security.redact import RedactingFilter
+
+    parent = logging.getLogger("redaction_test_parent")
+    child = logging.getLogger("redaction_test_parent.child")
+    parent.setLevel(logging.INFO)
+    on_logger, logger_lines = _capture(None)
+    redacting = RedactingFilter([TOKEN])
+    parent.addFilter(redacting)
+    parent.addHandler(on_logger)
+    try:
+        child.info("referer %s", f"http://x/dashboard?token={TOKEN}")
+        # The reason the server puts it on handlers: a logger's filter misses its children's records.
+        assert TOKEN in logger_lines[-1]
+    finally:
+        parent.removeFilter(redacting)
+        parent.removeHandler(on_logger)
+    on_handler, lines = _capture(redacting)
+    parent.addHandler(on_handler)
+    try:
+        child.info("referer %s", f"http://x/dashboard?token={TOKEN}")
+        child.info("headers %r", {"Authorization": "Bearer other-secret-value",
+                                  "Cookie": "otel_dashboard_token=cookie-secret-value"})
+        child.info("a literal %s in a path", TOKEN, extra={"request_header": {"Referer": TOKEN}})
+        try:
+            raise ValueError(f"b'GET /?token={TOKEN}\\x01 HTTP/1.1'")
+        except ValueError:
+            child.exception("Error handling request from %s", "127.0.0.1")
+    finally:
+        parent.removeHandler(on_handler)
+    text = "\n".join(lines)
+    assert TOKEN not in text
+    assert "other-secret-value" not in text and "cookie-secret-value" not in text
+    assert "token=***" in text and "Bearer ***" in text and "otel_dashboard_token=***" in text
+    assert "Traceback" in text and "ValueError" in text  # the traceback is kept, redacted
+
+
+def test_install_log_redaction_covers_aiohttp_loggers_and_root_handlers() -> None:
+    from otel_dashboard.server.security.redact import install_log_redaction, redact
+
+    root = logging.getLogger()
+    handler, lines = _capture(None)
+    root.addHandler(handler)
+    try:
+        install_log_redaction(["install-test-token-1234"])
+        logging.getLogger("aiohttp.server").error("bad line %s", "GET /?x=install-test-token-1234")
+        logging.getLogger("otel_dashboard.some.new.module").warning("token=abcdef in %s", "a URL")
+    finally:
+        root.removeHandler(handler)
+    assert lines and all("install-test-token-1234" not in line and "abcdef" not in line for line in lines)
+    assert redact("a=1&token=xyz&b=2") == "a=1&token=***&b=2"
+
+
+# ------------------------------------------------------------------------------ HTTP connection tracker
+class _FakeTransport:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.written = b""
+        self.closed = False
+
+    def get_extra_info(self, name: str) -> Any:
+        return (self.address, 1234) if name == "peername" else None
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_tracker_deadlines_and_caps_with_a_fake_clock() -> None:
+    from otel_dashboard.server.security.connections import HttpConnectionTracker
+
+    now = [100.0]
+    tracker = HttpConnectionTracker(header_timeout_seconds=10, keepalive_timeout_seconds=60,
+                                    max_per_address=2, max_total=3, clock=lambda: now[0])
+    a1, a2, a3, b1 = (_FakeTransport(a) for a in ("a", "a", "a", "b"))
+    c1 = tracker.opened(a1)  # type: ignore[arg-type]
+    c2 = tracker.opened(a2)  # type: ignore[arg-type]
+    assert c1 is not None and c2 is not None
+    tracker._request_started(c2, websocket=False)  # busy: never evicted nor timed out
+    # Over the per-address cap: the oldest that is not busy (c1) makes room.
+    c3 = tracker.opened(a3)  # type: ignore[arg-type]
+    assert c3 is not None and a1.closed and not a2.closed
+    assert tracker.stats()["http_connections_evicted"] == 1
+    tracker._request_started(c3, websocket=False)
+    # Over again, every one of them busy: the new one gets a 503 and is closed.
+    refused = _FakeTransport("a")
+    assert tracker.opened(refused) is None  # type: ignore[arg-type]
+    assert refused.closed and refused.written.startswith(b"HTTP/1.1 503")
+    assert tracker.stats()["http_connections_refused"] == 1
+    # A WebSocket is not counted: room for another address within the total.
+    tracker._request_finished(c3)
+    tracker._request_started(c3, websocket=True)
+    assert tracker.open_connections == 1
+    d1 = tracker.opened(b1)  # type: ignore[arg-type]
+    assert d1 is not None
+    now[0] += 10.5  # d1 sent no header in time; c2 (busy) and c3 (WebSocket) are left alone
+    tracker.sweep()
+    assert b1.closed and not a2.closed and not a3.closed
+    assert tracker.stats()["http_header_timeouts"] == 1
+    tracker._request_finished(c2)  # idle from now: the keep-alive deadline
+    now[0] += 30
+    tracker.received(c2)  # the first byte of its next request: the header deadline instead
+    now[0] += 10.5
+    tracker.sweep()
+    assert a2.closed and tracker.stats()["http_header_timeouts"] == 2
+    tracker.lost(c2)  # idempotent after the close
+    assert tracker.open_connections == 0
+    with pytest.raises(ValueError, match="header_timeout_seconds"):
+        HttpConnectionTracker(header_timeout_seconds=0, keepalive_timeout_seconds=1, max_per_address=1,
+                              max_total=1)

@@ -55,8 +55,10 @@ from otel_dashboard.server.broker import BROKER_KEY, RedisBroker
 from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.server.options import OPTIONS_KEY, ServerOptions, check_int, make_options
 from otel_dashboard.server.prometheus import add_metrics_route
-from otel_dashboard.server.security import SecurityConfig
+from otel_dashboard.server.security import SECURITY_KEY, SecurityConfig
 from otel_dashboard.server.security.config import is_loopback_host
+from otel_dashboard.server.security.connections import TrackedAppRunner
+from otel_dashboard.server.security.redact import install_log_redaction
 from otel_dashboard.server.websocket import websocket_handler
 from otel_dashboard.state.dashboard import DashboardState, get_dashboard
 
@@ -336,10 +338,17 @@ class DashboardWebSocketServer:
                 return
             config = self._options.security
             ssl_context = config.ssl_context()
+            # Before anything can log a request: no token in any line (headers, malformed requests).
+            install_log_redaction([config.token] if config.token else [])
             app = self.create_app()
             # auto_decompress off: the OTLP receiver inflates gzip bodies itself, bounded (gzip bombs).
-            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, auto_decompress=False,
-                                   access_log_class=security.RedactingAccessLogger)
+            # The tracked runner times out half-sent requests and caps open HTTP connections.
+            runner = TrackedAppRunner(app, app[SECURITY_KEY].http_connections, handle_signals=False,
+                                      shutdown_timeout=5.0, auto_decompress=False,
+                                      # aiohttp's own idle timer only as a backstop: the tracker
+                                      # closes idle connections first, and counts them.
+                                      keepalive_timeout=2 * config.keepalive_timeout_seconds,
+                                      access_log_class=security.RedactingAccessLogger)
             await runner.setup()
             try:
                 site = web.TCPSite(runner, self.host, self._requested_port, ssl_context=ssl_context)

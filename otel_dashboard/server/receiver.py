@@ -21,13 +21,17 @@
     buffer is full.
 
 ``POST /v1/traces``
-    The OTLP/HTTP trace receiver (protobuf or JSON, gzip allowed; :mod:`otel_dashboard.model.otlp`). The body
+    The OTLP/HTTP trace receiver (protobuf or JSON, one layer of gzip or deflate allowed, more is a
+    415 decided from the header; :mod:`otel_dashboard.model.otlp`). The body
     is decoded, converted, mapped and published in a worker thread, so a large request never stalls
     the event loop. Answers follow the OTLP/HTTP specification: 200 with an ``ExportTraceServiceResponse``
     in the request's encoding (``partial_success`` for rejected spans), 400 / 413 / 415 / 429 (and
     503, as above) with a ``google.rpc.Status`` in the request's encoding (JSON when the content type
     is not recognised). The ingest rate is charged one event per span, after decoding and before
-    anything is published. Every accepted span is also recorded for the trace view.
+    anything is published; a body refused undecoded (400, 413 once inflated, 415) is charged too,
+    by the bytes it made the server inflate or parse
+    (:func:`~otel_dashboard.server.security.charge_failed_ingest`), as is a 400 or a coding's 415 of
+    ``POST /api/events``. Every accepted span is also recorded for the trace view.
 
 A little over ~400 lines for a reason: both ingest routes share one accept path (rate check,
 publish or broker, durability wait, answer), kept in one file so the two cannot drift apart.
@@ -52,6 +56,7 @@ from otel_dashboard.model.otlp import (
     ENCODING_JSON,
     ENCODING_PROTOBUF,
     OtlpError,
+    content_codings,
     decode_body,
     encode_error,
     encode_response,
@@ -78,7 +83,7 @@ from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.server.http_api import json_error, json_response
 from otel_dashboard.server.options import OPTIONS_KEY
 from otel_dashboard.server.prometheus import observe_ingest_seconds
-from otel_dashboard.server.security import check_ingest
+from otel_dashboard.server.security import charge_failed_ingest, check_ingest
 from otel_dashboard.state.dashboard import DashboardState
 
 __all__ = [
@@ -145,7 +150,9 @@ async def ingest_events(request: web.Request) -> web.Response:
     coding = _content_coding(request)
     if coding not in _IDENTITY_CODINGS:
         server_health.count("ingest_refused_requests")
-        return json_error(415, f"unsupported content encoding {coding[:50]!r}: send the body uncompressed")
+        charge_failed_ingest(request, 0)
+        return json_error(415, f"unsupported Content-Encoding {coding[:50]!r}: send the body uncompressed",
+                          parameter="Content-Encoding")
     body = await _read_body(request, limit)
     if body is None:
         server_health.count("ingest_refused_requests")
@@ -156,6 +163,7 @@ async def ingest_events(request: web.Request) -> web.Response:
         runs = runs_of_body(body)  # the live progress of open runs (model/run_records.py)
     except IngestError as exc:
         server_health.count("ingest_refused_requests")
+        charge_failed_ingest(request, len(body))  # parsing it cost CPU: garbage floods meet the 429 too
         return json_response(exc.to_dict(), status=400)
     if (refused := check_ingest(request, len(events) + len(runs))) is not None:
         server_health.count("ingest_refused_requests")
@@ -336,19 +344,23 @@ async def otlp_traces(request: web.Request) -> web.Response:
     limit = request.app[OPTIONS_KEY].max_body_bytes
     content_type = request.headers.get("Content-Type")
     server_health.count("otlp_requests")
+    # aiohttp inflates the body itself when the app runs under a runner with auto_decompress on.
+    already_decoded = getattr(request.content, "total_compressed_bytes", None) is not None
+    content_encoding = None if already_decoded else request.headers.get("Content-Encoding")
+    try:
+        # The layers are counted from the header, before the body is even read: one at most.
+        content_codings(content_encoding, encoding=_OTLP_ENCODINGS.get(_media_type(content_type) or ""))
+    except OtlpError as exc:
+        return _refused_undecoded(request, exc)
     body = await _read_body(request, limit)
     if body is None:
         server_health.count("otlp_refused_requests")
         encoding = _OTLP_ENCODINGS.get(_media_type(content_type) or "")
         return _otlp_error(encoding, f"request body is larger than {limit} bytes", 413)
-    # aiohttp inflates the body itself when the app runs under a runner with auto_decompress on.
-    already_decoded = getattr(request.content, "total_compressed_bytes", None) is not None
-    content_encoding = None if already_decoded else request.headers.get("Content-Encoding")
     try:
         decoded = await asyncio.to_thread(_decode_otlp, body, content_type, content_encoding, limit)
     except OtlpError as exc:
-        server_health.count("otlp_refused_requests")
-        return _otlp_error(exc.encoding, str(exc), exc.http_status)
+        return _refused_undecoded(request, exc)
     if decoded.spans and (refused := check_ingest(request, len(decoded.spans))) is not None:
         server_health.count("otlp_refused_requests")
         retry_after = refused.headers.get("Retry-After")
@@ -373,6 +385,17 @@ async def otlp_traces(request: web.Request) -> web.Response:
                            {"Retry-After": _DURABLE_RETRY_AFTER})
     payload, response_type = encode_response(decoded.encoding, decoded.rejected, decoded.message or "")
     return web.Response(status=200, body=payload, content_type=response_type)
+
+
+def _refused_undecoded(request: web.Request, exc: OtlpError) -> web.Response:
+    """The answer to a body refused undecoded (400, 413 once inflated, 415), charged to the sender.
+
+    A refused body cost what was inflated and parsed of it: it is charged like the events it might
+    have held, so a flood of garbage meets the 429 as a flood of spans does.
+    """
+    request.app[HEALTH_KEY].count("otlp_refused_requests")
+    charge_failed_ingest(request, exc.examined_bytes)
+    return _otlp_error(exc.encoding, str(exc), exc.http_status)
 
 
 def _decode_otlp(body: bytes, content_type: str | None, content_encoding: str | None, limit: int) -> _Decoded:

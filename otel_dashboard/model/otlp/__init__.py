@@ -47,7 +47,7 @@ Which spans are rejected (counted in ``partial_success.rejected_spans``, the res
 
 from __future__ import annotations
 
-from otel_dashboard.model.otlp.body import ENCODING_JSON, ENCODING_PROTOBUF, decode_body
+from otel_dashboard.model.otlp.body import ENCODING_JSON, ENCODING_PROTOBUF, content_codings, decode_body
 from otel_dashboard.model.otlp.errors import OtlpDecodeError, OtlpError, PayloadTooLarge, UnsupportedMediaType
 from otel_dashboard.model.otlp.events import events_from_otlp_spans
 from otel_dashboard.model.otlp.response import encode_error, encode_response
@@ -60,6 +60,7 @@ __all__ = [
     "OtlpError",
     "PayloadTooLarge",
     "UnsupportedMediaType",
+    "content_codings",
     "decode_body",
     "encode_error",
     "encode_response",

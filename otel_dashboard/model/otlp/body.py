@@ -1,5 +1,11 @@
-"""OTLP/HTTP request bodies to protobuf messages: content types, content codings, bounded gunzip,
-and the OTLP/JSON mapping (hex ids)."""
+"""OTLP/HTTP request bodies to protobuf messages: content types, content codings, bounded inflation,
+and the OTLP/JSON mapping (hex ids).
+
+At most one content-coding layer is undone (``gzip``, ``x-gzip`` or ``deflate``; ``identity`` is no
+layer): every layer costs a full inflation, so ``Content-Encoding: gzip, gzip, ...`` repeated made a
+26 KB request cost seconds of CPU. More than one layer is a 415 naming ``Content-Encoding``, before
+anything is inflated. The one layer is inflated in chunks and stopped one byte past the limit.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from otel_dashboard.model.otlp.errors import OtlpDecodeError, PayloadTooLarge, UnsupportedMediaType
+from otel_dashboard.model.otlp.errors import OtlpDecodeError, OtlpError, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["ENCODING_JSON", "ENCODING_PROTOBUF", "decode_body"]
+__all__ = ["ENCODING_JSON", "ENCODING_PROTOBUF", "MAX_CONTENT_CODINGS", "content_codings", "decode_body"]
 
 ENCODING_PROTOBUF = "protobuf"
 ENCODING_JSON = "json"
@@ -27,7 +33,10 @@ _CONTENT_TYPES = {
     "application/json": ENCODING_JSON,
 }
 _GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
+_DEFLATE_CODINGS = frozenset({"deflate"})
 _IDENTITY_CODINGS = frozenset({"identity", ""})
+MAX_CONTENT_CODINGS = 1
+"""Content-coding layers undone per request; more is a 415 (each layer is a full inflation)."""
 _INFLATE_CHUNK = 64 * 1024
 
 
@@ -59,22 +68,27 @@ def decode_body(
         The request message and its encoding, ``"protobuf"`` or ``"json"``.
 
     Raises:
-        UnsupportedMediaType: another content type, or a content coding other than gzip / identity.
+        UnsupportedMediaType: another content type, a content coding other than gzip / deflate /
+            identity, or more than :data:`MAX_CONTENT_CODINGS` coding layers.
         PayloadTooLarge: more than ``max_decoded_bytes`` bytes, compressed or decompressed.
         OtlpDecodeError: a body that cannot be decompressed or parsed.
     """
     encoding = _encoding_of(content_type)
-    codings = _content_codings(content_encoding, encoding)
+    codings = content_codings(content_encoding, encoding=encoding)
     data = bytes(body)
     if len(data) > max_decoded_bytes:
         raise PayloadTooLarge(
             f"request body is larger than {max_decoded_bytes} bytes", encoding=encoding
         )
-    for _ in codings:  # every layer is gzip, so the order of undoing them does not matter
-        data = _gunzip(data, max_decoded_bytes, encoding)
-    if encoding == ENCODING_PROTOBUF:
-        return _parse_protobuf(data), encoding
-    return _parse_json(data), encoding
+    try:
+        for coding in codings:  # at most MAX_CONTENT_CODINGS
+            data = _inflate(data, max_decoded_bytes, encoding, gzip=coding in _GZIP_CODINGS)
+        if encoding == ENCODING_PROTOBUF:
+            return _parse_protobuf(data), encoding
+        return _parse_json(data), encoding
+    except OtlpError as exc:
+        exc.examined_bytes = max(exc.examined_bytes, len(data))
+        raise
 
 
 def _encoding_of(content_type: str | None) -> str:
@@ -88,47 +102,70 @@ def _encoding_of(content_type: str | None) -> str:
     return encoding
 
 
-def _content_codings(content_encoding: str | None, encoding: str) -> list[str]:
-    """The gzip layers to undo, in the order they were applied; identity layers are dropped."""
+def content_codings(content_encoding: str | None, *, encoding: str | None = None) -> list[str]:
+    """The content-coding layers of a ``Content-Encoding`` header value, lower-case; identity dropped.
+
+    Args:
+        content_encoding: the header value (comma-separated codings), ``None`` when absent.
+        encoding: the request's encoding, carried by the error for its body.
+
+    Returns:
+        At most :data:`MAX_CONTENT_CODINGS` codings, each ``gzip``, ``x-gzip`` or ``deflate``.
+
+    Raises:
+        UnsupportedMediaType: an unknown coding, or more than one layer (the message names
+            ``Content-Encoding``); nothing has been inflated yet.
+    """
     codings = []
     for raw in (content_encoding or "").split(","):
         coding = raw.strip().lower()
         if coding in _IDENTITY_CODINGS:
             continue
-        if coding not in _GZIP_CODINGS:
+        if coding not in _GZIP_CODINGS and coding not in _DEFLATE_CODINGS:
             raise UnsupportedMediaType(
-                f"unsupported content encoding {coding[:50]!r}: use gzip or identity", encoding=encoding
+                f"unsupported Content-Encoding {coding[:50]!r}: use gzip, deflate or identity",
+                encoding=encoding,
             )
         codings.append(coding)
+        if len(codings) > MAX_CONTENT_CODINGS:
+            raise UnsupportedMediaType(
+                f"Content-Encoding has more than {MAX_CONTENT_CODINGS} coding layer: compress the body "
+                "once (gzip or deflate)", encoding=encoding,
+            )
     return codings
 
 
-def _gunzip(data: bytes, limit: int, encoding: str) -> bytes:
-    """Inflates gzip ``data`` (one or more members), never producing more than ``limit`` + 1 bytes."""
+def _inflate(data: bytes, limit: int, encoding: str, *, gzip: bool) -> bytes:
+    """Inflates gzip (one or more members) or deflate (zlib) ``data``, never producing more than
+    ``limit`` + 1 bytes."""
     out = bytearray()
     pending = data
+    name = "gzip" if gzip else "deflate"
+    # gzip: a gzip header; deflate: a zlib stream (RFC 9110's "deflate"), or a raw one as some clients send.
+    wbits = 16 + zlib.MAX_WBITS if gzip else (zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS)
     try:
         while True:
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            inflater = zlib.decompressobj(wbits)
             while not inflater.eof:
                 room = limit - len(out) + 1  # one byte more than allowed proves "too large"
                 chunk = inflater.decompress(pending, min(room, _INFLATE_CHUNK))
                 out += chunk
                 if len(out) > limit:
-                    raise PayloadTooLarge(
-                        f"request body is larger than {limit} bytes once decompressed", encoding=encoding
-                    )
+                    raise PayloadTooLarge(f"request body is larger than {limit} bytes once decompressed",
+                                          encoding=encoding, examined_bytes=len(out))
                 pending = inflater.unconsumed_tail
                 if not chunk and not pending:
                     break  # input exhausted, no more output
             if not inflater.eof:
-                raise OtlpDecodeError("truncated gzip body", encoding=encoding)
+                raise OtlpDecodeError(f"truncated {name} body", encoding=encoding, examined_bytes=len(out))
             pending = inflater.unused_data
             if not pending:
                 return bytes(out)
+            if not gzip:
+                raise OtlpDecodeError("invalid deflate body: data after its end", encoding=encoding)
             # Another gzip member follows (concatenated members are valid gzip).
     except zlib.error:
-        raise OtlpDecodeError("invalid gzip body", encoding=encoding) from None
+        raise OtlpDecodeError(f"invalid {name} body", encoding=encoding, examined_bytes=len(out)) from None
 
 
 def _parse_protobuf(data: bytes) -> ExportTraceServiceRequest:

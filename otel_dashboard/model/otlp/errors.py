@@ -12,13 +12,16 @@ class OtlpError(ValueError):
         http_status: the HTTP status to answer with.
         encoding: the request's encoding (``"protobuf"`` / ``"json"``) when it was recognised, so the
             error body can use it; ``None`` otherwise.
+        examined_bytes: how many body bytes were looked at (inflated or parsed) before the request
+            was refused: what the refusal cost, charged to the sender's ingest rate.
     """
 
     http_status = 400
 
-    def __init__(self, message: str, *, encoding: str | None = None) -> None:
+    def __init__(self, message: str, *, encoding: str | None = None, examined_bytes: int = 0) -> None:
         super().__init__(message)
         self.encoding = encoding
+        self.examined_bytes = examined_bytes
 
 
 class OtlpDecodeError(OtlpError):

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     )
     from otel_dashboard.server.security.middleware import (
         auth_endpoint,
+        charge_failed_ingest,
         check_ingest,
         install,
         security_middleware,
@@ -86,6 +87,7 @@ _PUBLIC = {
     "WS_CLOSE_POLICY_VIOLATION": "guard",
     "WsRateGuard": "ws_limits",
     "auth_endpoint": "middleware",
+    "charge_failed_ingest": "middleware",
     "check_ingest": "middleware",
     "install": "middleware",
     "release_ws_connection": "ws_limits",
@@ -109,6 +111,7 @@ __all__ = [
     "TLSConfigError",
     "WsRateGuard",
     "auth_endpoint",
+    "charge_failed_ingest",
     "check_ingest",
     "install",
     "release_ws_connection",

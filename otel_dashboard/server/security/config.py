@@ -146,6 +146,18 @@ class SecurityConfig:
         max_connections_per_ip: open WebSocket connections per client address (429 beyond).
         ingest_events_per_second: events per second one client address may ingest (429 beyond).
         ingest_burst_events: events an idle client address may ingest at once.
+        failed_decode_cost_events: what an ingest request whose body cannot be decoded (bad gzip,
+            protobuf or JSON, too many content codings, too large once inflated) is charged to its
+            address's ingest rate, at least: it is charged one event per 64 bytes inflated or parsed,
+            and never less than this.
+        header_timeout_seconds: an HTTP connection that has not sent a whole request header this
+            long after connecting (or after the first byte of its next request) is closed.
+        keepalive_timeout_seconds: an HTTP connection idle between requests this long is closed.
+        max_http_connections_per_ip: open HTTP connections (WebSocket ones not counted) per client
+            address; beyond it the oldest idle one of that address is closed for the new one, or the
+            new one gets 503 when none is idle.
+        max_http_connections: open HTTP connections (WebSocket ones not counted) in all, handled
+            the same way.
         tls_certfile: PEM certificate chain (may hold the key too); serves https and wss.
         tls_keyfile: PEM private key (unencrypted), if not in ``tls_certfile``.
         token_generated: the token was made up at start; print :meth:`login_url` for the user.
@@ -165,6 +177,11 @@ class SecurityConfig:
     max_connections_per_ip: int = 4096
     ingest_events_per_second: float = 250_000.0
     ingest_burst_events: int = 500_000
+    failed_decode_cost_events: int = 1000
+    header_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 75.0
+    max_http_connections_per_ip: int = 256
+    max_http_connections: int = 1024
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     token_generated: bool = False
@@ -189,11 +206,13 @@ class SecurityConfig:
         if not isinstance(self.bind_host, str):
             raise ValueError(f"bind_host must be a string, got {self.bind_host!r}")
         for name in ("max_body_bytes", "max_ws_message_bytes", "ws_message_burst",
-                     "max_connections_per_ip", "ingest_burst_events"):
+                     "max_connections_per_ip", "ingest_burst_events", "failed_decode_cost_events",
+                     "max_http_connections_per_ip", "max_http_connections"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("ws_messages_per_second", "ingest_events_per_second"):
+        for name in ("ws_messages_per_second", "ingest_events_per_second", "header_timeout_seconds",
+                     "keepalive_timeout_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value) or value <= 0:

@@ -21,6 +21,7 @@ from otel_dashboard.server.security.config import (
     parse_host_header,
     parse_origin,
 )
+from otel_dashboard.server.security.connections import HttpConnectionTracker
 from otel_dashboard.server.security.ratelimit import (
     ConnectionLimiter,
     IngestRateLimiter,
@@ -129,6 +130,12 @@ class Security:
         self.config = config
         self.connections = ConnectionLimiter(config.max_connections_per_ip)
         self.ingest = IngestRateLimiter(config.ingest_events_per_second, config.ingest_burst_events)
+        self.http_connections = HttpConnectionTracker(
+            header_timeout_seconds=config.header_timeout_seconds,
+            keepalive_timeout_seconds=config.keepalive_timeout_seconds,
+            max_per_address=config.max_http_connections_per_ip,
+            max_total=config.max_http_connections,
+        )
         self.counters: Counter[str] = Counter()
         self._token = _digest(config.token) if config.token is not None else None
         self._allowed_origins = frozenset(config.allowed_origins)
@@ -206,8 +213,10 @@ class Security:
                         reason, where, _LOG_EVERY_SECONDS, self.counters[reason])
 
     def stats(self) -> dict[str, int]:
-        """Rejections by reason, and the open WebSocket connections (for ``/stats`` and ``/metrics``)."""
-        return {**self.counters, "open_websocket_connections": self.connections.total}
+        """Rejections by reason, the open WebSocket and HTTP connections and the HTTP connections
+        closed for their deadlines or the caps (for ``/stats`` and ``/metrics``)."""
+        return {**self.counters, **self.http_connections.stats(),
+                "open_websocket_connections": self.connections.total}
 
     def unauthorized(self, request: web.Request) -> web.Response:
         wrong = bool(self._presented_tokens(request))
@@ -271,6 +280,9 @@ class Security:
         headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+        # Data is never cached (a shared machine's browser cache, a proxy): every answer but the page
+        # and its assets, which set their own (no-cache: revalidated, never stale).
+        headers.setdefault(hdrs.CACHE_CONTROL, "no-store")
         # Not on a 304: its headers replace the cached ones, and a 304 has no content type to tell a
         # page from anything else; the cached response keeps the policy it came with.
         if response.status != 304:

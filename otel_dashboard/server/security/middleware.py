@@ -27,6 +27,7 @@ from otel_dashboard.server.security.guard import (
     json_answer,
     route_key,
 )
+from otel_dashboard.server.security.ratelimit import failed_decode_events
 from otel_dashboard.server.security.ws_limits import RELEASES_WS_CONNECTION
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -155,6 +156,8 @@ def install(app: web.Application, config: SecurityConfig, *, auth_route: bool = 
     """
     security = Security(config)
     app[SECURITY_KEY] = security
+    # First of all: a request's handler counts as started before any other middleware runs.
+    app.middlewares.insert(0, security.http_connections.middleware)
     app.middlewares.append(security_middleware(security))
     app.on_response_prepare.append(security.on_response_prepare)
     if auth_route:
@@ -179,3 +182,20 @@ def check_ingest(request: web.Request, n_events: int) -> web.Response | None:
                         f"at most {sec.config.ingest_events_per_second:g} events/s per address")
 
 
+
+
+def charge_failed_ingest(request: web.Request, examined_bytes: int) -> None:
+    """Charge an ingest request whose body was refused undecoded (415, 400, 413 once inflated).
+
+    It is charged to the client's events-per-second bucket as one event per
+    :data:`~otel_dashboard.server.security.ratelimit.FAILED_DECODE_BYTES_PER_EVENT` bytes it made the
+    server inflate or parse, and at least ``failed_decode_cost_events``: decoding garbage costs CPU
+    as decoding spans does, so a flood of it meets the 429 (at the next request) like a flood of
+    spans. A no-op when security is not installed.
+    """
+    sec = request.config_dict.get(SECURITY_KEY)
+    if sec is None:
+        return
+    sec.counters["ingest_failed_decodes"] += 1
+    sec.ingest.charge(client_address(request),
+                      failed_decode_events(examined_bytes, sec.config.failed_decode_cost_events))

@@ -27,11 +27,27 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["ConnectionLimiter", "IngestRateLimiter", "TokenBucket", "retry_after_header"]
+__all__ = [
+    "FAILED_DECODE_BYTES_PER_EVENT",
+    "ConnectionLimiter",
+    "IngestRateLimiter",
+    "TokenBucket",
+    "failed_decode_events",
+    "retry_after_header",
+]
 
 Clock = Callable[[], float]
 
 _DEFAULT_MAX_ADDRESSES = 10_000
+
+FAILED_DECODE_BYTES_PER_EVENT = 64
+"""A body that fails to decode is charged one event per this many bytes inflated or parsed: about the
+smallest span, so garbage costs the sender what the same bytes of valid spans would."""
+
+
+def failed_decode_events(examined_bytes: int, minimum: int) -> int:
+    """The events charged for an ingest body that could not be decoded after ``examined_bytes``."""
+    return max(minimum, max(0, examined_bytes) // FAILED_DECODE_BYTES_PER_EVENT)
 
 
 def retry_after_header(seconds: float) -> str:
@@ -172,10 +188,15 @@ class IngestRateLimiter:
         wait = self.retry_after(address)
         if wait > 0:
             return wait
+        self.charge(address, n_events)
+        return 0.0
+
+    def charge(self, address: str | None, n_events: int) -> None:
+        """Charge ``n_events`` to ``address`` unconditionally (its bucket may go into debt): for work
+        already done that admitted nothing, like a body that failed to decode."""
         bucket = self._bucket(address or "", create=True)
         assert bucket is not None
         bucket.charge(max(0, n_events))
-        return 0.0
 
 
 class ConnectionLimiter:
