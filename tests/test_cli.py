@@ -94,7 +94,7 @@ def test_serve_answers_and_stops_cleanly_on_signal(serve: Any, sig: signal.Signa
     proc, url = serve("--name", "Lab A", "--history", "50")
     assert url.startswith("http://127.0.0.1:")
     health = _get_json(url + "/health")
-    assert health["status"] == "ok" and health["name"] == "Lab A"
+    assert health["status"] == "healthy" and health["reasons"] == [] and health["name"] == "Lab A"
     assert health["service"] == "otel-dashboard"
     with urllib.request.urlopen(url + "/dashboard", timeout=5) as response:
         assert response.status == 200
@@ -108,7 +108,7 @@ def test_serve_with_a_price_file(serve: Any, tmp_path: Path) -> None:
     prices = tmp_path / "prices.json"
     prices.write_text('{"models": [{"model": "my-llama", "input_per_mtok": 0.2, "output_per_mtok": 0.6}]}')
     proc, url = serve("--db", ":memory:", "--prices", str(prices))
-    assert _get_json(url + "/health")["status"] == "ok"
+    assert _get_json(url + "/health")["status"] == "healthy"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=STOP_TIMEOUT)
     assert proc.returncode == 0, stderr
