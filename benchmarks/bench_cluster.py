@@ -138,7 +138,8 @@ def _broker_counters(base_urls: Sequence[str]) -> str:
             continue
         parts.append(f"replica {i}: appended {broker.get('appended_events')}, received "
                      f"{broker.get('received_events')}, provisional {broker.get('provisional_events')}, "
-                     f"dropped {broker.get('dropped_events')}, duplicates {broker.get('duplicate_events')}")
+                     f"dropped {broker.get('dropped_events')}, duplicates {broker.get('duplicate_events')}, "
+                     f"skipped entries {broker.get('invalid_entries')}")
     return "; ".join(parts)
 
 

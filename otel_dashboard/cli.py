@@ -311,6 +311,9 @@ def _broker_prefix(text: str) -> str:
     return text
 
 
+_broker_entry_bytes = _int_in_range(1024, 2**31, f"must be between 1024 and {2**31}")
+
+
 def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scale-out",
                                       "several replicas sharing one Redis; see docs/deployment.md")
@@ -327,6 +330,10 @@ def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--broker-buffer-events", type=_positive_int, default=100_000, metavar="N",
                        help="events held while Redis is unreachable; beyond, ingest answers 503 "
                             "(default: 100000)")
+    group.add_argument("--broker-max-entry-bytes", type=_broker_entry_bytes, default=32 * 1024 * 1024,
+                       metavar="BYTES",
+                       help="a longer Redis stream entry is skipped and counted, never read into an "
+                            "event (default: 33554432)")
 
 
 def _broker_config(args: argparse.Namespace) -> BrokerConfig | None:
@@ -335,7 +342,8 @@ def _broker_config(args: argparse.Namespace) -> BrokerConfig | None:
     from otel_dashboard.server.broker.config import BrokerConfig
 
     return BrokerConfig(args.broker, prefix=args.broker_prefix, max_stream_events=args.broker_stream_events,
-                        max_buffered_events=args.broker_buffer_events, replica=args.name)
+                        max_buffered_events=args.broker_buffer_events, replica=args.name,
+                        max_entry_bytes=args.broker_max_entry_bytes)
 
 
 def _security_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SecurityConfig:

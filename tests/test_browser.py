@@ -597,6 +597,39 @@ def test_a_server_with_a_fresh_history_restarts_the_stream(page: Page, make_serv
     assert rows(page)[0]["desc"].startswith("Synthesis fresh started")
 
 
+def test_a_stalled_agent_shows_on_its_row_and_the_server_stays_healthy(page: Page, make_server) -> None:
+    # The original design's contract: a stalled agent is the agent's health (its row, the count under
+    # the active agents), not the server's; a healthy server with a slow agent says HEALTH HEALTHY.
+    server = make_server(DashboardState(stall_threshold_seconds=0.5), health_interval_seconds=0.2)
+    open_dashboard(page, server)
+    server.publish(agent_started("slow", "SlowPoke", "Takes its time", run_id="run-slow"))
+    row = page.locator("#agents > li.agent").filter(has_text="SlowPoke")
+    expect(row).to_have_class(re.compile(r"\bstalled\b"), timeout=5000)
+    expect(row.locator(".agent-stall")).to_be_visible()
+    expect(page.locator("#metric-active-agents-foot")).to_have_text("1 stalled", timeout=5000)
+    badge = page.locator("#health-status")
+    expect(badge).to_have_attribute("data-status", "healthy")
+    expect(badge).to_have_text("health healthy")
+    shown = page.evaluate("getComputedStyle(document.getElementById('health-status')).textTransform")
+    assert shown == "uppercase"  # HEALTH HEALTHY on the screen
+
+
+def test_the_health_badge_shows_degraded_with_its_reasons(page: Page, make_server) -> None:
+    server = make_server(health_interval_seconds=60)
+    open_dashboard(page, server)
+    server.publish(DashboardEvent.create(
+        EventType.SYSTEM_HEALTH_UPDATED,
+        {"status": "degraded", "reasons": ["broker down", "broker reader not reading"],
+         "connected_clients": 1, "events_per_second": 0.0, "dropped_events": 0, "stalled_agents": 0},
+        Severity.WARNING))
+    badge = page.locator("#health-status")
+    expect(badge).to_have_attribute("data-status", "degraded")
+    expect(badge).to_have_text("health degraded")
+    expect(badge).to_have_attribute("title", "Degraded: broker down, broker reader not reading")
+    expect(page.locator(f"{ROW}[data-type=system_health_updated]")).to_contain_text(
+        "broker down, broker reader not reading")
+
+
 def test_page_runs_under_a_strict_content_security_policy(page: Page, make_server) -> None:
     # The page carries the policy the server will also send: no inline script or style, no eval,
     # nothing from elsewhere. Every test runs under it, and a violation is logged as a console

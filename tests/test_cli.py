@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -94,7 +95,7 @@ def test_serve_answers_and_stops_cleanly_on_signal(serve: Any, sig: signal.Signa
     proc, url = serve("--name", "Lab A", "--history", "50")
     assert url.startswith("http://127.0.0.1:")
     health = _get_json(url + "/health")
-    assert health["status"] == "ok" and health["name"] == "Lab A"
+    assert health["status"] == "healthy" and health["reasons"] == [] and health["name"] == "Lab A"
     assert health["service"] == "otel-dashboard"
     with urllib.request.urlopen(url + "/dashboard", timeout=5) as response:
         assert response.status == 200
@@ -108,7 +109,7 @@ def test_serve_with_a_price_file(serve: Any, tmp_path: Path) -> None:
     prices = tmp_path / "prices.json"
     prices.write_text('{"models": [{"model": "my-llama", "input_per_mtok": 0.2, "output_per_mtok": 0.6}]}')
     proc, url = serve("--db", ":memory:", "--prices", str(prices))
-    assert _get_json(url + "/health")["status"] == "ok"
+    assert _get_json(url + "/health")["status"] == "healthy"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=STOP_TIMEOUT)
     assert proc.returncode == 0, stderr
@@ -170,6 +171,27 @@ def test_demo_calls_run_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(otel_dashboard.demo, "run_demo", fake_run_demo)
     assert cli.main(["demo", "--port", "8123", "--host", "127.0.0.2"]) == 0
     assert calls == [("127.0.0.2", 8123)]
+
+
+def test_the_running_demo_is_healthy() -> None:
+    # The demo's agents run, some slowly (past its 20 s stall threshold now and then): the server is
+    # healthy all along, whatever its agents do (the original design's /health contract).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("OTEL_DASHBOARD_TOKEN", None)
+    proc = subprocess.Popen(_command("demo", "--port", "0", "--log-level", "warning"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = _read_match(proc, re.compile(r"open (http://\S+)/dashboard")).group(1)
+        statuses = set()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            health = _get_json(url + "/health")
+            statuses.add((health["status"], tuple(health["reasons"])))
+            time.sleep(0.2)
+        assert statuses == {("healthy", ())}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=STOP_TIMEOUT + 5)
 
 
 # ----------------------------------------------------------------------------------------- security

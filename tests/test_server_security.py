@@ -59,7 +59,7 @@ async def status_of(session: aiohttp.ClientSession, method: str, url: str, **kwa
 async def assert_healthy(session: aiohttp.ClientSession, server: DashboardWebSocketServer, **kw: Any) -> None:
     async with session.get(f"{server.url}/health", **kw) as response:
         assert response.status == 200
-        assert (await response.json())["status"] in ("ok", "degraded")
+        assert (await response.json())["status"] in ("healthy", "degraded")
 
 
 async def security_stats(session: aiohttp.ClientSession, server: DashboardWebSocketServer,

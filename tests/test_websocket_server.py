@@ -206,7 +206,8 @@ async def test_http_routes(make_server: Any, session: aiohttp.ClientSession, sta
     async with session.get(server.url + "/health") as r:
         assert r.status == 200 and r.content_type == "application/json"
         health = await r.json()
-    assert health["status"] == "ok" and health["service"] == "otel-dashboard"
+    assert health["status"] == "healthy" and health["reasons"] == []
+    assert health["service"] == "otel-dashboard"
     assert health["name"] == "lab" and health["version"] == "0.1.0"
     assert health["timestamp"].endswith("Z") and health["last_seq"] == 1
     for key in ("connected_clients", "uptime_seconds", "events_per_second", "dropped_events"):
@@ -581,6 +582,7 @@ async def test_queue_overflow_sends_a_gap_then_resume_catches_up(
     async with session.get(server.url + "/health") as r:
         health = await r.json()
     assert health["status"] == "degraded" and health["dropped_events"] == 50
+    assert health["reasons"] == ["recent dropped events"]
     await ws.close()
 
 
@@ -786,11 +788,13 @@ async def test_timers_publish_metrics_and_health(make_server: Any, session: aioh
                 "memory_rss_bytes", "active_agents", "stalled_agents", "cpu_percent", "memory_percent"):
         assert key in health["data"], key
     assert health["data"]["connected_clients"] == 1 and health["data"]["active_agents"] == 1
-    assert health["data"]["status"] == "ok"
+    assert health["data"]["status"] == "healthy" and health["data"]["reasons"] == []
     await ws.close()
 
 
-async def test_stalled_agent_makes_health_degraded(make_server: Any, session: aiohttp.ClientSession) -> None:
+async def test_a_stalled_agent_is_counted_and_the_server_stays_healthy(
+    make_server: Any, session: aiohttp.ClientSession
+) -> None:
     state = DashboardState()
     server = await make_server(state, health_interval_seconds=0.05, stall_threshold_seconds=0.01)
     ws, _ = await connect(session, server)
@@ -801,8 +805,14 @@ async def test_stalled_agent_makes_health_degraded(make_server: Any, session: ai
         found = [e for e in message["events"] if e["event_type"] == "system_health_updated"]
         if found:
             break
-    assert found[0]["severity"] == "warning"
-    assert found[0]["data"]["status"] == "degraded" and found[0]["data"]["stalled_agents"] == 1
+    # A stalled agent is the agent's health, not the server's (the original design's contract).
+    assert found[0]["severity"] == "info"
+    assert found[0]["data"]["status"] == "healthy" and found[0]["data"]["reasons"] == []
+    assert found[0]["data"]["stalled_agents"] == 1
+    async with session.get(server.url + "/health") as r:
+        health = await r.json()
+    assert health["status"] == "healthy" and health["stalled_agents"] == 1
+    assert [a["stalled"] for a in state.get_active_agents()] == [True]
     await ws.close()
 
 

@@ -2,6 +2,11 @@
 
 :class:`ServerHealth` combines the state's numbers with the broadcaster's (clients, event rate, drops
 by reason) and the process's own (CPU time, resident memory, read without psutil).
+
+The health contract is the original design's: ``status`` is ``"healthy"`` or ``"degraded"``, about the
+*server* (dropped events, the broker, its stream reader, the event store), with ``reasons`` saying
+why; agents that run past the stall threshold are the agents' health, reported as ``stalled_agents``
+and shown on the agents, never a reason for the server to be degraded.
 """
 
 from __future__ import annotations
@@ -17,11 +22,58 @@ from otel_dashboard.server.broadcast import Broadcaster
 from otel_dashboard.server.broker import RedisBroker
 from otel_dashboard.server.options import ServerOptions
 
-__all__ = ["HEALTH_KEY", "ServerHealth"]
+__all__ = ["DEGRADED", "HEALTHY", "HEALTH_KEY", "ServerHealth"]
 
-_HEALTH_BROKER_FIELDS = frozenset({"connected", "replica", "buffered_events", "down_seconds", "last_error"})
-# A drop makes /health and system_health_updated "degraded" for at least this long.
+_HEALTH_BROKER_FIELDS = frozenset({"connected", "reading", "replica", "buffered_events", "down_seconds",
+                                   "last_error"})
+# A drop, or a failed store write, makes /health and system_health_updated "degraded" for at least
+# this long.
 _DEGRADED_WINDOW_SECONDS = 10.0
+# Events waiting for the store and none written for this long: the store is not writing.
+_STORE_STALL_SECONDS = 10.0
+
+HEALTHY = "healthy"
+"""``/health``'s ``status`` when nothing is wrong with the server (the original design's word)."""
+DEGRADED = "degraded"
+"""``/health``'s ``status`` when something is: ``reasons`` says what."""
+
+REASON_DROPPED = "recent dropped events"
+REASON_BROKER_DOWN = "broker down"
+REASON_READER = "broker reader not reading"
+REASON_STORE = "store not writing"
+
+
+class _StoreWatch:
+    """Whether the event store writes, from its ``stats()`` counters sampled at each health check
+    (read-only: the store counts, this compares)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, int, int] | None = None  # (write_errors, dropped_events, committed_events)
+        self._waiting = False  # events were waiting to be written at the last sample
+        self._failed_at: float | None = None
+        self._progress_at = time.monotonic()
+
+    def writing(self, store: Any, now: float, window: float) -> bool:
+        stats_of = getattr(store, "stats", None)
+        if not callable(stats_of):
+            return True  # the in-memory store cannot fail to write
+        try:
+            stats = stats_of()
+            sample = (int(stats.get("write_errors", 0)), int(stats.get("dropped_events", 0)),
+                      int(stats.get("committed_events", 0)))
+            unwritten = int(stats.get("unwritten_events", 0))
+        except Exception:
+            return False  # a store that cannot say how it is doing is not known to write
+        last, self._last = self._last, sample
+        waiting, self._waiting = self._waiting, unwritten > 0
+        if last is not None and (sample[0] > last[0] or sample[1] > last[1]):
+            self._failed_at = now
+        # Stalled only if events waited at the last sample too, and none was written since: a
+        # backlog that began after an idle sample is new, however long ago that sample was.
+        if last is None or sample[2] != last[2] or not waiting or unwritten == 0:
+            self._progress_at = now
+        failed_recently = self._failed_at is not None and now - self._failed_at < window
+        return not failed_recently and now - self._progress_at < _STORE_STALL_SECONDS
 
 
 class ServerHealth:
@@ -37,6 +89,7 @@ class ServerHealth:
         self.state = broadcaster.state
         self.options = options
         self._cpu_sample = (time.monotonic(), time.process_time())
+        self._store_watch = _StoreWatch()
         self.counters: dict[str, int] = {}
         self.broker: RedisBroker | None = None  # set when the server shares events through Redis
 
@@ -48,27 +101,53 @@ class ServerHealth:
         """Add ``n`` to the server counter ``name`` (shown in ``/stats`` under ``receiver``)."""
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def health(self) -> dict[str, Any]:
-        """Status and numbers shared by ``/health`` and ``system_health_updated``."""
-        broadcaster = self.broadcaster
-        drops = broadcaster.drops_by_reason()["total"]
-        last_drop = broadcaster.last_drop_time(drops)
+    def reasons(self) -> list[str]:
+        """Why the server is degraded, in this order; empty when it is healthy.
+
+        * ``"recent dropped events"``: events were dropped (any reason of ``/stats``'
+          ``dropped_events``) within the last 10 s (or the health interval, if longer);
+        * ``"broker down"``: a cluster replica cannot reach Redis (it buffers meanwhile);
+        * ``"broker reader not reading"``: a cluster replica's stream reader is not running, keeps
+          failing, or had no answer from Redis for 10 s while Redis is reachable;
+        * ``"store not writing"``: the event store failed a write or dropped events within the
+          window, or it has events waiting and wrote none for 10 s.
+
+        Stalled *agents* are not among them: they are the agents' health (``stalled_agents``).
+        """
         now = time.monotonic()
         window = max(_DEGRADED_WINDOW_SECONDS, self.options.health_interval_seconds or 0.0)
-        recently_dropped = last_drop is not None and now - last_drop < window
-        agents = self.state.get_active_agents()
-        stalled = sum(1 for a in agents if a.get("stalled"))
+        reasons = []
+        broadcaster = self.broadcaster
+        last_drop = broadcaster.last_drop_time(broadcaster.drops_by_reason()["total"])
+        if last_drop is not None and now - last_drop < window:
+            reasons.append(REASON_DROPPED)
         broker = self.broker
-        broker_down = broker is not None and not broker.connected
+        if broker is not None:
+            if not broker.connected:
+                reasons.append(REASON_BROKER_DOWN)
+            if not broker.reading:
+                reasons.append(REASON_READER)
+        if not self._store_watch.writing(self.state.store, now, window):
+            reasons.append(REASON_STORE)
+        return reasons
+
+    def health(self) -> dict[str, Any]:
+        """Status and numbers shared by ``/health`` and ``system_health_updated``: ``status``
+        (:data:`HEALTHY` or :data:`DEGRADED`), ``reasons`` (see :meth:`reasons`), and the numbers."""
+        broadcaster = self.broadcaster
+        reasons = self.reasons()
+        agents = self.state.get_active_agents()
         health: dict[str, Any] = {
-            "status": "degraded" if recently_dropped or stalled or broker_down else "ok",
+            "status": DEGRADED if reasons else HEALTHY,
+            "reasons": reasons,
             "connected_clients": broadcaster.client_count,
             "events_per_second": broadcaster.events_per_second(),
-            "dropped_events": drops,
+            "dropped_events": broadcaster.drops_by_reason()["total"],
             "uptime_seconds": broadcaster.uptime_seconds(),
             "active_agents": len(agents),
-            "stalled_agents": stalled,
+            "stalled_agents": sum(1 for a in agents if a.get("stalled")),
         }
+        broker = self.broker
         if broker is not None:
             health["broker"] = {k: v for k, v in broker.status().items() if k in _HEALTH_BROKER_FIELDS}
         return health
@@ -119,7 +198,7 @@ class ServerHealth:
         })
         if self.broker is not None:
             data["replica"] = self.broker.replica
-        severity = Severity.WARNING if data["status"] != "ok" else Severity.INFO
+        severity = Severity.INFO if data["status"] == HEALTHY else Severity.WARNING
         return self.state.publish(DashboardEvent.create(EventType.SYSTEM_HEALTH_UPDATED, data, severity))
 
 

@@ -148,11 +148,13 @@ def error_answer(request: web.Request, exc: Exception) -> web.Response | None:
 
 # --------------------------------------------------------------------------- handlers
 async def health(request: web.Request) -> web.Response:
-    """``GET /health``."""
+    """``GET /health``: ``status`` is ``"healthy"`` or ``"degraded"`` (the server's own health, with
+    ``reasons`` saying why; HTTP 200 either way), ``stalled_agents`` the agents' (see docs/api.md)."""
     server_health = request.app[HEALTH_KEY]
     numbers = server_health.health()
     body = {
         "status": numbers["status"],
+        "reasons": numbers["reasons"],
         "service": SERVICE,
         "name": server_health.options.name,
         "version": SERVER_VERSION,

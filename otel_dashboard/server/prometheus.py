@@ -28,6 +28,7 @@ Metrics (all prefixed ``otel_dashboard_``):
   log not yet sent to it);
 * ``events_per_second`` (gauge): events received, averaged over the last 10 s;
 * ``last_seq`` (gauge) and ``uptime_seconds`` (gauge);
+* ``healthy`` (gauge): 1 while ``/health`` says ``healthy``, 0 while ``degraded``;
 * ``receiver_<counter>_total`` (counters): the intake of ``POST /api/events`` and ``POST /v1/traces``
   (``ingest_requests``, ``ingested_events``, ``ingest_refused_requests``, ``otlp_requests``, ...);
 * ``ingest_request_duration_seconds`` (histogram): ``POST /api/events`` handling time, as reported
@@ -42,7 +43,9 @@ Metrics (all prefixed ``otel_dashboard_``):
 * on a cluster replica (``broker=``): ``broker_connected`` and ``broker_buffered_events`` (gauges),
   ``broker_appended_events_total``, ``broker_received_events_total``, ``broker_provisional_events_total``,
   ``broker_dropped_events_total``, ``broker_dropped_spans_total``, ``broker_duplicate_events_total``
-  (counters);
+  (counters); ``broker_reader_reading`` (gauge), ``broker_reader_restarts_total`` and
+  ``broker_skipped_entries_total{kind}`` (counters: unusable stream entries, see
+  :mod:`~otel_dashboard.server.broker.entries`);
 * ``process_*``: CPU seconds, resident memory, open file descriptors (``prometheus_client``'s
   process collector, Linux).
 """
@@ -186,6 +189,9 @@ class _DashboardCollector(Collector):
                                 value=state.last_seq)
         yield GaugeMetricFamily(f"{PREFIX}_uptime_seconds", "Seconds since the server started.",
                                 value=broadcaster.uptime_seconds())
+        yield GaugeMetricFamily(f"{PREFIX}_healthy",
+                                "1 while /health says healthy, 0 while degraded (stalled agents aside).",
+                                value=0 if self._app[HEALTH_KEY].reasons() else 1)
 
         counters = state.get_counters()
         yield CounterMetricFamily(f"{PREFIX}_subscriber_errors", "State subscribers that raised.",
@@ -333,3 +339,13 @@ def _broker_metrics(status: dict[str, Any]) -> Iterator[Metric]:
                             "Events waiting to be appended to Redis.", value=status["buffered_events"])
     for key in _BROKER_COUNTERS:
         yield CounterMetricFamily(f"{PREFIX}_broker_{key}", f"Broker counter {key}.", value=status[key])
+    yield GaugeMetricFamily(f"{PREFIX}_broker_reader_reading", "1 while the Redis stream reader reads.",
+                            value=1 if status["reading"] else 0)
+    yield CounterMetricFamily(f"{PREFIX}_broker_reader_restarts",
+                              "Restarts of the stream reader after an unexpected failure.",
+                              value=status["reader_restarts"])
+    skipped = CounterMetricFamily(f"{PREFIX}_broker_skipped_entries",
+                                  "Redis stream entries skipped (unusable), by kind.", labels=["kind"])
+    for kind, count in status["skipped_entries"].items():
+        skipped.add_metric([kind], count)
+    yield skipped

@@ -69,10 +69,14 @@ export function renderHealth() {
   $("health-dropped").classList.toggle("warn", Boolean(num(h.dropped_events)));
   $("health-clients").textContent = fmtInt(h.connected_clients);
   $("health-clients-label").textContent = num(h.connected_clients) === 1 ? "client" : "clients";
+  // The server's own health ("healthy" or "degraded", with its reasons); stalled agents are the
+  // agents' health, shown on their rows and in the active agents card below, never here.
   const status = typeof h.status === "string" ? h.status : "unknown";
   const badge = $("health-status");
-  badge.dataset.status = ["ok", "healthy", "degraded", "unhealthy"].includes(status) ? status : "unknown";
+  badge.dataset.status = ["healthy", "degraded"].includes(status) ? status : "unknown";
   badge.textContent = `health ${txt(status, 20)}`;
+  const reasons = Array.isArray(h.reasons) ? h.reasons.filter((r) => typeof r === "string") : [];
+  badge.title = reasons.length ? `Degraded: ${txt(reasons.slice(0, 8).join(", "), 300)}` : "Server health";
   const stalled = num(h.stalled_agents);
   const foot = $("metric-active-agents-foot");
   foot.textContent = stalled ? `${fmtInt(stalled)} stalled` : "running now";

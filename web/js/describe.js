@@ -81,6 +81,7 @@ const DESCRIBE = {
     text: `System ${txt(d.status || "status")}: ${fmtInt(d.connected_clients)} `
       + `client${num(d.connected_clients) === 1 ? "" : "s"}, ${fmtFixed(d.events_per_second, 1)} ev/s`,
     fields: [
+      ["why", Array.isArray(d.reasons) && d.reasons.length ? d.reasons.map((r) => txt(r, 60)).join(", ") : null],
       ["agents", d.active_agents],
       ["stalled", num(d.stalled_agents) ? d.stalled_agents : null],
       ["dropped", num(d.dropped_events) ? d.dropped_events : null],

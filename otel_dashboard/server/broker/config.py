@@ -44,6 +44,10 @@ class BrokerConfig:
         replica: this replica's name (``host:pid`` by default), in ``system_health_updated``.
         snapshot_interval_seconds: how often the leader saves the derived state (counts, running
             agents, opportunities) for replicas that join after the stream dropped old events.
+        max_entry_bytes: the longest stream entry a replica reads into an event or span records;
+            a longer one is skipped and counted (``broker.skipped_entries.too_large`` in ``/stats``).
+            The default is twice the default request body limit, so no entry a replica appended is
+            ever refused.
 
     Raises:
         ValueError: an invalid field, named in the message.
@@ -55,6 +59,7 @@ class BrokerConfig:
     max_buffered_events: int = 100_000
     replica: str | None = None
     snapshot_interval_seconds: float = 5.0
+    max_entry_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or urllib.parse.urlsplit(self.url).scheme not in _SCHEMES:
@@ -67,6 +72,10 @@ class BrokerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000_000:
                 raise ValueError(f"broker {name} must be an integer between 1 and 100000000, got {value!r}")
+        size = self.max_entry_bytes
+        if not isinstance(size, int) or isinstance(size, bool) or not 1024 <= size <= 2**31:
+            raise ValueError(f"broker max_entry_bytes must be an integer between 1024 and {2**31}, "
+                             f"got {size!r}")
         interval = self.snapshot_interval_seconds
         if (not isinstance(interval, (int, float)) or isinstance(interval, bool)
                 or not 0 < interval <= 3600):

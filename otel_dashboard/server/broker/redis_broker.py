@@ -16,13 +16,20 @@ its own clients as *provisional* events (no ``seq`` yet), and is appended when R
 which every replica receives it with its ``seq``. ``/health`` says ``degraded`` meanwhile. See
 ``docs/deployment.md``.
 
+Anything that can write to the Redis can add entries of any shape, so the reader takes none on
+trust: an entry it cannot use (see :mod:`~otel_dashboard.server.broker.entries` for the kinds) is
+skipped, counted in ``/stats`` (``broker.skipped_entries``), logged once per kind per minute, and the
+reader's cursor moves past it. An exception nobody foresaw restarts the reader after a backoff;
+``/health`` says ``"broker reader not reading"`` while it is not reading.
+
 ``redis`` (the ``redis`` package's asyncio client) is an optional extra:
 ``pip install 'otel-dashboard[redis]'``.
 
 This module is longer than ~400 lines for a reason: :class:`RedisBroker` is one object whose writer
 (append script, buffer, provisional events), reader (stream, joining, snapshots) and leader lease
 share one Redis client, one buffer and one status; split, each part would reach into the others.
-Its configuration is :mod:`otel_dashboard.server.broker.config`.
+Its configuration is :mod:`otel_dashboard.server.broker.config`, the decoding of the entries it
+reads :mod:`otel_dashboard.server.broker.entries`.
 """
 
 from __future__ import annotations
@@ -40,6 +47,12 @@ from aiohttp import web
 
 from otel_dashboard.model.events import DashboardEvent, EventType, json_dumps
 from otel_dashboard.server.broker.config import BrokerBufferFull, BrokerConfig, redact_url
+from otel_dashboard.server.broker.entries import (
+    SKIP_KINDS,
+    decode_event_entry,
+    decode_span_entry,
+    parse_entry_id,
+)
 from otel_dashboard.state.dashboard import first_sight_agent_id, first_sight_registration
 
 if TYPE_CHECKING:
@@ -60,6 +73,12 @@ _START_PING_SECONDS = 1.5
 _SEEN_IDS = 10_000
 _SPAN_BATCH = 1000
 _ACCEPT_SLICE = 100
+_READER_RESTART_MIN_SECONDS = 0.1
+_READER_RESTART_MAX_SECONDS = 5.0
+# A reader that has not had an answer from XREAD (which blocks at most _READ_BLOCK_MILLIS) for this
+# long while Redis is reachable is not reading.
+_READER_STALE_SECONDS = 10.0
+_SKIP_LOG_INTERVAL_SECONDS = 60.0
 
 # A stream entry as this client reads it: (id, fields), all bytes. redis-py types its stream replies
 # for every protocol and decode_responses setting (bytes | str | None, dicts under RESP3); the client
@@ -138,6 +157,11 @@ class RedisBroker:
                 "--broker needs the redis package: pip install 'otel-dashboard[redis]'") from None
         self.config = config
         self.replica = config.replica_name
+        from redis.exceptions import RedisError
+
+        # What a lost or refused Redis command raises: the broker is down (anything else is a bug
+        # of the reader, which restarts it).
+        self._redis_errors: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
         self._redis = aioredis.Redis.from_url(
             config.url, socket_connect_timeout=1.0, socket_timeout=_READ_BLOCK_MILLIS / 1000 + 4.0,
             health_check_interval=0,
@@ -171,8 +195,17 @@ class RedisBroker:
         self.dropped_events = 0
         self.dropped_spans = 0
         self.duplicate_events = 0
-        self.invalid_entries = 0
         self.provisional_events = 0
+        self.skipped_entries: dict[str, int] = dict.fromkeys(SKIP_KINDS, 0)
+        self._skip_logged: dict[str, float] = {}
+        self._skip_suppressed: dict[str, int] = {}
+        self._reader_task: asyncio.Task[None] | None = None
+        self._event_cursor = (0, 0)  # the newest event stream entry id read (taken or skipped)
+        self._span_cursor: bytes | None = None  # span records: only those appended after the start
+        self._last_read: float | None = None
+        self._reader_failed_since: float | None = None
+        self.reader_restarts = 0
+        self.reader_last_error: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(
@@ -201,8 +234,10 @@ class RedisBroker:
         except Exception as exc:
             self._went_down(exc)
         state.attach_sequencer(self)
+        self._last_read = time.monotonic()  # reading from now on (it says otherwise within seconds)
+        self._reader_task = asyncio.ensure_future(self._run_reader())
         self._tasks = [
-            asyncio.ensure_future(self._run_reader()),
+            self._reader_task,
             asyncio.ensure_future(self._run_writer()),
             asyncio.ensure_future(self._run_snapshots()),
         ]
@@ -438,29 +473,53 @@ class RedisBroker:
 
     # ------------------------------------------------------------ reader
     async def _run_reader(self) -> None:
+        """Keep the reader reading: after any unexpected exception, log it, wait (0.1 s doubling to
+        5 s) and read again from where it was. ``/health`` says the reader is not reading meanwhile."""
         state = self._state
         assert state is not None
+        backoff = _READER_RESTART_MIN_SECONDS
+        while True:
+            try:
+                await self._read(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.reader_restarts += 1
+                self.reader_last_error = f"{type(exc).__name__}: {exc}"[:300]
+                if self._reader_failed_since is None:
+                    self._reader_failed_since = time.monotonic()
+                    backoff = _READER_RESTART_MIN_SECONDS
+                self._log_once("reader_failed", logging.ERROR,
+                               "otel-dashboard broker: the stream reader failed (%s); it restarts after "
+                               "%.1f s, doubling to %.0f s while it keeps failing",
+                               self.reader_last_error, backoff, _READER_RESTART_MAX_SECONDS,
+                               exc_info=exc)
+                await asyncio.sleep(backoff)
+                backoff = min(_READER_RESTART_MAX_SECONDS, backoff * 2)
+
+    async def _read(self, state: DashboardState) -> None:
+        """Read both streams until cancelled; returns only by raising (a bug: :meth:`_run_reader`)."""
         backoff = _RETRY_MIN_SECONDS
         joined = False
         span_stream = self._span_stream.encode()
-        span_cursor: bytes | None = None  # span records: only those appended after this replica started
         while True:
             try:
                 if not joined:
                     await self._join(state)
-                    if span_cursor is None:
+                    if self._span_cursor is None:
                         tail = cast("list[_Entry]",
                                     await self._redis.xrevrange(self._span_stream, "+", "-", count=1))
-                        span_cursor = tail[0][0] if tail else b"0-0"
+                        self._span_cursor = tail[0][0] if tail else b"0-0"
                     joined = True
-                assert span_cursor is not None  # set on joining
+                assert self._span_cursor is not None  # set on joining
+                # From the newest entry read, taken or skipped: a skipped newest entry is not read
+                # again (and again, at once: a busy loop), nor is an entry whose id is not "<seq>-0".
+                cursor = max(self._event_cursor, (state.last_seq, 0))
                 reply = cast("_ReadReply | None", await self._redis.xread(
-                    {self._stream: f"{state.last_seq}-0", self._span_stream: span_cursor},
+                    {self._stream: f"{cursor[0]}-{cursor[1]}", self._span_stream: self._span_cursor},
                     count=_READ_COUNT, block=_READ_BLOCK_MILLIS,
                 ))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except self._redis_errors as exc:
                 self._went_down(exc)
                 joined = False  # the stream may have moved on meanwhile: check again
                 await asyncio.sleep(backoff)
@@ -469,8 +528,11 @@ class RedisBroker:
             backoff = _RETRY_MIN_SECONDS
             self._came_up()
             for stream, entries in reply or ():
+                if not entries:
+                    continue
                 if stream == span_stream:
-                    span_cursor = entries[-1][0]
+                    if parse_entry_id(entries[-1][0]) is not None:
+                        self._span_cursor = entries[-1][0]
                     self._take_spans(state, entries)
                     continue
                 events = self._parse(entries)
@@ -479,22 +541,110 @@ class RedisBroker:
                 for start in range(0, len(events), _ACCEPT_SLICE):
                     if start:
                         await asyncio.sleep(0)
-                    self.received_events += state.accept_sequenced(events[start:start + _ACCEPT_SLICE])
+                    self._accept(state, events[start:start + _ACCEPT_SLICE])
+                # Past every entry of the reply (in id order), taken or skipped, once they are taken.
+                newest = parse_entry_id(entries[-1][0])
+                if newest is not None and newest > self._event_cursor:
+                    self._event_cursor = newest
+            # A whole pass went through: the reader reads.
+            self._last_read = time.monotonic()
+            self._reader_failed_since = None
+
+    def _accept(self, state: DashboardState, events: list[DashboardEvent]) -> None:
+        """Hand numbered events to the state; one that it cannot take is skipped (``unappliable``)
+        and the ones after it are still taken."""
+        while events:
+            before = state.last_seq
+            try:
+                self.received_events += state.accept_sequenced(events)
+                return
+            except Exception as exc:
+                # accept_sequenced moves last_seq to an event before it takes it: that one failed.
+                failed = state.last_seq
+                rest = [event for event in events if (event.seq or 0) > failed]
+                if len(rest) >= len(events):  # it failed before moving: skip the first, go on
+                    rest = events[1:]
+                    failed = events[0].seq or 0
+                self.received_events += sum(1 for event in events if before < (event.seq or 0) < failed)
+                self._skip("unappliable", f"{failed}-0", "event", f"{type(exc).__name__}: {exc}")
+                events = rest
 
     def _take_spans(self, state: DashboardState, entries: list[_Entry]) -> None:
         replica = self.replica.encode()
+        max_bytes = self.config.max_entry_bytes
         for entry_id, fields in entries:
-            if fields.get(b"o") == replica:
-                continue  # this replica kept them when it sent them
-            try:
-                records = orjson.loads(fields[b"r"])
-                if not isinstance(records, list):
-                    raise TypeError("not a list")
-            except (KeyError, TypeError, orjson.JSONDecodeError):
-                self.invalid_entries += 1
-                logger.warning("otel-dashboard broker: skipped an invalid span entry %r", entry_id)
+            records, problems = decode_span_entry(entry_id, fields, replica=replica,
+                                                  max_entry_bytes=max_bytes)
+            for kind in problems:
+                self._skip(kind, entry_id, "span")
+            if records:
+                try:
+                    state.record_spans(records, from_cluster=True)
+                except Exception as exc:
+                    self._skip("invalid_span_record", entry_id, "span", f"{type(exc).__name__}: {exc}")
+
+    def _parse(self, entries: list[_Entry]) -> list[DashboardEvent]:
+        """The events of event stream entries, in order; other entries are skipped and counted."""
+        events: list[DashboardEvent] = []
+        seen = self._seen_ids
+        max_bytes = self.config.max_entry_bytes
+        for entry_id, fields in entries:
+            event = decode_event_entry(entry_id, fields, max_entry_bytes=max_bytes)
+            if isinstance(event, str):
+                self._skip(event, entry_id, "event")
                 continue
-            state.record_spans([r for r in records if isinstance(r, dict)], from_cluster=True)
+            # A batch whose reply was lost (a timeout after Redis ran it) is appended again on retry.
+            if event.event_id in seen:
+                self.duplicate_events += 1
+                continue
+            seen[event.event_id] = None
+            if len(seen) > _SEEN_IDS:
+                seen.popitem(last=False)
+            if event.event_type is EventType.AGENT_REGISTERED and event.data.get("agent_id"):
+                self._registered.add(str(event.data["agent_id"]))
+            events.append(event)
+        return events
+
+    def _skip(self, kind: str, entry_id: Any, where: str, detail: str = "") -> None:
+        """Count a skipped entry (or record) of ``kind`` and log it, once per kind per minute.
+
+        ``where`` is ``"event"``, ``"span"`` (the stream) or ``"saved state"``; ``detail`` what was
+        wrong, when an exception said it.
+        """
+        self.skipped_entries[kind] = self.skipped_entries.get(kind, 0) + 1
+        # repr: an id or a detail from the stream must not write lines or control codes into the log.
+        shown = entry_id[:40] if isinstance(entry_id, (bytes, str)) else entry_id
+        self._log_once(kind, logging.WARNING,
+                       "otel-dashboard broker: skipped %s entry %r of the %s stream%s; such entries are "
+                       "counted in /stats (broker.skipped_entries) and logged once a minute",
+                       kind, shown, where, f" ({detail[:200]!r})" if detail else "")
+
+    def _log_once(self, key: str, level: int, message: str, *args: Any,
+                  exc_info: BaseException | None = None) -> None:
+        """Log ``message`` at most once per ``key`` per minute, with how many were left out since."""
+        now = time.monotonic()
+        last = self._skip_logged.get(key)
+        if last is not None and now - last < _SKIP_LOG_INTERVAL_SECONDS:
+            self._skip_suppressed[key] = self._skip_suppressed.get(key, 0) + 1
+            return
+        self._skip_logged[key] = now
+        suppressed = self._skip_suppressed.pop(key, 0)
+        if suppressed:
+            message += " (%d more since the last message)"
+            args = (*args, suppressed)
+        logger.log(level, message, *args, exc_info=exc_info)
+
+    @property
+    def reading(self) -> bool:
+        """Whether the stream reader works: its task runs, its last pass did not fail, and while
+        Redis is reachable its last read answered within 10 s (``/health`` is degraded otherwise)."""
+        task = self._reader_task
+        if task is None or task.done() or self._reader_failed_since is not None:
+            return False
+        if not self.connected:
+            return True  # waiting for Redis, which /health reports as the broker being down
+        last = self._last_read
+        return last is not None and time.monotonic() - last < _READER_STALE_SECONDS
 
     async def _join(self, state: DashboardState) -> None:
         """Catch up with a stream that no longer holds every event after ours (trimmed by ``MAXLEN``).
@@ -507,14 +657,19 @@ class RedisBroker:
         oldest = cast("list[_Entry]", await self._redis.xrange(self._stream, "-", "+", count=1))
         if not oldest:
             return
-        first = int(oldest[0][0].split(b"-", 1)[0])
-        if first <= state.last_seq + 1:
+        position = parse_entry_id(oldest[0][0])
+        if position is None or position[0] <= state.last_seq + 1:
             return
+        first = position[0]
         raw = await self._redis.get(self._snapshot_key)
-        loaded = orjson.loads(raw) if raw else None
+        try:
+            loaded = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            self._skip("invalid_snapshot", self._snapshot_key, "saved state", "not JSON")
+            loaded = None
         snapshot: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
         seq = snapshot.get("seq")
-        if not isinstance(seq, int) or seq < first - 1 or seq <= state.last_seq:
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < first - 1 or seq <= state.last_seq:
             logger.warning("otel-dashboard broker: the stream starts at seq %d, after this replica's %d, "
                            "and no saved state covers the gap: counts start from the events still held",
                            first, state.last_seq)
@@ -531,7 +686,11 @@ class RedisBroker:
             logger.warning("otel-dashboard broker: history copy ended at seq %d, not %d: no saved state "
                            "taken", state.last_seq, seq)
             return
-        state.import_derived(snapshot)
+        try:
+            state.import_derived(snapshot)
+        except Exception as exc:  # not an export of this version: carry on from the events
+            self._skip("invalid_snapshot", self._snapshot_key, "saved state", str(exc))
+            return
         logger.info("otel-dashboard broker: joined the cluster at seq %d from its saved state", seq)
 
     async def _run_snapshots(self) -> None:
@@ -551,29 +710,6 @@ class RedisBroker:
                 raise
             except Exception:  # Redis down (the reader reports it) or an unexpected value: next time
                 logger.debug("saving the cluster snapshot failed", exc_info=True)
-
-    def _parse(self, entries: list[_Entry]) -> list[DashboardEvent]:
-        events: list[DashboardEvent] = []
-        seen = self._seen_ids
-        for entry_id, fields in entries:
-            try:
-                seq = int(entry_id.split(b"-", 1)[0])
-                event = DashboardEvent.from_unnumbered_json(fields[b"e"], seq)
-            except (KeyError, ValueError, TypeError):
-                self.invalid_entries += 1
-                logger.warning("otel-dashboard broker: skipped an invalid stream entry %r", entry_id)
-                continue
-            # A batch whose reply was lost (a timeout after Redis ran it) is appended again on retry.
-            if event.event_id in seen:
-                self.duplicate_events += 1
-                continue
-            seen[event.event_id] = None
-            if len(seen) > _SEEN_IDS:
-                seen.popitem(last=False)
-            if event.event_type is EventType.AGENT_REGISTERED and event.data.get("agent_id"):
-                self._registered.add(str(event.data["agent_id"]))
-            events.append(event)
-        return events
 
     # ------------------------------------------------------------ health
     def _went_down(self, exc: BaseException) -> None:
@@ -611,7 +747,11 @@ class RedisBroker:
             "dropped_events": self.dropped_events,
             "dropped_spans": self.dropped_spans,
             "duplicate_events": self.duplicate_events,
-            "invalid_entries": self.invalid_entries,
+            "invalid_entries": sum(self.skipped_entries.values()),
+            "skipped_entries": dict(self.skipped_entries),
+            "reading": self.reading,
+            "reader_restarts": self.reader_restarts,
+            "reader_last_error": self.reader_last_error,
         }
 
     async def is_leader(self, ttl_millis: int) -> bool:
