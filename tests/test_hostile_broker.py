@@ -25,8 +25,9 @@ import aiohttp
 import orjson
 import pytest
 import redis
+from fuzz_support import fuzz_settings
 from hostile_support import get_json, http, serve_process
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from redis_support import RedisServer
 from server_support import WAIT, running_server
@@ -314,7 +315,7 @@ _entry_id = st.binary(max_size=12) | st.from_regex(rb"\A[0-9]{1,21}-[0-9]{1,21}\
 _fields = st.dictionaries(st.sampled_from([b"e", b"r", b"o", b"x"]), _field_value, max_size=3) | _json
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(60)
 @given(entries=st.lists(st.tuples(_entry_id, _fields), max_size=4))
 def test_no_entry_raises_out_of_the_reader(entries: list[tuple[Any, Any]]) -> None:
     for entry_id, fields in entries:
