@@ -6,8 +6,12 @@
 restarts, see ``docs/operations.md``).
 
 Every read has an ``async`` twin (``recent_async``, ``after_async``, ``query_async``,
-``count_by_type_async``, ``first_seq_async``) for callers on an event loop: a store that does I/O
-answers them from its own thread(s), so the loop never waits for a disk.
+``search_async``, ``count_by_type_async``, ``first_seq_async``) for callers on an event loop: a store
+that does I/O answers them from its own thread(s), so the loop never waits for a disk.
+
+:meth:`EventStore.search` is the bounded read behind the history API and ``resume``: one call
+examines at most ``max_scanned_rows`` consecutive seqs and returns at most ``max_bytes`` of events,
+and its :class:`SearchPage` says where to continue when a bound stopped it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,24 @@ import bisect
 import threading
 from collections import deque
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
 
-__all__ = ["EventQuery", "EventStore", "MemoryEventStore", "StoreError"]
+__all__ = [
+    "STOPPED_BY_BYTES",
+    "STOPPED_BY_LIMIT",
+    "STOPPED_BY_SCAN",
+    "EventQuery",
+    "EventStore",
+    "MemoryEventStore",
+    "SearchCollector",
+    "SearchPage",
+    "StoreError",
+    "StoreReadError",
+    "check_search_bounds",
+    "search_events",
+]
 
 
 class StoreError(ValueError):
@@ -34,6 +52,138 @@ class StoreError(ValueError):
         self.path = path
 
 
+class StoreReadError(StoreError):
+    """A read of the history failed (an I/O error, a corrupt page, a lock held too long).
+
+    :meth:`EventStore.search` raises it rather than answer as if nothing matched: the history API
+    turns it into a 503, a ``resume`` into an error message.
+    """
+
+
+STOPPED_BY_LIMIT = "limit"
+STOPPED_BY_BYTES = "max_bytes"
+STOPPED_BY_SCAN = "max_scanned_rows"
+
+
+class SearchPage(NamedTuple):
+    """What one :meth:`EventStore.search` found, and where the search stopped.
+
+    A search walks seqs in one direction: upwards from ``after_seq`` when the query has one
+    (ascending), else downwards from the newest (or from ``until_seq``). Every seq it walked over is
+    *covered*: each matching event there is in :attr:`events`.
+    """
+
+    events: list[DashboardEvent]
+    """The matches found, ascending ``seq`` (also for a downward search)."""
+    complete: bool
+    """True when the search covered its whole range: no further match exists in its direction."""
+    resume_seq: int
+    """Where to continue. Ascending: every seq up to this one is covered; pass it as the next
+    ``after_seq`` (when complete, the highest seq covered: a poller continues from it). Descending:
+    every seq above this one is covered; pass it as the next ``until_seq`` (0 when complete)."""
+    stopped_by: str | None
+    """None when complete, else what stopped the search first: :data:`STOPPED_BY_LIMIT` (``limit``
+    matches found), :data:`STOPPED_BY_BYTES` (the next match would pass ``max_bytes``) or
+    :data:`STOPPED_BY_SCAN` (``max_scanned_rows`` seqs walked)."""
+    first_seq: int | None = None
+    """The first seq held in the range, where the walk began (ascending: the smallest after
+    ``after_seq``; descending: the largest up to ``until_seq``), matching or not; None when the
+    range holds no event. Ascending, ``first_seq > after_seq + 1`` means the seqs between are not
+    held (deleted by retention, or never stored)."""
+    scanned: int = 0
+    """How many seqs the walk covered, from :attr:`first_seq` on: an upper bound on the stored events
+    it examined (what ``max_scanned_rows`` caps)."""
+
+
+def check_search_bounds(limit: int, max_scanned_rows: int | None, max_bytes: int | None) -> None:
+    """Validate :meth:`EventStore.search`'s bounds.
+
+    Raises:
+        ValueError: one is not a positive integer (the bounds may be None), named in the message.
+    """
+    for name, value, optional in (("limit", limit, False), ("max_scanned_rows", max_scanned_rows, True),
+                                  ("max_bytes", max_bytes, True)):
+        if value is None and optional:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer{' or None' if optional else ''}, "
+                             f"got {value!r}")
+
+
+def _wire_size(event: DashboardEvent) -> int:
+    """The event's size in a JSON list: its wire form and a comma (the encoding is cached on it)."""
+    return len(event.to_json_bytes()) + 1
+
+
+class SearchCollector:
+    """The matches of one search, in the order it walks them, up to ``limit`` and ``max_bytes``.
+
+    The stores' :meth:`EventStore.search` offer it each event they walk over; it keeps the matches
+    and says when to stop. ``limit + 1`` matches are looked for: the one beyond ``limit`` only tells
+    that more exist. The first match is kept whatever its size (a page always moves the cursor).
+
+    Args:
+        query: the filters.
+        limit: most events kept.
+        max_bytes: most bytes of wire form kept (each event's JSON plus a comma); None: no cap.
+    """
+
+    __slots__ = ("events", "limit", "max_bytes", "query", "size", "stopped_by")
+
+    def __init__(self, query: EventQuery, limit: int, max_bytes: int | None) -> None:
+        self.query = query
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.events: list[DashboardEvent] = []
+        self.size = 0
+        self.stopped_by: str | None = None
+
+    def offer(self, event: DashboardEvent) -> bool:
+        """Keep ``event`` if it matches; False once the page is full (stop walking)."""
+        if not self.query.matches(event):
+            return True
+        return self.add(event)
+
+    def add(self, event: DashboardEvent) -> bool:
+        """Keep ``event`` (a match); False once the page is full (``event`` is then not kept)."""
+        if len(self.events) >= self.limit:
+            self.stopped_by = STOPPED_BY_LIMIT
+            return False
+        if self.max_bytes is not None:
+            size = _wire_size(event)
+            if self.events and self.size + size > self.max_bytes:
+                self.stopped_by = STOPPED_BY_BYTES
+                return False
+            self.size += size
+        self.events.append(event)
+        return True
+
+    def page(
+        self, *, ascending: bool, first: int | None, scan_stop: int | None, end: int, low: int = 1
+    ) -> SearchPage:
+        """The :class:`SearchPage`, once the walk stopped.
+
+        Args:
+            ascending: the direction walked (the events were offered in that order).
+            first: the first seq held in the range, where the walk began (None: none held).
+            scan_stop: when the scan cap ended the walk, its resume seq (see
+                :attr:`SearchPage.resume_seq`); None when the walk reached the end of its range.
+            end: the resume seq of a complete ascending walk (the highest seq covered).
+            low: the lowest seq a complete descending walk covered.
+        """
+        events = self.events if ascending else self.events[::-1]
+        if self.stopped_by is not None:
+            last = self.events[-1].seq or 0  # the last one walked over (and kept)
+            complete, resume, edge = False, (last if ascending else last - 1), last
+        elif scan_stop is not None:
+            complete, resume, edge = False, scan_stop, (scan_stop if ascending else scan_stop + 1)
+        else:
+            complete, resume, edge = True, (end if ascending else 0), (end if ascending else low)
+        scanned = 0 if first is None else max(0, (edge - first if ascending else first - edge) + 1)
+        return SearchPage(events, complete, resume, None if complete else self.stopped_by or STOPPED_BY_SCAN,
+                          first, scanned)
+
+
 class EventQuery:
     """Filters of a history query; ``None`` means "any".
 
@@ -42,12 +192,13 @@ class EventQuery:
         event_types: only these event types.
         severities: only these severities.
         agents: only events whose ``data`` names one of these agents (by id or name).
+        services: only events whose ``data["service_name"]`` is one of these.
         until_seq: only events with ``seq`` up to this one, included. A snapshot reads with it the
             history up to the ``seq`` it captured, after it let go of the state's lock (events
             accepted meanwhile reach the snapshot's subscriber, not its history).
     """
 
-    __slots__ = ("after_seq", "agents", "event_types", "severities", "until_seq")
+    __slots__ = ("after_seq", "agents", "event_types", "services", "severities", "until_seq")
 
     def __init__(
         self,
@@ -56,6 +207,7 @@ class EventQuery:
         event_types: Iterable[EventType | str] | None = None,
         severities: Iterable[Severity | str] | None = None,
         agents: Iterable[str] | None = None,
+        services: Iterable[str] | None = None,
         until_seq: int | None = None,
     ) -> None:
         self.after_seq = after_seq
@@ -63,6 +215,7 @@ class EventQuery:
         self.event_types = frozenset(EventType(t) for t in event_types) if event_types else None
         self.severities = frozenset(Severity(s) for s in severities) if severities else None
         self.agents = frozenset(agents) if agents else None
+        self.services = frozenset(services) if services else None
 
     def matches(self, event: DashboardEvent) -> bool:
         """Whether ``event`` passes every filter."""
@@ -76,9 +229,15 @@ class EventQuery:
             return False
         if self.agents is not None:
             data = event.data
-            if data.get("agent_name") not in self.agents and data.get("agent_id") not in self.agents:
+            if not (_named(data.get("agent_name"), self.agents) or _named(data.get("agent_id"), self.agents)):
                 return False
-        return True
+        return self.services is None or _named(event.data.get("service_name"), self.services)
+
+
+def _named(value: object, names: frozenset[str]) -> bool:
+    # Only a string names something (as in the database's columns): an object or a list in the
+    # event's data never matches, and never raises TypeError (unhashable) either.
+    return isinstance(value, str) and value in names
 
 
 class EventStore:
@@ -107,6 +266,40 @@ class EventStore:
         matches (still returned oldest first).
         """
         raise NotImplementedError
+
+    def search(
+        self, query: EventQuery, limit: int, *, max_scanned_rows: int | None = None,
+        max_bytes: int | None = None,
+    ) -> SearchPage:
+        """The matches of ``query`` that :meth:`query` gives, with bounds on the work and the size.
+
+        With ``query.after_seq`` the search walks upwards from it, else downwards from the newest
+        event (or ``query.until_seq``). It stops at the first bound reached: ``limit`` matches, the
+        next match passing ``max_bytes`` (the sum of the events' JSON wire forms plus one byte
+        each; the first match is always kept), or ``max_scanned_rows`` stored events walked over
+        (None: no cap). The page says which, and where to continue.
+
+        This default has no scan cap (it reads through :meth:`query`); the stores of this package
+        implement the cap.
+
+        Raises:
+            ValueError: a bound is not a positive integer.
+            StoreReadError: the store could not be read (never an empty page instead).
+        """
+        check_search_bounds(limit, max_scanned_rows, max_bytes)
+        ascending = query.after_seq is not None
+        found = self.query(query, limit + 1)
+        collector = SearchCollector(query, limit, max_bytes)
+        for event in found if ascending else reversed(found):
+            if not collector.add(event):
+                break
+        if query.until_seq is not None:
+            end = query.until_seq
+        else:
+            end = max(query.after_seq or 0, self.last_seq() or 0)
+        first = (found[0].seq if ascending else found[-1].seq) if found else None
+        return collector.page(ascending=ascending, first=first, scan_stop=None, end=end,
+                              low=(found[0].seq or 1) if found else 1)
 
     def first_seq(self) -> int | None:
         """The smallest ``seq`` still held, or ``None`` when empty."""
@@ -144,6 +337,14 @@ class EventStore:
         """:meth:`query` for a coroutine: the event loop never waits for the store."""
         return await asyncio.to_thread(self.query, query, limit)
 
+    async def search_async(
+        self, query: EventQuery, limit: int, *, max_scanned_rows: int | None = None,
+        max_bytes: int | None = None,
+    ) -> SearchPage:
+        """:meth:`search` for a coroutine: the event loop never waits for the store."""
+        return await asyncio.to_thread(self.search, query, limit, max_scanned_rows=max_scanned_rows,
+                                       max_bytes=max_bytes)
+
     async def count_by_type_async(self) -> dict[str, int]:
         """:meth:`count_by_type` for a coroutine: the event loop never waits for the store."""
         return await asyncio.to_thread(self.count_by_type)
@@ -177,6 +378,35 @@ class EventStore:
 
 def _seq_of(event: DashboardEvent) -> int:
     return event.seq or 0
+
+
+def search_events(
+    events: list[DashboardEvent], query: EventQuery, limit: int, *, max_scanned_rows: int | None,
+    max_bytes: int | None,
+) -> SearchPage:
+    """:meth:`EventStore.search` over ``events`` (ascending ``seq``); ``max_scanned_rows`` counts them."""
+    collector = SearchCollector(query, limit, max_bytes)
+    end = len(events)
+    covered = (events[-1].seq or 0) if events else 0  # a complete upward walk covers up to here
+    if query.until_seq is not None:
+        end = bisect.bisect_right(events, query.until_seq, key=_seq_of)
+        covered = query.until_seq
+    if query.after_seq is not None:
+        start = bisect.bisect_right(events, query.after_seq, key=_seq_of)
+        stop = end if max_scanned_rows is None else min(end, start + max_scanned_rows)
+        for i in range(start, stop):
+            if not collector.offer(events[i]):
+                break
+        return collector.page(ascending=True, first=(events[start].seq or 0) if start < end else None,
+                              scan_stop=(events[stop - 1].seq or 0) if stop < end else None,
+                              end=max(query.after_seq, covered))
+    stop = 0 if max_scanned_rows is None else max(0, end - max_scanned_rows)
+    for i in range(end - 1, stop - 1, -1):
+        if not collector.offer(events[i]):
+            break
+    return collector.page(ascending=False, first=(events[end - 1].seq or 0) if end else None,
+                          scan_stop=(events[stop].seq or 0) - 1 if stop > 0 else None, end=0,
+                          low=(events[0].seq or 1) if events else 1)
 
 
 class MemoryEventStore(EventStore):
@@ -247,6 +477,15 @@ class MemoryEventStore(EventStore):
                     break
         newest.reverse()
         return newest
+
+    def search(
+        self, query: EventQuery, limit: int, *, max_scanned_rows: int | None = None,
+        max_bytes: int | None = None,
+    ) -> SearchPage:
+        """See :meth:`EventStore.search`; ``max_scanned_rows`` counts the events of the ring."""
+        check_search_bounds(limit, max_scanned_rows, max_bytes)
+        return search_events(self._snapshot(), query, limit, max_scanned_rows=max_scanned_rows,
+                             max_bytes=max_bytes)
 
     def first_seq(self) -> int | None:
         with self._lock:

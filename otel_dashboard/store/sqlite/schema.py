@@ -19,26 +19,32 @@ from otel_dashboard.store.sqlite.logs import logger
 
 __all__ = [
     "COLUMNS",
+    "INDEXES",
     "INSERT",
     "SCHEMA_VERSION",
     "SET_CLEAN_SHUTDOWN",
     "SET_LAST_SEQ",
+    "TABLES",
     "OpenedDatabase",
     "connect_reader",
     "database_error",
+    "migrate_v1_to_v2",
     "open_database",
     "transaction",
 ]
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of the databases this package writes."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the databases this package writes (version 1 files are migrated in
+place when opened: see :func:`migrate_v1_to_v2`)."""
 
 _BUSY_TIMEOUT_MILLIS = 5000
 _MAX_RESTART_HOLES = 20
 
-_SCHEMA = (
+TABLES = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
-    # One row per event: the wire form as JSON, plus the columns the queries filter on.
+    # One row per event: the wire form as JSON, plus the columns the queries filter on. The filter
+    # columns come before event_json: a filtered scan reads them without reading (or following the
+    # overflow pages of) a big event's text.
     "CREATE TABLE events ("
     " seq INTEGER PRIMARY KEY,"
     " event_id TEXT NOT NULL,"
@@ -47,19 +53,43 @@ _SCHEMA = (
     " agent_id TEXT,"
     " agent_name TEXT,"
     " ts REAL NOT NULL,"  # the event's timestamp, Unix seconds (retention by age)
+    " service_name TEXT,"
     " event_json TEXT NOT NULL)",
-    # seq (the rowid) is implicitly the last column of every index: each gives rows in seq order.
+)
+"""The tables of a new database."""
+
+INDEXES = (
+    # seq (the rowid) is implicitly the last column of every index: each gives rows in seq order,
+    # and a seq range within one value is an index range.
     "CREATE INDEX events_by_type ON events (event_type)",
     "CREATE INDEX events_by_agent_id ON events (agent_id)",
     "CREATE INDEX events_by_agent_name ON events (agent_name)",
     "CREATE INDEX events_by_time ON events (ts)",
+    "CREATE INDEX events_by_service ON events (service_name)",
+)
+"""The indexes of a new database (a bulk load may create them after its rows: faster)."""
+
+_SERVICE_OF_JSON = (
+    # data.service_name when it is a JSON string, else NULL. CASE evaluates in order: json_type
+    # never sees (and fails on) text that is not JSON.
+    "CASE WHEN json_valid(event_json) AND json_type(event_json, '$.data.service_name') = 'text'"
+    " THEN json_extract(event_json, '$.data.service_name') END"
+)
+_MIGRATE_V1_TO_V2 = (
+    # ADD COLUMN rewrites no row (the column is NULL until set); the UPDATE then touches only the
+    # rows that name a service.
+    "ALTER TABLE events ADD COLUMN service_name TEXT",
+    # instr() is a cheap first cut: only the rows whose text names the key are parsed as JSON.
+    f"UPDATE events SET service_name = ({_SERVICE_OF_JSON}) WHERE instr(event_json, '\"service_name\"') > 0",
+    "CREATE INDEX events_by_service ON events (service_name)",
 )
 
 INSERT = (
     "INSERT OR REPLACE INTO events"
-    " (seq, event_id, event_type, severity, agent_id, agent_name, ts, event_json)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " (seq, event_id, event_type, severity, agent_id, agent_name, ts, service_name, event_json)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+"""Writes one row; its values are :func:`~otel_dashboard.store.sqlite.rows.event_row`'s."""
 SET_LAST_SEQ = "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)"
 SET_CLEAN_SHUTDOWN = "INSERT OR REPLACE INTO meta (key, value) VALUES ('clean_shutdown', ?)"
 _SET_RESTART_HOLES = "INSERT OR REPLACE INTO meta (key, value) VALUES ('restart_holes', ?)"
@@ -155,7 +185,7 @@ def open_database(path: str, *, synchronous: str, max_unwritten_events: int) -> 
         if version == 0 and tables:
             raise database_error(path, "not an otel-dashboard database (it holds other tables: "
                                        f"{', '.join(sorted(tables)[:5])})")
-        if version == SCHEMA_VERSION and not {"events", "meta"} <= tables:
+        if version >= 1 and not {"events", "meta"} <= tables:
             raise database_error(path, "the otel-dashboard tables are missing; the file is damaged")
         try:
             return _prepare(conn, path, version, synchronous, max_unwritten_events)
@@ -168,6 +198,27 @@ def open_database(path: str, *, synchronous: str, max_unwritten_events: int) -> 
         raise
 
 
+def migrate_v1_to_v2(conn: sqlite3.Connection, path: str) -> None:
+    """Turn a version 1 database into version 2, in place, inside the caller's transaction.
+
+    Version 2 adds the ``service_name`` column (``data.service_name`` when it is a string), filled
+    from each row's ``event_json``, and its index ``events_by_service``. A crash part way leaves the
+    file at version 1 (the transaction rolls back), to be migrated at the next start.
+
+    Raises:
+        sqlite3.Error: the migration failed (the caller reports it with the path).
+    """
+    started = time.perf_counter()
+    rows = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    logger.info("event database %s: migrating %d events from schema version 1 to %d (adds the "
+                   "service_name column and its index)", path, rows, SCHEMA_VERSION)
+    for statement in _MIGRATE_V1_TO_V2:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    logger.info("event database %s: migrated to schema version %d in %.1f s", path, SCHEMA_VERSION,
+                   time.perf_counter() - started)
+
+
 def _prepare(
     conn: sqlite3.Connection, path: str, version: int, synchronous: str, max_unwritten_events: int
 ) -> OpenedDatabase:
@@ -178,14 +229,19 @@ def _prepare(
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     with transaction(conn):
         if version == 0:
-            for statement in _SCHEMA:
+            for statement in (*TABLES, *INDEXES):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version == 1:
+            migrate_v1_to_v2(conn, path)
         # A real write, so that an unwritable file fails here and not at the first event.
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)", (time.time(),))
         clean = conn.execute("SELECT value FROM meta WHERE key = 'clean_shutdown'").fetchone()
         was_clean = version == 0 or (clean is not None and clean[0] == 1)
         conn.execute(SET_CLEAN_SHUTDOWN, (0,))
+    if version == 1:
+        # The migration rewrote most rows through the WAL: give that space back now.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
     meta = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
     holes = _read_holes(conn)
