@@ -460,7 +460,8 @@ async def test_resume_replays_exactly_without_duplicates(
     await ws.send_json({"type": "subscribe"})
     await recv_type(ws, "subscribed")
     await ws.send_json({"type": "resume", "after_seq": 10**9})
-    assert await recv(ws) == {"type": "resumed", "after_seq": 10**9, "seq": 66, "replayed": 0, "complete": True}
+    assert await recv(ws) == {
+        "type": "resumed", "after_seq": 10**9, "seq": 66, "replayed": 0, "complete": True}
     publish_many(state, 1)
     assert [e["seq"] for e in (await recv(ws))["events"]] == [67]
     await ws.close()

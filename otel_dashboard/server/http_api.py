@@ -215,11 +215,10 @@ async def api_events(request: web.Request) -> web.Response:
         page = await state.store.search_async(
             query, limit, max_scanned_rows=options.max_scanned_rows,
             max_bytes=max(1, options.max_response_bytes - _ENVELOPE_BYTES))
-        first_seq = await state.store.first_seq_async()
     except StoreError as exc:
         logger.warning("GET /api/events: %s", exc)
         return json_error(503, "the event history cannot be read now; try again (the server log says why)")
-    return web.Response(body=_events_body(page, query, last_seq, first_seq), content_type="application/json")
+    return web.Response(body=_events_body(page, query, last_seq), content_type="application/json")
 
 
 async def api_runs(request: web.Request) -> web.Response:
@@ -262,12 +261,12 @@ async def api_trace(request: web.Request) -> web.Response:
     return json_response(trace)
 
 
-def _events_body(page: SearchPage, query: EventQuery, last_seq: int, first_seq: int | None) -> bytes:
+def _events_body(page: SearchPage, query: EventQuery, last_seq: int) -> bytes:
     """The answer of ``/api/events``: the events (their JSON was made, and cached, off the loop by
     the store's byte count), then the envelope."""
     tail: dict[str, Any] = {
         "last_seq": last_seq,
-        "first_seq": first_seq,
+        "first_seq": page.oldest_seq,
         "has_more": not page.complete,
         "stopped_by": _STOPPED_BY.get(page.stopped_by or ""),
     }

@@ -93,6 +93,9 @@ class SearchPage(NamedTuple):
     scanned: int = 0
     """How many seqs the walk covered, from :attr:`first_seq` on: an upper bound on the stored events
     it examined (what ``max_scanned_rows`` caps)."""
+    oldest_seq: int | None = None
+    """The smallest seq the store held when it was read (:meth:`EventStore.first_seq`), read with
+    the page (one trip to the store's threads, not two)."""
 
 
 def check_search_bounds(limit: int, max_scanned_rows: int | None, max_bytes: int | None) -> None:
@@ -298,8 +301,9 @@ class EventStore:
         else:
             end = max(query.after_seq or 0, self.last_seq() or 0)
         first = (found[0].seq if ascending else found[-1].seq) if found else None
-        return collector.page(ascending=ascending, first=first, scan_stop=None, end=end,
+        page = collector.page(ascending=ascending, first=first, scan_stop=None, end=end,
                               low=(found[0].seq or 1) if found else 1)
+        return page._replace(oldest_seq=self.first_seq())
 
     def first_seq(self) -> int | None:
         """The smallest ``seq`` still held, or ``None`` when empty."""
@@ -384,7 +388,19 @@ def search_events(
     events: list[DashboardEvent], query: EventQuery, limit: int, *, max_scanned_rows: int | None,
     max_bytes: int | None,
 ) -> SearchPage:
-    """:meth:`EventStore.search` over ``events`` (ascending ``seq``); ``max_scanned_rows`` counts them."""
+    """:meth:`EventStore.search` over ``events`` (ascending ``seq``).
+
+    The window is counted in seqs from the first event held in the range, as the database does: the
+    same query gives the same pages from either store.
+    """
+    page = _search_list(events, query, limit, max_scanned_rows, max_bytes)
+    return page._replace(oldest_seq=(events[0].seq or 0) if events else None)
+
+
+def _search_list(
+    events: list[DashboardEvent], query: EventQuery, limit: int, max_scanned_rows: int | None,
+    max_bytes: int | None,
+) -> SearchPage:
     collector = SearchCollector(query, limit, max_bytes)
     end = len(events)
     covered = (events[-1].seq or 0) if events else 0  # a complete upward walk covers up to here
@@ -393,20 +409,28 @@ def search_events(
         covered = query.until_seq
     if query.after_seq is not None:
         start = bisect.bisect_right(events, query.after_seq, key=_seq_of)
-        stop = end if max_scanned_rows is None else min(end, start + max_scanned_rows)
+        covered = max(query.after_seq, covered)
+        if start >= end:
+            return collector.page(ascending=True, first=None, scan_stop=None, end=covered)
+        first = events[start].seq or 0
+        stop, scan_stop = end, None
+        if max_scanned_rows is not None and first + max_scanned_rows - 1 < covered:
+            scan_stop = first + max_scanned_rows - 1
+            stop = bisect.bisect_right(events, scan_stop, key=_seq_of, lo=start, hi=end)
         for i in range(start, stop):
             if not collector.offer(events[i]):
                 break
-        return collector.page(ascending=True, first=(events[start].seq or 0) if start < end else None,
-                              scan_stop=(events[stop - 1].seq or 0) if stop < end else None,
-                              end=max(query.after_seq, covered))
-    stop = 0 if max_scanned_rows is None else max(0, end - max_scanned_rows)
+        return collector.page(ascending=True, first=first, scan_stop=scan_stop, end=covered)
+    if not end:
+        return collector.page(ascending=False, first=None, scan_stop=None, end=0)
+    top = events[end - 1].seq or 0
+    window_start = 1 if max_scanned_rows is None else max(1, top - max_scanned_rows + 1)
+    stop = bisect.bisect_left(events, window_start, key=_seq_of, hi=end)
     for i in range(end - 1, stop - 1, -1):
         if not collector.offer(events[i]):
             break
-    return collector.page(ascending=False, first=(events[end - 1].seq or 0) if end else None,
-                          scan_stop=(events[stop].seq or 0) - 1 if stop > 0 else None, end=0,
-                          low=(events[0].seq or 1) if events else 1)
+    return collector.page(ascending=False, first=top, scan_stop=window_start - 1 if stop > 0 else None,
+                          end=0, low=window_start)
 
 
 class MemoryEventStore(EventStore):

@@ -35,9 +35,12 @@ from otel_dashboard.store.sqlite.schema import COLUMNS, connect_reader, database
 
 __all__ = ["Reader"]
 
-# Two: one long read must not hold up every snapshot. A search is bounded (its scan cap), a plain
-# query is a snapshot's few newest events.
+# Two lanes. Searches (the history API, resume pages: bounded by their scan cap, but up to a few
+# hundred milliseconds each) queue for ONE thread of their own: however many come at once, they use
+# at most one core and hold the GIL from one thread, and never hold up the short reads (a new
+# client's snapshot, counts), which have two threads of their own.
 _READ_THREADS = 2
+_SEARCH_THREADS = 1
 # Rows fetched from SQLite at a time by a search: it stops reading (and decoding) once its page is
 # full, by count or by bytes.
 _FETCH_ROWS = 64
@@ -115,6 +118,7 @@ class Reader:
         # The pool is made on the first async read; _pool_lock guards it, its connections and _closed.
         self._pool_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._search_pool: ThreadPoolExecutor | None = None
         self._pool_conns: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._closed = False
@@ -139,14 +143,20 @@ class Reader:
             self._local.conn = conn
         yield conn
 
-    async def _in_pool(self, read: Callable[..., _T], *args: Any) -> _T:
-        """``read(use, *args)`` on a reader thread, its SQL on that thread's own connection.
+    async def _in_pool(self, read: Callable[..., _T], *args: Any, search: bool = False) -> _T:
+        """``read(use, *args)`` on a reader thread (of the search lane if ``search``), its SQL on
+        that thread's own connection.
 
         Once closed, ``read`` runs here with a ``use`` that gives no connection (no SQL at all).
         """
         with self._pool_lock:
             if self._closed:
                 future = None
+            elif search:
+                if self._search_pool is None:
+                    self._search_pool = ThreadPoolExecutor(
+                        _SEARCH_THREADS, f"otel-dashboard-store-search {self.path}")
+                future = self._search_pool.submit(read, self._use_in_pool, *args)
             else:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(_READ_THREADS, f"otel-dashboard-store-read {self.path}")
@@ -159,8 +169,9 @@ class Reader:
         """Let running reads finish, then close every connection; later reads find nothing. Idempotent."""
         with self._pool_lock:
             self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
+            pools = [pool for pool in (self._pool, self._search_pool) if pool is not None]
+            self._pool = self._search_pool = None
+        for pool in pools:
             pool.shutdown(wait=True)  # the reads already submitted complete first
         with self._conn_lock, self._pool_lock:
             conns, self._pool_conns = [self._conn, *self._pool_conns], []
@@ -233,10 +244,15 @@ class Reader:
                 conn.execute("BEGIN")
                 try:
                     if query.after_seq is not None:
-                        return self._search_up(conn, pending, query, limit, max_scanned_rows, max_bytes)
-                    return self._search_down(conn, pending, query, limit, max_scanned_rows, max_bytes)
+                        page = self._search_up(conn, pending, query, limit, max_scanned_rows, max_bytes)
+                    else:
+                        page = self._search_down(conn, pending, query, limit, max_scanned_rows, max_bytes)
+                    oldest = _scalar(conn, "SELECT MIN(seq) FROM events", ())
                 finally:
                     conn.execute("COMMIT")
+                if oldest is None and pending:
+                    oldest = pending[0].seq
+                return page._replace(oldest_seq=oldest)
         except sqlite3.Error as exc:
             self.read_errors += 1
             self._log("read", logging.WARNING, "event database %s: read failed (%s: %s)", self.path,
@@ -392,7 +408,7 @@ class Reader:
         self, query: EventQuery, limit: int, max_scanned_rows: int | None, max_bytes: int | None
     ) -> SearchPage:
         """:meth:`search` on a reader thread."""
-        return await self._in_pool(self._search, query, limit, max_scanned_rows, max_bytes)
+        return await self._in_pool(self._search, query, limit, max_scanned_rows, max_bytes, search=True)
 
     def first_seq(self) -> int | None:
         """The smallest seq held, in the database or still queued."""

@@ -15,6 +15,8 @@ import orjson
 
 from otel_dashboard.model.events import DashboardEvent, Severity
 
+_UNNUMBERED_PREFIX = b'{"seq":null,'
+
 __all__ = ["decode_event", "event_row", "text_value", "timestamp_seconds"]
 
 # (the "YYYY-MM-DDTHH:MM:SS" prefix, its Unix seconds) of the last timestamp parsed: events come in
@@ -102,6 +104,16 @@ def decode_event(seq: int, text: str) -> DashboardEvent:
     Raises:
         Exception: the text is not an event's wire form (the reader counts and skips it).
     """
+    prefix = f'{{"seq":{seq},'
+    if text.startswith(prefix):
+        # The text is the wire form the event had when it was written (event_row stores
+        # to_json_bytes()): the event keeps it as its encoding, and an answer that sends the event
+        # does not encode it again.
+        try:
+            return DashboardEvent.from_unnumbered_json(
+                _UNNUMBERED_PREFIX + text[len(prefix):].encode("utf-8", "surrogatepass"), seq)
+        except ValueError:
+            pass  # the json fallback's text (lone surrogates, huge integers): read it as below
     try:
         wire = orjson.loads(text)
     except orjson.JSONDecodeError:  # written by the json fallback (lone surrogates, huge integers)

@@ -157,7 +157,8 @@ class SqliteEventStore(EventStore):
         self._writer = Writer(self.path, opened.conn, self._backlog, self._retention, self._log,
                               batch_max_events=self.batch_max_events,
                               max_unwritten_events=self.max_unwritten_events,
-                              retry_initial_seconds=retry_initial, retry_max_seconds=retry_max)
+                              retry_initial_seconds=retry_initial, retry_max_seconds=retry_max,
+                              insert=opened.insert)
         self._writer.start()
         _open_stores.add(self)
 
