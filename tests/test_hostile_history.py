@@ -13,6 +13,7 @@ contracts on both stores, in process.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -113,7 +114,8 @@ def test_ten_heavy_history_clients_leave_health_fast_and_memory_bounded(
         assert sum(statuses.values()) >= 2, (kind, statuses)  # each kind answered, again and again
         assert result["bytes"] <= 4 * 1024 * 1024, kind
     health = {"p50": timings[len(timings) // 2], "p99": p99(timings), "max": timings[-1]}
-    assert health["p99"] < HEALTH_P99_MILLIS, (health, len(timings))
+    # (The load average in the message tells a busy machine from a slow server.)
+    assert health["p99"] < HEALTH_P99_MILLIS, (health, len(timings), "load average", os.getloadavg())
     assert peak[0] - rss_before < RSS_GROWTH_BYTES, (rss_before, peak[0])
     assert big_server.alive()
 
@@ -306,6 +308,9 @@ def test_search_matches_the_reference_on_both_stores(store: EventStore, filters:
             assert until is None or page.resume_seq < until
             until = page.resume_seq
         assert down == wanted, cap
+    # A cursor from beyond the end (a poller ahead of a restored backup) stays where it was.
+    page = store.search(EventQuery(after_seq=5000, until_seq=2000, **filters), 10, max_scanned_rows=7)
+    assert page == page._replace(events=[], complete=True, resume_seq=5000, stopped_by=None)
 
 
 def test_service_filter_ignores_non_string_services(store: EventStore) -> None:

@@ -277,7 +277,7 @@ class Reader:
         starts = [seq for seq in (first, queued[0].seq if queued else None) if seq is not None]
         collector = SearchCollector(query, limit, max_bytes)
         if not starts:
-            return collector.page(ascending=True, first=None, scan_stop=None, end=upto)
+            return collector.page(ascending=True, first=None, scan_stop=None, end=max(after, upto))
         window_end = upto if max_scanned_rows is None else min(upto, min(starts) - 1 + max_scanned_rows)
         where, params = _filters(query)
         last = after
@@ -299,7 +299,7 @@ class Reader:
                 if seq > last and not collector.offer(event):
                     break
         return collector.page(ascending=True, first=min(starts),
-                              scan_stop=window_end if window_end < upto else None, end=upto)
+                              scan_stop=window_end if window_end < upto else None, end=max(after, upto))
 
     def _search_down(
         self, conn: sqlite3.Connection, pending: list[DashboardEvent], query: EventQuery, limit: int,
