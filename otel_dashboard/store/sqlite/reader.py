@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sqlite3
 import threading
@@ -22,16 +21,11 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from otel_dashboard.model.events import DashboardEvent
-from otel_dashboard.store.base import (
-    EventQuery,
-    SearchCollector,
-    SearchPage,
-    StoreReadError,
-    search_events,
-)
+from otel_dashboard.store.base import EventQuery, SearchPage, StoreReadError, search_events
 from otel_dashboard.store.sqlite.logs import RateLimitedLog, logger
-from otel_dashboard.store.sqlite.rows import decode_event, text_value
+from otel_dashboard.store.sqlite.rows import decode_event
 from otel_dashboard.store.sqlite.schema import COLUMNS, connect_reader, database_error
+from otel_dashboard.store.sqlite.search import scalar, search_down, search_up
 
 __all__ = ["Reader"]
 
@@ -41,54 +35,11 @@ __all__ = ["Reader"]
 # client's snapshot, counts), which have two threads of their own.
 _READ_THREADS = 2
 _SEARCH_THREADS = 1
-# Rows fetched from SQLite at a time by a search: it stops reading (and decoding) once its page is
-# full, by count or by bytes.
-_FETCH_ROWS = 64
-_MAX_SEQ = (1 << 63) - 1
 
 _Rows = list[tuple[Any, ...]]
 _Use = Callable[[], AbstractContextManager[sqlite3.Connection | None]]
 """The connection a read runs on, held for the read (None once the reader is closed)."""
 _T = TypeVar("_T")
-
-
-def _scalar(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
-    row = conn.execute(sql, params).fetchone()
-    return row[0] if row else None
-
-
-def _filters(query: EventQuery) -> tuple[str, list[Any]]:
-    """``query``'s filters as SQL (`` AND ...`` terms) and their parameters.
-
-    Each is an ``IN``: SQLite walks the index of the column (or both agent columns, merged), one
-    range per value, within the seq range of the search. Long lists (agents, services: up to
-    ``MAX_FILTER_VALUES``) go in as ONE JSON array parameter read by ``json_each``: no limit on
-    the number of SQL variables or compound SELECT terms applies.
-    """
-    terms: list[str] = []
-    params: list[Any] = []
-    if query.event_types is not None:
-        types = sorted(t.value for t in query.event_types)
-        terms.append(f"event_type IN ({', '.join('?' * len(types))})")
-        params.extend(types)
-    if query.severities is not None:
-        severities = sorted(s.value for s in query.severities)
-        terms.append(f"severity IN ({', '.join('?' * len(severities))})")
-        params.extend(severities)
-    if query.agents is not None:
-        agents = _json_list(query.agents)
-        terms.append("(agent_id IN (SELECT value FROM json_each(?))"
-                     " OR agent_name IN (SELECT value FROM json_each(?)))")
-        params.extend([agents, agents])
-    if query.services is not None:
-        terms.append("service_name IN (SELECT value FROM json_each(?))")
-        params.append(_json_list(query.services))
-    return "".join(f" AND {term}" for term in terms), params
-
-
-def _json_list(values: frozenset[str]) -> str:
-    # As the columns hold them (text_value): only strings name anything.
-    return json.dumps(sorted(text_value(v) for v in values if isinstance(v, str)), ensure_ascii=False)
 
 
 class Reader:
@@ -244,10 +195,12 @@ class Reader:
                 conn.execute("BEGIN")
                 try:
                     if query.after_seq is not None:
-                        page = self._search_up(conn, pending, query, limit, max_scanned_rows, max_bytes)
+                        page = search_up(conn, self._decode, pending, query, limit, max_scanned_rows,
+                                         max_bytes)
                     else:
-                        page = self._search_down(conn, pending, query, limit, max_scanned_rows, max_bytes)
-                    oldest = _scalar(conn, "SELECT MIN(seq) FROM events", ())
+                        page = search_down(conn, self._decode, pending, query, limit, max_scanned_rows,
+                                           max_bytes)
+                    oldest = scalar(conn, "SELECT MIN(seq) FROM events", ())
                 finally:
                     conn.execute("COMMIT")
                 if oldest is None and pending:
@@ -259,103 +212,15 @@ class Reader:
                       type(exc).__name__, exc)
             raise StoreReadError(self.path, f"event database {self.path}: read failed") from exc
 
-    def _search_up(
-        self, conn: sqlite3.Connection, pending: list[DashboardEvent], query: EventQuery, limit: int,
-        max_scanned_rows: int | None, max_bytes: int | None,
-    ) -> SearchPage:
-        """The first matches after ``query.after_seq``, walking at most ``max_scanned_rows`` seqs."""
-        after = query.after_seq or 0
-        upto = query.until_seq
-        queued = [e for e in pending if (e.seq or 0) > after and (upto is None or (e.seq or 0) <= upto)]
-        # The range to cover: up to until_seq, else up to the newest event held.
-        if upto is None:
-            newest = _scalar(conn, "SELECT MAX(seq) FROM events", ())
-            upto = max(after, newest or 0, (pending[-1].seq or 0) if pending else 0)
-        # The walk starts at the first event held after `after` (retention or a restart may have
-        # left a run of seqs without events: the window never spends itself on them).
-        first = _scalar(conn, "SELECT MIN(seq) FROM events WHERE seq > ? AND seq <= ?", (after, upto))
-        starts = [seq for seq in (first, queued[0].seq if queued else None) if seq is not None]
-        collector = SearchCollector(query, limit, max_bytes)
-        if not starts:
-            return collector.page(ascending=True, first=None, scan_stop=None, end=max(after, upto))
-        window_end = upto if max_scanned_rows is None else min(upto, min(starts) - 1 + max_scanned_rows)
-        where, params = _filters(query)
-        last = after
-        full = False
-        for seq, event in self._stream(conn, f"SELECT {COLUMNS} FROM events WHERE seq > ? AND seq <= ?"
-                                             f"{where} ORDER BY seq LIMIT ?",
-                                       [after, window_end, *params, limit + 1]):
-            last = seq
-            if event is not None and not collector.add(event):
-                full = True
-                break
-        if not full:
-            # A queued event may have been committed between the copy and the read: skip what the
-            # read already gave.
-            for event in queued:
-                seq = event.seq or 0
-                if seq > window_end:
-                    break
-                if seq > last and not collector.offer(event):
-                    break
-        return collector.page(ascending=True, first=min(starts),
-                              scan_stop=window_end if window_end < upto else None, end=max(after, upto))
-
-    def _search_down(
-        self, conn: sqlite3.Connection, pending: list[DashboardEvent], query: EventQuery, limit: int,
-        max_scanned_rows: int | None, max_bytes: int | None,
-    ) -> SearchPage:
-        """The newest matches up to ``query.until_seq``, walking at most ``max_scanned_rows`` seqs."""
-        upto = query.until_seq
-        queued = [e for e in pending if upto is None or (e.seq or 0) <= upto]
-        newest = _scalar(conn, "SELECT MAX(seq) FROM events WHERE seq <= ?",
-                         (upto if upto is not None else _MAX_SEQ,))
-        top = max(newest or 0, (queued[-1].seq or 0) if queued else 0)
-        collector = SearchCollector(query, limit, max_bytes)
-        if not top:
-            return collector.page(ascending=False, first=None, scan_stop=None, end=0)
-        window_start = 1 if max_scanned_rows is None else max(1, top - max_scanned_rows + 1)
-        full = False
-        for queued_event in reversed(queued):  # the newest first
-            if (queued_event.seq or 0) < window_start:
-                break
-            if not collector.offer(queued_event):
-                full = True
-                break
-        if not full:
-            # The database part ends where the queue begins.
-            db_top = min(top, (queued[0].seq or 0) - 1) if queued else top
-            where, params = _filters(query)
-            for _, event in self._stream(conn, f"SELECT {COLUMNS} FROM events WHERE seq >= ? AND seq <= ?"
-                                               f"{where} ORDER BY seq DESC LIMIT ?",
-                                         [window_start, db_top, *params, limit + 1 - len(collector.events)]):
-                if event is not None and not collector.add(event):
-                    break
-        scan_stop = None
-        if window_start > 1 and ((queued and (queued[0].seq or 0) < window_start) or _scalar(
-                conn, "SELECT MAX(seq) FROM events WHERE seq < ?", (window_start,)) is not None):
-            scan_stop = window_start - 1  # older events are held: the walk did not reach them
-        return collector.page(ascending=False, first=top, scan_stop=scan_stop, end=0, low=window_start)
-
-    def _stream(
-        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]
-    ) -> Iterator[tuple[int, DashboardEvent | None]]:
-        """``(seq, event)`` per row of ``sql`` (which selects :data:`COLUMNS`), fetched a few at a
-        time: the caller stops reading (and decoding) once its page is full. An unreadable row
-        comes as ``(seq, None)``, counted and logged."""
-        cursor = conn.execute(sql, params)
+    def _decode(self, seq: int, text: str) -> DashboardEvent | None:
+        """The event of a row; None (counted and logged) when it cannot be read."""
         try:
-            while rows := cursor.fetchmany(_FETCH_ROWS):
-                for seq, text in rows:
-                    try:
-                        yield seq, decode_event(seq, text)
-                    except Exception as exc:
-                        self.read_errors += 1
-                        self._log("decode", logging.WARNING, "event database %s: skipping unreadable "
-                                  "event seq=%s (%s: %s)", self.path, seq, type(exc).__name__, exc)
-                        yield seq, None
-        finally:
-            cursor.close()
+            return decode_event(seq, text)
+        except Exception as exc:
+            self.read_errors += 1
+            self._log("decode", logging.WARNING, "event database %s: skipping unreadable event seq=%s "
+                      "(%s: %s)", self.path, seq, type(exc).__name__, exc)
+            return None
 
     def _first_seq(self, use: _Use) -> int | None:
         pending = self._pending()
