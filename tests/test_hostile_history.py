@@ -435,6 +435,44 @@ async def test_api_pages_by_bytes_and_scan_cap_in_process() -> None:
             assert status == 400 and body["parameter"] == parameter
 
 
+class _SlowSearches(MemoryEventStore):
+    """A memory store whose searches take 50 ms and note how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__(1000)
+        self.lock = threading.Lock()
+        self.running = self.most = self.calls = 0
+
+    def search(self, query: EventQuery, limit: int, **bounds: Any) -> Any:
+        with self.lock:
+            self.running += 1
+            self.calls += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)
+            return super().search(query, limit, **bounds)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+async def test_resume_after_resume_keeps_one_search_in_flight_per_client() -> None:
+    store = _SlowSearches()
+    state = DashboardState(store=store)
+    for i in range(50):
+        await state.error_occurred("src", f"boom {i}", "E")
+    async with running_server(state) as server, aiohttp.ClientSession() as session, \
+            session.ws_connect(server.url + "/ws") as ws:
+        assert orjson.loads((await ws.receive(timeout=WAIT)).data)["type"] == "snapshot"
+        for _ in range(30):  # faster than the store answers
+            await ws.send_json({"type": "resume", "after_seq": 0})
+        resumed = 0
+        while resumed == 0 or store.running:
+            message = orjson.loads((await ws.receive(timeout=WAIT)).data)
+            resumed += message["type"] == "resumed"
+        assert store.most == 1 and store.calls < 30, (store.most, store.calls)
+
+
 # --------------------------------------------------------------------------- schema version 1 -> 2
 def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     path = tmp_path / "events.db"

@@ -52,9 +52,12 @@ class Replay:
         max_scanned_rows: stored events the whole replay may walk.
     """
 
-    __slots__ = ("after", "budget", "count", "cursor", "error", "fetching", "page", "query", "until")
+    __slots__ = ("_busy", "after", "budget", "count", "cursor", "error", "page", "query", "until")
 
-    def __init__(self, after: int, until: int, query: EventQuery | None, max_scanned_rows: int) -> None:
+    def __init__(
+        self, after: int, until: int, query: EventQuery | None, max_scanned_rows: int,
+        previous: Replay | None = None,
+    ) -> None:
         self.after = after
         self.cursor = after  # the last seq covered so far
         self.until = until
@@ -62,8 +65,20 @@ class Replay:
         self.budget = max_scanned_rows  # seqs the replay may still walk
         self.count = 0  # events sent (after the filter)
         self.page: SearchPage | None = None  # the next page after cursor, once fetched
-        self.fetching = False
         self.error = False  # the history could not be read: the replay ends, incomplete
+        # Shared with the replay this one replaces: a client's replays have one store read in
+        # flight at a time, so a client that sends resume after resume queues one search, not one
+        # per message.
+        self._busy: list[bool] = previous._busy if previous is not None else [False]
+
+    @property
+    def fetching(self) -> bool:
+        """Whether a page is being read for this client (by this replay or the one it replaced)."""
+        return self._busy[0]
+
+    @fetching.setter
+    def fetching(self, value: bool) -> None:
+        self._busy[0] = value
 
 
 def start_replay(
@@ -81,7 +96,7 @@ def start_replay(
     # Stale gap notices are covered by the replay; other control messages follow it.
     drop_gap_notices(client)
     # after >= end: nothing to replay, just "resumed".
-    client.replay = Replay(after, end, client.filter, max_scanned_rows)
+    client.replay = Replay(after, end, client.filter, max_scanned_rows, client.replay)
 
 
 def needs_page(replay: Replay) -> bool:
