@@ -519,3 +519,12 @@ def test_new_databases_have_the_service_column_before_the_event_text(tmp_path: P
 def test_filters_keep_their_services_set() -> None:
     assert EventQuery(services=SERVICES).services == frozenset(SERVICES)
     assert EventQuery(services=[]).services is None
+
+
+@pytest.mark.parametrize("option, value", [("max_scanned_rows", 0), ("max_scanned_rows", True),
+                                           ("max_response_bytes", 1024), ("max_response_bytes", "4M")])
+def test_the_history_bounds_are_validated(option: str, value: Any) -> None:
+    from otel_dashboard.server.app import DashboardWebSocketServer
+
+    with pytest.raises(ValueError, match=option):
+        DashboardWebSocketServer(**{option: value})
