@@ -73,6 +73,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/bench_ingest.py --json $(BENCH_JSON)/ingest.json
 	$(PY) benchmarks/bench_memory.py --json $(BENCH_JSON)/memory.json
 	$(PY) benchmarks/bench_startup.py --json $(BENCH_JSON)/startup.json
+	$(PY) benchmarks/bench_history.py --json $(BENCH_JSON)/history.json
 
 screenshot: $(STAMP) system-deps
 	$(PY) scripts/screenshot.py

@@ -136,6 +136,7 @@ _body_bytes = _int_in_range(
     _MIN_BODY_BYTES, _MAX_BODY_BYTES, f"must be between {_MIN_BODY_BYTES} and {_MAX_BODY_BYTES}")
 # The WebSocket queue budgets (ServerOptions.max_client_queue_bytes, max_total_queue_bytes).
 _queue_bytes = _int_in_range(1024 * 1024, 64 * 1024**3, f"must be between {1024 * 1024} and {64 * 1024**3}")
+_response_bytes = _int_in_range(64 * 1024, _MAX_BODY_BYTES, f"must be between 65536 and {_MAX_BODY_BYTES}")
 
 
 def _events_per_second(text: str) -> float:
@@ -232,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
                        help=f"logging level: {', '.join(_LOG_LEVELS)} (default: info)")
     serve.add_argument("--prices", type=_price_file, default=None, metavar="FILE", help=_PRICES_HELP)
+    serve.add_argument("--max-scanned-rows", type=_positive_int, default=100_000, metavar="N",
+                       help="stored events one /api/events request or one resume message walks at most; "
+                            "beyond, the answer says where to continue (default: 100000)")
+    serve.add_argument("--max-response-bytes", type=_response_bytes, default=4 * 1024 * 1024, metavar="N",
+                       help="bytes of events in one /api/events answer at most (default: 4194304, "
+                            "at least 65536); beyond, the answer says where to continue")
     _add_security_arguments(serve)
     _add_broker_arguments(serve)
 
@@ -456,6 +463,7 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
         args.host, args.port, state=state, history_size=min(args.history, _SNAPSHOT_EVENTS),
         name=args.name, security=config, broker=_broker_config(args), prices=args.prices,
         max_client_queue_bytes=args.max_client_queue_bytes, max_total_queue_bytes=args.max_total_queue_bytes,
+        max_scanned_rows=args.max_scanned_rows, max_response_bytes=args.max_response_bytes,
     )
     # Signal handlers go in before the URL is printed: whoever reads it may signal at once.
     loop = asyncio.get_running_loop()

@@ -6,6 +6,8 @@
 * ``forwarder``, ``exporter``: spans made through the GLOBAL tracer provider (as the decorators make
   them), captured per test.
 * ``redis_server``: a real ``redis-server`` of the test's own on a free loopback port (scale-out tests).
+* ``big_db``: a 1,000,000-event SQLite database (``bigdb_support``), generated once per test run in a
+  session temporary directory. Read it, or copy it before a server opens it (a server writes).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from bigdb_support import BigDbFacts, generate_big_db
 from browser_support import CHROMIUM, CHROMIUM_ARGS, Console
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -97,3 +100,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def big_db(tmp_path_factory: pytest.TempPathFactory) -> BigDbFacts:
+    """A database of 1,000,000 events, made once per run (about 10-15 s) and shared by every test."""
+    return generate_big_db(tmp_path_factory.mktemp("big-db") / "events.db")

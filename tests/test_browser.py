@@ -425,8 +425,10 @@ def test_unknown_and_malformed_messages_do_not_break_the_page(page: Page, make_s
     expect(page.locator("#conn-text")).to_have_text(CONNECTED)
 
 
+# 7: the replay takes many `resume` messages (each walks at most 7 events), which the page chains.
+@pytest.mark.parametrize("max_scanned_rows", [100_000, 7])
 def test_reconnects_by_itself_and_catches_up_through_resume(
-    page: Page, make_server, console: Console
+    page: Page, make_server, console: Console, max_scanned_rows: int
 ) -> None:
     # While the server is down, the browser logs each refused connection attempt itself.
     console.allow(r"WebSocket connection to .* failed")
@@ -444,7 +446,7 @@ def test_reconnects_by_itself_and_catches_up_through_resume(
     for i in range(120):  # more than the snapshot's recent events: only resume can bring them all
         state.publish(synthesis_started(f"while-down-{i}"))
 
-    second = make_server(state, port=port, health_interval_seconds=60)
+    second = make_server(state, port=port, health_interval_seconds=60, max_scanned_rows=max_scanned_rows)
     expect(page.locator("#conn-text")).to_have_text(CONNECTED, timeout=15_000)
     second.publish(synthesis_started("after"))
     wait_for_seq(page, state.last_seq)

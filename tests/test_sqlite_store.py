@@ -243,12 +243,13 @@ def test_file_is_a_versioned_wal_database_with_the_indexes(db_path: Path) -> Non
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexed = {row[2] for name in ("events_by_type", "events_by_agent_id", "events_by_agent_name",
-                                       "events_by_time")
+                                       "events_by_time", "events_by_service")
                    for row in conn.execute(f"PRAGMA index_info({name})")}
-        assert indexed == {"event_type", "agent_id", "agent_name", "ts"}
-        seq, etype, agent_id, agent_name, ts, body = conn.execute(
-            "SELECT seq, event_type, agent_id, agent_name, ts, event_json FROM events").fetchone()
-    assert (seq, etype, agent_id, agent_name) == (1, "error_occurred", "id-1", "Agent1")
+        assert indexed == {"event_type", "agent_id", "agent_name", "ts", "service_name"}
+        seq, etype, agent_id, agent_name, ts, service, body = conn.execute(
+            "SELECT seq, event_type, agent_id, agent_name, ts, service_name, event_json FROM events"
+        ).fetchone()
+    assert (seq, etype, agent_id, agent_name, service) == (1, "error_occurred", "id-1", "Agent1", None)
     assert abs(ts - time.time()) < 60
     assert '"seq":1' in body
     store.close()

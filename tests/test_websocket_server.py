@@ -445,7 +445,7 @@ async def test_resume_replays_exactly_without_duplicates(
         assert message["type"] == "events" and message["replay"] is True
         replayed.extend(e["seq"] for e in message["events"])
     assert replayed == list(range(21, 61))
-    assert message == {"type": "resumed", "after_seq": 20, "seq": 60, "replayed": 40}
+    assert message == {"type": "resumed", "after_seq": 20, "seq": 60, "replayed": 40, "complete": True}
     publish_many(state, 5)
     seqs, _ = await collect_seqs(ws, lambda: 65)
     assert seqs == list(range(61, 66))
@@ -464,7 +464,8 @@ async def test_resume_replays_exactly_without_duplicates(
     await ws.send_json({"type": "subscribe"})
     await recv_type(ws, "subscribed")
     await ws.send_json({"type": "resume", "after_seq": 10**9})
-    assert await recv(ws) == {"type": "resumed", "after_seq": 10**9, "seq": 66, "replayed": 0}
+    assert await recv(ws) == {
+        "type": "resumed", "after_seq": 10**9, "seq": 66, "replayed": 0, "complete": True}
     publish_many(state, 1)
     assert [e["seq"] for e in (await recv(ws))["events"]] == [67]
     await ws.close()

@@ -16,13 +16,20 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from otel_dashboard.model.events import DashboardEvent, EventType, Severity, format_timestamp, json_dumps
-from otel_dashboard.model.filters import MAX_FILTER_VALUES, event_matches
+from otel_dashboard.model.events import EventType, Severity, format_timestamp, json_dumps
+from otel_dashboard.model.filters import MAX_FILTER_VALUES
 from otel_dashboard.server.broadcast import BROADCASTER_KEY
 from otel_dashboard.server.health import HEALTH_KEY
 from otel_dashboard.server.options import SERVER_VERSION, SERVICE
 from otel_dashboard.server.security import SECURITY_KEY
-from otel_dashboard.store.base import EventQuery
+from otel_dashboard.store.base import (
+    STOPPED_BY_BYTES,
+    STOPPED_BY_LIMIT,
+    STOPPED_BY_SCAN,
+    EventQuery,
+    SearchPage,
+    StoreError,
+)
 
 __all__ = [
     "BadParameter",
@@ -45,12 +52,18 @@ logger = logging.getLogger(__name__)
 
 _EVENT_TYPE_VALUES = frozenset(t.value for t in EventType)
 _SEVERITY_VALUES = frozenset(s.value for s in Severity)
-_API_EVENTS_PARAMS = frozenset({"after_seq", "event_type", "severity", "agent", "service", "limit"})
+_API_EVENTS_PARAMS = frozenset({"after_seq", "before_seq", "event_type", "severity", "agent", "service",
+                                "limit"})
 _API_RUNS_PARAMS = frozenset({"agent", "service", "limit"})
 _API_RUNS_LIMIT = 1000  # the state's default open-run table: all of them
 _API_RUNS_DEFAULT_LIMIT = 200  # as many as a snapshot carries
-# A service filter scans the history (the store's query has no such filter): at most this many events.
-_SERVICE_SCAN_LIMIT = 1_000_000
+_API_EVENTS_LIMIT = 1000
+_API_EVENTS_DEFAULT_LIMIT = 100
+# Room kept in max_response_bytes for the answer's envelope (last_seq, cursors, ...) around its events.
+_ENVELOPE_BYTES = 512
+# The answer's "stopped_by", from the store's SearchPage.stopped_by.
+_STOPPED_BY = {STOPPED_BY_LIMIT: "limit", STOPPED_BY_BYTES: "max_response_bytes",
+               STOPPED_BY_SCAN: "max_scanned_rows"}
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
@@ -182,30 +195,32 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def api_events(request: web.Request) -> web.Response:
-    """``GET /api/events``: the history query."""
-    state = request.app[BROADCASTER_KEY].state
+    """``GET /api/events``: the history query, one bounded page of it (``docs/api.md``).
+
+    Every filter runs in the store (in SQL for the database, on its indexes), off the event loop.
+    One request walks at most ``max_scanned_rows`` stored events and answers at most
+    ``max_response_bytes``; when a bound (or ``limit``) stops it, the answer says so
+    (``has_more``, ``stopped_by``) and gives the cursor to continue from. A store that cannot be
+    read is a 503, never an empty page.
+    """
+    broadcaster = request.app[BROADCASTER_KEY]
+    state, options = broadcaster.state, broadcaster.options
     try:
-        query, limit, services = parse_events_query(request.query)
+        query, limit = parse_events_query(request.query)
     except BadParameter as exc:
         return json_error(400, str(exc), parameter=exc.parameter)
     last_seq = state.last_seq
-    # Events accepted while the reads below wait for the store are left out: the answer holds
-    # nothing newer than its last_seq. Every read is async: a database read runs on the store's
-    # reader threads, not on the event loop.
-    query.until_seq = last_seq
-    if services:
-        wanted = frozenset(services)
-        matches = [e for e in await state.get_events_after_async(query.after_seq or 0, _SERVICE_SCAN_LIMIT)
-                   if _service_of(e) in wanted and event_matches(query, e)]
-        events = matches[:limit] if query.after_seq is not None else matches[-limit:]
-    else:
-        try:
-            events = await state.query_events_async(query, limit)
-        except TypeError:  # unhashable agent values in stored data: fall back to a safe scan
-            events = [e for e in await state.get_events_after_async(query.after_seq or 0, 1_000_000)
-                      if event_matches(query, e)][:limit]
-    first_seq = await state.store.first_seq_async()
-    return web.Response(body=_events_body(events, last_seq, first_seq), content_type="application/json")
+    # Events accepted while the read below waits for the store are left out: the answer holds
+    # nothing newer than its last_seq.
+    query.until_seq = last_seq if query.until_seq is None else min(query.until_seq, last_seq)
+    try:
+        page = await state.store.search_async(
+            query, limit, max_scanned_rows=options.max_scanned_rows,
+            max_bytes=max(1, options.max_response_bytes - _ENVELOPE_BYTES))
+    except StoreError as exc:
+        logger.warning("GET /api/events: %s", exc)
+        return json_error(503, "the event history cannot be read now; try again (the server log says why)")
+    return web.Response(body=_events_body(page, query, last_seq), content_type="application/json")
 
 
 async def api_runs(request: web.Request) -> web.Response:
@@ -237,12 +252,6 @@ def _named(value: Any, names: frozenset[str]) -> bool:
     return isinstance(value, str) and value in names
 
 
-def _service_of(event: DashboardEvent) -> str | None:
-    data = event.data
-    value = data.get("service_name") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
-
-
 async def api_trace(request: web.Request) -> web.Response:
     """``GET /api/traces/{trace_id}``: the spans of one trace, for the drill-down view."""
     trace_id = request.match_info["trace_id"]
@@ -254,12 +263,21 @@ async def api_trace(request: web.Request) -> web.Response:
     return json_response(trace)
 
 
-def _events_body(events: list[DashboardEvent], last_seq: int, first_seq: int | None) -> bytes:
-    return (
-        b'{"events":[' + b",".join(e.to_json_bytes() for e in events)
-        + b'],"last_seq":' + str(last_seq).encode()
-        + b',"first_seq":' + dumps(first_seq) + b"}"
-    )
+def _events_body(page: SearchPage, query: EventQuery, last_seq: int) -> bytes:
+    """The answer of ``/api/events``: the events (their JSON was made, and cached, off the loop by
+    the store's byte count), then the envelope."""
+    tail: dict[str, Any] = {
+        "last_seq": last_seq,
+        "first_seq": page.oldest_seq,
+        "has_more": not page.complete,
+        "stopped_by": _STOPPED_BY.get(page.stopped_by or ""),
+    }
+    if query.after_seq is not None:
+        tail["next_after_seq"] = page.resume_seq
+    else:
+        tail["next_before_seq"] = None if page.complete else page.resume_seq + 1
+    return (b'{"events":[' + b",".join(e.to_json_bytes() for e in page.events) + b"],"
+            + dumps(tail)[1:])
 
 
 # --------------------------------------------------------------------------- parameters
@@ -298,15 +316,18 @@ def _bounded_values(query: Any, name: str) -> list[str]:
     return values
 
 
-def parse_events_query(query: Any) -> tuple[EventQuery, int, list[str]]:
-    """The :class:`EventQuery`, the limit and the service names of ``/api/events`` query parameters.
+def parse_events_query(query: Any) -> tuple[EventQuery, int]:
+    """The :class:`EventQuery` and the limit of ``/api/events`` query parameters.
+
+    ``before_seq`` becomes the query's ``until_seq`` (``before_seq - 1``).
 
     Raises:
         BadParameter: an unknown parameter or a bad value, named.
     """
     _check_params(query, _API_EVENTS_PARAMS)
     after_seq = _int_param(query, "after_seq", 0, None, None)
-    limit = _int_param(query, "limit", 1, 1000, 100)
+    before_seq = _int_param(query, "before_seq", 1, None, None)
+    limit = _int_param(query, "limit", 1, _API_EVENTS_LIMIT, _API_EVENTS_DEFAULT_LIMIT)
     event_types = _multi(query, "event_type")
     bad = [t for t in event_types if t not in _EVENT_TYPE_VALUES]
     if bad:
@@ -315,16 +336,12 @@ def parse_events_query(query: Any) -> tuple[EventQuery, int, list[str]]:
     bad = [s for s in severities if s not in _SEVERITY_VALUES]
     if bad:
         raise BadParameter("severity", f"unknown severity {short_repr(bad[0], 40)}")
-    agents = _multi(query, "agent")
-    if len(agents) > MAX_FILTER_VALUES:
-        raise BadParameter("agent", f"at most {MAX_FILTER_VALUES} agents")
-    services = _multi(query, "service")
-    if len(services) > MAX_FILTER_VALUES:
-        raise BadParameter("service", f"at most {MAX_FILTER_VALUES} services")
     q = EventQuery(
         after_seq=after_seq,
+        until_seq=None if before_seq is None else before_seq - 1,
         event_types=event_types or None,
         severities=severities or None,
-        agents=agents or None,
+        agents=_bounded_values(query, "agent") or None,
+        services=_bounded_values(query, "service") or None,
     )
-    return q, limit or 100, services
+    return q, limit or _API_EVENTS_DEFAULT_LIMIT

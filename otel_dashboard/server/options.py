@@ -48,6 +48,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "security": None,
     "broker": None,
     "prices": None,
+    "max_scanned_rows": 100_000,
+    "max_response_bytes": 4 * 1024 * 1024,
 }
 """Defaults of the options passed as keyword arguments (``**options``)."""
 
@@ -106,6 +108,8 @@ class ServerOptions:
         "max_client_queue_bytes",
         "max_message_bytes",
         "max_total_queue_bytes",
+        "max_response_bytes",
+        "max_scanned_rows",
         "metrics_interval_seconds",
         "name",
         "overflow_window_seconds",
@@ -138,6 +142,8 @@ class ServerOptions:
         security: SecurityConfig | None = None,
         broker: BrokerConfig | str | None = None,
         prices: PriceBook | None = None,
+        max_scanned_rows: int = 100_000,
+        max_response_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.history_size = check_int("history_size", history_size, 0, 100_000)
         if name is not None and (not isinstance(name, str) or len(name) > 200):
@@ -189,6 +195,11 @@ class ServerOptions:
             raise ValueError(f"prices must be a PriceBook or None, got {type(prices).__name__}")
         # None: the process's shared book (default_price_book()), chosen by whoever prices the spans.
         self.prices = prices
+        # The history's bounds per request (GET /api/events) and per resume message: stored events
+        # walked, and bytes of events answered (docs/api.md, docs/server.md).
+        self.max_scanned_rows = check_int("max_scanned_rows", max_scanned_rows, 1, 1_000_000_000)
+        self.max_response_bytes = check_int("max_response_bytes", max_response_bytes, 64 * 1024,
+                                            _MAX_BODY_BYTES_LIMIT)
 
 
 def make_options(

@@ -197,4 +197,9 @@ def _handle_resume(broadcaster: Broadcaster, client: Client, message: dict[str, 
     if not isinstance(after, int) or isinstance(after, bool) or after < 0:
         broadcaster.send_error(client, "resume: after_seq must be an integer >= 0")
         return
-    broadcaster.resume(client, after)
+    # until_seq: where an incomplete replay ended ("resumed" with "complete": false says it).
+    until = message.get("until_seq")
+    if until is not None and (not isinstance(until, int) or isinstance(until, bool) or until < 0):
+        broadcaster.send_error(client, "resume: until_seq must be an integer >= 0 or absent")
+        return
+    broadcaster.resume(client, after, until)

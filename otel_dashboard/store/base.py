@@ -6,8 +6,12 @@
 restarts, see ``docs/operations.md``).
 
 Every read has an ``async`` twin (``recent_async``, ``after_async``, ``query_async``,
-``count_by_type_async``, ``first_seq_async``) for callers on an event loop: a store that does I/O
-answers them from its own thread(s), so the loop never waits for a disk.
+``search_async``, ``count_by_type_async``, ``first_seq_async``) for callers on an event loop: a store
+that does I/O answers them from its own thread(s), so the loop never waits for a disk.
+
+:meth:`EventStore.search` is the bounded read behind the history API and ``resume``: one call
+examines at most ``max_scanned_rows`` consecutive seqs and returns at most ``max_bytes`` of events,
+and its :class:`SearchPage` says where to continue when a bound stopped it.
 """
 
 from __future__ import annotations
@@ -19,8 +23,30 @@ from collections import deque
 from collections.abc import Iterable
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.store.search import (
+    STOPPED_BY_BYTES,
+    STOPPED_BY_LIMIT,
+    STOPPED_BY_SCAN,
+    SearchCollector,
+    SearchPage,
+    check_search_bounds,
+    search_events,
+)
 
-__all__ = ["EventQuery", "EventStore", "MemoryEventStore", "StoreError"]
+__all__ = [
+    "STOPPED_BY_BYTES",
+    "STOPPED_BY_LIMIT",
+    "STOPPED_BY_SCAN",
+    "EventQuery",
+    "EventStore",
+    "MemoryEventStore",
+    "SearchCollector",
+    "SearchPage",
+    "StoreError",
+    "StoreReadError",
+    "check_search_bounds",
+    "search_events",
+]
 
 
 class StoreError(ValueError):
@@ -34,6 +60,14 @@ class StoreError(ValueError):
         self.path = path
 
 
+class StoreReadError(StoreError):
+    """A read of the history failed (an I/O error, a corrupt page, a lock held too long).
+
+    :meth:`EventStore.search` raises it rather than answer as if nothing matched: the history API
+    turns it into a 503, a ``resume`` into an error message.
+    """
+
+
 class EventQuery:
     """Filters of a history query; ``None`` means "any".
 
@@ -42,12 +76,13 @@ class EventQuery:
         event_types: only these event types.
         severities: only these severities.
         agents: only events whose ``data`` names one of these agents (by id or name).
+        services: only events whose ``data["service_name"]`` is one of these.
         until_seq: only events with ``seq`` up to this one, included. A snapshot reads with it the
             history up to the ``seq`` it captured, after it let go of the state's lock (events
             accepted meanwhile reach the snapshot's subscriber, not its history).
     """
 
-    __slots__ = ("after_seq", "agents", "event_types", "severities", "until_seq")
+    __slots__ = ("after_seq", "agents", "event_types", "services", "severities", "until_seq")
 
     def __init__(
         self,
@@ -56,6 +91,7 @@ class EventQuery:
         event_types: Iterable[EventType | str] | None = None,
         severities: Iterable[Severity | str] | None = None,
         agents: Iterable[str] | None = None,
+        services: Iterable[str] | None = None,
         until_seq: int | None = None,
     ) -> None:
         self.after_seq = after_seq
@@ -63,6 +99,7 @@ class EventQuery:
         self.event_types = frozenset(EventType(t) for t in event_types) if event_types else None
         self.severities = frozenset(Severity(s) for s in severities) if severities else None
         self.agents = frozenset(agents) if agents else None
+        self.services = frozenset(services) if services else None
 
     def matches(self, event: DashboardEvent) -> bool:
         """Whether ``event`` passes every filter."""
@@ -76,9 +113,15 @@ class EventQuery:
             return False
         if self.agents is not None:
             data = event.data
-            if data.get("agent_name") not in self.agents and data.get("agent_id") not in self.agents:
+            if not (_named(data.get("agent_name"), self.agents) or _named(data.get("agent_id"), self.agents)):
                 return False
-        return True
+        return self.services is None or _named(event.data.get("service_name"), self.services)
+
+
+def _named(value: object, names: frozenset[str]) -> bool:
+    # Only a string names something (as in the database's columns): an object or a list in the
+    # event's data never matches, and never raises TypeError (unhashable) either.
+    return isinstance(value, str) and value in names
 
 
 class EventStore:
@@ -107,6 +150,41 @@ class EventStore:
         matches (still returned oldest first).
         """
         raise NotImplementedError
+
+    def search(
+        self, query: EventQuery, limit: int, *, max_scanned_rows: int | None = None,
+        max_bytes: int | None = None,
+    ) -> SearchPage:
+        """The matches of ``query`` that :meth:`query` gives, with bounds on the work and the size.
+
+        With ``query.after_seq`` the search walks upwards from it, else downwards from the newest
+        event (or ``query.until_seq``). It stops at the first bound reached: ``limit`` matches, the
+        next match passing ``max_bytes`` (the sum of the events' JSON wire forms plus one byte
+        each; the first match is always kept), or ``max_scanned_rows`` stored events walked over
+        (None: no cap). The page says which, and where to continue.
+
+        This default has no scan cap (it reads through :meth:`query`); the stores of this package
+        implement the cap.
+
+        Raises:
+            ValueError: a bound is not a positive integer.
+            StoreReadError: the store could not be read (never an empty page instead).
+        """
+        check_search_bounds(limit, max_scanned_rows, max_bytes)
+        ascending = query.after_seq is not None
+        found = self.query(query, limit + 1)
+        collector = SearchCollector(query, limit, max_bytes)
+        for event in found if ascending else reversed(found):
+            if not collector.add(event):
+                break
+        if query.until_seq is not None:
+            end = query.until_seq
+        else:
+            end = max(query.after_seq or 0, self.last_seq() or 0)
+        first = (found[0].seq if ascending else found[-1].seq) if found else None
+        page = collector.page(ascending=ascending, first=first, scan_stop=None, end=end,
+                              low=(found[0].seq or 1) if found else 1)
+        return page._replace(oldest_seq=self.first_seq())
 
     def first_seq(self) -> int | None:
         """The smallest ``seq`` still held, or ``None`` when empty."""
@@ -143,6 +221,14 @@ class EventStore:
     async def query_async(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
         """:meth:`query` for a coroutine: the event loop never waits for the store."""
         return await asyncio.to_thread(self.query, query, limit)
+
+    async def search_async(
+        self, query: EventQuery, limit: int, *, max_scanned_rows: int | None = None,
+        max_bytes: int | None = None,
+    ) -> SearchPage:
+        """:meth:`search` for a coroutine: the event loop never waits for the store."""
+        return await asyncio.to_thread(self.search, query, limit, max_scanned_rows=max_scanned_rows,
+                                       max_bytes=max_bytes)
 
     async def count_by_type_async(self) -> dict[str, int]:
         """:meth:`count_by_type` for a coroutine: the event loop never waits for the store."""
@@ -247,6 +333,15 @@ class MemoryEventStore(EventStore):
                     break
         newest.reverse()
         return newest
+
+    def search(
+        self, query: EventQuery, limit: int, *, max_scanned_rows: int | None = None,
+        max_bytes: int | None = None,
+    ) -> SearchPage:
+        """See :meth:`EventStore.search`; ``max_scanned_rows`` counts the events of the ring."""
+        check_search_bounds(limit, max_scanned_rows, max_bytes)
+        return search_events(self._snapshot(), query, limit, max_scanned_rows=max_scanned_rows,
+                             max_bytes=max_bytes)
 
     def first_seq(self) -> int | None:
         with self._lock:

@@ -219,6 +219,9 @@ export function handleMessage(raw) {
     case "gap":
       onGap(msg);
       break;
+    case "resumed":
+      onResumed(msg);
+      break;
     case "error":
       showNotice("error", `Server: ${txt(msg.message || "error", 300)}`, "server-error");
       break;
@@ -239,6 +242,18 @@ function onRunProgress(list) {
     }
   }
   scheduleRender();
+}
+
+// A replay walks a bounded part of the history per resume; an incomplete one says where to go on.
+function onResumed(msg) {
+  const next = num(msg.next_after_seq);
+  const until = num(msg.seq);
+  if (msg.complete !== false || next === null || until === null) return;
+  if (typeof msg.error === "string") {
+    showNotice("warning", `Some missed events could not be replayed: ${txt(msg.error, 200)}`, "gap");
+    return;
+  }
+  send({ type: "resume", after_seq: next, until_seq: until });
 }
 
 function onGap(msg) {

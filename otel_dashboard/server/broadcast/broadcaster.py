@@ -262,11 +262,11 @@ class Broadcaster:
             "type": "pong", "seq": self.state.last_seq, "timestamp": format_timestamp(),
         })
 
-    def resume(self, client: Client, after: int) -> None:
-        """Replay the stored events after ``after`` to ``client``, then continue live."""
+    def resume(self, client: Client, after: int, until: int | None = None) -> None:
+        """Replay the stored events after ``after`` (up to ``until``) to ``client``, then continue live."""
         if client.closing:
             return
-        start_replay(self.state, client, after)
+        start_replay(self.state, client, after, until=until, max_scanned_rows=self.options.max_scanned_rows)
         if client.writer_task is not None:
             client.wake()
         else:

@@ -19,6 +19,9 @@ How it works, one module per part:
 * :mod:`~otel_dashboard.store.sqlite.reader` -- reads merged with the events still queued, so a
   read never misses an accepted event; the ``async`` reads run on reader threads with their own
   connections, never on the event loop.
+* :mod:`~otel_dashboard.store.sqlite.search` -- the bounded searches of the history API and
+  ``resume``: every filter in SQL (on an index where there is one), within a window of at most
+  ``max_scanned_rows`` seqs, stopping at ``limit`` events or ``max_bytes``.
 * :mod:`~otel_dashboard.store.sqlite.schema`, :mod:`~otel_dashboard.store.sqlite.rows`,
   :mod:`~otel_dashboard.store.sqlite.lockfile`, :mod:`~otel_dashboard.store.sqlite.logs` -- the
   file (schema, opening, restart bookkeeping), an event as a row, one server per file, the logger.

@@ -11,27 +11,34 @@ an accepted event, and never doubles one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from otel_dashboard.model.events import DashboardEvent
-from otel_dashboard.store.base import EventQuery
+from otel_dashboard.store.base import EventQuery, SearchPage, StoreReadError, search_events
 from otel_dashboard.store.sqlite.logs import RateLimitedLog, logger
 from otel_dashboard.store.sqlite.rows import decode_event
 from otel_dashboard.store.sqlite.schema import COLUMNS, connect_reader, database_error
+from otel_dashboard.store.sqlite.search import scalar, search_down, search_up
 
 __all__ = ["Reader"]
 
-# Two: one long read (a service filter scans the whole history) must not hold up every snapshot.
+# Two lanes. Searches (the history API, resume pages: bounded by their scan cap, but up to a few
+# hundred milliseconds each) queue for ONE thread of their own: however many come at once, they use
+# at most one core and hold the GIL from one thread, and never hold up the short reads (a new
+# client's snapshot, counts), which have two threads of their own.
 _READ_THREADS = 2
+_SEARCH_THREADS = 1
 
 _Rows = list[tuple[Any, ...]]
-_Execute = Callable[[str, Sequence[Any]], _Rows]
-"""Runs one SELECT on some connection and returns its rows ([] once the reader is closed)."""
+_Use = Callable[[], AbstractContextManager[sqlite3.Connection | None]]
+"""The connection a read runs on, held for the read (None once the reader is closed)."""
 _T = TypeVar("_T")
 
 
@@ -62,41 +69,49 @@ class Reader:
         # The pool is made on the first async read; _pool_lock guards it, its connections and _closed.
         self._pool_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._search_pool: ThreadPoolExecutor | None = None
         self._pool_conns: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._closed = False
 
     # ------------------------------------------------------------------ connections
-    def _execute_here(self, sql: str, params: Sequence[Any]) -> _Rows:
+    @contextlib.contextmanager
+    def _use_here(self) -> Iterator[sqlite3.Connection | None]:
         with self._conn_lock:
-            if self._closed:
-                return []
-            return self._conn.execute(sql, params).fetchall()
+            yield None if self._closed else self._conn
 
-    def _execute_in_pool(self, sql: str, params: Sequence[Any]) -> _Rows:
+    @contextlib.contextmanager
+    def _use_in_pool(self) -> Iterator[sqlite3.Connection | None]:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect_reader(self.path)
             with self._pool_lock:
                 if self._closed:
                     conn.close()
-                    return []
-                self._pool_conns.append(conn)
+                    conn = None
+                else:
+                    self._pool_conns.append(conn)
             self._local.conn = conn
-        return conn.execute(sql, params).fetchall()
+        yield conn
 
-    async def _in_pool(self, read: Callable[..., _T], *args: Any) -> _T:
-        """``read(execute, *args)`` on a reader thread, its SQL on that thread's own connection.
+    async def _in_pool(self, read: Callable[..., _T], *args: Any, search: bool = False) -> _T:
+        """``read(use, *args)`` on a reader thread (of the search lane if ``search``), its SQL on
+        that thread's own connection.
 
-        Once closed, ``read`` runs here with an ``execute`` that finds nothing (no SQL at all).
+        Once closed, ``read`` runs here with a ``use`` that gives no connection (no SQL at all).
         """
         with self._pool_lock:
             if self._closed:
                 future = None
+            elif search:
+                if self._search_pool is None:
+                    self._search_pool = ThreadPoolExecutor(
+                        _SEARCH_THREADS, f"otel-dashboard-store-search {self.path}")
+                future = self._search_pool.submit(read, self._use_in_pool, *args)
             else:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(_READ_THREADS, f"otel-dashboard-store-read {self.path}")
-                future = self._pool.submit(read, self._execute_in_pool, *args)
+                future = self._pool.submit(read, self._use_in_pool, *args)
         if future is None:
             return read(_closed, *args)
         return await asyncio.wrap_future(future)
@@ -105,8 +120,9 @@ class Reader:
         """Let running reads finish, then close every connection; later reads find nothing. Idempotent."""
         with self._pool_lock:
             self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
+            pools = [pool for pool in (self._pool, self._search_pool) if pool is not None]
+            self._pool = self._search_pool = None
+        for pool in pools:
             pool.shutdown(wait=True)  # the reads already submitted complete first
         with self._conn_lock, self._pool_lock:
             conns, self._pool_conns = [self._conn, *self._pool_conns], []
@@ -117,20 +133,21 @@ class Reader:
                 logger.debug("closing a read connection of %s failed", self.path, exc_info=True)
 
     # ------------------------------------------------------------------ reads (any connection)
-    # Each takes the `execute` of the connection it runs on: the shared one, or its reader thread's.
-    def _rows(self, execute: _Execute, sql: str, params: Sequence[Any]) -> _Rows | None:
-        """The rows of ``sql``; None (counted and logged) when SQLite fails."""
+    # Each takes the `use` of the connection it runs on: the shared one, or its reader thread's.
+    def _rows(self, use: _Use, sql: str, params: Sequence[Any]) -> _Rows | None:
+        """The rows of ``sql`` ([] once closed); None (counted and logged) when SQLite fails."""
         try:
-            return execute(sql, params)
+            with use() as conn:
+                return [] if conn is None else conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             self.read_errors += 1
             self._log("read", logging.WARNING, "event database %s: read failed (%s: %s); serving the "
                       "events not yet written only", self.path, type(exc).__name__, exc)
             return None
 
-    def _select(self, execute: _Execute, sql: str, params: Sequence[Any]) -> list[DashboardEvent]:
+    def _select(self, use: _Use, sql: str, params: Sequence[Any]) -> list[DashboardEvent]:
         out = []
-        for seq, text in self._rows(execute, sql, params) or ():
+        for seq, text in self._rows(use, sql, params) or ():
             try:
                 out.append(decode_event(seq, text))
             except Exception as exc:
@@ -139,7 +156,7 @@ class Reader:
                           "seq=%s (%s: %s)", self.path, seq, type(exc).__name__, exc)
         return out
 
-    def _recent(self, execute: _Execute, limit: int) -> list[DashboardEvent]:
+    def _recent(self, use: _Use, limit: int) -> list[DashboardEvent]:
         if limit <= 0:
             return []
         pending = self._pending()
@@ -147,105 +164,74 @@ class Reader:
         if len(newest) < limit:
             below = pending[0].seq if pending else None
             where, params = ("WHERE seq < ?", [below]) if below is not None else ("", [])
-            newest.extend(self._select(execute, f"SELECT {COLUMNS} FROM events {where} ORDER BY seq DESC "
+            newest.extend(self._select(use, f"SELECT {COLUMNS} FROM events {where} ORDER BY seq DESC "
                                                 "LIMIT ?", [*params, limit - len(newest)]))
         return newest
 
-    def _query(self, execute: _Execute, query: EventQuery, limit: int) -> list[DashboardEvent]:
+    def _query(self, use: _Use, query: EventQuery, limit: int) -> list[DashboardEvent]:
         if limit <= 0:
             return []
-        pending = self._pending()
-        if query.after_seq is not None:
-            found = self._select_matching(execute, query, query.after_seq, query.until_seq,
-                                          ascending=True, limit=limit)
-            # A queued event may have been committed between the copy and the read: skip what the
-            # read already gave.
-            cursor = max(query.after_seq, found[-1].seq or 0) if found else query.after_seq
-            for event in pending:
-                if len(found) >= limit:
-                    break
-                if (event.seq or 0) > cursor and query.matches(event):
-                    found.append(event)
-            return found
-        newest: list[DashboardEvent] = []
-        for event in reversed(pending):
-            if len(newest) >= limit:
-                break
-            if query.matches(event):
-                newest.append(event)
-        if len(newest) < limit:
-            upto = query.until_seq
-            if pending:  # the database part ends where the queue begins
-                below = (pending[0].seq or 0) - 1
-                upto = below if upto is None else min(upto, below)
-            newest.extend(self._select_matching(execute, query, None, upto, ascending=False,
-                                                limit=limit - len(newest)))
-        newest.reverse()
-        return newest
+        try:
+            return self._search(use, query, limit, None, None).events
+        except StoreReadError:
+            # Counted and logged: a snapshot or the direct API still gets the events not yet written.
+            return search_events(self._pending(), query, limit, max_scanned_rows=None, max_bytes=None).events
 
-    def _select_matching(
-        self, execute: _Execute, query: EventQuery, after: int | None, upto: int | None, *,
-        ascending: bool, limit: int,
-    ) -> list[DashboardEvent]:
-        """Up to ``limit`` stored events matching ``query`` with ``after < seq <= upto`` (None: no
-        bound), the first ones ascending or the last ones descending, in that order.
+    def _search(
+        self, use: _Use, query: EventQuery, limit: int, max_scanned_rows: int | None, max_bytes: int | None,
+    ) -> SearchPage:
+        """:meth:`EventStore.search` on the connection ``use`` gives: the pending copy first, then
+        the database in one read transaction (its lookups and its rows agree with each other).
 
-        An indexed filter (agents, else event types) drives the search: one small index range per
-        value, each already in seq order and cut at ``limit``, merged by a UNION. So a page costs
-        about ``limit`` rows per value however many events match, instead of a sort of them all.
-        The other filters are written ``+column`` so that the planner does not pick their index.
+        Raises:
+            StoreReadError: SQLite failed (counted and logged).
         """
-        order = "ASC" if ascending else "DESC"
-        range_sql, range_params = "", []
-        if after is not None:
-            range_sql, range_params = " AND seq > ?", [after]
-        if upto is not None:
-            range_sql, range_params = range_sql + " AND seq <= ?", [*range_params, upto]
-        drivers: list[tuple[str, str]] = []
-        rest: list[tuple[str, list[str]]] = []
-        types = sorted(t.value for t in query.event_types) if query.event_types is not None else None
-        severities = sorted(s.value for s in query.severities) if query.severities is not None else None
-        if query.agents is not None:
-            agents = sorted(a for a in query.agents if isinstance(a, str))
-            if not agents:
-                return []
-            drivers = [(column, agent) for agent in agents for column in ("agent_id", "agent_name")]
-            if types is not None:
-                rest.append(("+event_type", types))
-        elif types is not None:
-            drivers = [("event_type", value) for value in types]
-        if severities is not None:
-            rest.append(("+severity", severities))
-        rest_sql = "".join(f" AND {column} IN ({', '.join('?' * len(values))})" for column, values in rest)
-        rest_params = [value for _, values in rest for value in values]
-        if not drivers:
-            return self._select(
-                execute,
-                f"SELECT {COLUMNS} FROM events WHERE 1{range_sql}{rest_sql} ORDER BY seq {order} LIMIT ?",
-                [*range_params, *rest_params, limit])
-        branch = (f"SELECT seq FROM (SELECT seq FROM events WHERE {{column}} = ?{range_sql}{rest_sql} "
-                  f"ORDER BY seq {order} LIMIT ?)")
-        branches: list[str] = []
-        params: list[Any] = []
-        for column, value in drivers:
-            branches.append(branch.format(column=column))
-            params.extend([value, *range_params, *rest_params, limit])
-        return self._select(
-            execute,
-            f"SELECT {COLUMNS} FROM events WHERE seq IN (SELECT seq FROM ({' UNION '.join(branches)}) "
-            f"ORDER BY seq {order} LIMIT ?) ORDER BY seq {order}",
-            [*params, limit])
-
-    def _first_seq(self, execute: _Execute) -> int | None:
         pending = self._pending()
-        rows = self._rows(execute, "SELECT MIN(seq) FROM events", ())
+        try:
+            with use() as conn:
+                if conn is None:  # closed: what is still queued, nothing from the file
+                    return search_events(pending, query, limit, max_scanned_rows=max_scanned_rows,
+                                         max_bytes=max_bytes)
+                conn.execute("BEGIN")
+                try:
+                    if query.after_seq is not None:
+                        page = search_up(conn, self._decode, pending, query, limit, max_scanned_rows,
+                                         max_bytes)
+                    else:
+                        page = search_down(conn, self._decode, pending, query, limit, max_scanned_rows,
+                                           max_bytes)
+                    oldest = scalar(conn, "SELECT MIN(seq) FROM events", ())
+                finally:
+                    conn.execute("COMMIT")
+                if oldest is None and pending:
+                    oldest = pending[0].seq
+                return page._replace(oldest_seq=oldest)
+        except sqlite3.Error as exc:
+            self.read_errors += 1
+            self._log("read", logging.WARNING, "event database %s: read failed (%s: %s)", self.path,
+                      type(exc).__name__, exc)
+            raise StoreReadError(self.path, f"event database {self.path}: read failed") from exc
+
+    def _decode(self, seq: int, text: str) -> DashboardEvent | None:
+        """The event of a row; None (counted and logged) when it cannot be read."""
+        try:
+            return decode_event(seq, text)
+        except Exception as exc:
+            self.read_errors += 1
+            self._log("decode", logging.WARNING, "event database %s: skipping unreadable event seq=%s "
+                      "(%s: %s)", self.path, seq, type(exc).__name__, exc)
+            return None
+
+    def _first_seq(self, use: _Use) -> int | None:
+        pending = self._pending()
+        rows = self._rows(use, "SELECT MIN(seq) FROM events", ())
         if rows and rows[0][0] is not None:
             return int(rows[0][0])
         return pending[0].seq if pending else None
 
-    def _count_by_type(self, execute: _Execute) -> dict[str, int]:
+    def _count_by_type(self, use: _Use) -> dict[str, int]:
         pending = self._pending()
-        rows = self._rows(execute, "SELECT event_type, COUNT(*), MAX(seq) FROM events GROUP BY event_type",
+        rows = self._rows(use, "SELECT event_type, COUNT(*), MAX(seq) FROM events GROUP BY event_type",
                           ()) or []
         counts = {str(t): int(n) for t, n, _ in rows}
         # Commits go in seq order: the read saw every committed event up to its newest one, and
@@ -259,7 +245,7 @@ class Reader:
     # ------------------------------------------------------------------ the plain and async forms
     def recent(self, limit: int) -> list[DashboardEvent]:
         """Up to ``limit`` newest events, newest first."""
-        return self._recent(self._execute_here, limit)
+        return self._recent(self._use_here, limit)
 
     async def recent_async(self, limit: int) -> list[DashboardEvent]:
         """:meth:`recent` on a reader thread."""
@@ -267,15 +253,31 @@ class Reader:
 
     def query(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
         """Up to ``limit`` events matching ``query``, ascending seq (see ``EventStore.query``)."""
-        return self._query(self._execute_here, query, limit)
+        return self._query(self._use_here, query, limit)
 
     async def query_async(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
         """:meth:`query` on a reader thread."""
         return await self._in_pool(self._query, query, limit)
 
+    def search(
+        self, query: EventQuery, limit: int, max_scanned_rows: int | None, max_bytes: int | None
+    ) -> SearchPage:
+        """See ``EventStore.search``.
+
+        Raises:
+            StoreReadError: SQLite failed.
+        """
+        return self._search(self._use_here, query, limit, max_scanned_rows, max_bytes)
+
+    async def search_async(
+        self, query: EventQuery, limit: int, max_scanned_rows: int | None, max_bytes: int | None
+    ) -> SearchPage:
+        """:meth:`search` on a reader thread."""
+        return await self._in_pool(self._search, query, limit, max_scanned_rows, max_bytes, search=True)
+
     def first_seq(self) -> int | None:
         """The smallest seq held, in the database or still queued."""
-        return self._first_seq(self._execute_here)
+        return self._first_seq(self._use_here)
 
     async def first_seq_async(self) -> int | None:
         """:meth:`first_seq` on a reader thread."""
@@ -283,12 +285,13 @@ class Reader:
 
     def count_by_type(self) -> dict[str, int]:
         """How many events of each type are held, in the database or still queued."""
-        return self._count_by_type(self._execute_here)
+        return self._count_by_type(self._use_here)
 
     async def count_by_type_async(self) -> dict[str, int]:
         """:meth:`count_by_type` on a reader thread."""
         return await self._in_pool(self._count_by_type)
 
 
-def _closed(sql: str, params: Sequence[Any]) -> _Rows:
-    return []
+@contextlib.contextmanager
+def _closed() -> Iterator[sqlite3.Connection | None]:
+    yield None

@@ -1,7 +1,7 @@
 """An event as a row of the ``events`` table, and back.
 
 A row is the event's wire form as JSON plus the columns the queries filter on (type, severity,
-agent id and name) and its timestamp in Unix seconds (retention by age). Building a row never
+agent id and name, service name) and its timestamp in Unix seconds (retention by age). Building a row never
 raises: what SQLite or orjson cannot take is kept in the closest form they can.
 """
 
@@ -15,7 +15,9 @@ import orjson
 
 from otel_dashboard.model.events import DashboardEvent, Severity
 
-__all__ = ["decode_event", "event_row", "timestamp_seconds"]
+_UNNUMBERED_PREFIX = b'{"seq":null,'
+
+__all__ = ["decode_event", "event_row", "text_value", "timestamp_seconds"]
 
 # (the "YYYY-MM-DDTHH:MM:SS" prefix, its Unix seconds) of the last timestamp parsed: events come in
 # bursts within one second, and datetime parsing is a large part of building a row. Only the
@@ -65,7 +67,7 @@ def _event_json(event: DashboardEvent) -> str:
         return json.dumps(wire, default=str)
 
 
-def _text(value: str) -> str:
+def text_value(value: str) -> str:
     """``value`` as SQLite can store it: lone surrogates (legal in JSON escapes) are escaped."""
     try:
         value.encode("utf-8")
@@ -74,8 +76,9 @@ def _text(value: str) -> str:
     return value
 
 
-def _agent_column(value: Any) -> str | None:
-    return _text(value) if isinstance(value, str) else None
+def _name_column(value: Any) -> str | None:
+    # Only a string is a name: an object or a number in data.agent_id matches no filter.
+    return text_value(value) if isinstance(value, str) else None
 
 
 def event_row(event: DashboardEvent, now: float) -> tuple[Any, ...]:
@@ -84,12 +87,13 @@ def event_row(event: DashboardEvent, now: float) -> tuple[Any, ...]:
     data = event.data
     return (
         event.seq,
-        _text(str(event.event_id)),
+        text_value(str(event.event_id)),
         event.event_type.value,
         event.severity.value,
-        _agent_column(data.get("agent_id")),
-        _agent_column(data.get("agent_name")),
+        _name_column(data.get("agent_id")),
+        _name_column(data.get("agent_name")),
         timestamp_seconds(event.timestamp, now),
+        _name_column(data.get("service_name")),
         _event_json(event),
     )
 
@@ -100,6 +104,16 @@ def decode_event(seq: int, text: str) -> DashboardEvent:
     Raises:
         Exception: the text is not an event's wire form (the reader counts and skips it).
     """
+    prefix = f'{{"seq":{seq},'
+    if text.startswith(prefix):
+        # The text is the wire form the event had when it was written (event_row stores
+        # to_json_bytes()): the event keeps it as its encoding, and an answer that sends the event
+        # does not encode it again.
+        try:
+            return DashboardEvent.from_unnumbered_json(
+                _UNNUMBERED_PREFIX + text[len(prefix):].encode("utf-8", "surrogatepass"), seq)
+        except ValueError:
+            pass  # the json fallback's text (lone surrogates, huge integers): read it as below
     try:
         wire = orjson.loads(text)
     except orjson.JSONDecodeError:  # written by the json fallback (lone surrogates, huge integers)

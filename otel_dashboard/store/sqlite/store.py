@@ -14,7 +14,7 @@ import weakref
 from typing import Any
 
 from otel_dashboard.model.events import DashboardEvent
-from otel_dashboard.store.base import EventQuery, EventStore
+from otel_dashboard.store.base import EventQuery, EventStore, SearchPage, check_search_bounds
 from otel_dashboard.store.sqlite.backlog import Backlog
 from otel_dashboard.store.sqlite.lockfile import acquire_lock_file, release_lock_file
 from otel_dashboard.store.sqlite.logs import RateLimitedLog, logger
@@ -157,7 +157,8 @@ class SqliteEventStore(EventStore):
         self._writer = Writer(self.path, opened.conn, self._backlog, self._retention, self._log,
                               batch_max_events=self.batch_max_events,
                               max_unwritten_events=self.max_unwritten_events,
-                              retry_initial_seconds=retry_initial, retry_max_seconds=retry_max)
+                              retry_initial_seconds=retry_initial, retry_max_seconds=retry_max,
+                              insert=opened.insert)
         self._writer.start()
         _open_stores.add(self)
 
@@ -202,6 +203,28 @@ class SqliteEventStore(EventStore):
 
     async def query_async(self, query: EventQuery, limit: int) -> list[DashboardEvent]:
         return await self._reader.query_async(query, limit)
+
+    def search(
+        self, query: EventQuery, limit: int, *, max_scanned_rows: int | None = None,
+        max_bytes: int | None = None,
+    ) -> SearchPage:
+        """See :meth:`EventStore.search`: every filter runs in SQL, on an index where there is one
+        (event type, agent id and name, service), within a window of ``max_scanned_rows`` seqs that
+        starts at the first event held (so a run of deleted seqs never uses it up).
+
+        Raises:
+            ValueError: a bound is not a positive integer.
+            StoreReadError: SQLite failed (counted in :attr:`read_errors` and logged).
+        """
+        check_search_bounds(limit, max_scanned_rows, max_bytes)
+        return self._reader.search(query, limit, max_scanned_rows, max_bytes)
+
+    async def search_async(
+        self, query: EventQuery, limit: int, *, max_scanned_rows: int | None = None,
+        max_bytes: int | None = None,
+    ) -> SearchPage:
+        check_search_bounds(limit, max_scanned_rows, max_bytes)
+        return await self._reader.search_async(query, limit, max_scanned_rows, max_bytes)
 
     def first_seq(self) -> int | None:
         return self._reader.first_seq()

@@ -44,6 +44,7 @@ class Writer:
         max_unwritten_events: events queued while writes fail before the oldest are dropped.
         retry_initial_seconds: first pause after a failed write; doubles up to ``retry_max_seconds``.
         retry_max_seconds: longest pause between retries of a failed write.
+        insert: the statement that writes one row (the file's layout: ``OpenedDatabase.insert``).
     """
 
     def __init__(
@@ -58,8 +59,10 @@ class Writer:
         max_unwritten_events: int,
         retry_initial_seconds: float,
         retry_max_seconds: float,
+        insert: str = INSERT,
     ) -> None:
         self.path = path
+        self._insert = insert
         self.conn = conn
         self._backlog = backlog
         self._retention = retention
@@ -88,7 +91,7 @@ class Writer:
     def execute_batch(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], last_seq: int) -> None:
         """Write ``rows`` in one transaction (the seam a test uses to inject a full disk)."""
         with transaction(conn):
-            conn.executemany(INSERT, rows)
+            conn.executemany(self._insert, rows)
             conn.execute(SET_LAST_SEQ, (last_seq,))
 
     def _run(self) -> None:
@@ -186,7 +189,7 @@ class Writer:
         with transaction(conn):
             for row in rows:
                 try:
-                    conn.execute(INSERT, row)
+                    conn.execute(self._insert, row)
                 except sqlite3.OperationalError:
                     raise
                 except Exception as exc:  # a value SQLite cannot bind or store
