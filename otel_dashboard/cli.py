@@ -27,6 +27,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from otel_dashboard.model.limits import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_SNAPSHOT_BYTES,
+    DEFAULT_MAX_STRING_BYTES,
+)
+
 if TYPE_CHECKING:
     from otel_dashboard.model.prices import PriceBook
     from otel_dashboard.server.app import DashboardWebSocketServer
@@ -64,6 +70,8 @@ def _int_in_range(low: int, high: int | None, message: str) -> Callable[[str], i
 _port = _int_in_range(0, 65535, "must be between 0 and 65535 (0 picks a free port)")
 _positive_int = _int_in_range(1, 10_000_000, "must be between 1 and 10000000")
 _retention_events = _int_in_range(0, None, "must be 0 (no limit) or more")
+_string_bytes = _int_in_range(64, _MAX_BODY_BYTES, "must be between 64 and 1073741824")
+_event_bytes = _int_in_range(1024, _MAX_BODY_BYTES, "must be between 1024 and 1073741824")
 
 
 def _retention_hours(text: str) -> float:
@@ -300,6 +308,15 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
                        help="an ingest request whose body cannot be decoded is charged to its address's "
                             "ingest rate as one event per 64 bytes inflated or parsed, at least this "
                             "many (default: 1000)")
+    group.add_argument("--max-string-bytes", type=_string_bytes, default=DEFAULT_MAX_STRING_BYTES,
+                       metavar="N", help="a longer string in an event's data is cut, ending with "
+                                         f"'…[cut N bytes]' (default: {DEFAULT_MAX_STRING_BYTES})")
+    group.add_argument("--max-event-bytes", type=_event_bytes, default=DEFAULT_MAX_EVENT_BYTES,
+                       metavar="N", help="an event's data as JSON, strings cut; a larger posted event "
+                                         f"gets 413, a span's is shrunk (default: {DEFAULT_MAX_EVENT_BYTES})")
+    group.add_argument("--max-snapshot-bytes", type=_event_bytes, default=DEFAULT_MAX_SNAPSHOT_BYTES,
+                       metavar="N", help="the events of a new client's snapshot as JSON; the oldest are "
+                                         f"left out (default: {DEFAULT_MAX_SNAPSHOT_BYTES})")
 
 
 def _broker_url(text: str) -> str:
@@ -457,7 +474,14 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
 
     # The process's state (what get_dashboard() returns) is the one served, so in-process producers
     # and the server agree. A durable store rebuilds the state (seq, metrics, lost agents) here.
-    state = reset_dashboard(DashboardState(max_history=args.history, store=store))
+    try:
+        state = reset_dashboard(DashboardState(
+            max_history=args.history, store=store, max_string_bytes=args.max_string_bytes,
+            max_event_bytes=args.max_event_bytes, max_snapshot_bytes=args.max_snapshot_bytes,
+        ))
+    except ValueError as exc:  # caps that contradict each other (max_event_bytes < max_string_bytes)
+        print(f"otel-dashboard serve: error: {exc}", file=sys.stderr)
+        return 2
     config = args.security
     server = DashboardWebSocketServer(
         args.host, args.port, state=state, history_size=min(args.history, _SNAPSHOT_EVENTS),

@@ -86,7 +86,7 @@ def rows(page: Page, *, visible_only: bool = False, with_meta: bool = False) -> 
 
 
 def latest_metrics(state: DashboardState) -> dict[str, Any] | None:
-    for event in state.get_recent_events(200):
+    for event in state.recent_events(200):
         if event.event_type is EventType.METRICS_UPDATED:
             return event.data
     return None

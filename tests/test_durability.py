@@ -87,7 +87,7 @@ def test_a_restart_continues_seq_and_rebuilds_the_state(tmp_path: Path) -> None:
     assert after["metrics"].pop("active_agents") == 0 and before["metrics"].pop("active_agents") == 2
     assert after["metrics"].pop("lost_agents") == 2 and before["metrics"].pop("lost_agents") == 0
     assert after == before
-    assert len(after["opportunities"]) == 5 and after["opportunities"][0]["opportunity_id"] == "opp-7"
+    assert len(after["opportunities"]) == 5 and after["opportunities"][0]["data"]["opportunity_id"] == "opp-7"
     assert after["metrics"]["avg_quality_score"] > 0 and after["metrics"]["failed_agent_runs"] == 3
 
     lost = again.get_lost_agents()
@@ -134,7 +134,7 @@ def test_a_rebuild_from_a_big_history_replays_only_what_it_needs(tmp_path: Path)
     assert metrics["total_events"] == seq == state.last_seq
     assert metrics["total_agents_executed"] == 4000 and metrics["avg_quality_score"] == 90.0
     assert metrics["total_opportunities_discovered"] == 4000
-    assert [o["opportunity_id"] for o in state.get_opportunities()][:2] == ["o3999", "o3998"]
+    assert [o["data"]["opportunity_id"] for o in state.get_opportunities()][:2] == ["o3999", "o3998"]
     assert state.get_lost_agents() == []
     assert elapsed < 10  # about 0.1 s on a laptop; generous for a loaded CI machine
     store.close()

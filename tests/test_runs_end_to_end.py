@@ -160,7 +160,7 @@ def test_a_price_file_prices_a_self_hosted_model(tmp_path: Path) -> None:
             gate.release()
         agent_run(tracer, gate, model="local-llama", provider="self-hosted")
         assert processor.force_flush(5000)
-    completion = next(e.data for e in state.get_recent_events(50)
+    completion = next(e.data for e in state.recent_events(50)
                       if e.event_type.value == "agent_execution_completed")
     assert completion["cost_status"] == "priced"
     assert completion["cost_usd"] == pytest.approx(1000 * 2.0 / 1e6 + 100 * 10.0 / 1e6)
@@ -175,7 +175,7 @@ def test_an_unknown_model_shows_its_tokens_and_no_price() -> None:
             gate.release()
         agent_run(tracer, gate, model="gpt-4o")
         assert processor.force_flush(5000)
-    completion = next(e.data for e in state.get_recent_events(50)
+    completion = next(e.data for e in state.recent_events(50)
                       if e.event_type.value == "agent_execution_completed")
     assert (completion["cost_status"], completion["cost_usd"]) == ("no_price", None)
     assert completion["unpriced_models"] == ["gpt-4o"] and completion["tokens"]["total"] == 1100

@@ -107,8 +107,9 @@ async def test_history_is_bounded_and_recent_events_are_newest_first() -> None:
     for i in range(12):
         await state.error_occurred(f"s{i}", "m", "t")
     recent = state.get_recent_events(limit=50)
-    assert [e.seq for e in recent] == [12, 11, 10, 9, 8]
-    assert [e.seq for e in state.get_recent_events(limit=2)] == [12, 11]
+    assert [e["seq"] for e in recent] == [12, 11, 10, 9, 8]
+    assert [e["seq"] for e in state.get_recent_events(limit=2)] == [12, 11]
+    assert [e.seq for e in state.recent_events(limit=2)] == [12, 11]
     assert state.store.first_seq() == 8
     assert state.get_metrics()["total_events"] == 12
 
@@ -137,8 +138,21 @@ async def test_opportunities_are_bounded_newest_first() -> None:
     state = DashboardState(max_opportunities=2)
     for i in range(4):
         await state.opportunity_discovered(f"o{i}", f"T{i}", "d", 0.5, "$", "c")
-    assert [o["opportunity_id"] for o in state.get_opportunities()] == ["o3", "o2"]
+    assert [o["data"]["opportunity_id"] for o in state.get_opportunities()] == ["o3", "o2"]
+    assert [o["opportunity_id"] for o in state.opportunity_records()] == ["o3", "o2"]
     assert state.get_metrics()["total_opportunities_discovered"] == 4
+
+
+async def test_get_opportunities_and_get_recent_events_keep_the_original_contract() -> None:
+    """The original design's direct API: plain dicts in the to_dict() shape, newest first."""
+    state = DashboardState()
+    first = await state.opportunity_discovered("o1", "T1", "d", 0.5, "$5", "c")
+    second = await state.opportunity_discovered("o2", "T2", "d", 0.9, "$9", "c")
+    assert state.get_opportunities() == [second.to_dict(), first.to_dict()]
+    assert all(type(o) is dict for o in state.get_opportunities())
+    recent = state.get_recent_events(10)
+    assert recent == [second.to_dict(), first.to_dict()]
+    assert [e.event_id for e in state.recent_events(10)] == [second.event_id, first.event_id]
 
 
 async def test_first_sight_of_an_agent_registers_it_once(state: DashboardState) -> None:
@@ -458,7 +472,8 @@ async def test_the_async_reads_answer_as_the_plain_ones(tmp_path: Path) -> None:
     await state.error_occurred("Alpha", "m", "t", agent_name="Alpha")
     await state.opportunity_discovered("o1", "T", "D", 0.5, "$", "cat")
     assert [e.seq for e in await state.get_events_after_async(1)] == [2, 3, 4]
-    assert [e.seq for e in await state.get_recent_events_async(2)] == [4, 3]
+    assert [e["seq"] for e in await state.get_recent_events_async(2)] == [4, 3]
+    assert [e.seq for e in await state.recent_events_async(2)] == [4, 3]
     alpha = EventQuery(agents=["Alpha"])
     assert [e.to_dict() for e in await state.query_events_async(alpha, limit=10)] == [
         e.to_dict() for e in state.query_events(alpha, limit=10)]

@@ -29,8 +29,20 @@ Field rules
     other keys
         ignored, for forward compatibility.
 
+    ``data.agent_id``, ``data.agent_name``, ``data.run_id``, ``data.parent_span_id``,
+    ``data.service_name``
+        when present: a string, a number, a boolean or null, never an object or an array (the state
+        keys agents and runs on them).
+
 An object is a batch when it has an ``events`` key and no ``event_type`` key. A batch holds at most
 ``max_events`` events; an empty batch is valid and accepts nothing.
+
+Sizes (:mod:`otel_dashboard.model.limits`)
+    Every string in ``data`` (a value at any depth, or a key) longer than ``max_string_bytes`` UTF-8
+    bytes is cut, ending with ``"…[cut N bytes]"``; the event is kept. An event whose ``data``, its
+    strings cut, is still over ``max_event_bytes`` bytes of JSON refuses the whole request: 413,
+    :class:`IngestError` with ``status`` 413, naming the event (``"events[3].data"``, ``"index": 3``)
+    and the parameter.
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ from typing import Any
 import orjson
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity, format_timestamp, new_event_id
+from otel_dashboard.model.limits import EventTooLarge, Limits
 
 __all__ = [
     "IngestError",
@@ -56,6 +69,9 @@ _EVENT_TYPES = {member.value: member for member in EventType}
 _SEVERITIES = {member.value: member for member in Severity}
 _TRACE_ID_RE = re.compile(r"[0-9a-fA-F]{32}")
 _SPAN_ID_RE = re.compile(r"[0-9a-fA-F]{16}")
+_INDEX_RE = re.compile(r"events\[([0-9]+)\]")
+# The data fields the state keys agents and runs on: a hashable JSON scalar or null, never a container.
+_SCALAR_DATA_KEYS = ("agent_id", "agent_name", "run_id", "parent_span_id", "service_name")
 _ISO_RE = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:[.,]([0-9]{1,9}))?"
@@ -64,36 +80,56 @@ _ISO_RE = re.compile(
 
 
 class IngestError(ValueError):
-    """An ingest body refused as a whole (HTTP 400).
+    """An ingest body refused as a whole (HTTP 400, or 413 for an event over ``max_event_bytes``).
 
     Attributes:
         field: the offending field, e.g. ``"events[3].event_type"``; ``"body"`` for the body itself.
         message: what is wrong with it.
+        status: the HTTP status to answer: 400, or 413 for an event too large.
+        details: more keys of the JSON body (``"parameter"``, ``"max_event_bytes"``, ``"size"``).
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, status: int = 400,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.status = status
+        self.details = details or {}
 
-    def to_dict(self) -> dict[str, str]:
-        """The JSON error body: ``{"error": "<field>: <message>", "field": "<field>"}``."""
-        return {"error": str(self), "field": self.field}
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error": "<field>: <message>", "field": "<field>"}``, plus
+        ``"index"`` (the event's place in the batch) when the field is in ``events[i]``, plus
+        :attr:`details`."""
+        body: dict[str, Any] = {"error": str(self), "field": self.field}
+        match = _INDEX_RE.match(self.field)
+        if match is not None:
+            body["index"] = int(match.group(1))
+        body.update(self.details)
+        return body
 
 
-def parse_ingest_payload(body: bytes, *, max_events: int = 10_000) -> list[DashboardEvent]:
+def parse_ingest_payload(
+    body: bytes, *, max_events: int = 10_000, limits: Limits | None = None
+) -> list[DashboardEvent]:
     """Parses and validates one ingest body, all or nothing.
 
     Args:
         body: the request body (UTF-8 JSON; ``bytes``, ``bytearray``, ``memoryview`` or ``str``).
         max_events: the most events one request may carry.
+        limits: the byte caps on event data (the accepting state's ``limits``, which also counts
+            the cuts); the defaults of :class:`~otel_dashboard.model.limits.Limits` when None.
 
     Returns:
-        The events, in request order, without ``seq`` (the accepting state assigns it).
+        The events, in request order, without ``seq`` (the accepting state assigns it), their long
+        strings cut.
 
     Raises:
-        IngestError: for any body that is not entirely valid; no other exception, whatever ``body`` is.
+        IngestError: for any body that is not entirely valid (``status`` 413 for an event over
+            ``max_event_bytes``); no other exception, whatever ``body`` is.
     """
+    if limits is None:
+        limits = Limits()
     if not isinstance(body, (bytes, bytearray, memoryview, str)):
         raise IngestError("body", "must be bytes")
     try:
@@ -108,11 +144,11 @@ def parse_ingest_payload(body: bytes, *, max_events: int = 10_000) -> list[Dashb
             raise IngestError("events", "must be an array of event objects")
         if len(items) > max_events:
             raise IngestError("events", f"at most {max_events} events per request, got {len(items)}")
-        return [_event(item, f"events[{index}].") for index, item in enumerate(items)]
-    return [_event(document, "")]
+        return [_event(item, f"events[{index}].", limits) for index, item in enumerate(items)]
+    return [_event(document, "", limits)]
 
 
-def _event(item: Any, prefix: str) -> DashboardEvent:
+def _event(item: Any, prefix: str, limits: Limits) -> DashboardEvent:
     if not isinstance(item, dict):
         raise IngestError(prefix.rstrip(".") or "body", "must be an event object")
 
@@ -145,6 +181,20 @@ def _event(item: Any, prefix: str) -> DashboardEvent:
             orjson.dumps(data)
         except orjson.JSONEncodeError:
             raise IngestError(prefix + "data", "nested too deeply") from None
+        for key in _SCALAR_DATA_KEYS:
+            value = data.get(key)
+            if isinstance(value, (dict, list)):
+                raise IngestError(
+                    f"{prefix}data.{key}", f"must be a string, a number or null, got {_show(value)}"
+                )
+        try:
+            data = limits.bound(data, shrink=False)
+        except EventTooLarge as exc:
+            raise IngestError(
+                prefix + "data", str(exc), status=413,
+                details={"parameter": "max_event_bytes", "max_event_bytes": exc.max_event_bytes,
+                         "size": exc.size},
+            ) from None
 
     raw_timestamp = item.get("timestamp")
     if raw_timestamp is None:

@@ -82,6 +82,7 @@ END_NS = 5
 _ATTRIBUTES = 9  # where a SpanRecord's attribute keys begin
 
 _MAX_VALUE_CHARS = 256
+_MAX_DURATION_MS = 1e12  # about 31 years: a larger duration_ms of an ingested event is not believed
 _MAX_SEQUENCE_ITEMS = 16
 # A compact record cuts a longer span name here: long enough that the record's name (capped at 256
 # characters) and the agent or tool name derived from it after a prefix are the ones of the full name.
@@ -317,8 +318,9 @@ def _record_from_event(event: DashboardEvent, kind: str, completed: bool) -> dic
     data = event.data if isinstance(event.data, dict) else {}
     event_ns = timestamp_to_unix_nano(event.timestamp)
     duration = data.get("duration_ms")
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration >= 0:
-        duration = None
+    if (isinstance(duration, bool) or not isinstance(duration, (int, float))
+            or not 0 <= duration <= _MAX_DURATION_MS):
+        duration = None  # also an infinite or absurd one: a sender's value must not fail the request
     if completed:
         end_ns = event_ns
         start_ns = timestamp_to_unix_nano(data.get("started_at"))

@@ -10,15 +10,16 @@
     published in order, then the span records (and records derived from run events that came without
     their span) go to the state's trace store, then the batch's ``"runs"`` (the live state of open
     agent runs, checked by :mod:`otel_dashboard.model.run_records`) to ``state.update_runs``.
-    Answers: 200 ``{"accepted", "first_seq", "last_seq"}``, 400 naming the field, 413 over
-    ``max_body_bytes``, 415 for a content type other than ``application/json`` or a content coding
-    other than ``identity``, 429 with ``Retry-After`` over
-    the per-address ingest rate (nothing accepted); 200 only once the events are committed to the
-    store: 503 with ``Retry-After`` when a durable store does not confirm them within
+    Answers: 200 ``{"accepted", "first_seq", "last_seq"}``, 400 naming the field (and ``index``, the
+    event's place in the batch), 413 over ``max_body_bytes`` or for an event whose data is over the
+    state's ``max_event_bytes`` once its strings are cut (named as a 400 is), 415 for a content type
+    other than ``application/json`` or a content coding other than ``identity``, 429 with
+    ``Retry-After`` over the per-address ingest rate (nothing accepted); 200 only once the events are
+    committed to the store: 503 with ``Retry-After`` when a durable store does not confirm them within
     :data:`DURABLE_TIMEOUT_SECONDS` (the sender retries; delivery is at least once). On a cluster
-    replica (``broker=``) 200 comes once Redis has numbered the events, or with ``"buffered": true``
-    and null seqs once they wait in the replica's buffer while Redis is unreachable; 503 when that
-    buffer is full.
+    replica (``broker=``) 200 comes once Redis has numbered the events, or with ``"buffered": true`` and
+    null seqs once they wait in the replica's buffer while Redis is unreachable; 503 when that buffer is
+    full.
 
 ``POST /v1/traces``
     The OTLP/HTTP trace receiver (protobuf or JSON, one layer of gzip or deflate allowed, more is a
@@ -158,13 +159,15 @@ async def ingest_events(request: web.Request) -> web.Response:
         server_health.count("ingest_refused_requests")
         return json_error(413, f"request body is larger than {limit} bytes")
     try:
-        events = parse_ingest_payload(body)
+        # The whole request (events, span records, runs) is checked before any of it is published:
+        # one bad item refuses all of it, so a client that retries duplicates nothing.
+        events = parse_ingest_payload(body, limits=state.limits)  # long strings cut, huge events 413
         spans = _spans_of(body)
         runs = runs_of_body(body)  # the live progress of open runs (model/run_records.py)
     except IngestError as exc:
         server_health.count("ingest_refused_requests")
         charge_failed_ingest(request, len(body))  # parsing it cost CPU: garbage floods meet the 429 too
-        return json_response(exc.to_dict(), status=400)
+        return json_response(exc.to_dict(), status=exc.status)
     if (refused := check_ingest(request, len(events) + len(runs))) is not None:
         server_health.count("ingest_refused_requests")
         return refused

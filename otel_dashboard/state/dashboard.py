@@ -23,6 +23,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds
+from otel_dashboard.model.limits import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_SNAPSHOT_BYTES,
+    DEFAULT_MAX_STRING_BYTES,
+    Limits,
+)
 from otel_dashboard.state.cluster import (
     ClusterSync,
     Sequencer,
@@ -73,6 +79,27 @@ _DEFAULT_MAX_KNOWN_AGENTS = 10_000
 _DEFAULT_STALL_THRESHOLD_SECONDS = 300.0
 
 
+# The keys an opportunity record holds beside its event's data (state/derived.py).
+_OPPORTUNITY_EVENT_KEYS = ("seq", "event_id", "timestamp", "severity", "trace_id", "span_id")
+_OPPORTUNITY_TYPE = EventType.OPPORTUNITY_DISCOVERED.value
+
+
+def _opportunity_event_dict(record: dict[str, Any]) -> dict[str, Any]:
+    """An opportunity record back in its event's ``to_dict()`` shape."""
+    data = {key: value for key, value in record.items() if key not in _OPPORTUNITY_EVENT_KEYS}
+    return {
+        "seq": record.get("seq"),
+        "event_id": record.get("event_id"),
+        "event_type": _OPPORTUNITY_TYPE,
+        "timestamp": record.get("timestamp"),
+        # A record taken from an older replica's export may lack these: the usual severity then.
+        "severity": record.get("severity", "success"),
+        "data": data,
+        "trace_id": record.get("trace_id"),
+        "span_id": record.get("span_id"),
+    }
+
+
 def _positive_int(name: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -101,9 +128,19 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
             first.
         max_open_runs: open runs whose live progress is kept (:meth:`update_runs`); the least
             recently updated are evicted (and counted).
+        max_string_bytes: every string of an accepted event's data (and of an open run) is cut to
+            this many UTF-8 bytes, ending with ``"…[cut N bytes]"`` (see
+            :mod:`otel_dashboard.model.limits`); 16 KiB by default.
+        max_event_bytes: an accepted event's data, its strings cut, encodes to at most this many
+            bytes of JSON; a larger one has its largest values replaced by markers; 256 KiB.
+        max_snapshot_bytes: the events of one snapshot (:meth:`snapshot`) add up to at most this
+            many bytes of JSON, the oldest left out first; 4 MiB.
+
+    The caps and what they did are in :attr:`limits` (its counters are in :meth:`get_counters`).
 
     Raises:
-        ValueError: a bound that is not a positive integer, or a non-positive stall threshold.
+        ValueError: a bound that is not a positive integer, or a non-positive stall threshold, or a
+            byte cap below its minimum (see :class:`~otel_dashboard.model.limits.Limits`).
     """
 
     def __init__(
@@ -118,8 +155,17 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         stall_threshold_seconds: float = _DEFAULT_STALL_THRESHOLD_SECONDS,
         max_traces: int = 1000,
         max_open_runs: int = DEFAULT_MAX_OPEN_RUNS,
+        max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
     ) -> None:
         _positive_int("max_history", max_history)
+        self.limits = Limits(
+            max_string_bytes=max_string_bytes,
+            max_event_bytes=max_event_bytes,
+            max_snapshot_bytes=max_snapshot_bytes,
+        )
+        self._bound_data = self.limits.bound  # bound once: it runs for every event published
         self._derived = DerivedState(
             max_active_agents=_positive_int("max_active_agents", max_active_agents),
             max_opportunities=_positive_int("max_opportunities", max_opportunities),
@@ -178,11 +224,14 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         """Accept ``event``: number it, keep it, update the derived state, notify subscribers.
 
         Never blocks on I/O; safe from any thread. A run event for an agent id never seen before is
-        preceded by an ``agent_registered`` event.
+        preceded by an ``agent_registered`` event. The event's data is bounded first (strings cut,
+        an event too large shrunk: ``max_string_bytes``, ``max_event_bytes``): ``event.data`` may be
+        replaced by a bounded copy, the caller's dict is never changed.
 
         Returns:
             The same event, with its ``seq`` set.
         """
+        self._bound(event)
         sequencer = self._sequencer
         if sequencer is not None:
             # A cluster numbers events once for every replica: the event comes back, numbered,
@@ -206,6 +255,10 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         Raises:
             Exception: the first exception publishing an event raised, after every event was tried.
         """
+        events = list(events)
+        bound = self._bound
+        for event in events:  # outside the lock: a cut encodes strings
+            bound(event)
         sequencer = self._sequencer
         if sequencer is not None:
             submit = sequencer.submit  # numbered by the cluster, as in publish
@@ -228,6 +281,14 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
                     failed = failed or exc
         if failed is not None:
             raise failed
+
+    def _bound(self, event: DashboardEvent) -> None:
+        data = event.data
+        if type(data) is dict:
+            bounded = self._bound_data(data)
+            if bounded is not data:
+                event.data = bounded
+                event._json_cache = None  # encoded before it was bounded: encode it again
 
     def _accept(self, event: DashboardEvent) -> None:
         self._seq += 1
@@ -292,11 +353,15 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         ingest endpoint with the ``runs`` of a request. Each run is upserted by ``run_id`` (a copy
         is kept: the caller may reuse its dicts). A run whose ``agent_execution_completed`` the
         state already accepted is ignored, as is an entry without a string ``run_id``. Bounded by
-        ``max_open_runs`` (least recently updated evicted). Only this state takes them: in a
+        ``max_open_runs`` (least recently updated evicted); strings cut as an event's
+        (``max_string_bytes``). Only this state takes them: in a
         cluster, progress stays on the replica that received it (completions reach every replica).
         Never raises: a failure is logged.
         """
         try:
+            bound = self._bound_data
+            # A run's strings (its task, its step, a tool's name) are bounded as an event's are.
+            runs = [bound(run) if type(run) is dict else run for run in runs]
             with self._lock:
                 taken = self._runs.update(runs)
                 if taken:
@@ -339,7 +404,23 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
             return self._derived.metrics(time.monotonic() - self._started_monotonic)
 
     def get_opportunities(self) -> list[dict[str, Any]]:
-        """The kept opportunities, newest first."""
+        """The kept opportunities, newest first, each as its event's wire form: a plain dict in the
+        :meth:`DashboardEvent.to_dict <otel_dashboard.model.events.DashboardEvent.to_dict>` shape
+        (``seq``, ``event_id``, ``event_type``, ``timestamp``, ``severity``, ``data``, ``trace_id``,
+        ``span_id``), as the original design's ``get_opportunities()`` returned them. New dicts:
+        the caller may change them.
+
+        :meth:`opportunity_records` gives the flat form the snapshot sends to the page.
+        """
+        with self._lock:
+            records = list(self._derived.opportunities)
+        return [_opportunity_event_dict(record) for record in reversed(records)]
+
+    def opportunity_records(self) -> list[dict[str, Any]]:
+        """The kept opportunities, newest first, flat: each the event's ``data`` with its
+        ``timestamp``, ``seq``, ``event_id``, ``severity``, ``trace_id`` and ``span_id`` beside the
+        data's fields (the snapshot's ``"opportunities"``). Shared dicts: read them, never change them.
+        """
         with self._lock:
             return list(reversed(self._derived.opportunities))
 
@@ -379,4 +460,5 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
                 "open_runs": len(self._runs),
                 "evicted_runs": self._runs.evicted,
                 "ignored_run_updates": self._runs.ignored,
+                **self.limits.counters(),
             }

@@ -112,9 +112,11 @@ class DerivedState:
                 self.quality_count += 1
         elif etype is _OPPORTUNITY:
             self.total_opportunities += 1
-            self.opportunities.append(
-                {**data, "timestamp": event.timestamp, "seq": event.seq, "event_id": event.event_id}
-            )
+            # The event's own fields too: get_opportunities() gives the event's to_dict() shape back.
+            self.opportunities.append({
+                **data, "timestamp": event.timestamp, "seq": event.seq, "event_id": event.event_id,
+                "severity": event.severity.value, "trace_id": event.trace_id, "span_id": event.span_id,
+            })
         elif etype is _ERROR:
             self.total_errors += 1
         elif etype is _REGISTERED:

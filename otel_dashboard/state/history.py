@@ -10,6 +10,16 @@ accepted meanwhile has a larger ``seq``: it goes to the subscriber, never into t
 The ``async`` forms are for callers on an event loop: their store reads run off the loop (see
 ``EventStore.query_async``); the capture under the lock happens when the coroutine starts, before
 its first suspension.
+
+A snapshot's events add up to at most ``max_snapshot_bytes`` of JSON (the state's
+:class:`~otel_dashboard.model.limits.Limits`): the oldest are left out first, so the newest events
+and the snapshot's ``seq`` stay (the page resumes from ``seq``; the events are only the stream's
+recent rows). Each new WebSocket client gets a snapshot: without this cap 20 events of a few MiB
+each cost every client that connects their full size again.
+
+The direct API's contract (the original design's): :meth:`HistoryReads.get_recent_events` returns
+plain dicts in the ``DashboardEvent.to_dict()`` shape, newest first; :meth:`HistoryReads.recent_events`
+the :class:`~otel_dashboard.model.events.DashboardEvent` objects themselves.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from otel_dashboard.model.events import DashboardEvent
+from otel_dashboard.model.limits import Limits
 from otel_dashboard.state.derived import DerivedState
 from otel_dashboard.store.base import EventQuery, EventStore
 
@@ -34,6 +45,22 @@ def _wire(events: list[DashboardEvent]) -> list[dict[str, Any]]:
     return [e.to_dict() for e in events]
 
 
+def _capped_wire(events: list[DashboardEvent], limits: Limits) -> list[dict[str, Any]]:
+    """The wire forms of ``events`` (ascending), the oldest left out until the rest add up to at
+    most ``limits.max_snapshot_bytes`` of JSON (the size of each is its cached wire encoding)."""
+    budget = limits.max_snapshot_bytes
+    keep = len(events)
+    for index in range(len(events) - 1, -1, -1):
+        budget -= len(events[index].to_json_bytes()) + 1  # + the comma between them
+        if budget < 0:
+            break
+        keep = index
+    left_out = keep
+    if left_out:
+        limits.count(snapshot_events_left_out=left_out)
+    return [e.to_dict() for e in events[keep:]]
+
+
 class HistoryReads:
     """The read side of :class:`~otel_dashboard.state.dashboard.DashboardState` (a mixin: it uses the
     state's lock, ``seq``, store, derived state and read-outs, declared below)."""
@@ -42,9 +69,10 @@ class HistoryReads:
     _seq: int
     _store: EventStore
     _derived: DerivedState
+    limits: Limits
     subscribe: Callable[[Subscriber], None]
     get_metrics: Callable[[], dict[str, Any]]
-    get_opportunities: Callable[[], list[dict[str, Any]]]
+    opportunity_records: Callable[[], list[dict[str, Any]]]
     get_active_agents: Callable[[], list[dict[str, Any]]]
     get_lost_agents: Callable[[], list[dict[str, Any]]]
     get_open_runs: Callable[[], list[dict[str, Any]]]
@@ -60,7 +88,7 @@ class HistoryReads:
                 "seq": seq,
                 "metrics": self.get_metrics(),
                 "events": [],  # filled outside the lock, in this place among the keys
-                "opportunities": self.get_opportunities(),
+                "opportunities": self.opportunity_records(),
                 "active_agents": self.get_active_agents(),
                 "lost_agents": self.get_lost_agents(),
                 # In the same hold as seq: progress after it reaches the run subscribers.
@@ -77,17 +105,19 @@ class HistoryReads:
             ``{"seq", "metrics", "events", "opportunities", "active_agents", "lost_agents", "runs"}``;
             ``runs`` are the open runs' live state (``get_open_runs()``); ``events`` are the newest
             ``recent_limit`` events up to ``seq``, ascending (a bounded store may have let the
-            oldest of them go meanwhile; never one after ``seq``).
+            oldest of them go meanwhile; never one after ``seq``), their JSON at most
+            ``max_snapshot_bytes`` in all (the oldest left out first); ``opportunities`` are
+            :meth:`opportunity_records`, the flat form.
         """
         view, history = self._capture()
-        view["events"] = _wire(self._store.query(history, recent_limit))
+        view["events"] = _capped_wire(self._store.query(history, recent_limit), self.limits)
         return view
 
     async def snapshot_async(self, *, recent_limit: int = 50) -> dict[str, Any]:
         """:meth:`snapshot` for a coroutine: the store is read off the event loop. ``seq`` and the
         derived state are captured when the coroutine starts, before it first suspends."""
         view, history = self._capture()
-        view["events"] = _wire(await self._store.query_async(history, recent_limit))
+        view["events"] = _capped_wire(await self._store.query_async(history, recent_limit), self.limits)
         return view
 
     def subscribe_with_snapshot(self, callback: Subscriber, *, recent_limit: int = 50) -> dict[str, Any]:
@@ -99,7 +129,7 @@ class HistoryReads:
             :meth:`snapshot`'s view; ``callback`` gets every event after its ``seq``.
         """
         view, history = self._capture(callback)
-        view["events"] = _wire(self._store.query(history, recent_limit))
+        view["events"] = _capped_wire(self._store.query(history, recent_limit), self.limits)
         return view
 
     async def subscribe_with_snapshot_async(
@@ -108,7 +138,7 @@ class HistoryReads:
         """:meth:`subscribe_with_snapshot` for a coroutine: the subscription and the capture happen
         when the coroutine starts, the store is read off the event loop."""
         view, history = self._capture(callback)
-        view["events"] = _wire(await self._store.query_async(history, recent_limit))
+        view["events"] = _capped_wire(await self._store.query_async(history, recent_limit), self.limits)
         return view
 
     # ------------------------------------------------------------------ stats
@@ -140,12 +170,24 @@ class HistoryReads:
         return stats
 
     # ------------------------------------------------------------------ history
-    def get_recent_events(self, limit: int = 50) -> list[DashboardEvent]:
-        """Up to ``limit`` newest events, newest first."""
+    def get_recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Up to ``limit`` newest events, newest first, each a plain dict in the
+        ``DashboardEvent.to_dict()`` shape (the original design's contract; new dicts, but their
+        ``data`` is the event's own: read it, never change it). :meth:`recent_events` gives the
+        :class:`~otel_dashboard.model.events.DashboardEvent` objects."""
+        return _wire(self._store.recent(limit))
+
+    async def get_recent_events_async(self, limit: int = 50) -> list[dict[str, Any]]:
+        """:meth:`get_recent_events` for a coroutine: the store is read off the event loop."""
+        return _wire(await self._store.recent_async(limit))
+
+    def recent_events(self, limit: int = 50) -> list[DashboardEvent]:
+        """Up to ``limit`` newest events, newest first, as the accepted
+        :class:`~otel_dashboard.model.events.DashboardEvent` objects (read them, never change them)."""
         return self._store.recent(limit)
 
-    async def get_recent_events_async(self, limit: int = 50) -> list[DashboardEvent]:
-        """:meth:`get_recent_events` for a coroutine: the store is read off the event loop."""
+    async def recent_events_async(self, limit: int = 50) -> list[DashboardEvent]:
+        """:meth:`recent_events` for a coroutine: the store is read off the event loop."""
         return await self._store.recent_async(limit)
 
     def get_events_after(self, after_seq: int, limit: int = 1000) -> list[DashboardEvent]:
