@@ -544,7 +544,8 @@ async def test_deflate_and_plain_clients_get_the_same_stream(
 async def test_frame_lengths_of_every_header_form(
     make_server: Callable[..., Any], session: aiohttp.ClientSession, write_path: str
 ) -> None:
-    state = DashboardState()
+    # Caps raised: one string per frame size, beyond the default per-string and per-event caps.
+    state = DashboardState(max_string_bytes=1024 * 1024, max_event_bytes=1024 * 1024)
     server = await make_server(state)
     ws = await session.ws_connect(server.url + "/ws")
     assert (await receive(ws))["type"] == "snapshot"
