@@ -72,6 +72,15 @@ def dashboard_server(*args: str, startup_timeout_seconds: float = 15.0) -> Itera
 
     History stays in memory unless ``args`` name a ``--db``: a benchmark never writes to the user's
     own database (``serve``'s default file)."""
+    with dashboard_process(*args, startup_timeout_seconds=startup_timeout_seconds) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def dashboard_process(
+    *args: str, startup_timeout_seconds: float = 15.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`dashboard_server`, yielding the base URL and the process (for its pid, its memory)."""
     if "--db" not in args:
         args = ("--db", ":memory:", *args)
     port = free_port()
@@ -91,7 +100,7 @@ def dashboard_server(*args: str, startup_timeout_seconds: float = 15.0) -> Itera
                     detail = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
                     raise RuntimeError(f"server did not start: {detail}") from None
                 time.sleep(0.05)
-        yield url
+        yield url, proc
     finally:
         stop_process(proc)
 

@@ -20,7 +20,6 @@ It generates an SQLite event database of ``--events`` realistic events (``tests/
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
 import statistics
 import subprocess
@@ -28,7 +27,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test suite's generator
-from _common import Record, add_json_argument, free_port, stop_process
+from _common import Record, add_json_argument, dashboard_process
 from bigdb_support import HEAVY_REQUESTS, generate_big_db
 from loadgen import proc_rss_bytes
 
@@ -68,30 +66,6 @@ def _get(url: str) -> tuple[float, dict[str, Any], int]:
     return (time.perf_counter() - started) * 1000, orjson.loads(raw), len(raw)
 
 
-@contextlib.contextmanager
-def _serve(db: Path, timeout_seconds: float = 120.0) -> Iterator[tuple[str, int]]:
-    """``otel-dashboard serve --db db`` on a free loopback port: (base URL, pid) once /health answers."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "otel_dashboard", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--db", str(db), "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.05)
-        yield url, proc.pid
-    finally:
-        stop_process(proc)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -108,7 +82,8 @@ def main() -> int:
         shutil.copyfile(facts.path, db)
         print(f"{args.events:,} events generated in {facts.seconds:.1f} s "
               f"({(tmp / 'big.db').stat().st_size / 1e6:.0f} MB); serve --db <a copy>, default options\n")
-        with _serve(db) as (url, pid):
+        with dashboard_process("--db", str(db), startup_timeout_seconds=120.0) as (url, proc):
+            pid = proc.pid
             _health(url, 10)
             idle = _health(url, 200)
             alone: dict[str, dict[str, Any]] = {}
