@@ -683,7 +683,7 @@ def test_narrow_360px_viewport_has_no_horizontal_overflow(page: Page, make_serve
                                        body: document.body.scrollWidth})""")
     assert widths["client"] == 360
     assert widths["scroll"] <= 360 and widths["body"] <= 360, widths
-    expect(page.locator(".card")).to_have_count(6)
+    expect(page.locator(".card")).to_have_count(9)  # the six original cards and three usage cards
     expect(page.locator("#conn-text")).to_be_in_viewport()
 
 

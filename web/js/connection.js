@@ -6,6 +6,7 @@ import { CONFIG } from "./config.js";
 import { $ } from "./util.js";
 import { handleMessage } from "./messages.js";
 import { onConnectFailed } from "./login.js";
+import { live } from "./liveness.js";
 
 export const conn = {
   ws: null,
@@ -46,6 +47,7 @@ export function connect() {
     opened = true;
     conn.attempt = 0;
     conn.lastMessageAt = Date.now();
+    live.connected = true;
     setConnState("open");
     clearInterval(conn.pingTimer);
     conn.pingTimer = setInterval(keepalive, CONFIG.pingIntervalMs);
@@ -53,11 +55,13 @@ export function connect() {
   ws.addEventListener("message", (msg) => {
     if (ws !== conn.ws) return;
     conn.lastMessageAt = Date.now();
+    live.lastMessageMs = conn.lastMessageAt;
     handleMessage(msg.data);
   });
   ws.addEventListener("close", () => {
     if (ws !== conn.ws) return;
     conn.ws = null;
+    live.connected = false;
     clearInterval(conn.pingTimer);
     // Whatever the close code (server restart 1001, network loss 1006, "too slow" from the
     // server), the page resumes from its last seq, so reconnecting is always safe.

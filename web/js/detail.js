@@ -1,5 +1,6 @@
-// The event detail panel: the selected event's fields, a completed run's figures (calls, tokens,
-// cost), its data and its trace ids, with the trace view below them.
+// The detail panel (the aside): one view at a time. The event view (the selected event's fields, a
+// completed run's figures, its data and its trace ids, with the trace view below them) is built
+// here; other views (a run, an agent) fill the generic view box through openPanel().
 
 import { $, el, kvRow, parseTime } from "./util.js";
 import { describe, severityOf, typeLabel, typeOf } from "./describe.js";
@@ -7,8 +8,40 @@ import { hasRunFigures, runBreakdown } from "./runs.js";
 import { ui } from "./store.js";
 import { renderTraceView, stopTraceView } from "./trace-view.js";
 
+/**
+ * Open the aside on a view other than an event's: `build(body)` fills the (emptied) view box.
+ * `kind` names the view ("run", "agent", ...) in `#detail[data-view]` for styles and tests.
+ */
+export function openPanel({ kind, title, badge = "", badgeClass = "", build }) {
+  if (ui.detailRow) ui.detailRow.classList.remove("selected");
+  ui.detailRow = null;
+  ui.detailEvent = null;
+  stopTraceView();
+  const panel = $("detail");
+  panel.dataset.view = kind;
+  $("detail-event").hidden = true;
+  const body = $("detail-view");
+  body.replaceChildren();
+  body.hidden = false;
+  const sev = $("detail-sev");
+  sev.className = `sev-badge ${badgeClass}`;
+  sev.textContent = badge;
+  sev.hidden = !badge;
+  $("detail-title").textContent = title;
+  build(body);
+  panel.hidden = false;
+  document.body.classList.add("detail-open");
+  $("detail-close").focus({ preventScroll: true });
+}
+
 export function openDetail(row) {
   const ev = row._ev;
+  const panel0 = $("detail");
+  panel0.dataset.view = "event";
+  $("detail-event").hidden = false;
+  $("detail-view").hidden = true;
+  $("detail-view").replaceChildren();
+  $("detail-sev").hidden = false;
   if (ui.detailRow) ui.detailRow.classList.remove("selected");
   ui.detailRow = row;
   ui.detailEvent = ev;
@@ -60,6 +93,7 @@ export function closeDetail(restoreFocus = true) {
   stopTraceView();
   panel.hidden = true;
   document.body.classList.remove("detail-open");
+  $("detail-view").replaceChildren();
   const row = ui.detailRow;
   ui.detailRow = null;
   ui.detailEvent = null;
