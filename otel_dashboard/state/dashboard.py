@@ -503,14 +503,18 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
             assert stats is not None  # set in __init__
             open_runs = derived.open_runs_now(self.stall_threshold_seconds)
             running: dict[tuple[str, str | None], int] = {}
+            running_ids: dict[tuple[str, str | None], set[str]] = {}  # for the agent filter
             for run in open_runs:
                 key = agent_key(run)
                 running[key] = running.get(key, 0) + 1
+                if isinstance(run["agent_id"], str):
+                    running_ids.setdefault(key, set()).add(run["agent_id"])
             entries = stats.agents(running)
             totals = stats.totals()
         if agent_names:
             entries = [e for e in entries
-                       if e["agent"] in agent_names or not agent_names.isdisjoint(e["agent_ids"])]
+                       if e["agent"] in agent_names or not agent_names.isdisjoint(e["agent_ids"])
+                       or not agent_names.isdisjoint(running_ids.get((e["agent"], e["service"]), ()))]
         if service_names:
             entries = [e for e in entries if e["service"] in service_names]
         for entry in entries:
