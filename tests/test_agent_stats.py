@@ -142,6 +142,35 @@ def test_odd_values_count_as_missing_and_direct_api_token_fields_count() -> None
     assert entry["cost_status"] == "priced" and entry["duration_ms"]["samples"] == 0
 
 
+def test_a_cluster_export_carries_the_window_to_a_joining_replica() -> None:
+    clock = Clock(T0)
+    stats = AgentStats(window_seconds=600, bucket_seconds=60, clock=clock)
+    for i in range(60):
+        stats.record(done(ok=i % 10 != 0, ms=float(i), tokens=(2, 1), cost=0.5, status="priced",
+                          error_type="E"), iso(T0 - 200 + i))
+    stats.record(done("Writer", None), iso(T0))
+    exported = stats.export()
+    assert all(len(a["durations"]) <= 50 for a in exported["agents"])
+    joined = AgentStats(window_seconds=600, bucket_seconds=60, clock=clock)
+    joined.take_export(orjson_roundtrip(exported))
+    assert joined.totals() == stats.totals()
+    mine, theirs = stats.agents(), joined.agents()
+    for entry in (*mine, *theirs):
+        entry.pop("duration_ms")  # from the newest 50 durations only in the export
+    assert theirs == mine
+    with pytest.raises(ValueError, match="agent_stats"):
+        AgentStats(window_seconds=1200, bucket_seconds=120).take_export(exported)
+    with pytest.raises(ValueError, match="agent_stats"):
+        joined.take_export({"bucket_seconds": 60, "agents": [{"name": "x"}], "totals": []})
+    assert joined.totals() == stats.totals()  # nothing changed
+
+
+def orjson_roundtrip(value: Any) -> Any:
+    import orjson
+
+    return orjson.loads(orjson.dumps(value))
+
+
 def test_cost_status_of_a_sum_and_the_bounds() -> None:
     assert cost_status_of({}) is None
     assert cost_status_of({"no_tokens": 3}) == "no_tokens"

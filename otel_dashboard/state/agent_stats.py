@@ -58,6 +58,7 @@ DEFAULT_MAX_AGENTS = 1000
 DEFAULT_MAX_SAMPLES = 500
 """Durations kept per agent for p50/p95: its newest runs."""
 
+_EXPORT_SAMPLES = 50  # durations per agent in a cluster export (it is saved to Redis every few seconds)
 _MESSAGE_CHARS = 500  # a last_error's message is cut to this many characters (a table cell)
 _PRICED = "priced"
 _PARTIAL = "partial"
@@ -306,6 +307,55 @@ class AgentStats:
                 "_ts": ts,
             }
 
+    # ------------------------------------------------------------------ cluster export
+    def export(self) -> dict[str, Any]:
+        """Everything in the window as JSON-ready data, for a replica joining a cluster
+        (:meth:`take_export`). Each agent's newest 50 durations only: the export is saved often."""
+        first = self._first_index(self._clock())
+
+        def buckets(held: dict[int, _Bucket]) -> list[list[Any]]:
+            return [[i, b.runs, b.failures, b.tokens_input, b.tokens_output, b.cost_usd, b.statuses]
+                    for i, b in held.items() if i >= first]
+
+        return {
+            "bucket_seconds": self.bucket_seconds,
+            "totals": buckets(self._totals),
+            "agents": [
+                {"name": a.name, "service": a.service, "agent_ids": sorted(a.agent_ids),
+                 "buckets": buckets(a.buckets),
+                 "durations": [list(d) for d in a.durations][-_EXPORT_SAMPLES:],
+                 "last_error": a.last_error, "last_ts": a.last_ts}
+                for a in self._agents.values()
+            ],
+        }
+
+    def take_export(self, exported: dict[str, Any]) -> None:
+        """Replace everything with an :meth:`export` (another replica's).
+
+        Raises:
+            ValueError: not such an export, or one made with other buckets; nothing changed.
+        """
+        try:
+            if int(exported["bucket_seconds"]) != self.bucket_seconds:
+                raise ValueError(f"bucket_seconds {exported['bucket_seconds']} != {self.bucket_seconds}")
+            totals = _buckets_of(exported["totals"])
+            agents: OrderedDict[tuple[str, str | None], _Agent] = OrderedDict()
+            for item in exported["agents"][-self.max_agents:]:
+                service = item["service"]
+                agent = _Agent(str(item["name"]), service if isinstance(service, str) else None,
+                               self.max_samples)
+                agent.agent_ids = {str(i) for i in item["agent_ids"]}
+                agent.buckets = _buckets_of(item["buckets"])
+                agent.durations.extend((float(ts), float(ms)) for ts, ms in item["durations"])
+                error = item["last_error"]
+                agent.last_error = dict(error) if isinstance(error, dict) else None
+                agent.last_ts = float(item["last_ts"])
+                agents[(agent.name, agent.service)] = agent
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"agent_stats: not an export ({type(exc).__name__}: {exc})") from None
+        self._totals = totals
+        self._agents = agents
+
     def _first_index(self, now: float) -> int:
         """The index of the window's oldest bucket at ``now``."""
         return int(now // self.bucket_seconds) - self.buckets + 1
@@ -391,6 +441,18 @@ class AgentStats:
             "last_error": None, "last_run_at": None,
             "activity": [0] * self.buckets, "failures_activity": [0] * self.buckets, "agent_ids": [],
         }
+
+
+def _buckets_of(rows: list[list[Any]]) -> dict[int, _Bucket]:
+    """The buckets of an :meth:`AgentStats.export`."""
+    out: dict[int, _Bucket] = {}
+    for index, runs, failures, tokens_in, tokens_out, cost, statuses in rows:
+        bucket = out[int(index)] = _Bucket()
+        bucket.runs, bucket.failures = int(runs), int(failures)
+        bucket.tokens_input, bucket.tokens_output = int(tokens_in), int(tokens_out)
+        bucket.cost_usd = float(cost)
+        bucket.statuses = {str(k): int(v) for k, v in statuses.items()}
+    return out
 
 
 def _prune(buckets: dict[int, _Bucket], first: int) -> None:

@@ -8,6 +8,7 @@ the :class:`~otel_dashboard.state.dashboard.DashboardState` that owns it guards 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict, deque
 from typing import Any
@@ -308,6 +309,7 @@ class DerivedState:
             "known_agents": list(self.known_agents.items()),
             "opportunities": list(self.opportunities),
             "lost_agents": list(self.lost_agents.values()),
+            "agent_stats": self.agent_stats.export() if self.agent_stats is not None else None,
         }
 
     @staticmethod
@@ -343,6 +345,8 @@ class DerivedState:
                 "failed_agent_runs": int(derived["failed_agent_runs"]),
                 "quality_sum": float(derived["quality_sum"]),
                 "quality_count": int(derived["quality_count"]),
+                # Absent from an older replica's export: the window then fills from the events.
+                "agent_stats": derived.get("agent_stats"),
             }
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"derived: not a state export ({type(exc).__name__}: {exc})") from None
@@ -360,4 +364,9 @@ class DerivedState:
         self.lost_agents = fields["lost"]
         self.opportunities.clear()
         self.opportunities.extend(fields["opportunities"])
+        exported_stats = fields.get("agent_stats")
+        if self.agent_stats is not None and isinstance(exported_stats, dict):
+            # Another window (--usage-window-seconds differs) or a bad export: fill from the events.
+            with contextlib.suppress(ValueError):
+                self.agent_stats.take_export(exported_stats)
         self.version += 1
