@@ -371,34 +371,47 @@ class AgentStats:
         numbers["error_rate"] = round(numbers["failures"] / runs, 4) if runs else None
         return numbers
 
-    def agents(self, running: dict[tuple[str, str | None], int] | None = None) -> list[dict[str, Any]]:
+    def agents(
+        self,
+        running: dict[tuple[str, str | None], int] | None = None,
+        *,
+        limit: int | None = None,
+        keep: Callable[[tuple[str, str | None], set[str]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
         """One entry per agent with a completion in the window or a run open now, most recently
         active first (an agent running now is active now).
 
         Args:
             running: open runs now per (agent name, service).
+            limit: entries made at most (the most recently active); None: all.
+            keep: which agents to list, given their key and the agent ids they were seen under;
+                None: all.
 
         Returns:
-            The ``agents`` entries of ``GET /api/agents`` (``docs/api.md``), plus ``agent_ids`` (the
-            ids the agent was seen under; the server's agent filter matches them, then drops them).
+            The ``agents`` entries of ``GET /api/agents`` (``docs/api.md``). Only the ``limit``
+            entries returned are made: ordering and filtering look at the keys alone.
         """
         now = self._clock()
         first = self._first_index(now)
         running = running or {}
-        entries: list[tuple[float, dict[str, Any]]] = []
+        order: list[tuple[float, tuple[str, str | None], _Agent | None]] = []
         for key in list(self._agents):
             agent = self._agents[key]
             _prune(agent.buckets, first)
-            if not agent.buckets and not running.get(key):
+            count = running.get(key)
+            if not agent.buckets and not count:
                 del self._agents[key]  # nothing left in the window: forgotten
                 continue
-            entries.append((now if running.get(key) else agent.last_ts,
-                            self._entry(agent, first, running.get(key, 0))))
+            if keep is None or keep(key, agent.agent_ids):
+                order.append((now if count else agent.last_ts, key, agent))
         for key, count in running.items():
-            if count and key not in self._agents:
-                entries.append((now, self._empty_entry(key, count)))
-        entries.sort(key=lambda pair: pair[0], reverse=True)
-        return [entry for _, entry in entries]
+            if count and key not in self._agents and (keep is None or keep(key, set())):
+                order.append((now, key, None))
+        order.sort(key=lambda item: item[0], reverse=True)
+        if limit is not None:
+            del order[limit:]
+        return [self._entry(agent, first, running.get(key, 0)) if agent is not None
+                else self._empty_entry(key, running[key]) for _, key, agent in order]
 
     def _entry(self, agent: _Agent, first: int, running: int) -> dict[str, Any]:
         numbers = _Sum(agent.buckets.values()).numbers()
@@ -429,7 +442,6 @@ class AgentStats:
                          for i in range(first, first + self.buckets)],
             "failures_activity": [agent.buckets[i].failures if i in agent.buckets else 0
                                   for i in range(first, first + self.buckets)],
-            "agent_ids": sorted(agent.agent_ids),
         }
 
     def _empty_entry(self, key: tuple[str, str | None], running: int) -> dict[str, Any]:
@@ -439,7 +451,7 @@ class AgentStats:
             "success_rate": None, "duration_ms": {"p50": None, "p95": None, "samples": 0},
             "tokens": {"input": 0, "output": 0}, "cost_usd": 0.0, "cost_status": None,
             "last_error": None, "last_run_at": None,
-            "activity": [0] * self.buckets, "failures_activity": [0] * self.buckets, "agent_ids": [],
+            "activity": [0] * self.buckets, "failures_activity": [0] * self.buckets,
         }
 
 

@@ -509,16 +509,17 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
                 running[key] = running.get(key, 0) + 1
                 if isinstance(run["agent_id"], str):
                     running_ids.setdefault(key, set()).add(run["agent_id"])
-            entries = stats.agents(running)
+
+            def keep(key: tuple[str, str | None], agent_ids: set[str]) -> bool:
+                if service_names and key[1] not in service_names:
+                    return False
+                return not agent_names or key[0] in agent_names or not (
+                    agent_names.isdisjoint(agent_ids) and agent_names.isdisjoint(running_ids.get(key, ())))
+
+            # Filtered and cut on the keys first: only the entries answered are made, under the lock.
+            entries = stats.agents(running, limit=limit,
+                                   keep=keep if agent_names or service_names else None)
             totals = stats.totals()
-        if agent_names:
-            entries = [e for e in entries
-                       if e["agent"] in agent_names or not agent_names.isdisjoint(e["agent_ids"])
-                       or not agent_names.isdisjoint(running_ids.get((e["agent"], e["service"]), ()))]
-        if service_names:
-            entries = [e for e in entries if e["service"] in service_names]
-        for entry in entries:
-            del entry["agent_ids"]
         totals["running"] = len(open_runs)
         return {
             "window_seconds": stats.window_seconds,
