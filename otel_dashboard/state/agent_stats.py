@@ -294,7 +294,6 @@ class AgentStats:
         duration = _number(data.get("duration_ms"))
         if duration is not None and duration >= 0:
             agent.durations.append((ts, duration))
-        stamp = format_timestamp(int(ts * 1_000_000_000))
         if ts >= agent.last_ts:
             agent.last_ts = ts
         if failed and (agent.last_error is None or ts >= agent.last_error["_ts"]):
@@ -302,7 +301,7 @@ class AgentStats:
             agent.last_error = {
                 "type": data.get("error_type") if isinstance(data.get("error_type"), str) else None,
                 "message": message[:_MESSAGE_CHARS] if isinstance(message, str) else None,
-                "at": stamp,
+                "at": format_timestamp(int(ts * 1_000_000_000)),
                 "run_id": data.get("run_id") if isinstance(data.get("run_id"), str) else None,
                 "_ts": ts,
             }
