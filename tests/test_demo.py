@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(60)
 
 SEED = 3
 SPEED = 40.0
-WAVES = 10
+WAVES = 14
 
 PRICED_MODELS = {"gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "gemini-2.0-flash"}
 UNPRICED_MODEL = "local-llama-3-8b"  # the demo's one deliberately unpriced (self-hosted) model
@@ -145,8 +145,9 @@ def test_one_deep_diver_at_a_time_taking_30_to_60_seconds(demo: dict[str, Any]) 
     assert any(run["success"] for run in dives)
     for run in dives:
         if run["success"]:  # a rate-limited model call ends a dive early
-            # In demo seconds; the 40x run adds scheduling delays, hence the slack.
-            assert 25.0 < run["duration_ms"] * SPEED / 1000 < 90.0
+            # In demo seconds: its sleeps add up to 26.5-65 s; at 40x a loaded machine adds scheduling
+            # delays, hence the loose upper bound.
+            assert 26.5 <= run["duration_ms"] * SPEED / 1000 < 120.0
             assert run["model_calls"] == 5
     spans = sorted((_instant(run["started_at"]), run["duration_ms"] / 1000) for run in dives)
     for (start, duration), (next_start, _) in itertools.pairwise(spans):
