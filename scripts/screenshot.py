@@ -39,6 +39,10 @@ CHROMIUM = os.environ.get("OTEL_DASHBOARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
+    # Three pages are open at once and only one is in front: without these, the others would stop
+    # rendering (requestAnimationFrame paused, timers throttled) and show stale or blank panels.
+    "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
 ]
 SEED = 11
 SPEED = 2.5  # the demo a little faster than `make demo`, so the page fills in a few seconds
@@ -107,16 +111,23 @@ def _missing(seen: dict[str, Any]) -> list[str]:
     return missing
 
 
-async def _busy_enough(page: Page, wait_seconds: float) -> list[str]:
-    """Wait (at most ``wait_seconds``) for a busy frame; returns what was still missing at the end."""
+async def _shoot_when_busy(page: Page, path: Path, wait_seconds: float) -> list[str]:
+    """Take the picture once the page is busy enough (checked before and after the picture, since
+    runs come and go while it is taken), or at ``wait_seconds`` whatever the page shows; returns
+    what was still missing then (empty: a busy picture)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
-    # Only the page in front renders (requestAnimationFrame is paused for the others): the stream
-    # would be blank in the picture.
     await page.bring_to_front()
+    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         missing = _missing(await page.evaluate(_READ_PAGE))
-        if not missing or loop.time() >= deadline:
+        if not missing:
+            await page.screenshot(path=str(path), animations="disabled")
+            missing = _missing(await page.evaluate(_READ_PAGE))
+            if not missing:
+                return []
+        if loop.time() >= deadline:
+            await page.screenshot(path=str(path), animations="disabled")
             return missing
         await asyncio.sleep(0.1)
 
@@ -156,13 +167,11 @@ async def main(out: Path, seconds: float, wait_seconds: float) -> int:
             scenario = asyncio.ensure_future(run_scenario(seed=SEED, speed=SPEED))
             await asyncio.sleep(seconds)
             for shot, page in zip(SHOTS, pages, strict=True):
-                missing = await _busy_enough(page, wait_seconds)
-                if missing:
-                    print(f"warning: {shot.path(out).name} taken after {wait_seconds:g} s without a busy "
-                          f"enough page: {'; '.join(missing)}", file=sys.stderr)
                 path = shot.path(out)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                await page.screenshot(path=str(path), animations="disabled")
+                missing = await _shoot_when_busy(page, path, wait_seconds)
+                if missing:
+                    print(f"warning: {path.name} taken after {wait_seconds:g} s without a busy enough "
+                          f"page: {'; '.join(missing)}", file=sys.stderr)
                 print(f"wrote {path} ({shot.width}x{shot.height}, {shot.theme}, "
                       f"{path.stat().st_size // 1024} KB)")
             await browser.close()
