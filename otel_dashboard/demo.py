@@ -247,6 +247,12 @@ class _Scenario:
         return self._rng.randint(3, 9)
 
     # ---- the loop ----------------------------------------------------------------------------
+    async def _dive(self) -> None:
+        # A failed dive is on its span, like every run's failure; the task itself ends quietly
+        # (otherwise asyncio logs "Task exception was never retrieved").
+        with contextlib.suppress(Exception):
+            await self.deep_dive("Due diligence on the top opportunity")
+
     async def _wave(self) -> None:
         planned, alone = self._rng.sample(_MARKETS, 3)[:2], self._rng.choice(_MARKETS)
         runs: list[Coroutine[Any, Any, object]] = [
@@ -274,7 +280,7 @@ class _Scenario:
             while waves is None or done < waves:
                 # One DeepDiver at a time: the only long run on the page.
                 if diving is None or diving.done():
-                    diving = asyncio.ensure_future(self.deep_dive("Due diligence on the top opportunity"))
+                    diving = asyncio.ensure_future(self._dive())
                 await self._wave()
                 done += 1
                 await self._work(0.5, 1.5)
