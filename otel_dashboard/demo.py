@@ -58,7 +58,7 @@ _MARKETS: Final = (
 )
 
 # (title suffix, description): with the markets, 64 distinct opportunities, each found once (at the
-# demo's pace, over about seven minutes; then the researchers find nothing new).
+# demo's pace, over about ten minutes; then the researchers find nothing new).
 _ANGLES: Final = (
     ("mid-market gap", "Underserved mid-market buyers in {phrase}; incumbents focus on enterprise."),
     ("self-serve tier for small teams", "Small teams in {phrase} cannot buy without a sales call."),
@@ -105,7 +105,7 @@ class _Scenario:
     Who calls what, per wave: Planner (claude-sonnet-4-5) delegates two markets to MarketResearcher
     runs inside its own run (nested runs); one more MarketResearcher, TrendScout (gemini-2.0-flash)
     and CompetitorAnalyst (a self-hosted model, deliberately unpriced) run beside it. One DeepDiver
-    (gpt-4o, 30-60 s) runs at a time, across waves.
+    (gpt-4o, 27-65 s) runs at a time, across waves.
     """
 
     def __init__(self, rng: random.Random, *, speed: float) -> None:

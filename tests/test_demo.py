@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,7 +21,7 @@ import pytest
 from server_support import WAIT, running_server
 from tracing_support import routed_to
 
-from otel_dashboard.demo import run_scenario
+from otel_dashboard.demo import _MARKETS, _Opportunities, run_scenario
 from otel_dashboard.pipeline.processor import DashboardSpanProcessor
 from otel_dashboard.state.dashboard import DashboardState
 
@@ -152,6 +153,17 @@ def test_one_deep_diver_at_a_time_taking_30_to_60_seconds(demo: dict[str, Any]) 
     spans = sorted((_instant(run["started_at"]), run["duration_ms"] / 1000) for run in dives)
     for (start, duration), (next_start, _) in itertools.pairwise(spans):
         assert next_start >= start + duration - 0.05  # the next starts once this one ended
+
+
+def test_opportunity_titles_run_out_rather_than_repeat() -> None:
+    opportunities = _Opportunities(random.Random(0))
+    titles = []
+    for market in _MARKETS:
+        while (found := opportunities.take(market)) is not None:
+            titles.append(found[0])
+    assert len(titles) == len(set(titles)) == 64
+    assert {title.partition(": ")[0] for title in titles} == MARKET_TITLES
+    assert all(opportunities.take(market) is None for market in _MARKETS)
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [({"speed": 0}, "speed"), ({"waves": -1}, "waves")])
