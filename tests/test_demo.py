@@ -3,7 +3,7 @@ read back through ``GET /api/events`` as any client would: what the dashboard sh
 
 One bounded run (seeded) serves every test here: model calls with tokens and a cost, tool calls, a
 Planner run with nested MarketResearcher runs, failures with a clear error type, opportunity titles
-unique and cased from the demo's own table, one DeepDiver at a time taking 30-60 simulated seconds.
+unique and cased from the demo's own table, one DeepDiver at a time taking 27-65 simulated seconds.
 """
 
 from __future__ import annotations
