@@ -140,7 +140,8 @@ def test_stalled_runs_are_marked_on_the_run_and_counted_as_agent_health(
 ) -> None:
     console.allow(r"status of 404")
     # Started in 2020: far past the default threshold.
-    server.state.update_runs([run("3333cccc4444dddd", agent_name="SlowPoke"), run("5555eeee6666ffff")])
+    server.state.update_runs([run("3333cccc4444dddd", agent_name="SlowPoke"),
+                              run("5555eeee6666ffff", parent_run_id="3333cccc4444dddd")])
     server.publish(agent_started("fresh", "Fresh", "just started", run_id="fresh-run"))
     open_dashboard(page, server)
     slow = row(page, "3333cccc4444dddd")
@@ -155,6 +156,12 @@ def test_stalled_runs_are_marked_on_the_run_and_counted_as_agent_health(
     slow.click()
     expect(page.locator("#detail-sev")).to_have_text("stalled")
     expect(page.locator(".run-view-status")).to_contain_text("Stalled")
+    # Its sub-run is a link to the sub-run's own view, and the sub-run links back to its parent.
+    sub = page.locator('.run-view-related button[data-run="5555eeee6666ffff"]')
+    expect(sub).to_have_text("WeatherAgent")
+    sub.click()
+    expect(page).to_have_url(re.compile(r"#run=5555eeee6666ffff$"))
+    expect(page.locator('.run-view-related button[data-run="3333cccc4444dddd"]')).to_have_text("SlowPoke")
 
 
 def test_timers_freeze_while_the_server_is_gone(page: Page, console: Console) -> None:
