@@ -147,11 +147,12 @@ function resolve(id) {
     const failed = d.success === false;
     const durationMs = num(d.duration_ms);
     const endMs = parseTime(done.timestamp);
+    const startMs = startOf(d.started_at, started && started.data.started_at, started && started.timestamp,
+      durationMs !== null && !Number.isNaN(endMs) ? endMs - durationMs : NaN);
     return {
       status: failed ? "failed" : "succeeded", info: { ...(started ? started.data : {}), ...d },
       figures: hasRunFigures(d) ? d : null, errors,
-      clock: { startMs: startOf(d.started_at, started && started.data.started_at, started && started.timestamp,
-        durationMs !== null && !Number.isNaN(endMs) ? endMs - durationMs : NaN), durationMs: durationMs ?? NaN },
+      clock: { startMs, durationMs: durationMs ?? (Number.isNaN(startMs) || Number.isNaN(endMs) ? NaN : endMs - startMs) },
       endMs, traceId: done.trace_id || (started && started.trace_id), parentId: d.parent_run_id,
       error: failed ? { type: d.error_type, message: d.error_message } : null,
     };
@@ -291,7 +292,7 @@ function drawSummary(run) {
     kvRow(list, "unknown since", Number.isNaN(t) ? txt(run.unknownSince, 60) : new Date(t).toLocaleString());
   }
   const live = run.status === "running" || run.status === "stalled";
-  kvRow(list, live ? "elapsed" : "duration", elapsedText(run.clock));
+  kvRow(list, run.clock.durationMs === null ? "elapsed" : "duration", elapsedText(run.clock));
   const spans = list.querySelectorAll("dd > span");
   view.els.elapsed = spans[spans.length - 1];
   view.els.elapsed.classList.add("run-view-elapsed");
