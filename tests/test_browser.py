@@ -792,7 +792,8 @@ def test_lost_agents_are_shown_after_a_restart_with_a_running_agent(
     first.stop()
     first.state.store.close()
 
-    # The same database, a new server on the same port: the run that never ended is lost, not running.
+    # The same database, a new server on the same port: the run that never ended is unknown since the
+    # restart, not running.
     second = make_server(DashboardState(store=SqliteEventStore(db)), port=port, health_interval_seconds=60)
     assert [a["run_id"] for a in second.state.get_lost_agents()] == ["run-lost"]
     expect(page.locator("#conn-text")).to_have_text(CONNECTED, timeout=15_000)
@@ -804,7 +805,7 @@ def test_lost_agents_are_shown_after_a_restart_with_a_running_agent(
     expect(row.locator(".agent-name")).to_have_text("DataMiner")
     expect(row.locator(".agent-task")).to_have_text("Crawl filings")
     expect(row.locator(".agent-meta")).to_contain_text("ingest")
-    expect(row.locator(".lost-tag")).to_have_text("lost")
+    expect(row.locator(".lost-tag")).to_have_text("unknown")  # unknown since restart
     expect(page.locator("#agents > li.agent")).to_have_count(0)  # not shown as running forever
     expect(page.locator("#agents-count")).to_have_text("0")
     assert page.evaluate("window.otelDashboard.lostAgents") == 1

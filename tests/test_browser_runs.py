@@ -147,7 +147,7 @@ def test_a_run_in_the_snapshot_shows_on_connect(page: Page, server: ServerThread
     expect(r).to_have_count(1)
     expect(r.locator(".agent-name")).to_have_text("WeatherAgent")
     expect(r.locator(".agent-task")).to_have_text("What is the weather in Paris tomorrow?")
-    expect(r.locator(".run-step")).to_have_text("waiting on fake-gpt")
+    expect(r.locator(".run-step")).to_have_text("model call to fake-gpt")  # the page's words
     expect(r.locator(".run-calls")).to_have_text("1 model call")
     expect(r.locator(".run-tokens")).to_have_text("1,200 in / 340 out · 800 cached tokens")
     # No price for the model: said so, with the reason in the tooltip.
@@ -169,14 +169,14 @@ def test_run_progress_updates_the_row_within_a_second(page: Page, server: Server
     expect(r.locator(".run-live")).to_be_hidden()  # no progress yet
 
     update_runs(server, [run()])
-    expect(r.locator(".run-step")).to_have_text("waiting on fake-gpt", timeout=1000)
+    expect(r.locator(".run-step")).to_have_text("model call to fake-gpt", timeout=1000)
     expect(r.locator(".run-cost")).to_have_text("$0.0012", timeout=1000)
     expect(r.locator(".run-tools")).to_have_count(0)  # no tool call yet
 
     update_runs(server, [run(current_step="calling tool get_weather", model_calls=2, tool_calls=2,
                              tool_failures=1, tools={"get_weather": {"calls": 2, "failures": 1}},
                              cost_usd=0.0034)])
-    expect(r.locator(".run-step")).to_have_text("calling tool get_weather", timeout=1000)
+    expect(r.locator(".run-step")).to_have_text("tool get_weather", timeout=1000)
     expect(r.locator(".run-calls")).to_have_text("2 model calls", timeout=1000)
     expect(r.locator(".run-tools")).to_have_text("2 tool calls · 1 failed", timeout=1000)
     expect(r.locator(".run-tools")).to_have_class(re.compile(r"\bhas-failures\b"))

@@ -21,6 +21,7 @@ import { renderOpportunities } from "./js/opportunities.js";
 import { closeDetail, openDetail } from "./js/detail.js";
 import { scheduleTraceFetch, traceView } from "./js/trace-view.js";
 import { applyTheme, storedTheme, toggleTheme } from "./js/theme.js";
+import { wireRouter } from "./js/router.js";
 
 function wire() {
   buildTypeOptions();
@@ -155,6 +156,7 @@ function tick() {
 
 wire();
 connect();
+wireRouter(); // the view the URL names (#run=, #agent=, #trace=, #event=)
 
 // A read-only view for debugging from the console (and for the browser tests).
 Object.defineProperty(window, "otelDashboard", {

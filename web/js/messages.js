@@ -33,6 +33,8 @@ import { renderServerInfo } from "./cards.js";
 import { showNotice } from "./notices.js";
 import { closeDetail } from "./detail.js";
 import { noteTraceActivity, traceView } from "./trace-view.js";
+import { clearHeld, holdEvent } from "./held.js";
+import { reviveUnknown } from "./agents.js";
 
 function onEvents(list, provisional = false) {
   if (!Array.isArray(list)) return;
@@ -53,6 +55,7 @@ function onEvents(list, provisional = false) {
         continue;
       }
     }
+    holdEvent(ev); // for the run and event views (#run=, #event=)
     if (traceView.traceId && typeof ev.trace_id === "string" && ev.trace_id.toLowerCase() === traceView.traceId) {
       traceActivity = true;
     }
@@ -80,6 +83,8 @@ function queueRow(ev) {
 
 function applyToPanels(ev) {
   const d = ev.data;
+  // A run unknown since the restart that reports again is running (its completion ends it below).
+  if (typeOf(ev) !== "agent_execution_completed") reviveUnknown(d.run_id, typeOf(ev) !== "agent_execution_started");
   switch (typeOf(ev)) {
     case "metrics_updated":
       setMetrics(d, ev._order);
@@ -134,6 +139,7 @@ function onSnapshot(s) {
     model.healthSeq = -1;
     resumeFrom = null;
     closeDetail(false);
+    clearHeld();
     $("stream").replaceChildren();
     queues.rows = [];
     queues.paused = [];
@@ -175,6 +181,7 @@ function onSnapshot(s) {
       key: String(a.run_id || a.agent_id || `lost-${model.lostAgents.length}`),
       agent_id: a.agent_id, agent_name: a.agent_name, task_description: a.task_description,
       service_name: a.service_name, started_at: a.started_at, lost_detected_at: a.lost_detected_at,
+      run_id: a.run_id, trace_id: a.trace_id, span_id: a.span_id, status: a.status, unknown_since: a.unknown_since,
     });
     noteAgent(a);
     noteService(a);
@@ -237,6 +244,7 @@ function onRunProgress(list) {
   if (!Array.isArray(list)) return;
   for (const run of list) {
     if (putRun(run)) {
+      reviveUnknown(run.run_id, false); // a run unknown since the restart reports again: running
       noteAgent(run);
       noteService(run);
     }

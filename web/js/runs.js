@@ -95,10 +95,23 @@ function modelNames(r) {
 
 // ---------------------------------------------------------------------------------- live rows
 
-/** The live part of a running-agent row: the current step, then one line of figures. */
+/**
+ * What a run is doing, in the page's words: "model call to gpt-4o" (the server's "waiting on
+ * gpt-4o"), "tool web_search" ("calling tool web_search"); "running" when it gives no step.
+ */
+export function stepText(step) {
+  if (typeof step !== "string" || !step.trim()) return "running";
+  const s = step.trim();
+  if (s === "waiting on the model") return "model call";
+  if (s.startsWith("waiting on ")) return `model call to ${s.slice(11)}`;
+  if (s.startsWith("calling tool ")) return `tool ${s.slice(13)}`;
+  return s;
+}
+
+/** The live part of a running-run row: the current step, then one line of figures. */
 export function makeRunDetails() {
-  const box = el("div", "run-live");
-  box.append(el("div", "run-step"), el("div", "run-stats"));
+  const box = el("span", "run-live");
+  box.append(el("span", "run-step"), el("span", "run-stats"));
   return box;
 }
 
@@ -106,7 +119,7 @@ export function updateRunDetails(box, run) {
   box.hidden = !run;
   if (!run) return;
   const step = box.firstElementChild;
-  step.textContent = txt(run.current_step || "running", 120);
+  step.textContent = txt(stepText(run.current_step), 120);
   step.title = txt(run.current_step || "", 300);
   const stats = box.lastElementChild;
   const parts = [el("span", "run-stat run-calls", plural(count(run.model_calls), "model call"))];
@@ -164,8 +177,12 @@ export function usageFields(d) {
   return [["tokens", tokenText(d)], ["cost", cost ? cost.text : null], ["calls", calls]];
 }
 
-/** The detail panel's Run section: every figure of a completed run, as key/value rows. */
-export function runBreakdown(list, d) {
+/**
+ * Every figure of a run (a completed run's data, or a live run's state), as key/value rows: the
+ * event view's Run section and the run view's figures. `related: false` leaves out the parent and
+ * root runs (the run view links them instead).
+ */
+export function runBreakdown(list, d, { related = true } = {}) {
   const t = tokensOf(d);
   const models = modelNames(d);
   kvRow(list, "model calls", models.length ? `${fmtInt(count(d.model_calls))} (${models.join(", ")})` : fmtInt(count(d.model_calls)));
@@ -199,6 +216,7 @@ export function runBreakdown(list, d) {
     kvRow(list, "no price for", d.unpriced_models.slice(0, 20).map((m) => txt(m, 60)).join(", "));
   }
   if (d.error_type) kvRow(list, "error type", txt(d.error_type, 120));
+  if (!related) return;
   kvRow(list, "parent run", d.parent_run_id || "none (a top-level run)", { mono: Boolean(d.parent_run_id) });
   if (d.root_run_id && d.root_run_id !== d.run_id) kvRow(list, "root run", d.root_run_id, { mono: true });
 }
