@@ -24,7 +24,7 @@ from browser_support import (
 )
 from playwright.sync_api import Page, expect
 
-from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.model.events import Severity
 from otel_dashboard.state.dashboard import DashboardState
 
 CONNECTED = "Connected - Live Updates"
@@ -105,7 +105,8 @@ def test_a_run_row_updates_in_place_to_succeeded_and_to_failed_with_the_error(pa
                                    success=False, error_type="TimeoutError", error_message="gave up"))
     expect(bad).to_have_attribute("data-status", "failed")
     expect(bad.locator(".ev-desc")).to_have_text("Booker failed after < 1 ms: TimeoutError: gave up")
-    expect(page.locator(f"{ROW}[data-type=error_occurred]").filter(has_text="hotel API down")).to_have_count(0)
+    errors = page.locator(f"{ROW}[data-type=error_occurred]")
+    expect(errors.filter(has_text="hotel API down")).to_have_count(0)
     expect(page.locator(f"{ROW}.run-row").filter(has_text="Booker")).to_have_count(1)
     expect(page.locator("#stream-count")).to_have_text(re.compile(r"^\d+ runs?\b"))
 
@@ -185,7 +186,8 @@ def test_failed_shows_failed_runs_and_errors_never_a_quality_of_85(page: Page, s
 def test_quality_pill_colours_follow_the_quality_bands_in_both_themes(page: Page, server) -> None:
     open_dashboard(page, server)
     for score in (96.0, 80.0, 55.0):
-        last = server.publish(quality_score("Bands", score, severity=Severity.ERROR if score < 90 else Severity.SUCCESS))
+        severity = Severity.ERROR if score < 90 else Severity.SUCCESS  # the wire's rule, kept
+        last = server.publish(quality_score("Bands", score, severity=severity))
     wait_for_seq(page, last.seq)
     pills = page.locator(f"{ROW}[data-type=quality_score_updated] .q-pill")
     expect(pills.first).to_be_visible()
@@ -199,22 +201,29 @@ def test_quality_pill_colours_follow_the_quality_bands_in_both_themes(page: Page
             pill = page.locator(f".q-pill.q-{band}").first
             assert pill.evaluate("p => getComputedStyle(p).color") == colour
         # The poor row is not painted as an error: its border is the quality colour.
-        border = page.locator(f"{ROW}[data-quality=poor]").first.evaluate("r => getComputedStyle(r).borderLeftColor")
-        assert border == colours[2]
+        poor = page.locator(f"{ROW}[data-quality=poor]").first
+        assert poor.evaluate("r => getComputedStyle(r).borderLeftColor") == colours[2]
 
 
 def test_rows_do_not_move_under_the_pointer_nor_while_a_row_is_open(page: Page, server) -> None:
     open_dashboard(page, server)
     for i in range(6):
-        last = server.publish(synthesis_started(f"still-{i}"))
-    wait_for_seq(page, last.seq)
+        server.publish(synthesis_started(f"still-{i}"))
+    server.publish(agent_started("above", "Above", "runs above the pointer", run_id="above-run"))
+    above = run_row(page, "above-run")
+    expect(above).to_have_attribute("data-status", "running")
     target = page.locator(f"{ROW}[data-type=synthesis_started]").filter(has_text="still-3")
     target.hover()
     before = target.bounding_box()
     assert before is not None
     for i in range(4):
-        last = server.publish(synthesis_started(f"held-{i}"))
+        server.publish(synthesis_started(f"held-{i}"))
     server.publish(agent_started("hover", "Hover", "arrives while hovered", run_id="hover-run"))
+    # The run above updates in place (its row on screen, the same height): nothing below moves.
+    server.publish(agent_completed("above", "Above", "runs above the pointer", run_id="above-run",
+                                   success=False, error_type="E" * 40, error_message="x" * 400,
+                                   **figures("above-run")))
+    expect(above).to_have_attribute("data-status", "failed")
     wait_for_seq(page, server.state.last_seq)
     assert target.bounding_box() == before
     expect(page.locator("#new-pill")).to_be_visible()
@@ -247,4 +256,5 @@ def test_a_run_row_opens_the_run_route(page: Page, server) -> None:
     page.wait_for_function("location.hash === '#run=route-run'")
     page.mouse.move(5, 5)
     server.publish(opportunity("opp-route", "Own row", confidence=0.8))
-    expect(page.locator(f"{ROW}[data-type=opportunity_discovered]").filter(has_text="Own row")).to_have_count(1)
+    opps = page.locator(f"{ROW}[data-type=opportunity_discovered]")
+    expect(opps.filter(has_text="Own row")).to_have_count(1)

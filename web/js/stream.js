@@ -104,7 +104,9 @@ function selectionOpen() {
 
 /** New rows wait while the reader points at the list, has a row open or has scrolled down. */
 export function holding() {
-  return view.pointerInside || selectionOpen() || !isAtTop($("stream"));
+  const stream = $("stream");
+  if (!stream.firstElementChild) return false; // an empty list: nothing can move
+  return view.pointerInside || selectionOpen() || !isAtTop(stream);
 }
 
 /** The detail view changed (opened, closed, another view): drop a selection that is gone, maybe release. */
@@ -160,6 +162,11 @@ export function renderRows() {
   if (fresh.length) {
     if (holding()) {
       for (const entry of fresh) view.held.set(entry.id, entry);
+      // Keep the newest: the pill shows at most a list's worth.
+      for (const id of view.held.keys()) {
+        if (view.held.size <= CONFIG.maxRows) break;
+        view.held.delete(id);
+      }
       ui.newCount = view.held.size;
     } else {
       placeRows(fresh, fresh.length <= CONFIG.animateMaxPerFrame);
