@@ -262,7 +262,8 @@ def test_filters_map_to_subscribe_and_pause_holds_the_stream(page: Page, make_se
     expect(page.locator(f"{ROW}:visible .ev-desc")).to_have_text(
         "Synthesis pattern_extraction started: Cluster findings")
     page.click("#filter-clear")
-    expect(page.locator(f"{ROW}:visible")).to_have_count(len(rows(page, with_meta=True)))
+    expect(page.locator("#filter-clear")).to_be_hidden()
+    assert len(rows(page, visible_only=True)) == 9  # all back (and the metrics rows, not counted here)
 
     # Pause holds new rows back and counts them; resume shows them.
     page.click("#pause")
@@ -462,13 +463,14 @@ def test_reconnects_by_itself_and_catches_up_through_resume(
     second = make_server(state, port=port, health_interval_seconds=60, max_scanned_rows=max_scanned_rows)
     expect(page.locator("#conn-text")).to_have_text(CONNECTED, timeout=15_000)
     second.publish(synthesis_started("after"))
-    wait_for_seq(page, state.last_seq)
+    last = state.last_seq  # a metrics event may come after it: the check stops here
+    wait_for_seq(page, last)
 
     shown = rows(page, with_meta=True)
     seqs = [r["seq"] for r in shown]
     assert len(seqs) == len(set(seqs)), "duplicated rows"
     assert seqs == sorted(seqs, reverse=True)
-    assert sorted(seqs) == list(range(1, state.last_seq + 1)), "missed events"
+    assert [s for s in sorted(seqs) if s <= last] == list(range(1, last + 1)), "missed events"
     phases = [r["desc"].split()[1] for r in shown if r["type"] == "synthesis_started"]
     assert phases[0] == "after"
     assert phases[-1] == "before-0"
