@@ -175,8 +175,11 @@ def test_failed_shows_failed_runs_and_errors_never_a_quality_of_85(page: Page, s
     expect(run_row(page, "f-run")).to_have_count(1)
     statuses = page.eval_on_selector_all(ROW, "rs => rs.map(r => r.dataset.status)")
     assert set(statuses) == {"running"}
+    publish(agent_completed("f3", "Slow", "still going", run_id="f-run"))
+    expect(run_row(page, "f-run")).to_have_count(0)  # it ended: it leaves the "Running" list
     page.click(".outcome-chip[data-outcome=succeeded]")
     expect(run_row(page, "f-ok")).to_have_count(1)
+    expect(run_row(page, "f-run")).to_have_count(1)
     expect(run_row(page, "f-bad")).to_have_count(0)
     page.click("#filter-clear")
     expect(page.locator(".outcome-chip[data-outcome=all]")).to_have_attribute("aria-pressed", "true")

@@ -153,7 +153,10 @@ export function renderRows() {
     seen.add(entry.id);
     const row = view.rows.get(entry.id);
     if (row) {
-      if (row._entry.kind === "run") updateRunRow(row); // in place: the same element, the same height
+      if (row._entry.kind !== "run") continue;
+      updateRunRow(row); // in place: the same element, the same height
+      // A run that no longer matches (it ended under "Running") leaves, unless rows are held.
+      if (!entryMatches(entry) && !holding()) dropRow(row);
       continue;
     }
     if (view.held.has(entry.id) || !entryMatches(entry)) continue;
@@ -197,14 +200,17 @@ function placeRows(entries, animate) {
   trimRows(stream);
 }
 
+function dropRow(row) {
+  if (row === ui.detailRow) ui.detailRow = null;
+  if (row === view.selected) view.selected = null;
+  view.rows.delete(row._entry.id);
+  row.remove();
+}
+
 function trimRows(stream) {
   let extra = stream.childElementCount - CONFIG.maxRows;
   while (extra > 0) {
-    const last = stream.lastElementChild;
-    if (last === ui.detailRow) ui.detailRow = null;
-    if (last === view.selected) view.selected = null;
-    view.rows.delete(last._entry.id);
-    last.remove();
+    dropRow(stream.lastElementChild);
     extra -= 1;
   }
 }
