@@ -163,7 +163,7 @@ export function outcomeMatches(entry, outcome, raw) {
 export function searchTextOf(entry) {
   if (entry._search === undefined) {
     const events = entry.kind === "run" ? [entry.started, entry.completed, ...entry.errors].filter(Boolean) : [entry.ev];
-    const parts = entry.kind === "run" ? [entry.status, runSentence(entry)] : [];
+    const parts = entry.kind === "run" ? [entry.status, runSentence(entry, entry.status)] : [];
     for (const ev of events) {
       parts.push(typeLabel(ev), typeOf(ev), describe(ev).text, safeJson(ev.data), ev.trace_id || "");
     }
@@ -174,7 +174,14 @@ export function searchTextOf(entry) {
 
 // ---------------------------------------------------------------------------------------------- run rows
 
-const STATUS_LABEL = { running: "Running", succeeded: "Succeeded", failed: "Failed" };
+const STATUS_LABEL = { running: "Running", succeeded: "Succeeded", failed: "Failed", unknown: "Unknown" };
+
+// A running run that the server, since its restart, reports as unknown (snapshot.lost_agents).
+function shownStatus(entry) {
+  if (entry.status !== "running" || !entry.runId || !Array.isArray(model.lostAgents)) return entry.status;
+  const lost = model.lostAgents.some((a) => a && (a.key === entry.runId || a.run_id === entry.runId));
+  return lost ? "unknown" : "running";
+}
 
 function agentOf(entry) {
   return txt(entry.agentName || entry.agentId || "agent", 80);
@@ -195,8 +202,9 @@ function errorText(entry) {
 }
 
 /** One sentence for the run: "Researcher succeeded in 1.5 s: task", "... failed after 2.0 s: TimeoutError: ...". */
-function runSentence(entry) {
+function runSentence(entry, status) {
   const task = entry.task ? `: ${txt(entry.task, 300)}` : "";
+  if (status === "unknown") return `${agentOf(entry)}: unknown since the server restarted${task}`;
   if (entry.status === "running") return `${agentOf(entry)} running${task}`;
   const d = entry.completed.data;
   if (entry.status === "failed") {
@@ -211,8 +219,12 @@ function elapsedText(entry) {
 }
 
 // The figures line: [key, value, class] triples, in the order shown.
-function runFields(entry) {
+function runFields(entry, status) {
   const fields = [];
+  if (status === "unknown") {
+    fields.push(["started", entry.started ? fmtTime(entry.started.timestamp) : null, "run-started"]);
+    return fields;
+  }
   if (entry.status === "running") {
     const live = entry.runId ? model.runs.get(entry.runId) : undefined;
     fields.push(["elapsed", elapsedText(entry), "run-elapsed"]);
@@ -256,22 +268,23 @@ export function makeRunRow(entry) {
 
 export function updateRunRow(li) {
   const entry = li._entry;
-  if (li._version === entry.version) return;
+  const status = shownStatus(entry);
+  if (li._version === entry.version && li.dataset.status === status) return;
   li._version = entry.version;
   const first = entry.started || entry.completed;
   li._ev = entry.completed || entry.started; // the event view of a run without run id
   li.dataset.seq = first.seq === null ? "" : String(first.seq);
-  li.dataset.status = entry.status;
+  li.dataset.status = status;
   li.dataset.severity = entry.status === "failed" ? "error" : entry.status === "succeeded" ? "success" : "info";
   li.classList.toggle("has-error", entry.errors.length > 0 || entry.status === "failed");
   const { time, label, desc, fields } = li._parts;
   time.textContent = fmtTime(first.timestamp);
   if (typeof first.timestamp === "string") time.dateTime = first.timestamp;
-  label.textContent = STATUS_LABEL[entry.status];
-  const sentence = runSentence(entry);
+  label.textContent = STATUS_LABEL[status];
+  const sentence = runSentence(entry, status);
   desc.textContent = sentence;
   li.title = sentence;
-  renderFields(fields, runFields(entry));
+  renderFields(fields, runFields(entry, status));
   li.setAttribute("aria-label", `Run at ${time.textContent}: ${sentence}`);
 }
 
@@ -294,6 +307,7 @@ export function tickRunRows(rows) {
   for (const li of rows) {
     const entry = li._entry;
     if (!entry || entry.kind !== "run" || entry.status !== "running") continue;
-    renderFields(li._parts.fields, runFields(entry));
+    updateRunRow(li); // running <-> unknown since a restart
+    if (li.dataset.status === "running") renderFields(li._parts.fields, runFields(entry, "running"));
   }
 }
