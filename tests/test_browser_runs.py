@@ -132,6 +132,12 @@ def open_dashboard(page: Page, server: ServerThread) -> None:
     expect(page.locator("#metric-total-events")).to_have_text(re.compile(r"^\d"))  # the snapshot is in
 
 
+def raw_mode(page: Page) -> None:
+    """The stream's raw mode: a row per event (the runs mode folds a run's events into one row)."""
+    page.click("#mode-raw")
+    expect(page.locator("#mode-raw")).to_have_attribute("aria-pressed", "true")
+
+
 def row(page: Page, run_id: str) -> Any:
     return page.locator(f'{ROWS}[data-run="{run_id}"]')
 
@@ -194,6 +200,7 @@ def test_completion_removes_the_run_and_the_stream_row_shows_tokens_and_cost(
                 current_step="calling tool get_weather", cost_usd=0.0005)
     update_runs(server, [parent, child])
     open_dashboard(page, server)
+    raw_mode(page)
     rows = page.locator(ROWS)
     expect(rows).to_have_count(2)
     # The sub-run is under its parent, indented, and says whose it is.
@@ -245,6 +252,7 @@ def test_failed_run_without_a_price_says_no_price(page: Page, server: ServerThre
     r = run(cost_usd=None, cost_status="no_price", unpriced_models=["fake-gpt"])
     update_runs(server, [r])
     open_dashboard(page, server)
+    raw_mode(page)
     expect(row(page, RUN_A).locator(".run-cost")).to_have_text("no price")
 
     done = completed(r, success=False, error_type="TimeoutError", error_message="the model took too long")
@@ -260,6 +268,8 @@ def test_failed_run_without_a_price_says_no_price(page: Page, server: ServerThre
     assert breakdown["cost"] == "no price (no price is known for the models of this run)"
     assert breakdown["no price for"] == "fake-gpt"
     assert breakdown["error type"] == "TimeoutError"
+    page.keyboard.press("Escape")  # close the view and leave the list: new rows are not held back
+    page.mouse.move(0, 0)
 
     # A completion from a server that does not track runs: no Run section, the row as before.
     plain = agent_completed("old", "OldAgent", "no figures", run_id="run-old")

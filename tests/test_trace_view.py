@@ -98,6 +98,9 @@ def open_dashboard(page: Page, server: ServerThread) -> None:
     page.goto(server.dashboard_url)
     expect(page.locator("#conn-text")).to_have_text(CONNECTED)
     expect(page.locator("#metric-total-events")).to_have_text(re.compile(r"^\d"))  # the snapshot is in
+    # These tests open an event's view from its row: the raw mode has a row per event.
+    page.click("#mode-raw")
+    expect(page.locator("#mode-raw")).to_have_attribute("aria-pressed", "true")
 
 
 def wait_for_seq(page: Page, seq: int) -> None:
@@ -337,6 +340,7 @@ def test_unknown_trace_and_unreachable_server_show_messages(page: Page, traced, 
     expect(view.locator(".trace-retry")).to_be_visible()
     expect(page.locator(TRACE_ROW)).to_have_count(0)
     page.keyboard.press("Escape")
+    page.mouse.move(0, 0)  # off the list: new rows are not held back
 
     # The server cannot be reached: a message and a retry that works once it can.
     with t.tracer.start_as_current_span("invoke_agent Solo", attributes=agent_attrs("Solo")):

@@ -9,6 +9,30 @@ export function severityOf(ev) {
   return SEVERITIES.includes(ev.severity) ? ev.severity : "info";
 }
 
+/**
+ * The band of a quality score, on its own scale (not the event's severity, which the wire keeps
+ * as `error` below 90): >= 90 "good", 70-89 "fair", < 70 "poor"; null when not a number.
+ */
+export function qualityBand(score) {
+  const n = num(score);
+  if (n === null) return null;
+  if (n >= 90) return "good";
+  return n >= 70 ? "fair" : "poor";
+}
+
+/** A run's or a phase's duration: "< 1 ms" for 0, "–" when missing, else "850 ms", "1.2 s"... */
+export function fmtRunDuration(value) {
+  const ms = num(value);
+  if (ms === null || ms < 0) return "–";
+  return ms < 1 ? "< 1 ms" : fmtDurationMs(ms);
+}
+
+// " in 1.2 s" / " after 1.2 s", or nothing when the duration is missing.
+function took(word, value) {
+  const ms = num(value);
+  return ms === null || ms < 0 ? "" : ` ${word} ${fmtRunDuration(ms)}`;
+}
+
 export function typeOf(ev) {
   return typeof ev.event_type === "string" ? ev.event_type : "unknown";
 }
@@ -33,8 +57,8 @@ const DESCRIBE = {
     const failed = d.success === false;
     const errorType = d.error_type ? ` (${txt(d.error_type, 60)})` : "";
     const text = failed
-      ? `${agentLabel(d)} failed after ${fmtDurationMs(d.duration_ms)}${errorType}${d.error_message ? `: ${txt(d.error_message)}` : ""}`
-      : `${agentLabel(d)} completed in ${fmtDurationMs(d.duration_ms)}`;
+      ? `${agentLabel(d)} failed${took("after", d.duration_ms)}${errorType}${d.error_message ? `: ${txt(d.error_message)}` : ""}`
+      : `${agentLabel(d)} completed${took("in", d.duration_ms)}`;
     return {
       text,
       fields: [
@@ -60,8 +84,8 @@ const DESCRIBE = {
   }),
   synthesis_completed: (d) => ({
     text: d.success === false
-      ? `Synthesis ${txt(d.phase || "phase", 60)} failed after ${fmtDurationMs(d.duration_ms)}`
-      : `Synthesis ${txt(d.phase || "phase", 60)} completed in ${fmtDurationMs(d.duration_ms)}`,
+      ? `Synthesis ${txt(d.phase || "phase", 60)} failed${took("after", d.duration_ms)}`
+      : `Synthesis ${txt(d.phase || "phase", 60)} completed${took("in", d.duration_ms)}`,
     fields: [["patterns", d.patterns_found]],
   }),
   quality_score_updated: (d) => {

@@ -1,17 +1,23 @@
-// The stream's filters: what matches them, the server subscription they imply, and their
-// controls (severity chips, the type menu, the agent and service lists).
+// The stream's filters and view: the mode ("runs": one row per run; "raw": every event), the
+// "System events" toggle, the outcome chips, the text search, the agent and service lists and (raw
+// mode) the event types; what matches them, the server subscription they imply, and their controls.
 
-import { EVENT_TYPES, PANEL_TYPES, SEVERITIES, TYPE_LABELS } from "./config.js";
-import { $, el, safeJson, txt } from "./util.js";
-import { describe, severityOf, typeLabel, typeOf } from "./describe.js";
+import { EVENT_TYPES, PANEL_TYPES, TYPE_LABELS } from "./config.js";
+import { $, el, txt } from "./util.js";
+import { typeOf } from "./describe.js";
 import { dirty, model, ui } from "./store.js";
 import { conn, send } from "./connection.js";
-import { renderStreamCounts } from "./stream.js";
+import { rebuildStream } from "./stream.js";
 import { closeDetail } from "./detail.js";
+import { isSystem, outcomeMatches, searchTextOf } from "./run-rows.js";
+
+export const OUTCOMES = ["all", "running", "succeeded", "failed"];
 
 export const filters = {
-  types: new Set(EVENT_TYPES),
-  severities: new Set(SEVERITIES),
+  mode: "runs", // "runs" or "raw"
+  system: false, // runs mode: show the metrics, health and agent-registered events too
+  outcome: "all",
+  types: new Set(EVENT_TYPES), // raw mode only
   agent: "",
   service: "",
   text: "",
@@ -21,30 +27,42 @@ function allTypes() {
   return filters.types.size === EVENT_TYPES.length;
 }
 
-function searchText(ev) {
-  if (ev._search === undefined) {
-    const { text } = describe(ev);
-    ev._search = `${typeLabel(ev)} ${typeOf(ev)} ${text} ${safeJson(ev.data)} ${ev.trace_id || ""}`.toLowerCase();
-  }
-  return ev._search;
+function isRaw() {
+  return filters.mode === "raw";
 }
 
-export function matches(ev) {
-  if (!filters.severities.has(severityOf(ev))) return false;
-  if (!allTypes() && !filters.types.has(typeOf(ev))) return false;
-  if (filters.agent && ev.data.agent_name !== filters.agent && ev.data.agent_id !== filters.agent) return false;
-  if (filters.service && ev.data.service_name !== filters.service) return false;
-  if (filters.text && !searchText(ev).includes(filters.text)) return false;
+/** Whether a stream entry (a run, or one event) is shown by the current mode and filters. */
+export function entryMatches(entry) {
+  if (entry.kind === "event") {
+    const ev = entry.ev;
+    if (isRaw()) {
+      if (!allTypes() && !filters.types.has(typeOf(ev))) return false;
+    } else if (!filters.system && isSystem(ev)) {
+      return false;
+    }
+    if (filters.agent && ev.data.agent_name !== filters.agent && ev.data.agent_id !== filters.agent) return false;
+    if (filters.service && ev.data.service_name !== filters.service) return false;
+  } else {
+    if (filters.agent && entry.agentName !== filters.agent && entry.agentId !== filters.agent) return false;
+    if (filters.service && entry.service !== filters.service) return false;
+  }
+  if (!outcomeMatches(entry, filters.outcome, isRaw())) return false;
+  if (filters.text && !searchTextOf(entry).includes(filters.text)) return false;
   return true;
 }
 
+/** Whether any filter narrows what the stream shows (the mode and the system toggle aside). */
+export function filtering() {
+  return (isRaw() && !allTypes()) || filters.outcome !== "all" || Boolean(filters.agent || filters.service || filters.text);
+}
+
 /**
- * The server subscription for the current filters. Only the type filter goes to the server, and
- * always with the panel types added: a severity or agent filter on the server would starve the
- * cards (metrics and health are info events without an agent), so those are applied here.
+ * The server subscription for the current filters. Only the raw mode's type filter goes to the
+ * server, and always with the panel types added: an outcome or agent filter on the server would
+ * starve the cards (metrics and health are events without an agent), so those apply here.
  */
 export function subscription() {
-  const types = allTypes() ? [] : EVENT_TYPES.filter((t) => filters.types.has(t) || PANEL_TYPES.includes(t));
+  const types = !isRaw() || allTypes() ? [] : EVENT_TYPES.filter((t) => filters.types.has(t) || PANEL_TYPES.includes(t));
   if (types.length === EVENT_TYPES.length) types.length = 0;
   return { type: "subscribe", event_types: types, severities: [], agents: [] };
 }
@@ -62,26 +80,45 @@ export function sendSubscription(onConnect) {
 }
 
 export function applyFilters() {
-  const stream = $("stream");
-  for (const row of stream.children) row.hidden = !matches(row._ev);
-  if (ui.detailRow && ui.detailRow.hidden) closeDetail(false);
+  rebuildStream();
+  if (ui.detailRow && !ui.detailRow.isConnected) closeDetail(false);
   sendSubscription(false);
   renderFilterControls();
-  renderStreamCounts();
+}
+
+export function clearFilters() {
+  filters.types = new Set(EVENT_TYPES);
+  filters.outcome = "all";
+  filters.agent = "";
+  filters.service = "";
+  filters.text = "";
+  $("filter-agent").value = "";
+  $("filter-service").value = "";
+  $("filter-text").value = "";
+  applyFilters();
 }
 
 export function renderFilterControls() {
-  for (const chip of document.querySelectorAll(".sev-chip")) {
-    chip.setAttribute("aria-pressed", String(filters.severities.has(chip.dataset.severity)));
+  for (const chip of document.querySelectorAll(".outcome-chip")) {
+    chip.setAttribute("aria-pressed", String(chip.dataset.outcome === filters.outcome));
   }
+  const raw = isRaw();
+  $("mode-raw").setAttribute("aria-pressed", String(raw));
+  const system = $("mode-system");
+  system.setAttribute("aria-pressed", String(raw || filters.system));
+  system.disabled = raw;
+  system.title = raw ? "Raw events shows every event, the system events too" : "Show the metrics, health and agent-registered events";
   for (const box of $("type-options").querySelectorAll("input[type=checkbox]")) {
     box.checked = filters.types.has(box.value);
   }
   $("type-summary").textContent = allTypes() ? "all" : `${filters.types.size} of ${EVENT_TYPES.length}`;
-  $("type-menu").classList.toggle("active", !allTypes());
-  const active = !allTypes() || filters.severities.size !== SEVERITIES.length || filters.agent
-    || filters.service || filters.text;
-  $("filter-clear").hidden = !active;
+  $("type-field").hidden = !raw;
+  const more = (raw && !allTypes() ? 1 : 0) + (filters.service ? 1 : 0);
+  $("more-menu").classList.toggle("active", more > 0);
+  $("more-summary").textContent = more ? `More (${more})` : "More";
+  $("more-menu").title = raw ? "Service and event types" : "Service";
+  $("filter-clear").hidden = !filtering();
+  $("panel-stream").dataset.mode = filters.mode;
 }
 
 export function renderAgentOptions() {

@@ -2,12 +2,11 @@
 // run_progress updates the live runs, a gap or an error becomes a notice.
 
 import { CONFIG } from "./config.js";
-import { $, isObject, num, txt } from "./util.js";
+import { isObject, num, txt } from "./util.js";
 import { typeOf } from "./describe.js";
 import {
   addAgent,
   addOpportunity,
-  boundQueue,
   completeRun,
   dirty,
   markSeen,
@@ -18,7 +17,6 @@ import {
   noteService,
   provisionalById,
   putRun,
-  queues,
   removeAgent,
   removeLost,
   resetRuns,
@@ -27,7 +25,8 @@ import {
   ui,
 } from "./store.js";
 import { send } from "./connection.js";
-import { matches, sendSubscription } from "./filters.js";
+import { sendSubscription } from "./filters.js";
+import { queueStreamEvent, resetStream } from "./stream.js";
 import { scheduleRender } from "./render.js";
 import { renderServerInfo } from "./cards.js";
 import { showNotice } from "./notices.js";
@@ -62,23 +61,10 @@ function onEvents(list, provisional = false) {
     if (ev.seq === null || ev.seq > model.snapshotSeq) applyToPanels(ev);
     noteAgent(ev.data);
     noteService(ev.data);
-    queueRow(ev);
+    queueStreamEvent(ev); // every event: the stream's mode and filters decide what it shows
   }
   if (traceActivity) noteTraceActivity(); // the trace on screen changed: refetch it (throttled)
   scheduleRender();
-}
-
-function queueRow(ev) {
-  if (!matches(ev)) return; // while a filter hides an event, the stream does not keep it
-  if (ui.paused) {
-    queues.paused.push(ev);
-    queues.paused = boundQueue(queues.paused, CONFIG.maxRows);
-    ui.pausedCount += 1;
-    dirty.paused = true;
-  } else {
-    queues.rows.push(ev);
-    queues.rows = boundQueue(queues.rows, CONFIG.maxRows);
-  }
 }
 
 function applyToPanels(ev) {
@@ -140,11 +126,7 @@ function onSnapshot(s) {
     resumeFrom = null;
     closeDetail(false);
     clearHeld();
-    $("stream").replaceChildren();
-    queues.rows = [];
-    queues.paused = [];
-    ui.pausedCount = 0;
-    ui.newCount = 0;
+    resetStream();
     showNotice("info", "The server restarted with a fresh history; the stream continues from its start.", "reset");
   }
   model.snapshotSeq = snapSeq;
