@@ -167,6 +167,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _usage_window(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value % 60 or not 60 <= value <= 604_800:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 60 between 60 and 604800, got {text}")
+    return value
+
+
 def _host(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
@@ -247,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-response-bytes", type=_response_bytes, default=4 * 1024 * 1024, metavar="N",
                        help="bytes of events in one /api/events answer at most (default: 4194304, "
                             "at least 65536); beyond, the answer says where to continue")
+    serve.add_argument("--usage-window-seconds", type=_usage_window, default=3600, metavar="SECONDS",
+                       help="the rolling window of the per-agent usage (GET /api/agents) and of the "
+                            "metrics' window_* fields, in 60 buckets: a multiple of 60 up to 604800 "
+                            "(default: 3600, one hour in minute buckets)")
     _add_security_arguments(serve)
     _add_broker_arguments(serve)
 
@@ -478,6 +492,7 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
         state = reset_dashboard(DashboardState(
             max_history=args.history, store=store, max_string_bytes=args.max_string_bytes,
             max_event_bytes=args.max_event_bytes, max_snapshot_bytes=args.max_snapshot_bytes,
+            usage_window_seconds=args.usage_window_seconds,
         ))
     except ValueError as exc:  # caps that contradict each other (max_event_bytes < max_string_bytes)
         print(f"otel-dashboard serve: error: {exc}", file=sys.stderr)

@@ -92,7 +92,9 @@ def test_a_restart_continues_seq_and_rebuilds_the_state(tmp_path: Path) -> None:
 
     lost = again.get_lost_agents()
     assert [a["run_id"] for a in lost] == ["run-stuck", "run-cut"]
-    assert all(a["status"] == "lost" and a["started_at"] for a in lost)
+    # "Unknown since restart" (the key stays lost_agents; lost_detected_at kept for old readers).
+    assert all(a["status"] == "unknown" and a["started_at"] and a["unknown_since"] == a["lost_detected_at"]
+               for a in lost)
     assert again.get_active_agents() == []
     snapshot = again.snapshot()
     assert [a["run_id"] for a in snapshot["lost_agents"]] == ["run-stuck", "run-cut"]

@@ -165,6 +165,7 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     app.router.add_post("/v1/traces", receiver.otlp_traces)
     app.router.add_get("/api/traces/{trace_id}", http_api.api_trace)
     app.router.add_get("/api/runs", http_api.api_runs)
+    app.router.add_get("/api/agents", http_api.api_agents)
     if static_dir is not None:
         app.router.add_get("/static/{path:.*}", pages.static_file)
     return app

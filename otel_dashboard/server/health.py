@@ -136,7 +136,8 @@ class ServerHealth:
         (:data:`HEALTHY` or :data:`DEGRADED`), ``reasons`` (see :meth:`reasons`), and the numbers."""
         broadcaster = self.broadcaster
         reasons = self.reasons()
-        agents = self.state.get_active_agents()
+        # The open runs (started events UNION live progress): the same count as metrics.active_agents.
+        agents = self.state.get_open_run_summary()
         health: dict[str, Any] = {
             "status": DEGRADED if reasons else HEALTHY,
             "reasons": reasons,

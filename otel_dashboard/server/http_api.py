@@ -1,5 +1,5 @@
 """The JSON read API: ``/health``, ``/stats``, ``GET /api/events``, ``GET /api/runs``,
-``GET /api/traces/{trace_id}``, and the shared JSON plumbing.
+``GET /api/agents``, ``GET /api/traces/{trace_id}``, and the shared JSON plumbing.
 
 Every answer, errors included, is ``application/json``. Errors are ``{"error": "..."}``, plus
 ``"parameter"`` naming a bad query parameter. :func:`error_middleware` turns aiohttp's own errors
@@ -34,6 +34,7 @@ from otel_dashboard.store.base import (
 __all__ = [
     "BadParameter",
     "answers_own_errors",
+    "api_agents",
     "api_events",
     "api_runs",
     "api_trace",
@@ -53,8 +54,11 @@ logger = logging.getLogger(__name__)
 _EVENT_TYPE_VALUES = frozenset(t.value for t in EventType)
 _SEVERITY_VALUES = frozenset(s.value for s in Severity)
 _API_EVENTS_PARAMS = frozenset({"after_seq", "before_seq", "event_type", "severity", "agent", "service",
-                                "limit"})
+                                "run_id", "limit"})
 _API_RUNS_PARAMS = frozenset({"agent", "service", "limit"})
+_API_AGENTS_PARAMS = _API_RUNS_PARAMS
+_API_AGENTS_LIMIT = 1000  # the most agents the state tracks
+_API_AGENTS_DEFAULT_LIMIT = 200
 _API_RUNS_LIMIT = 1000  # the state's default open-run table: all of them
 _API_RUNS_DEFAULT_LIMIT = 200  # as many as a snapshot carries
 _API_EVENTS_LIMIT = 1000
@@ -248,6 +252,27 @@ async def api_runs(request: web.Request) -> web.Response:
     return json_response({"runs": runs[-limit:]})
 
 
+async def api_agents(request: web.Request) -> web.Response:
+    """``GET /api/agents``: per-agent usage over the rolling window (``docs/api.md``).
+
+    One entry per (agent name, service): runs, failures, success rate, p50/p95 duration, tokens,
+    cost, last error and activity per bucket over the window, and the runs open now; ``totals`` over
+    the whole window (the metrics' ``window_*`` fields). ``limit`` (1-1000, default 200) keeps the
+    most recently active; ``agent`` (name or id) and ``service`` filter, repeatable or
+    comma-separated as in ``/api/events``. Bad parameters get 400 naming them.
+    """
+    query = request.query
+    try:
+        _check_params(query, _API_AGENTS_PARAMS)
+        limit = _int_param(query, "limit", 1, _API_AGENTS_LIMIT, _API_AGENTS_DEFAULT_LIMIT) or 1
+        agents = _bounded_values(query, "agent")
+        services = _bounded_values(query, "service")
+    except BadParameter as exc:
+        return json_error(400, str(exc), parameter=exc.parameter)
+    state = request.app[BROADCASTER_KEY].state
+    return json_response(state.get_agent_stats(limit=limit, agents=agents, services=services))
+
+
 def _named(value: Any, names: frozenset[str]) -> bool:
     return isinstance(value, str) and value in names
 
@@ -343,5 +368,6 @@ def parse_events_query(query: Any) -> tuple[EventQuery, int]:
         severities=severities or None,
         agents=_bounded_values(query, "agent") or None,
         services=_bounded_values(query, "service") or None,
+        run_ids=_bounded_values(query, "run_id") or None,
     )
     return q, limit or _API_EVENTS_DEFAULT_LIMIT

@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds
+from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds, format_timestamp
 from otel_dashboard.model.limits import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_SNAPSHOT_BYTES,
     DEFAULT_MAX_STRING_BYTES,
     Limits,
 )
+from otel_dashboard.state.agent_stats import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, AgentStats, agent_key
 from otel_dashboard.state.cluster import (
     ClusterSync,
     Sequencer,
@@ -39,7 +40,7 @@ from otel_dashboard.state.derived import DerivedState
 from otel_dashboard.state.direct_api import DirectApi
 from otel_dashboard.state.history import HistoryReads
 from otel_dashboard.state.rebuild import rebuild_from_store
-from otel_dashboard.state.runs import DEFAULT_MAX_OPEN_RUNS, OpenRuns
+from otel_dashboard.state.runs import DEFAULT_MAX_OPEN_RUNS, ENDED, OpenRuns
 from otel_dashboard.state.singleton import get_dashboard, reset_dashboard
 from otel_dashboard.state.traces import TraceStore
 from otel_dashboard.store.base import EventStore, MemoryEventStore
@@ -77,6 +78,8 @@ _DEFAULT_MAX_ACTIVE_AGENTS = 1000
 _DEFAULT_MAX_OPPORTUNITIES = 200
 _DEFAULT_MAX_KNOWN_AGENTS = 10_000
 _DEFAULT_STALL_THRESHOLD_SECONDS = 300.0
+_MAX_USAGE_WINDOW_SECONDS = 7 * 86_400
+_API_AGENTS_DEFAULT_LIMIT = 200
 
 
 # The keys an opportunity record holds beside its event's data (state/derived.py).
@@ -98,6 +101,14 @@ def _opportunity_event_dict(record: dict[str, Any]) -> dict[str, Any]:
         "trace_id": record.get("trace_id"),
         "span_id": record.get("span_id"),
     }
+
+
+def _usage_window(value: Any) -> int:
+    if (not isinstance(value, int) or isinstance(value, bool) or value % DEFAULT_BUCKETS
+            or not DEFAULT_BUCKETS <= value <= _MAX_USAGE_WINDOW_SECONDS):
+        raise ValueError(f"usage_window_seconds must be a multiple of {DEFAULT_BUCKETS} between "
+                         f"{DEFAULT_BUCKETS} and {_MAX_USAGE_WINDOW_SECONDS}, got {value!r}")
+    return value
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -135,12 +146,16 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
             bytes of JSON; a larger one has its largest values replaced by markers; 256 KiB.
         max_snapshot_bytes: the events of one snapshot (:meth:`snapshot`) add up to at most this
             many bytes of JSON, the oldest left out first; 4 MiB.
+        usage_window_seconds: the rolling window of the per-agent usage (:meth:`get_agent_stats`)
+            and of the metrics' ``window_*`` fields: a multiple of 60 between 60 and 604800 (7 days),
+            in 60 buckets; 3600 (one hour, minute buckets) by default.
 
     The caps and what they did are in :attr:`limits` (its counters are in :meth:`get_counters`).
 
     Raises:
         ValueError: a bound that is not a positive integer, or a non-positive stall threshold, or a
-            byte cap below its minimum (see :class:`~otel_dashboard.model.limits.Limits`).
+            byte cap below its minimum (see :class:`~otel_dashboard.model.limits.Limits`), or a
+            ``usage_window_seconds`` that is not a multiple of 60 in its range.
     """
 
     def __init__(
@@ -158,6 +173,7 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
+        usage_window_seconds: int = DEFAULT_WINDOW_SECONDS,
     ) -> None:
         _positive_int("max_history", max_history)
         self.limits = Limits(
@@ -183,6 +199,9 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         self._subscribers: tuple[Subscriber, ...] = ()
         self._runs = OpenRuns(max_open_runs=_positive_int("max_open_runs", max_open_runs))
         self._derived.open_runs = self._runs  # an accepted completion closes its run (derived.apply)
+        window = _usage_window(usage_window_seconds)
+        self._derived.agent_stats = AgentStats(window_seconds=window,
+                                               bucket_seconds=window // DEFAULT_BUCKETS)
         self._run_subscribers: tuple[RunSubscriber, ...] = ()
         self._started_monotonic = time.monotonic()
         self._started_at = time.time()
@@ -193,6 +212,7 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         self._sequencer: Sequencer | None = None
         # Nobody else holds this state yet: the rebuild reads the store without the lock.
         self._seq = rebuild_from_store(self._store, self._derived)
+        self._metrics_emitted_window = self._moving_metrics()
 
     # ------------------------------------------------------------------ the bus
     @property
@@ -320,10 +340,19 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         """Publish ``metrics_updated`` if anything changed since the last one (the server's timer
         calls this, which is what throttles it)."""
         with self._lock:
-            if self._derived.version == self._metrics_emitted_version:
+            version = self._derived.version
+            moving = self._moving_metrics()
+            if version == self._metrics_emitted_version and moving == self._metrics_emitted_window:
                 return None
-            self._metrics_emitted_version = self._derived.version
+            self._metrics_emitted_version = version
+            self._metrics_emitted_window = moving
             return self.publish(DashboardEvent.create(EventType.METRICS_UPDATED, self.get_metrics()))
+
+    def _moving_metrics(self) -> tuple[Any, ...]:
+        # What changes with no event accepted: runs known from their progress only (the active
+        # count), and the window's totals as its oldest bucket leaves it.
+        derived = self._derived
+        return (derived.open_run_count(), *derived.window_metrics().values())
 
     def count_dropped(self, n: int = 1) -> None:
         """Record ``n`` events dropped before they reached the state (shown in health and stats)."""
@@ -364,6 +393,15 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
             runs = [bound(run) if type(run) is dict else run for run in runs]
             with self._lock:
                 taken = self._runs.update(runs)
+                derived = self._derived
+                if taken and derived.lost_agents:
+                    # Progress naming a run unknown since a restart: its sender is still at work.
+                    for run in taken:
+                        if run["run_id"] in derived.lost_agents:
+                            if run.get("status") == ENDED:
+                                derived.drop_lost(run["run_id"])
+                            else:
+                                derived.revive(run["run_id"])
                 if taken:
                     for subscriber in self._run_subscribers:
                         try:
@@ -429,6 +467,68 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         with self._lock:
             return self._derived.running(self.stall_threshold_seconds)
 
+    def get_open_run_summary(self) -> list[dict[str, Any]]:
+        """Every open run now, one entry per ``run_id``: the running agents (started events) and
+        the runs of the live progress table together, each ``{"run_id", "agent_id", "agent_name",
+        "service_name", "stalled"}``. Its length is ``metrics["active_agents"]`` (the one source of
+        "active": metrics, ``/stats``, ``/health``, ``GET /api/agents``)."""
+        with self._lock:
+            return self._derived.open_runs_now(self.stall_threshold_seconds)
+
+    def get_agent_stats(
+        self,
+        *,
+        limit: int = _API_AGENTS_DEFAULT_LIMIT,
+        agents: Iterable[str] | None = None,
+        services: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Per-agent usage over the rolling window: the body of ``GET /api/agents`` (``docs/api.md``).
+
+        Args:
+            limit: agents returned at most, the most recently active first (one running now is
+                active now).
+            agents: only agents of these names (or agent ids); None or empty: all.
+            services: only agents of these services; None or empty: all.
+
+        Returns:
+            ``{"window_seconds", "bucket_seconds", "generated_at", "agents", "totals"}``. ``totals``
+            are the whole window's, whatever the filters (the metrics' ``window_*`` fields), with
+            ``running`` the number of open runs now.
+        """
+        agent_names = frozenset(agents or ())
+        service_names = frozenset(services or ())
+        with self._lock:
+            derived = self._derived
+            stats = derived.agent_stats
+            assert stats is not None  # set in __init__
+            open_runs = derived.open_runs_now(self.stall_threshold_seconds)
+            running: dict[tuple[str, str | None], int] = {}
+            running_ids: dict[tuple[str, str | None], set[str]] = {}  # for the agent filter
+            for run in open_runs:
+                key = agent_key(run)
+                running[key] = running.get(key, 0) + 1
+                if isinstance(run["agent_id"], str):
+                    running_ids.setdefault(key, set()).add(run["agent_id"])
+            entries = stats.agents(running)
+            totals = stats.totals()
+        if agent_names:
+            entries = [e for e in entries
+                       if e["agent"] in agent_names or not agent_names.isdisjoint(e["agent_ids"])
+                       or not agent_names.isdisjoint(running_ids.get((e["agent"], e["service"]), ()))]
+        if service_names:
+            entries = [e for e in entries if e["service"] in service_names]
+        for entry in entries:
+            del entry["agent_ids"]
+        totals["running"] = len(open_runs)
+        return {
+            "window_seconds": stats.window_seconds,
+            "bucket_seconds": stats.bucket_seconds,
+            "generated_at": format_timestamp(),
+            "agents": entries[:limit],
+            "totals": {key: totals[key] for key in
+                       ("runs", "failures", "error_rate", "running", "tokens", "cost_usd", "cost_status")},
+        }
+
     def events_by_type(self) -> dict[str, int]:
         """Accepted events per event type, since this state was created (or rebuilt)."""
         with self._lock:
@@ -440,11 +540,14 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
             return dict(self._derived.known_agents)
 
     def get_lost_agents(self) -> list[dict[str, Any]]:
-        """Agent runs that were in progress when a previous server stopped, oldest first.
+        """Agent runs that were in progress when a previous server stopped ("unknown since
+        restart"), oldest first.
 
         Found at start by the rebuild (a start with no completion); each keeps the fields of an
-        active agent plus ``"status": "lost"``. A run leaves the list if its completion arrives
-        after all. Bounded by ``max_active_agents``.
+        active agent plus ``"status": "unknown"``, ``unknown_since`` and ``lost_detected_at`` (the
+        same time, its older name). An event or run progress naming one brings it back to the
+        running agents, from its original start; its completion removes it. Bounded by
+        ``max_active_agents``.
         """
         with self._lock:
             return [dict(entry) for entry in self._derived.lost_agents.values()]
@@ -460,5 +563,6 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
                 "open_runs": len(self._runs),
                 "evicted_runs": self._runs.evicted,
                 "ignored_run_updates": self._runs.ignored,
+                "evicted_agent_stats": self._derived.agent_stats.evicted if self._derived.agent_stats else 0,
                 **self.limits.counters(),
             }

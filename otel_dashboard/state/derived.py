@@ -13,7 +13,8 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from otel_dashboard.model.events import DashboardEvent, EventType
-from otel_dashboard.state.runs import OpenRuns
+from otel_dashboard.state.agent_stats import AgentStats, parse_epoch
+from otel_dashboard.state.runs import ENDED, OpenRuns
 
 __all__ = ["EVENT_TYPE_VALUES", "DerivedState"]
 
@@ -69,6 +70,9 @@ class DerivedState:
         # The live progress of open runs (state/runs.py), set by the state that owns both: a run's
         # completion closes it here, in the same hold of the state's lock that accepts the event.
         self.open_runs: OpenRuns | None = None
+        # Per-agent usage over the rolling window (state/agent_stats.py), set by the state: fed the
+        # completions here, so that the rebuild's replay restores it.
+        self.agent_stats: AgentStats | None = None
 
     # ------------------------------------------------------------------ applying events
     def apply(self, event: DashboardEvent) -> None:
@@ -79,6 +83,11 @@ class DerivedState:
         self.events_by_type[etype] += 1
         if etype not in _META_EVENT_TYPES:
             self.version += 1
+        if self.lost_agents and etype is not _COMPLETED:
+            # An event naming a run that was open at a restart: its sender is still at work.
+            run_id = data.get("run_id")
+            if isinstance(run_id, str) and run_id in self.lost_agents:
+                self.revive(run_id)
         if etype is _STARTED:
             run_id = str(data.get("run_id") or data.get("agent_id") or event.event_id)
             self.active_agents[run_id] = {
@@ -106,6 +115,9 @@ class DerivedState:
             self.total_agents_executed += 1
             if data.get("success") is False:
                 self.failed_agent_runs += 1
+            agent_stats = self.agent_stats
+            if agent_stats is not None:
+                agent_stats.record(data, event.timestamp)
             score = data.get("quality_score")
             if isinstance(score, (int, float)) and not isinstance(score, bool):
                 self.quality_sum += float(score)
@@ -136,15 +148,43 @@ class DerivedState:
         self.total_errors = by_type[_ERROR]
 
     def mark_open_runs_lost(self, detected_at: str) -> None:
-        """The runs still open after a rebuild were running when the previous server stopped: they
-        become lost (bounded like the running ones), no longer active."""
+        """The runs still open after a rebuild were running when the previous server stopped: their
+        senders may still be at work, or gone. They become "unknown since restart" (the snapshot's
+        ``lost_agents``, bounded like the running ones), no longer active: each keeps its fields
+        plus ``"status": "unknown"``, ``unknown_since`` and (the older name) ``lost_detected_at``.
+        An event or run progress naming one brings it back (:meth:`revive`)."""
         self.rebuilt_runs = OrderedDict(self.active_agents)
         for run_id, entry in self.active_agents.items():
-            self.lost_agents[run_id] = {**_public(entry), "status": "lost", "lost_detected_at": detected_at}
+            self.lost_agents[run_id] = {**_public(entry), "status": "unknown", "unknown_since": detected_at,
+                                        "lost_detected_at": detected_at}
         while len(self.lost_agents) > self.max_active_agents:
             self.lost_agents.popitem(last=False)
         self.active_agents.clear()
         self.evicted_active_agents = 0
+
+    def revive(self, run_id: str) -> None:
+        """The run ``run_id``, unknown since a restart, is running after all (an event or progress
+        named it): it leaves ``lost_agents`` and is active again, from its original start."""
+        entry = self.lost_agents.pop(run_id, None)
+        if entry is None:
+            return
+        for key in ("status", "unknown_since", "lost_detected_at"):
+            entry.pop(key, None)
+        # Its elapsed time counts from its real start, not from now (the stall threshold too).
+        started = parse_epoch(entry.get("started_at"))
+        elapsed = max(0.0, time.time() - started) if started is not None else 0.0
+        entry["_started_monotonic"] = time.monotonic() - elapsed
+        self.active_agents[run_id] = entry
+        self.active_agents.move_to_end(run_id)
+        while len(self.active_agents) > self.max_active_agents:
+            self.active_agents.popitem(last=False)
+            self.evicted_active_agents += 1
+        self.version += 1
+
+    def drop_lost(self, run_id: str) -> None:
+        """The run ``run_id`` was given up without a completion (``"status": "ended"`` progress)."""
+        if self.lost_agents.pop(run_id, None) is not None:
+            self.version += 1
 
     def revive_rebuilt_runs(self) -> None:
         """Make the runs the rebuild found open running again (a replica joined a cluster)."""
@@ -156,20 +196,83 @@ class DerivedState:
 
     # ------------------------------------------------------------------ read-outs
     def metrics(self, uptime_seconds: float) -> dict[str, Any]:
-        """The metric card values (the original design's keys plus a few more)."""
+        """The metric card values (the original design's keys plus a few more).
+
+        ``active_agents`` is the number of open runs (:meth:`open_run_count`), the ``window_*``
+        fields are the rolling window's totals (:class:`~otel_dashboard.state.agent_stats.AgentStats`).
+        """
         avg = self.quality_sum / self.quality_count if self.quality_count else 0.0
-        return {
+        metrics = {
             "total_events": self.total_events,
             "total_agents_executed": self.total_agents_executed,
             "total_opportunities_discovered": self.total_opportunities,
             "avg_quality_score": round(avg, 2),
             "quality_scores_count": self.quality_count,
-            "active_agents": len(self.active_agents),
+            "active_agents": self.open_run_count(),
             "lost_agents": len(self.lost_agents),
             "failed_agent_runs": self.failed_agent_runs,
             "total_errors": self.total_errors,
             "system_uptime_seconds": round(uptime_seconds, 3),
         }
+        metrics.update(self.window_metrics())
+        return metrics
+
+    def window_metrics(self) -> dict[str, Any]:
+        """The rolling window's totals as metrics fields (``window_seconds``, ``window_runs``, ...)."""
+        stats = self.agent_stats
+        if stats is None:
+            return {}
+        totals = stats.totals()
+        return {
+            "window_seconds": stats.window_seconds,
+            "window_runs": totals["runs"],
+            "window_failed_runs": totals["failures"],
+            "window_error_rate": totals["error_rate"],
+            "window_tokens_input": totals["tokens"]["input"],
+            "window_tokens_output": totals["tokens"]["output"],
+            "window_cost_usd": totals["cost_usd"],
+        }
+
+    def open_run_count(self) -> int:
+        """How many entries :meth:`open_runs_now` has (without making them)."""
+        active = self.active_agents
+        open_runs = self.open_runs
+        if open_runs is None or not len(open_runs):
+            return len(active)
+        return len(active) + sum(1 for run in open_runs.newest(len(open_runs))
+                                 if run["run_id"] not in active and run.get("status") != ENDED)
+
+    def open_runs_now(self, stall_threshold_seconds: float) -> list[dict[str, Any]]:
+        """The open runs now: the running agents (their started events) and the runs of the live
+        progress table, one entry per ``run_id`` (the union); each ``{"run_id", "agent_id",
+        "agent_name", "service_name", "stalled"}``. The one source of "active" for the metrics,
+        ``/health`` and ``GET /api/agents``.
+
+        A run known only from its progress is stalled when its ``started_at`` is older than the
+        threshold (a run with an unreadable start never is).
+        """
+        now = time.monotonic()
+        out: dict[str, dict[str, Any]] = {}
+        for run_id, entry in self.active_agents.items():
+            out[run_id] = {
+                "run_id": run_id, "agent_id": entry.get("agent_id"), "agent_name": entry.get("agent_name"),
+                "service_name": entry.get("service_name"),
+                "stalled": now - entry["_started_monotonic"] > stall_threshold_seconds,
+            }
+        open_runs = self.open_runs
+        if open_runs is not None and len(open_runs):
+            wall = time.time()
+            for run in open_runs.newest(len(open_runs)):
+                run_id = run["run_id"]
+                if run_id in out or run.get("status") == ENDED:
+                    continue
+                started = parse_epoch(run.get("started_at"))
+                out[run_id] = {
+                    "run_id": run_id, "agent_id": run.get("agent_id"), "agent_name": run.get("agent_name"),
+                    "service_name": run.get("service_name"),
+                    "stalled": started is not None and wall - started > stall_threshold_seconds,
+                }
+        return list(out.values())
 
     def running(self, stall_threshold_seconds: float) -> list[dict[str, Any]]:
         """The agent runs in progress, oldest first, each with ``elapsed_seconds`` and ``stalled``."""

@@ -77,12 +77,14 @@ class EventQuery:
         severities: only these severities.
         agents: only events whose ``data`` names one of these agents (by id or name).
         services: only events whose ``data["service_name"]`` is one of these.
+        run_ids: only events whose ``data["run_id"]`` is one of these (a run's started and
+            completed events, and the other events that name it).
         until_seq: only events with ``seq`` up to this one, included. A snapshot reads with it the
             history up to the ``seq`` it captured, after it let go of the state's lock (events
             accepted meanwhile reach the snapshot's subscriber, not its history).
     """
 
-    __slots__ = ("after_seq", "agents", "event_types", "services", "severities", "until_seq")
+    __slots__ = ("after_seq", "agents", "event_types", "run_ids", "services", "severities", "until_seq")
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class EventQuery:
         agents: Iterable[str] | None = None,
         services: Iterable[str] | None = None,
         until_seq: int | None = None,
+        run_ids: Iterable[str] | None = None,
     ) -> None:
         self.after_seq = after_seq
         self.until_seq = until_seq
@@ -100,6 +103,7 @@ class EventQuery:
         self.severities = frozenset(Severity(s) for s in severities) if severities else None
         self.agents = frozenset(agents) if agents else None
         self.services = frozenset(services) if services else None
+        self.run_ids = frozenset(run_ids) if run_ids else None
 
     def matches(self, event: DashboardEvent) -> bool:
         """Whether ``event`` passes every filter."""
@@ -115,6 +119,8 @@ class EventQuery:
             data = event.data
             if not (_named(data.get("agent_name"), self.agents) or _named(data.get("agent_id"), self.agents)):
                 return False
+        if self.run_ids is not None and not _named(event.data.get("run_id"), self.run_ids):
+            return False
         return self.services is None or _named(event.data.get("service_name"), self.services)
 
 

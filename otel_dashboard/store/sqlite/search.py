@@ -53,7 +53,8 @@ def filters_sql(query: EventQuery) -> tuple[str, list[Any]]:
     Each is an ``IN``: SQLite walks the index of the column (or both agent columns, merged), one
     range per value, within the seq range of the search. Long lists (agents, services: up to
     ``MAX_FILTER_VALUES``) go in as ONE JSON array parameter read by ``json_each``: no limit on
-    the number of SQL variables or compound SELECT terms applies.
+    the number of SQL variables or compound SELECT terms applies. ``run_ids`` has no column: it is
+    checked on the rows, read from their JSON (within the search's window of seqs).
     """
     terms: list[str] = []
     params: list[Any] = []
@@ -73,6 +74,13 @@ def filters_sql(query: EventQuery) -> tuple[str, list[Any]]:
     if query.services is not None:
         terms.append("service_name IN (SELECT value FROM json_each(?))")
         params.append(_json_list(query.services))
+    if query.run_ids is not None:
+        # No column holds the run id: it is read from each row's JSON, on the rows the other
+        # filters (and the window of max_scanned_rows) leave. json_valid first: a damaged row's
+        # text must not fail the whole search (json_extract raises on malformed JSON).
+        terms.append("(CASE WHEN json_valid(event_json) THEN json_extract(event_json, '$.data.run_id') END)"
+                     " IN (SELECT value FROM json_each(?))")
+        params.append(_json_list(query.run_ids))
     return "".join(f" AND {term}" for term in terms), params
 
 
