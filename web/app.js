@@ -21,6 +21,7 @@ import { renderOpportunities } from "./js/opportunities.js";
 import { closeDetail, openDetail } from "./js/detail.js";
 import { scheduleTraceFetch, traceView } from "./js/trace-view.js";
 import { applyTheme, storedTheme, toggleTheme } from "./js/theme.js";
+import { wireAgentsTable } from "./js/agents-table.js";
 
 function wire() {
   buildTypeOptions();
@@ -144,6 +145,7 @@ function wire() {
   renderAgents();
   renderLost();
   renderOpportunities();
+  wireAgentsTable();
 }
 
 function tick() {
