@@ -188,6 +188,12 @@ def test_a_row_opens_the_agent_view_with_its_history(page: Page, server: ServerT
     seqs = [int(s) for s in runs.evaluate_all("ls => ls.map(l => l.dataset.seq)")]
     assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 60
 
+    # A run that ends while the view is open comes on top (with the table's throttled refresh).
+    server.publish(completed("Historian", svc, "hist-open", 777.0))
+    expect(runs).to_have_count(61, timeout=4000)
+    expect(runs.first.locator(".av-run-duration")).to_have_text("777 ms")
+    expect(running).to_have_count(0)
+
     # A run opens the run view's route.
     runs.last.locator("button").click()
     assert re.search(r"#run=hist-0$", page.url), page.url
@@ -204,3 +210,24 @@ def test_a_server_without_agent_statistics_gets_a_hint(page: Page, server: Serve
     row = rows_of(page, svc)
     expect(row.locator(".at-running")).to_have_text("1")  # the running agents still show
     expect(row.locator(".at-runs")).to_have_text("\u2013")  # an en dash: no figure
+
+
+def test_disconnected_the_table_freezes(page: Page, console: Console) -> None:
+    svc = "t-frozen"
+    console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"ERR_CONNECTION_REFUSED")
+    own = ServerThread(DashboardState(), health_interval_seconds=60).start()
+    try:
+        own.publish(completed("Keeper", svc, "keep-0", 250.0))
+        open_dashboard(page, own)
+        row = rows_of(page, svc)
+        expect(row.locator(".at-runs")).to_have_text("1")
+        expect(page.locator("#panel-agents-table")).not_to_have_class(re.compile(r"\bis-frozen\b"))
+    finally:
+        own.stop()
+    expect(page.locator("#panel-agents-table")).to_have_class(re.compile(r"\bis-frozen\b"))
+    fetches: list[str] = []
+    page.on("request", lambda request: fetches.append(request.url) if "api/agents" in request.url else None)
+    page.wait_for_timeout(500)  # two ticks of the table: no fetch while disconnected
+    assert fetches == []
+    expect(row.locator(".at-runs")).to_have_text("1")  # the last figures stay, dimmed
