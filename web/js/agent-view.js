@@ -133,9 +133,16 @@ function renderRunning() {
     view.liveSig = sig;
     view.running.replaceChildren(...entries.map(runningItem));
   }
-  if (isLive()) {
-    const now = Date.now();
-    for (const li of view.running.children) li._clock.textContent = fmtClock((now - li._startMs) / 1000);
+  tickAgentView();
+}
+
+/** The running runs' timers (each tick of the table's clock; frozen while disconnected). */
+export function tickAgentView() {
+  if (!isLive() || !shownAgent()) return;
+  const now = Date.now();
+  for (const li of view.running.children) {
+    const text = fmtClock((now - li._startMs) / 1000);
+    if (li._clock.textContent !== text) li._clock.textContent = text;
   }
 }
 

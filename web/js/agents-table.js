@@ -10,7 +10,7 @@ import { model } from "./store.js";
 import { isLive } from "./liveness.js";
 import { openRoute } from "./router.js";
 import { agentKey, figureTexts, liveByAgent, windowText } from "./agent-figures.js";
-import { renderAgentView, shownAgent, updateAgentView } from "./agent-view.js";
+import { renderAgentView, shownAgent, tickAgentView, updateAgentView } from "./agent-view.js";
 
 const REFRESH_MS = 5000; // a fetch this often while live and visible
 const SOON_MS = 1000; // after a run starts or ends: a fetch, at most this often
@@ -333,6 +333,7 @@ function tick() {
     return;
   }
   if (document.hidden) return;
+  tickAgentView();
   const now = Date.now();
   const liveMap = liveByAgent();
   let liveSig = "";
