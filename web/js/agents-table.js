@@ -351,7 +351,8 @@ function tick() {
   if (!state.wasLive) {
     state.wasLive = true;
     fetchStats();
-  } else if (now - state.lastFetch >= REFRESH_MS || (state.soon && now - state.lastFetch >= SOON_MS)) {
+  } else if (agentStats.status !== "missing" // an older server: asked again on the next connect only
+    && (now - state.lastFetch >= REFRESH_MS || (state.soon && now - state.lastFetch >= SOON_MS))) {
     fetchStats();
   }
 }
