@@ -21,6 +21,7 @@ import { closeDetail } from "./js/detail.js";
 import { scheduleTraceFetch, traceView } from "./js/trace-view.js";
 import { applyTheme, storedTheme, toggleTheme } from "./js/theme.js";
 import { wireRouter } from "./js/router.js";
+import { wireAgentsTable } from "./js/agents-table.js";
 
 function wire() {
   wireStream();
@@ -66,6 +67,7 @@ function wire() {
   renderAgents();
   renderLost();
   renderOpportunities();
+  wireAgentsTable();
 }
 
 function tick() {
