@@ -15,7 +15,7 @@ import { auth, submitLogin } from "./js/login.js";
 import { applyFilters, buildTypeOptions, filters, renderFilterControls, subscription } from "./js/filters.js";
 import { scheduleRender } from "./js/render.js";
 import { isAtTop, renderPill, renderStreamCounts, setPaused, visibleRows } from "./js/stream.js";
-import { renderServerInfo, renderUptime } from "./js/cards.js";
+import { renderServerInfo, renderUptime, wireCards } from "./js/cards.js";
 import { renderAgents, renderLost, tickAgents } from "./js/agents.js";
 import { renderOpportunities } from "./js/opportunities.js";
 import { closeDetail, openDetail } from "./js/detail.js";
@@ -25,6 +25,7 @@ import { applyTheme, storedTheme, toggleTheme } from "./js/theme.js";
 function wire() {
   buildTypeOptions();
   applyTheme(storedTheme() === "light" ? "light" : "dark");
+  wireCards();
 
   $("theme-toggle").addEventListener("click", toggleTheme);
   $("pause").addEventListener("click", () => setPaused(!ui.paused));
