@@ -6,7 +6,7 @@
 * Contrast: every visible text's colour against its effective background (the ancestors'
   backgrounds, alpha-blended), computed in the browser from ``getComputedStyle``: WCAG AA, 4.5:1
   (3:1 for large text) in the dark and the light theme.
-* The disconnected state (the server stops): uptime frozen, ev/s "–", "last update HH:MM:SS",
+* The disconnected state (the server stops): uptime frozen, ev/s a dash, "last update HH:MM:SS",
   the health badge not HEALTHY, the live parts dimmed; and everything resumes on reconnect.
 * The health badge's reasons, in a popover on keyboard focus.
 """
@@ -78,16 +78,47 @@ def server() -> Iterator[ServerThread]:
         srv.stop()
 
 
-def open_page(page: Page, server: ServerThread, theme: str = "dark") -> None:
-    if theme == "light":
-        page.add_init_script("localStorage.setItem('otel-dashboard:theme', 'light')")
+@pytest.fixture(scope="module")
+def shared(browser: Browser, server: ServerThread) -> Iterator[tuple[Page, list[str]]]:
+    """One populated page for the layout, contrast, usage and badge tests (a page load is ~1 s):
+    each test sets the viewport or the theme it needs. Yields the page and its console errors."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-US",
+                                  timezone_id="UTC", reduced_motion="reduce")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    try:
+        open_page(page, server)
+        yield page, errors
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def populated(shared: tuple[Page, list[str]]) -> Iterator[Page]:
+    page, errors = shared
+    page.set_viewport_size({"width": 1440, "height": 900})
+    if page.get_attribute("html", "data-theme") != "dark":
+        page.click("#theme-toggle")
+    next_frame(page)
+    yield page
+    assert errors == [], "errors in the browser console"
+
+
+def next_frame(page: Page) -> None:
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def open_page(page: Page, server: ServerThread) -> None:
     page.goto(server.dashboard_url)
     expect(page.locator("#conn-text")).to_have_text(CONNECTED)
     publish_metrics(server)
     expect(page.locator("#metric-tokens")).to_have_text("52.1k")  # the populated metrics are in
     expect(page.locator("#agents > li.agent")).to_have_count(6)
     expect(page.locator("#opportunities > li")).to_have_count(5)
-    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    next_frame(page)
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -136,66 +167,59 @@ def overlapping(boxes: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("size", list(VIEWPORTS))
 def test_layout_has_no_overlaps_no_sideways_scroll_and_the_essentials_above_the_fold(
-        browser: Browser, server: ServerThread, size: str) -> None:
+        populated: Page, size: str) -> None:
+    page = populated
     width, height = VIEWPORTS[size]
-    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US",
-                                  timezone_id="UTC", reduced_motion="reduce")
-    try:
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        open_page(page, server)
-        boxes = page.evaluate(BOXES_JS)
-        assert overlapping(boxes) == []
-        scroll_width = page.evaluate("document.documentElement.scrollWidth")
-        assert scroll_width <= width, f"the page scrolls sideways: {scroll_width} > {width}"
-        wider = page.evaluate(
-            """w => [...document.querySelectorAll('body *')].filter(e => {
-                 const r = e.getBoundingClientRect();
-                 return r.width > 0 && r.right > w + 1 && !e.closest('.sr-only, .detail, [hidden]');
-               }).map(e => e.id || e.className).slice(0, 5)""", width)
-        assert wider == []
+    page.set_viewport_size({"width": width, "height": height})
+    next_frame(page)
+    boxes = page.evaluate(BOXES_JS)
+    assert overlapping(boxes) == []
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"the page scrolls sideways: {scroll_width} > {width}"
+    wider = page.evaluate(
+        """w => [...document.querySelectorAll('body *')].filter(e => {
+             const r = e.getBoundingClientRect();
+             return r.width > 0 && r.right > w + 1 && !e.closest('.sr-only, .detail, [hidden]');
+           }).map(e => e.id || e.className).slice(0, 5)""", width)
+    assert wider == []
 
-        def top(selector: str) -> float:
-            return float(page.eval_on_selector(selector, "e => e.getBoundingClientRect().top"))
+    def top(selector: str) -> float:
+        return float(page.eval_on_selector(selector, "e => e.getBoundingClientRect().top"))
 
-        def bottom(selector: str) -> float:
-            return float(page.eval_on_selector(selector, "e => e.getBoundingClientRect().bottom"))
+    def bottom(selector: str) -> float:
+        return float(page.eval_on_selector(selector, "e => e.getBoundingClientRect().bottom"))
 
-        if width >= 1024:
-            # Running runs and opportunities start above the fold at every desktop size.
-            assert top("#panel-running") < height - 40
-            assert top("#panel-opps") < height - 40
-        if width >= 1440:
-            # Everything that matters is on the first screen, without scrolling.
-            for selector in ("#usage-cards", ".cards", "#panel-running", "#panel-opps",
-                             "#panel-agents-table .panel-head", "#panel-stream"):
-                assert bottom(selector) <= height + 0.5, f"{selector} ends below the fold"
-            assert bottom("#stream > li:first-child") <= height
-            assert page.evaluate("document.documentElement.scrollHeight") <= height
-            # The stream's filter bar stays on one line.
-            tops = page.eval_on_selector_all(
-                "#filters > *:not([hidden])", "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
-            heights = page.eval_on_selector("#filters", "e => e.getBoundingClientRect().height")
-            assert heights < 60, f"the filter bar wraps: {tops}"
-            # One card row: the usage group and the six cards side by side.
-            assert abs(top("#usage-cards") - top(".cards")) < 2
-        if width < 600:
-            # The phone: running runs, then the stream, then the agents table, then opportunities.
-            order = [top(s) for s in ("#panel-running", "#panel-stream", "#panel-agents-table", "#panel-opps")]
-            assert order == sorted(order), order
-            assert top(".cards") < top("#panel-running")
-            assert top("#panel-running") < height  # running runs start on the first screen
-            # The cards are small tiles, three per row.
-            card_tops = page.eval_on_selector_all(
-                ".cards .card", "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
-            assert card_tops.count(card_tops[0]) == 3
-            # The agent menu fits the screen.
-            box = page.locator("#filter-agent").bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
-        assert errors == []
-    finally:
-        context.close()
+    if width >= 1024:
+        # Running runs and opportunities start above the fold at every desktop size.
+        assert top("#panel-running") < height - 40
+        assert top("#panel-opps") < height - 40
+    if width >= 1440:
+        # Everything that matters is on the first screen, without scrolling.
+        for selector in ("#usage-cards", ".cards", "#panel-running", "#panel-opps",
+                         "#panel-agents-table .panel-head", "#panel-stream"):
+            assert bottom(selector) <= height + 0.5, f"{selector} ends below the fold"
+        assert bottom("#stream > li:first-child") <= height
+        assert page.evaluate("document.documentElement.scrollHeight") <= height
+        # The stream's filter bar stays on one line.
+        tops = page.eval_on_selector_all(
+            "#filters > *:not([hidden])", "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+        heights = page.eval_on_selector("#filters", "e => e.getBoundingClientRect().height")
+        assert heights < 60, f"the filter bar wraps: {tops}"
+        # One card row: the usage group and the six cards side by side.
+        assert abs(top("#usage-cards") - top(".cards")) < 2
+    if width < 600:
+        # The phone: running runs, then the stream, then the agents table, then opportunities.
+        order = [top(s) for s in ("#panel-running", "#panel-stream", "#panel-agents-table", "#panel-opps")]
+        assert order == sorted(order), order
+        assert top(".cards") < top("#panel-running")
+        assert top("#panel-running") < height  # running runs start on the first screen
+        # The cards are small tiles, three per row.
+        card_tops = page.eval_on_selector_all(
+            ".cards .card", "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+        assert card_tops.count(card_tops[0]) == 3
+        # The agent menu fits the screen.
+        box = page.locator("#filter-agent").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
 
 
 # ---------------------------------------------------------------------------------------------- contrast
@@ -270,7 +294,7 @@ CONTRAST_JS = """() => {
     const size = parseFloat(s.fontSize);
     const bold = Number(s.fontWeight) >= 700;
     const large = size >= 24 || (bold && size >= 18.66);
-    results.push({text: n.textContent.trim().slice(0, 40), id: el.id, cls: el.className && String(el.className),
+    results.push({text: n.textContent.trim().slice(0, 40), id: el.id, cls: String(el.className),
                   ratio: Math.round(ratio * 100) / 100, need: large ? 3 : 4.5, color: s.color});
   }
   return results;
@@ -278,11 +302,125 @@ CONTRAST_JS = """() => {
 
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
-def test_every_visible_text_meets_wcag_aa_contrast(page: Page, server: ServerThread, theme: str) -> None:
-    open_page(page, server, theme)
+def test_every_visible_text_meets_wcag_aa_contrast(populated: Page, theme: str) -> None:
+    page = populated
+    if theme == "light":
+        page.click("#theme-toggle")
     expect(page.locator("html")).to_have_attribute("data-theme", theme)
-    # The popover and a focused control are text too.
+    page.focus("#health-status")  # the health popover is text too
+    expect(page.locator("#health-pop")).to_be_visible()
     results = page.evaluate(CONTRAST_JS)
     assert len(results) > 60, "the walk found too little text"
     failing = [r for r in results if r["ratio"] < r["need"]]
     assert failing == [], f"{len(failing)} texts under WCAG AA in the {theme} theme"
+    page.focus("#theme-toggle")
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+def test_the_health_badge_shows_its_reasons_on_keyboard_focus(populated: Page, server: ServerThread) -> None:
+    page = populated
+    badge = page.locator("#health-status")
+    expect(badge).to_have_attribute("data-status", "healthy")  # GET health, on connect
+    popover = page.locator("#health-pop")
+    expect(popover).to_be_hidden()
+    server.publish(DashboardEvent.create(
+        EventType.SYSTEM_HEALTH_UPDATED,
+        {"status": "degraded", "reasons": ["broker down", "store not writing"], "connected_clients": 1,
+         "events_per_second": 3.5, "dropped_events": 0, "stalled_agents": 0,
+         "uptime_seconds": 10_000_000},  # newer than the report of GET health
+        Severity.WARNING))
+    expect(badge).to_have_attribute("data-status", "degraded")
+    expect(badge).to_have_text("health degraded")
+    assert badge.evaluate("e => e.tagName") == "BUTTON"
+    assert badge.get_attribute("aria-describedby") == "health-pop"
+    page.focus("#theme-toggle")
+    page.keyboard.press("Shift+Tab")  # to the badge, from the keyboard
+    expect(badge).to_be_focused()
+    expect(popover).to_be_visible()
+    expect(badge).to_have_attribute("aria-expanded", "true")
+    expect(page.locator("#health-reasons > li")).to_have_text(["broker down", "store not writing"])
+    expect(page.locator("#health-pop-title")).to_have_text("The server is degraded:")
+    page.keyboard.press("Escape")
+    expect(popover).to_be_hidden()
+    expect(badge).to_have_attribute("aria-expanded", "false")
+    page.keyboard.press("Tab")
+    expect(popover).to_be_hidden()  # leaving the badge closes it
+    page.hover("#health-status")  # and a pointer opens it too
+    expect(popover).to_be_visible()
+    page.mouse.move(5, 400)
+    expect(popover).to_be_hidden()
+
+
+def test_while_disconnected_everything_live_freezes_and_dims_then_resumes(
+        page: Page, console: Any) -> None:
+    console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"ERR_CONNECTION_REFUSED")
+    state = DashboardState()
+    first = ServerThread(state, health_interval_seconds=0.3).start()
+    port = first.port
+    try:
+        first.publish(agent_started("a1", "Planner", "Plan the day", run_id="run-planner"))
+        open_page_minimal(page, first)
+        expect(page.locator("#health-eps")).to_have_text(re.compile(r"^\d+\.\d$"))
+        expect(page.locator("#health-status")).to_have_attribute("data-status", "healthy")
+        expect(page.locator("body")).to_have_attribute("data-live", "true")
+        assert page.locator("#last-update").is_hidden()
+    finally:
+        first.stop()
+    second: ServerThread | None = None
+    try:
+        expect(page.locator("body")).to_have_attribute("data-live", "false")
+        expect(page.locator("#conn")).to_have_attribute("data-state", re.compile("waiting|connecting"))
+        expect(page.locator("#health-eps")).to_have_text("\N{EN DASH}")
+        expect(page.locator("#health-clients")).to_have_text("\N{EN DASH}")
+        badge = page.locator("#health-status")
+        expect(badge).to_have_attribute("data-status", "unknown")
+        expect(badge).to_have_text("health unknown")
+        expect(page.locator("#last-update")).to_have_text(re.compile(r"^last update \d\d:\d\d:\d\d$"))
+        assert float(page.eval_on_selector(".layout", "e => getComputedStyle(e).opacity")) < 0.8
+        assert float(page.eval_on_selector(".cards", "e => getComputedStyle(e).opacity")) < 0.8
+        uptime = page.text_content("#metric-uptime")
+        page.wait_for_timeout(1200)  # longer than the one-second tick
+        assert page.text_content("#metric-uptime") == uptime, "the uptime kept ticking while disconnected"
+        page.focus("#health-status")
+        title = page.locator("#health-pop-title")
+        expect(title).to_have_text("Disconnected: the server's health is unknown.")
+        expect(page.locator("#health-pop-note")).to_have_text(re.compile(r"^Last report: healthy at "))
+
+        second = ServerThread(state, port=port, health_interval_seconds=0.3).start()
+        # "Retry now" rather than the backoff's wait (the retry button is what a user would press).
+        page.wait_for_function("""() => {
+            document.getElementById('conn-retry').click();
+            return window.otelDashboard.connectionState === 'open';
+        }""", polling=200, timeout=15_000)
+        expect(page.locator("#conn-text")).to_have_text(CONNECTED)
+        expect(page.locator("body")).to_have_attribute("data-live", "true")
+        expect(badge).to_have_attribute("data-status", "healthy")
+        expect(page.locator("#health-eps")).to_have_text(re.compile(r"^\d+\.\d$"))
+        expect(page.locator("#last-update")).to_be_hidden()
+        assert float(page.eval_on_selector(".layout", "e => getComputedStyle(e).opacity")) == 1
+        expect(page.locator("#metric-uptime")).not_to_have_text(uptime or "")  # ticking again
+    finally:
+        if second is not None:
+            second.stop()
+
+
+def open_page_minimal(page: Page, server: ServerThread) -> None:
+    page.goto(server.dashboard_url)
+    expect(page.locator("#conn-text")).to_have_text(CONNECTED)
+    expect(page.locator("#metric-total-events")).to_have_text(re.compile(r"^\d"))
+
+
+def test_usage_cards_active_agents_and_the_quality_band(populated: Page) -> None:
+    page = populated
+    expect(page.locator("#usage-window")).to_have_text("last 1 h")
+    expect(page.locator("#metric-tokens-foot")).to_have_text("in 50.0k / out 2.10k")
+    expect(page.locator("#metric-cost")).to_have_text("$0.5312")
+    expect(page.locator("#metric-error-rate")).to_have_text("7.5%")
+    expect(page.locator("#metric-error-rate-foot")).to_have_text("3 of 40 runs failed")
+    expect(page.locator('.card[data-metric="window_error_rate"]')).to_have_attribute("data-level", "warn")
+    # Active Agents: the same number as the Running runs panel.
+    expect(page.locator("#metric-active-agents")).to_have_text(page.text_content("#agents-count") or "")
+    # Quality: 70-89 is "fair" on the quality scale, whatever the severities say.
+    expect(page.locator('.card[data-metric="avg_quality_score"]')).to_have_attribute("data-band", "fair")
