@@ -212,7 +212,8 @@ def test_layout_has_no_overlaps_no_sideways_scroll_and_the_essentials_above_the_
         order = [top(s) for s in ("#panel-running", "#panel-stream", "#panel-agents-table", "#panel-opps")]
         assert order == sorted(order), order
         assert top(".cards") < top("#panel-running")
-        assert top("#panel-running") < height  # running runs start on the first screen
+        assert top("#panel-running") < height / 2  # running runs start on the first screen,
+        assert top("#panel-stream") < height  # and so does the stream
         # The cards are small tiles, three per row.
         card_tops = page.eval_on_selector_all(
             ".cards .card", "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
@@ -415,7 +416,7 @@ def open_page_minimal(page: Page, server: ServerThread) -> None:
 def test_usage_cards_active_agents_and_the_quality_band(populated: Page) -> None:
     page = populated
     expect(page.locator("#usage-window")).to_have_text("last 1 h")
-    expect(page.locator("#metric-tokens-foot")).to_have_text("in 50.0k / out 2.10k")
+    expect(page.locator("#metric-tokens-foot")).to_have_text("in 50.0k / out 2.1k")
     expect(page.locator("#metric-cost")).to_have_text("$0.5312")
     expect(page.locator("#metric-error-rate")).to_have_text("7.5%")
     expect(page.locator("#metric-error-rate-foot")).to_have_text("3 of 40 runs failed")

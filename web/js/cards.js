@@ -49,14 +49,14 @@ function renderQuality(m) {
   else card.dataset.band = qualityBand(avg);
 }
 
-/** 52100 -> "52.1k", 1250000 -> "1.25M", 940 -> "940". */
+/** 52100 -> "52.1k", 1250000 -> "1.3M", 940 -> "940". */
 export function fmtCompact(value) {
   const n = num(value);
   if (n === null) return "–";
   const a = Math.abs(n);
   if (a < 1000) return String(Math.round(n));
-  if (a < 1e6) return `${(n / 1000).toFixed(a < 1e4 ? 2 : 1)}k`;
-  if (a < 1e9) return `${(n / 1e6).toFixed(a < 1e7 ? 2 : 1)}M`;
+  if (a < 999950) return `${(n / 1000).toFixed(1)}k`;
+  if (a < 999950000) return `${(n / 1e6).toFixed(1)}M`;
   return `${(n / 1e9).toFixed(1)}G`;
 }
 
