@@ -382,8 +382,10 @@ def test_while_disconnected_everything_live_freezes_and_dims_then_resumes(
         assert float(page.eval_on_selector(".layout", "e => getComputedStyle(e).opacity")) < 0.8
         assert float(page.eval_on_selector(".cards", "e => getComputedStyle(e).opacity")) < 0.8
         uptime = page.text_content("#metric-uptime")
+        timer = page.text_content("#agents > li.agent .agent-timer")
         page.wait_for_timeout(1200)  # longer than the one-second tick
         assert page.text_content("#metric-uptime") == uptime, "the uptime kept ticking while disconnected"
+        assert page.text_content("#agents > li.agent .agent-timer") == timer, "a run timer kept ticking"
         page.focus("#health-status")
         title = page.locator("#health-pop-title")
         expect(title).to_have_text("Disconnected: the server's health is unknown.")

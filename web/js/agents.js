@@ -6,6 +6,7 @@ import { CONFIG } from "./config.js";
 import { $, el, fmtClock, fmtSpan, intFormat, pad2, parseTime, txt } from "./util.js";
 import { dirty, model, startFromTimestamp } from "./store.js";
 import { makeRunDetails, updateRunDetails } from "./runs.js";
+import { isLive } from "./liveness.js";
 
 const agentRows = new Map(); // row key -> <li>
 const MAX_DEPTH = 4; // sub-runs deeper than this are indented like this one
@@ -147,6 +148,7 @@ function updateLive(row, entry) {
 }
 
 export function tickAgents() {
+  if (!isLive() && model.hadSnapshot) return; // disconnected: timers and stall marks freeze
   const now = Date.now();
   for (const row of agentRows.values()) {
     const elapsed = (now - row._startMs) / 1000;
