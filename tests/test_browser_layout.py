@@ -308,13 +308,16 @@ def test_every_visible_text_meets_wcag_aa_contrast(populated: Page, theme: str) 
     if theme == "light":
         page.click("#theme-toggle")
     expect(page.locator("html")).to_have_attribute("data-theme", theme)
-    page.focus("#health-status")  # the health popover is text too
+    page.click("#stream > li.ev >> nth=0")  # a selected row and the detail panel are text too,
+    expect(page.locator("#detail")).to_be_visible()
+    page.focus("#health-status")  # and so is the health popover
     expect(page.locator("#health-pop")).to_be_visible()
     results = page.evaluate(CONTRAST_JS)
     assert len(results) > 60, "the walk found too little text"
     failing = [r for r in results if r["ratio"] < r["need"]]
     assert failing == [], f"{len(failing)} texts under WCAG AA in the {theme} theme"
-    page.focus("#theme-toggle")
+    page.click("#detail-close")
+    expect(page.locator("#detail")).to_be_hidden()
 
 
 # ---------------------------------------------------------------------------------------------- status
