@@ -7,6 +7,7 @@
 
 import { $, el, num, pad2, txt } from "./util.js";
 import { isLive, live, onLiveChange } from "./liveness.js";
+import { model } from "./store.js";
 
 const REFRESH_MS = 15000;
 
@@ -58,7 +59,10 @@ async function fetchHealth() {
   fetching = true;
   try {
     const res = await fetch("health", { cache: "no-store", headers: { Accept: "application/json" } });
-    if (res.ok && isLive()) take(await res.json());
+    const body = res.ok ? await res.json() : null;
+    // On a cluster the badge is this page's replica's: an answer from another one is left out.
+    const replica = body && body.broker && typeof body.broker.replica === "string" ? body.broker.replica : null;
+    if (body && isLive() && (model.replica === null || replica === null || replica === model.replica)) take(body);
   } catch {
     // the socket will notice a server that went away; the next refresh tries again
   } finally {
