@@ -209,7 +209,7 @@ function renderFigures(report) {
   $("health-dropped").textContent = fmtInt(h.dropped_events);
   $("health-dropped").classList.toggle("warn", Boolean(num(h.dropped_events)));
   $("health-clients").textContent = on ? fmtInt(h.connected_clients) : "–";
-  $("health-clients-label").textContent = num(h.connected_clients) === 1 ? "client" : "clients";
+  $("health-clients-label").textContent = on && num(h.connected_clients) === 1 ? "client" : "clients";
 }
 
 let notedSeq = -2;
