@@ -778,6 +778,7 @@ def test_lost_agents_are_shown_after_a_restart_with_a_running_agent(
     page: Page, make_server, console: Console, tmp_path
 ) -> None:
     console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"ERR_CONNECTION_REFUSED")  # a failed attempt asks api/auth, while the server is down
     db = tmp_path / "events.db"
     first = make_server(DashboardState(store=SqliteEventStore(db)), health_interval_seconds=60)
     port = first.port
