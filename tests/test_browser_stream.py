@@ -203,8 +203,8 @@ def test_quality_pill_colours_follow_the_quality_bands_in_both_themes(page: Page
     expect(pills.first).to_be_visible()
     got = pills.evaluate_all("ps => ps.slice(0, 3).map(p => [p.textContent, p.className])")
     assert got == [["55.0", "q-pill q-poor"], ["80.0", "q-pill q-fair"], ["96.0", "q-pill q-good"]]
-    for theme, colours in (("dark", ("rgb(62, 207, 142)", "rgb(242, 184, 75)", "rgb(255, 122, 133)")),
-                           ("light", ("rgb(11, 107, 69)", "rgb(122, 79, 0)", "rgb(179, 32, 47)"))):
+    for theme, colours in (("dark", ("rgb(62, 207, 142)", "rgb(242, 184, 75)", "rgb(255, 93, 108)")),
+                           ("light", ("rgb(11, 112, 72)", "rgb(138, 90, 0)", "rgb(184, 35, 58)"))):
         if page.get_attribute("html", "data-theme") != theme:
             page.click("#theme-toggle")
         for band, colour in zip(("good", "fair", "poor"), colours, strict=True):

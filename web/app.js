@@ -14,7 +14,7 @@ import { auth, submitLogin } from "./js/login.js";
 import { subscription } from "./js/filters.js";
 import { scheduleRender } from "./js/render.js";
 import { wireStream } from "./js/stream-controls.js";
-import { renderServerInfo, renderUptime } from "./js/cards.js";
+import { renderServerInfo, renderUptime, wireCards } from "./js/cards.js";
 import { renderAgents, renderLost, tickAgents } from "./js/agents.js";
 import { renderOpportunities } from "./js/opportunities.js";
 import { closeDetail } from "./js/detail.js";
@@ -26,6 +26,7 @@ import { wireAgentsTable } from "./js/agents-table.js";
 function wire() {
   wireStream();
   applyTheme(storedTheme() === "light" ? "light" : "dark");
+  wireCards();
 
   $("theme-toggle").addEventListener("click", toggleTheme);
   $("conn-retry").addEventListener("click", retryNow);

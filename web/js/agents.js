@@ -102,6 +102,7 @@ export function renderAgents() {
   for (const entry of wanted) {
     let row = agentRows.get(entry.key);
     if (row && row._agent !== entry.agent) {
+      if (row === cursor) cursor = cursor.nextElementSibling; // (a reconnect's snapshot) keep the cursor attached
       row.remove(); // an agent_execution_started arrived for a run shown from its progress
       row = undefined;
     }

@@ -3,10 +3,10 @@
 // top bar.
 
 import { CONFIG } from "./config.js";
-import { $ } from "./util.js";
+import { $, pad2 } from "./util.js";
 import { handleMessage } from "./messages.js";
 import { onConnectFailed } from "./login.js";
-import { live } from "./liveness.js";
+import { live, setConnected } from "./liveness.js";
 
 export const conn = {
   ws: null,
@@ -32,6 +32,7 @@ export function connect() {
   conn.retryTimer = 0;
   if (conn.ws) return;
   setConnState("connecting");
+  setConnected(false);
   let ws;
   try {
     ws = new WebSocket(wsUrl());
@@ -47,7 +48,7 @@ export function connect() {
     opened = true;
     conn.attempt = 0;
     conn.lastMessageAt = Date.now();
-    live.connected = true;
+    setConnected(true);
     setConnState("open");
     clearInterval(conn.pingTimer);
     conn.pingTimer = setInterval(keepalive, CONFIG.pingIntervalMs);
@@ -61,7 +62,7 @@ export function connect() {
   ws.addEventListener("close", () => {
     if (ws !== conn.ws) return;
     conn.ws = null;
-    live.connected = false;
+    setConnected(false);
     clearInterval(conn.pingTimer);
     // Whatever the close code (server restart 1001, network loss 1006, "too slow" from the
     // server), the page resumes from its last seq, so reconnecting is always safe.
@@ -120,4 +121,16 @@ export function renderConnText() {
     text = `Reconnecting in ${Math.max(1, Math.ceil((conn.retryAt - Date.now()) / 1000))}s`;
   } else if (conn.attempt > 0) text = "Reconnecting…";
   $("conn-text").textContent = text;
+  renderLastUpdate();
+}
+
+/** "last update HH:MM:SS" (local time of the last message) while the page is not live. */
+function renderLastUpdate() {
+  const label = $("last-update");
+  const show = conn.state !== "open" && live.lastMessageMs > 0;
+  label.hidden = !show;
+  if (!show) return;
+  const d = new Date(live.lastMessageMs);
+  const text = `last update ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  if (label.textContent !== text) label.textContent = text;
 }

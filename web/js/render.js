@@ -3,7 +3,7 @@
 import { dirty, queues, ui } from "./store.js";
 import { renderAgentOptions, renderServiceOptions } from "./filters.js";
 import { renderPaused, renderRows } from "./stream.js";
-import { renderCards, renderHealth } from "./cards.js";
+import { renderActive, renderCards, renderHealth } from "./cards.js";
 import { renderAgents, renderLost } from "./agents.js";
 import { renderOpportunities } from "./opportunities.js";
 
@@ -17,6 +17,7 @@ function render() {
   if (document.hidden) return;
   if (queues.rows.length) renderRows();
   if (dirty.cards) renderCards();
+  else if (dirty.agents) renderActive(); // the Active Agents card counts what the panel shows
   if (dirty.health) renderHealth();
   if (dirty.agents) renderAgents();
   if (dirty.lost) renderLost();
