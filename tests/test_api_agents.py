@@ -24,7 +24,7 @@ from otel_dashboard.store.sqlite import SqliteEventStore
 pytestmark = pytest.mark.timeout(60)
 
 WINDOW_KEYS = ("window_seconds", "window_runs", "window_failed_runs", "window_error_rate",
-               "window_tokens_input", "window_tokens_output", "window_cost_usd")
+               "window_tokens_input", "window_tokens_output", "window_cost_usd", "window_cost_status")
 AGENT_KEYS = {"agent", "service", "running", "runs", "failures", "success_rate", "duration_ms", "tokens",
               "cost_usd", "cost_status", "last_error", "last_run_at", "activity", "failures_activity"}
 
@@ -125,7 +125,7 @@ async def test_api_agents_numbers_totals_and_the_same_numbers_in_metrics(
         # The same numbers in /stats' metrics and the snapshot's metrics.
         expected = {"window_seconds": 3600, "window_runs": 2, "window_failed_runs": 1,
                     "window_error_rate": 0.5, "window_tokens_input": 1500, "window_tokens_output": 150,
-                    "window_cost_usd": 0.03}
+                    "window_cost_usd": 0.03, "window_cost_status": "priced"}
         _, stats = await get(session, url, "/stats")
         assert {k: stats["metrics"][k] for k in WINDOW_KEYS} == expected
         view = await snapshot(session, url)

@@ -232,6 +232,7 @@ class DerivedState:
             "window_tokens_input": totals["tokens"]["input"],
             "window_tokens_output": totals["tokens"]["output"],
             "window_cost_usd": totals["cost_usd"],
+            "window_cost_status": totals["cost_status"],
         }
 
     def open_run_count(self) -> int:
