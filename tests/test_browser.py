@@ -445,6 +445,7 @@ def test_reconnects_by_itself_and_catches_up_through_resume(
 ) -> None:
     # While the server is down, the browser logs each refused connection attempt itself.
     console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"ERR_CONNECTION_REFUSED")  # a poll (health, api/agents) racing the stop
     state = DashboardState(max_history=1000)
     first = make_server(state, health_interval_seconds=60)
     port = first.port
@@ -481,6 +482,7 @@ def test_gap_notice_when_history_no_longer_holds_missed_events(
     page: Page, make_server, console: Console
 ) -> None:
     console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"ERR_CONNECTION_REFUSED")  # a poll (health, api/agents) racing the stop
     state = DashboardState(max_history=20)
     first = make_server(state, health_interval_seconds=60)
     port = first.port
@@ -599,6 +601,7 @@ def test_auto_scroll_only_at_the_top_otherwise_a_new_events_pill(page: Page, mak
 
 def test_a_server_with_a_fresh_history_restarts_the_stream(page: Page, make_server, console: Console) -> None:
     console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"ERR_CONNECTION_REFUSED")  # a poll (health, api/agents) racing the stop
     first = make_server(health_interval_seconds=60)
     port = first.port
     open_dashboard(page, first)
