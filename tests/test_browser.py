@@ -42,7 +42,7 @@ META_TYPES = ("metrics_updated", "system_health_updated")
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., ServerThread]]:
+def make_server(page: Page) -> Iterator[Callable[..., ServerThread]]:
     servers: list[ServerThread] = []
 
     def make(state: DashboardState | None = None, **kwargs: Any) -> ServerThread:
@@ -51,6 +51,9 @@ def make_server() -> Iterator[Callable[..., ServerThread]]:
         return server
 
     yield make
+    # The page leaves before its servers stop: left open, it would retry (its WebSocket, its polls)
+    # and the browser would log the refused attempts as console errors, failing the test's teardown.
+    page.goto("about:blank")
     for server in servers:
         server.stop()
 
