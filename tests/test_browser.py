@@ -42,7 +42,7 @@ META_TYPES = ("metrics_updated", "system_health_updated")
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., ServerThread]]:
+def make_server(page: Page) -> Iterator[Callable[..., ServerThread]]:
     servers: list[ServerThread] = []
 
     def make(state: DashboardState | None = None, **kwargs: Any) -> ServerThread:
@@ -51,6 +51,9 @@ def make_server() -> Iterator[Callable[..., ServerThread]]:
         return server
 
     yield make
+    # The page leaves before its servers stop: left open, it would retry (its WebSocket, its polls)
+    # and the browser would log the refused attempts as console errors, failing the test's teardown.
+    page.goto("about:blank")
     for server in servers:
         server.stop()
 
@@ -445,6 +448,7 @@ def test_reconnects_by_itself_and_catches_up_through_resume(
 ) -> None:
     # While the server is down, the browser logs each refused connection attempt itself.
     console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"ERR_CONNECTION_REFUSED")  # a poll (health, api/agents) racing the stop
     state = DashboardState(max_history=1000)
     first = make_server(state, health_interval_seconds=60)
     port = first.port
@@ -481,6 +485,7 @@ def test_gap_notice_when_history_no_longer_holds_missed_events(
     page: Page, make_server, console: Console
 ) -> None:
     console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"ERR_CONNECTION_REFUSED")  # a poll (health, api/agents) racing the stop
     state = DashboardState(max_history=20)
     first = make_server(state, health_interval_seconds=60)
     port = first.port
@@ -599,6 +604,7 @@ def test_auto_scroll_only_at_the_top_otherwise_a_new_events_pill(page: Page, mak
 
 def test_a_server_with_a_fresh_history_restarts_the_stream(page: Page, make_server, console: Console) -> None:
     console.allow(r"WebSocket connection to .* failed")
+    console.allow(r"ERR_CONNECTION_REFUSED")  # a poll (health, api/agents) racing the stop
     first = make_server(health_interval_seconds=60)
     port = first.port
     open_dashboard(page, first)

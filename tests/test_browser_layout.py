@@ -40,7 +40,7 @@ VIEWPORTS = {
 }
 WINDOW_METRICS = {
     "window_seconds": 3600, "window_runs": 40, "window_failed_runs": 3, "window_error_rate": 0.075,
-    "window_tokens_input": 50_000, "window_tokens_output": 2_100, "window_cost_usd": 0.5312,
+    "window_tokens_input": 59_300, "window_tokens_output": 13_300, "window_cost_usd": 0.5312,
 }
 
 
@@ -115,7 +115,7 @@ def open_page(page: Page, server: ServerThread) -> None:
     page.goto(server.dashboard_url)
     expect(page.locator("#conn-text")).to_have_text(CONNECTED)
     publish_metrics(server)
-    expect(page.locator("#metric-tokens")).to_have_text("52.1k")  # the populated metrics are in
+    expect(page.locator("#metric-tokens")).to_have_text("72.6k")  # the populated metrics are in
     expect(page.locator("#agents > li.agent")).to_have_count(6)
     expect(page.locator("#opportunities > li")).to_have_count(5)
     next_frame(page)
@@ -205,8 +205,13 @@ def test_layout_has_no_overlaps_no_sideways_scroll_and_the_essentials_above_the_
             "#filters > *:not([hidden])", "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
         heights = page.eval_on_selector("#filters", "e => e.getBoundingClientRect().height")
         assert heights < 60, f"the filter bar wraps: {tops}"
-        # One card row: the usage group and the six cards side by side.
+        # One card row: the usage group and the six cards side by side,
         assert abs(top("#usage-cards") - top(".cards")) < 2
+        # and no card's label, figure or foot is cut.
+        cut = page.eval_on_selector_all(
+            ".card-label, .card-value, .card-foot",
+            "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.id || e.textContent)")
+        assert cut == []
     if width < 600:
         # The phone: running runs, then the stream, then the agents table, then opportunities.
         order = [top(s) for s in ("#panel-running", "#panel-stream", "#panel-agents-table", "#panel-opps")]
@@ -421,7 +426,7 @@ def open_page_minimal(page: Page, server: ServerThread) -> None:
 def test_usage_cards_active_agents_and_the_quality_band(populated: Page) -> None:
     page = populated
     expect(page.locator("#usage-window")).to_have_text("last 1 h")
-    expect(page.locator("#metric-tokens-foot")).to_have_text("in 50.0k / out 2.1k")
+    expect(page.locator("#metric-tokens-foot")).to_have_text("in 59.3k / out 13.3k")
     expect(page.locator("#metric-cost")).to_have_text("$0.5312")
     expect(page.locator("#metric-error-rate")).to_have_text("7.5%")
     expect(page.locator("#metric-error-rate-foot")).to_have_text("3 of 40 runs failed")

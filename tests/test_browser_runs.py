@@ -81,12 +81,16 @@ def _runs_shim(server: ServerThread) -> None:
 # ---------------------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture
-def server() -> Iterator[ServerThread]:
+def server(page: Page) -> Iterator[ServerThread]:
     srv = ServerThread(DashboardState(), health_interval_seconds=60).start()
     try:
         _runs_shim(srv)
         yield srv
     finally:
+        # The page leaves before the server stops: a page left open on a stopped server retries
+        # (its WebSocket, its polls) and the browser logs each refused attempt as a console error,
+        # which fails the test in the page fixture's teardown (seen under load).
+        page.goto("about:blank")
         srv.stop()
 
 

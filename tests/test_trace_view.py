@@ -62,7 +62,7 @@ class Traced:
 
 
 @pytest.fixture
-def traced() -> Iterator[Callable[[], Traced]]:
+def traced(page: Page) -> Iterator[Callable[[], Traced]]:
     made: list[Traced] = []
 
     def make() -> Traced:
@@ -71,6 +71,7 @@ def traced() -> Iterator[Callable[[], Traced]]:
         return t
 
     yield make
+    page.goto("about:blank")  # the page leaves first: no refused retry logged while the servers stop
     for t in made:
         t.provider.shutdown()
         t.server.stop()

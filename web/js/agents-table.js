@@ -162,6 +162,7 @@ function makeRow(data) {
   tr._cells = {};
   for (const col of COLUMNS.slice(1)) {
     const td = el("td", `at-${col.key}${col.num ? " at-num" : ""}`);
+    td.dataset.label = col.label; // the figure's label in the phone's stacked list
     tr._cells[col.key] = td;
     if (col.key === "duration" || col.key === "tokens") td.append(el("span", "at-l1"), el("span", "at-l2"));
     tr.appendChild(td);

@@ -197,3 +197,13 @@ export function closeDetail(restoreFocus = true) {
   if (row) row.classList.remove("selected");
   if (restoreFocus && back && back.isConnected && !back.hidden) back.focus({ preventScroll: true });
 }
+
+// The aside starts below the topbar (detail.css): keep --topbar-h equal to the topbar's height,
+// which changes as the topbar wraps (a narrow screen, a longer status text).
+const topbar = document.querySelector(".topbar");
+if (topbar && typeof ResizeObserver === "function") {
+  new ResizeObserver(() => {
+    const h = Math.ceil(topbar.getBoundingClientRect().height);
+    document.documentElement.style.setProperty("--topbar-h", `${h}px`);
+  }).observe(topbar);
+}
