@@ -137,6 +137,8 @@ async def _open(browser: Browser, shot: Shot, url: str, errors: list[str]) -> Pa
         viewport={"width": shot.width, "height": shot.height}, locale="en-US",
         color_scheme="light" if shot.theme == "light" else "dark",
         is_mobile=shot.mobile, has_touch=shot.mobile,
+        # No row caught sliding in or card fading in: the picture shows the page at rest.
+        reduced_motion="reduce",
     )
     # The page's own theme toggle remembers the choice here; the colour scheme covers a page that
     # follows prefers-color-scheme instead.

@@ -15,7 +15,7 @@ import { subscription } from "./js/filters.js";
 import { scheduleRender } from "./js/render.js";
 import { wireStream } from "./js/stream-controls.js";
 import { renderServerInfo, renderUptime, wireCards } from "./js/cards.js";
-import { renderAgents, renderLost, tickAgents } from "./js/agents.js";
+import { renderAgents, renderLost, runningEntries, tickAgents } from "./js/agents.js";
 import { renderOpportunities } from "./js/opportunities.js";
 import { closeDetail } from "./js/detail.js";
 import { scheduleTraceFetch, traceView } from "./js/trace-view.js";
@@ -88,6 +88,7 @@ Object.defineProperty(window, "otelDashboard", {
     get lastSeq() { return model.lastSeq; },
     get connectionState() { return conn.state; },
     get runningAgents() { return model.agents.size; },
+    get activeRuns() { return runningEntries().length; },
     get liveRuns() { return model.runs.size; },
     get lostAgents() { return model.lostAgents.length; },
     get loginRequired() { return auth.prompting; },
