@@ -89,7 +89,8 @@ function renderUsage(m) {
   const noPrice = status === "no_price" && !num(m.window_cost_usd);
   $("metric-cost").textContent = noPrice ? "no price" : cost ?? "–";
   const costFoot = $("metric-cost-foot");
-  costFoot.textContent = noPrice ? "no model has a price" : status === "partial" ? "partial: some models unpriced" : "estimated";
+  costFoot.textContent = noPrice ? "no model has a price" : status === "partial" ? "partial estimate" : "estimated";
+  costFoot.title = status === "partial" ? "Partial: some models have no price, the cost counts the priced runs only" : "";
   costFoot.classList.toggle("warn", noPrice || status === "partial");
 
   const runs = num(m.window_runs);

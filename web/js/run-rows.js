@@ -6,7 +6,7 @@
 
 import { el, fmtClock, fmtTime, parseTime, safeJson, txt } from "./util.js";
 import { describe, fmtRunDuration, qualityBand, typeLabel, typeOf } from "./describe.js";
-import { costText, tokenText, usageFields } from "./runs.js";
+import { costText, stepText, tokenText, usageFields } from "./runs.js";
 import { model } from "./store.js";
 import { isLive } from "./liveness.js";
 
@@ -228,7 +228,7 @@ function runFields(entry, status) {
   if (entry.status === "running") {
     const live = entry.runId ? model.runs.get(entry.runId) : undefined;
     fields.push(["elapsed", elapsedText(entry), "run-elapsed"]);
-    fields.push(["step", live && live.current_step ? txt(live.current_step, 120) : null, "run-step-now"]);
+    fields.push(["step", live && live.current_step ? txt(stepText(live.current_step), 120) : null, "run-step-now"]);
     if (live) usage(fields, live);
     const error = errorText(entry);
     if (error) fields.push(["error", error, "run-error"]);
