@@ -25,6 +25,10 @@ forgotten when read. Each agent keeps at most one bucket per bucket of the windo
 
 Not thread-safe by itself: the :class:`~otel_dashboard.state.dashboard.DashboardState` that owns it
 guards it with its lock, as the rest of the derived state.
+
+Over 400 lines on purpose: the window's buckets, the per-agent figures, the caps and the export to a
+cluster's saved state are one concept whose invariants (what a bucket holds, when an agent is
+forgotten) only hold together; split, each half would have to re-check the other's.
 """
 
 from __future__ import annotations

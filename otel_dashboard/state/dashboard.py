@@ -12,6 +12,10 @@ This module is the bus itself; the rest of the state is in its own modules, each
 (starting from a store that already holds events), :mod:`~otel_dashboard.state.direct_api` (the
 original design's ``agent_started``, ...) and :mod:`~otel_dashboard.state.singleton`. Their public
 names are importable from here too.
+
+Over 400 lines because every public read and write of the state takes the one lock here (so that an
+event, its run's progress and the metrics it moves are seen together); the work behind each is in the
+modules above.
 """
 
 from __future__ import annotations
