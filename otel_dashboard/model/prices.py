@@ -1,5 +1,9 @@
 """What a model call cost, in USD: genai-prices' bundled prices, plus the user's own.
 
+(Over 400 lines on purpose: the price file's parser, the overrides and the per-token rate cache all
+answer one question, "what did this call cost", and must agree on how tokens are split; the file's
+validation errors name its lines, which needs the parser beside the rules it checks.)
+
 :class:`PriceBook` answers :meth:`PriceBook.cost` for one model call from its model name, its
 provider and its token counts; ``None`` means no price is known for that model (the dashboard then
 shows the tokens and "no price"). Two sources, the first that knows the model wins:

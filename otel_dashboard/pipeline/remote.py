@@ -1,5 +1,9 @@
 """Ships dashboard events from an agent process to a dashboard server's ``POST /api/events``.
 
+(Over 400 lines on purpose: the queue, the batching, the retries with backoff, the coalesced run
+states and the server's answers are one sender whose ordering guarantees, stated below, hold only
+because one thread does all of it; the HTTP connection handling is the rest.)
+
 Usage (what ``DashboardSpanProcessor(endpoint=...)`` does with it)::
 
     sender = RemoteEventSender("http://dashboard-host:8000")
