@@ -13,7 +13,7 @@ Field rules (every field but ``run_id`` optional; ``null`` allowed where the spe
     ``run_id`` (required), ``parent_run_id``, ``root_run_id``: 16 lowercase hex digits, not all zero.
     ``trace_id``: 32 hex digits, not all zero, or null (normalized to lower case).
     ``agent_id``, ``agent_name``, ``service_name``, ``task_description``, ``current_step``,
-    ``status``: strings (or null).
+    ``status``, ``conversation_id``: strings (or null).
     ``started_at``, ``updated_at``: ISO-8601 date-times with a zone (or null), normalized to UTC.
     ``model_calls``, ``tool_calls``, ``tool_failures``, ``errors``: integers >= 0.
     ``tools``: an object of tool name -> ``{"calls": int >= 0, "failures": int >= 0}``.
@@ -248,6 +248,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "cost_usd": _cost_usd,
     "cost_status": _cost_status,
     "unpriced_models": _strings,
+    "conversation_id": _text,
 }
 
 

@@ -175,6 +175,7 @@ class Run:
     __slots__ = (
         "agent_id",
         "agent_name",
+        "conversation_id",
         "errors",
         "open_steps",
         "parent_run_id",
@@ -201,6 +202,9 @@ class Run:
         self.root_run_id: str = parent.root_run_id if parent is not None else run_id
         self.tally = Tally()
         self.errors = 0
+        # The conversation (session) the run belongs to: its agent span's, else its first model
+        # call's that names one (read through the vocabulary layer, so already capped).
+        self.conversation_id: str | None = None
         # Open model and tool calls, by span id, with what they are doing ("calling tool x").
         self.open_steps: dict[int, str] = {}
 
@@ -252,6 +256,7 @@ class Run:
             "unpriced_models": unpriced,
             "parent_run_id": self.parent_run_id,
             "root_run_id": self.root_run_id,
+            "conversation_id": self.conversation_id,
         }
 
     def state(self, updated_at: str) -> dict[str, Any]:

@@ -305,8 +305,10 @@ class SpanMapper:
         run = Run(ctx.span_id or f"{span_id:016x}", ctx.trace_id, view.agent_name or "agent",
                   view.agent_id or view.agent_name, ctx.service_name, task or None,
                   ctx.started_at(span), parent)
+        run.conversation_id = view.conversation_id
         if started is not None:
             _place(started.data, run, ctx.parent_span_id)
+            started.data["conversation_id"] = run.conversation_id
         runs = self._runs
         if len(runs) >= self._max_open_runs:
             oldest = next(iter(runs))
@@ -332,6 +334,8 @@ class SpanMapper:
         if completed is None:
             return
         data = completed.data
+        if view.conversation_id:  # the agent span's, as it is at its end, comes first
+            run.conversation_id = view.conversation_id
         # The run span's own totals count only when its model calls carried none (the token rule).
         span_tokens = None if run.tally.tokens else (view.tokens or view.run_tokens)
         span_model = view.model if span_tokens else None
@@ -363,6 +367,8 @@ class SpanMapper:
             model = view.model or node.inner_model
             cost = price(self._prices, model, view.provider, tokens) if tokens else None
             run.tally.add_model_call(model, tokens, cost)
+            if run.conversation_id is None:
+                run.conversation_id = view.conversation_id
             if run.task is None and run.tally.task is None:
                 run.tally.task = task_of(attrs, sdk_span.events(span), messages_only=True)
             run.open_steps.pop(span_id, None)
