@@ -82,9 +82,15 @@ class EventQuery:
         until_seq: only events with ``seq`` up to this one, included. A snapshot reads with it the
             history up to the ``seq`` it captured, after it let go of the state's lock (events
             accepted meanwhile reach the snapshot's subscriber, not its history).
+        root_only: only events whose ``data["parent_run_id"]`` is null or missing (with
+            ``agent_execution_completed``: the root runs, one per trace).
+        conversation_ids: only events whose ``data["conversation_id"]`` is one of these.
+        trace_ids: only events whose ``trace_id`` is one of these (lower-case hex).
+        success: only events whose ``data["success"]`` is this boolean (None: any).
     """
 
-    __slots__ = ("after_seq", "agents", "event_types", "run_ids", "services", "severities", "until_seq")
+    __slots__ = ("after_seq", "agents", "conversation_ids", "event_types", "root_only", "run_ids", "services",
+                 "severities", "success", "trace_ids", "until_seq")
 
     def __init__(
         self,
@@ -96,6 +102,10 @@ class EventQuery:
         services: Iterable[str] | None = None,
         until_seq: int | None = None,
         run_ids: Iterable[str] | None = None,
+        root_only: bool = False,
+        conversation_ids: Iterable[str] | None = None,
+        trace_ids: Iterable[str] | None = None,
+        success: bool | None = None,
     ) -> None:
         self.after_seq = after_seq
         self.until_seq = until_seq
@@ -104,6 +114,10 @@ class EventQuery:
         self.agents = frozenset(agents) if agents else None
         self.services = frozenset(services) if services else None
         self.run_ids = frozenset(run_ids) if run_ids else None
+        self.root_only = root_only
+        self.conversation_ids = frozenset(conversation_ids) if conversation_ids else None
+        self.trace_ids = frozenset(trace_ids) if trace_ids else None
+        self.success = success
 
     def matches(self, event: DashboardEvent) -> bool:
         """Whether ``event`` passes every filter."""
@@ -120,6 +134,15 @@ class EventQuery:
             if not (_named(data.get("agent_name"), self.agents) or _named(data.get("agent_id"), self.agents)):
                 return False
         if self.run_ids is not None and not _named(event.data.get("run_id"), self.run_ids):
+            return False
+        if self.root_only and event.data.get("parent_run_id") is not None:
+            return False
+        if self.conversation_ids is not None and not _named(event.data.get("conversation_id"),
+                                                            self.conversation_ids):
+            return False
+        if self.trace_ids is not None and not _named(event.trace_id, self.trace_ids):
+            return False
+        if self.success is not None and event.data.get("success") is not self.success:
             return False
         return self.services is None or _named(event.data.get("service_name"), self.services)
 

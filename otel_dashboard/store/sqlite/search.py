@@ -53,8 +53,9 @@ def filters_sql(query: EventQuery) -> tuple[str, list[Any]]:
     Each is an ``IN``: SQLite walks the index of the column (or both agent columns, merged), one
     range per value, within the seq range of the search. Long lists (agents, services: up to
     ``MAX_FILTER_VALUES``) go in as ONE JSON array parameter read by ``json_each``: no limit on
-    the number of SQL variables or compound SELECT terms applies. ``run_ids`` has no column: it is
-    checked on the rows, read from their JSON (within the search's window of seqs).
+    the number of SQL variables or compound SELECT terms applies. ``run_ids``, ``conversation_ids``,
+    ``trace_ids``, ``success`` and ``root_only`` have no column: they are checked on the rows, read
+    from their JSON (within the search's window of seqs, so never more than ``max_scanned_rows``).
     """
     terms: list[str] = []
     params: list[Any] = []
@@ -81,6 +82,20 @@ def filters_sql(query: EventQuery) -> tuple[str, list[Any]]:
         terms.append("(CASE WHEN json_valid(event_json) THEN json_extract(event_json, '$.data.run_id') END)"
                      " IN (SELECT value FROM json_each(?))")
         params.append(_json_list(query.run_ids))
+    # The traces list's filters: no column either, read from the JSON in the same way.
+    for values, path in ((query.conversation_ids, "$.data.conversation_id"), (query.trace_ids, "$.trace_id")):
+        if values is not None:
+            terms.append(f"(CASE WHEN json_valid(event_json) THEN json_extract(event_json, '{path}') END)"
+                         " IN (SELECT value FROM json_each(?))")
+            params.append(_json_list(values))
+    if query.success is not None:
+        # json_type says 'true' or 'false' for a JSON boolean; a missing or other field matches neither.
+        terms.append("(CASE WHEN json_valid(event_json) THEN json_type(event_json, '$.data.success')"
+                     " END) = ?")
+        params.append("true" if query.success else "false")
+    if query.root_only:
+        terms.append("(CASE WHEN json_valid(event_json) THEN json_extract(event_json, '$.data.parent_run_id')"
+                     " END) IS NULL")
     return "".join(f" AND {term}" for term in terms), params
 
 
