@@ -638,3 +638,34 @@ def test_a_row_sqlite_refuses_is_dropped_alone_and_said_loudly(
     assert store.dropped_events == 1
     assert any("seq=3 cannot be stored" in r.getMessage() for r in caplog.records)
     store.close()
+
+
+def test_traces_list_filters_agree_in_every_store(load: Callable[..., EventStore]) -> None:
+    """``root_only``, ``conversation_ids``, ``trace_ids`` and ``success`` (the traces list's filters)
+    give the same pages from memory, the database and its queue."""
+    events = []
+    for seq in range(1, 61):
+        event = make_event(seq, parent_run_id=None if seq % 2 else f"{seq:016x}",
+                           conversation_id=f"c{seq % 3}" if seq % 5 else None, success=seq % 4 != 0)
+        event.trace_id = f"{seq % 7 + 1:032x}"
+        events.append(event)
+    store = load(events)
+
+    def found(**filters: Any) -> list[int]:
+        page = store.search(EventQuery(**filters), 1000, max_scanned_rows=1000)
+        return seqs(page.events)
+
+    expected = {
+        "root_only": [e.seq for e in events if e.data["parent_run_id"] is None],
+        "conversation": [e.seq for e in events if e.data["conversation_id"] in ("c1", "c2")],
+        "trace": [e.seq for e in events if e.trace_id == f"{3:032x}"],
+        "failed": [e.seq for e in events if e.data["success"] is False],
+        "ok_roots_c0": [e.seq for e in events if e.data["success"] and e.data["parent_run_id"] is None
+                        and e.data["conversation_id"] == "c0"],
+    }
+    assert found(root_only=True) == expected["root_only"]
+    assert found(conversation_ids=["c1", "c2"]) == expected["conversation"]
+    assert found(trace_ids=[f"{3:032x}"]) == expected["trace"]
+    assert found(success=False) == expected["failed"]
+    assert found(success=True, root_only=True, conversation_ids=["c0"]) == expected["ok_roots_c0"]
+    assert all(expected.values())

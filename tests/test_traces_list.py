@@ -22,6 +22,7 @@ from server_support import running_server
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity, format_timestamp
 from otel_dashboard.model.span_mapper import SpanMapper
 from otel_dashboard.server.app import DashboardWebSocketServer
+from otel_dashboard.server.security import SecurityConfig
 from otel_dashboard.state.dashboard import DashboardState
 from otel_dashboard.store.sqlite import SqliteEventStore
 
@@ -222,6 +223,17 @@ async def test_traces_bad_parameters(session: aiohttp.ClientSession) -> None:
                              ({"conversation_id": ",".join(str(i) for i in range(1001))}, "conversation_id")]:
             status, body = await get(session, server, "/api/traces", **params)
             assert status == 400 and body["parameter"] == name, (params, body)
+
+
+async def test_traces_and_conversations_need_the_token(session: aiohttp.ClientSession) -> None:
+    token = "s3cret-token-123"
+    config = SecurityConfig.from_options(token=token, bind_host="127.0.0.1")
+    async with running_server(security=config) as server:
+        for path in ("/api/traces", "/api/conversations/c"):
+            async with session.get(server.url + path) as response:
+                assert response.status == 401
+            async with session.get(server.url + path, headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 200
 
 
 async def test_traces_unreadable_store_is_503(session: aiohttp.ClientSession, tmp_path: Path) -> None:
