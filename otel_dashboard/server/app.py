@@ -49,7 +49,7 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard.server import http_api, pages, receiver, security
+from otel_dashboard.server import http_api, pages, receiver, security, traces_api
 from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster
 from otel_dashboard.server.broker import BROKER_KEY, RedisBroker
 from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
@@ -163,9 +163,9 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     app.router.add_get("/api/events", http_api.api_events)
     app.router.add_post("/api/events", receiver.ingest_events)
     app.router.add_post("/v1/traces", receiver.otlp_traces)
-    app.router.add_get("/api/traces", http_api.api_traces)  # the list; a trace's spans below
+    app.router.add_get("/api/traces", traces_api.api_traces)  # the list; a trace's spans below
     app.router.add_get("/api/traces/{trace_id}", http_api.api_trace)
-    app.router.add_get("/api/conversations/{conversation_id}", http_api.api_conversation)
+    app.router.add_get("/api/conversations/{conversation_id}", traces_api.api_conversation)
     app.router.add_get("/api/runs", http_api.api_runs)
     app.router.add_get("/api/agents", http_api.api_agents)
     if static_dir is not None:

@@ -82,8 +82,7 @@ class EventQuery:
         until_seq: only events with ``seq`` up to this one, included. A snapshot reads with it the
             history up to the ``seq`` it captured, after it let go of the state's lock (events
             accepted meanwhile reach the snapshot's subscriber, not its history).
-        root_only: only events whose ``data["parent_run_id"]`` is null or missing (with
-            ``agent_execution_completed``: the root runs, one per trace).
+        root_only: only events whose ``data["parent_run_id"]`` is null or missing (root runs).
         conversation_ids: only events whose ``data["conversation_id"]`` is one of these.
         trace_ids: only events whose ``trace_id`` is one of these (lower-case hex).
         success: only events whose ``data["success"]`` is this boolean (None: any).
@@ -114,10 +113,9 @@ class EventQuery:
         self.agents = frozenset(agents) if agents else None
         self.services = frozenset(services) if services else None
         self.run_ids = frozenset(run_ids) if run_ids else None
-        self.root_only = root_only
+        self.root_only, self.success = root_only, success
         self.conversation_ids = frozenset(conversation_ids) if conversation_ids else None
         self.trace_ids = frozenset(trace_ids) if trace_ids else None
-        self.success = success
 
     def matches(self, event: DashboardEvent) -> bool:
         """Whether ``event`` passes every filter."""
@@ -129,22 +127,21 @@ class EventQuery:
             return False
         if self.severities is not None and event.severity not in self.severities:
             return False
-        if self.agents is not None:
-            data = event.data
-            if not (_named(data.get("agent_name"), self.agents) or _named(data.get("agent_id"), self.agents)):
-                return False
-        if self.run_ids is not None and not _named(event.data.get("run_id"), self.run_ids):
+        data = event.data
+        if self.agents is not None and not (
+                _named(data.get("agent_name"), self.agents) or _named(data.get("agent_id"), self.agents)):
             return False
-        if self.root_only and event.data.get("parent_run_id") is not None:
+        if self.run_ids is not None and not _named(data.get("run_id"), self.run_ids):
             return False
-        if self.conversation_ids is not None and not _named(event.data.get("conversation_id"),
-                                                            self.conversation_ids):
+        if self.root_only and data.get("parent_run_id") is not None:
+            return False
+        if self.conversation_ids and not _named(data.get("conversation_id"), self.conversation_ids):
             return False
         if self.trace_ids is not None and not _named(event.trace_id, self.trace_ids):
             return False
-        if self.success is not None and event.data.get("success") is not self.success:
+        if self.success is not None and data.get("success") is not self.success:
             return False
-        return self.services is None or _named(event.data.get("service_name"), self.services)
+        return self.services is None or _named(data.get("service_name"), self.services)
 
 
 def _named(value: object, names: frozenset[str]) -> bool:
