@@ -35,6 +35,7 @@ from instrumentation import semconv as sc
 from otel_dashboard.model import sdk_span
 from otel_dashboard.model.events import DashboardEvent, EventType, format_timestamp
 from otel_dashboard.model.ingest import timestamp_to_unix_nano
+from otel_dashboard.model.span_events import compact_events, expand_events
 from otel_dashboard.model.vocab import RECORD_KEYS, view_of
 
 if TYPE_CHECKING:
@@ -66,10 +67,13 @@ KIND_OTHER = "other"
 
 SpanRecord = tuple[Any, ...]
 """A compact span record: ``(trace_id, span_id, parent_span_id, name, start_ns, end_ns, status,
-status_message, service_name, key_1, ..., key_n, value_1, ..., value_n)``. Ids are integers
+status_message, service_name, key_1, ..., key_n, value_1, ..., value_n[, events])``. Ids are integers
 (``parent_span_id`` 0 without a parent); ``end_ns`` is ``None`` while the span runs; ``status`` is
 ``"unset"``, ``"ok"`` or ``"error"``; the selected attributes follow, their keys then their values
-(sequences as tuples). One flat, plain tuple on purpose: the collector untracks exact tuples of
+(sequences as tuples). A finished span that has span events ends with their compact form
+(:func:`~otel_dashboard.model.span_events.compact_events`, itself a tuple of plain tuples), which makes
+the tail after the nine fixed fields odd in length: a span without events (the common case) pays
+nothing for them. One flat, plain tuple on purpose: the collector untracks exact tuples of
 atomic values (not subclasses, and not a tuple holding a dict), one object per span is one
 allocation, and keys then values are copied from a dict without a pair per attribute."""
 
@@ -142,14 +146,20 @@ def compact_span_record(span: ReadableSpan, *, ended: bool) -> SpanRecord:
         _read(span, ended)
     )
     keep = _COMPACT_ATTRIBUTE_SET
-    if from_sdk and keep.issuperset(attrs):
+    # Events only at the end (a running record has none), read only when there are some.
+    raw_events = sdk_span.events(span) if ended else ()
+    if from_sdk and not raw_events and keep.issuperset(attrs):
         # The common case (our decorators' spans): every attribute is one a record keeps, and the
         # SDK's values can be stored as they are: keys and values are copied without a Python loop.
         return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
                 *attrs, *attrs.values())
     kept = [key for key in attrs if key in keep]
+    values = [_capped(attrs[key], tuple) for key in kept]
+    if raw_events:
+        return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
+                *kept, *values, compact_events(raw_events))
     return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
-            *kept, *[_capped(attrs[key], tuple) for key in kept])
+            *kept, *values)
 
 
 def span_record_from_span(span: ReadableSpan, *, ended: bool) -> dict[str, Any]:
@@ -159,22 +169,28 @@ def span_record_from_span(span: ReadableSpan, *, ended: bool) -> dict[str, Any]:
     ``"tool"``, ``"synthesis"``, ``"registration"`` or ``"other"``), ``start_time`` / ``end_time``
     (ISO-8601 UTC; ``end_time`` None while running), ``start_time_unix_nano`` /
     ``end_time_unix_nano``, ``duration_ms``, ``status`` (``"unset"``, ``"ok"``, ``"error"``),
-    ``status_message``, ``service_name``, ``agent_name``, ``tool_name`` and ``attributes`` (a few
-    selected attributes, values capped at 256 characters). The same as expanding the span's
-    :func:`compact_span_record`, without the compact record in between.
+    ``status_message``, ``service_name``, ``agent_name``, ``tool_name``, ``attributes`` (a few
+    selected attributes, values capped at 256 characters), ``events`` (the span's first 32 span
+    events, see :mod:`otel_dashboard.model.span_events`; none while it runs) and
+    ``dropped_events``. The same as expanding the span's :func:`compact_span_record`, without the
+    compact record in between.
 
     Raises:
         ValueError: the span has no valid context (no trace or span id).
     """
     fields = _read(span, ended)
-    return _json_record(fields[:_ATTRIBUTES], fields[_ATTRIBUTES])
+    raw_events = sdk_span.events(span) if ended else ()
+    events = compact_events(raw_events) if raw_events else ()
+    return _json_record(fields[:_ATTRIBUTES], fields[_ATTRIBUTES], events)
 
 
 def expand_span_record(record: SpanRecord) -> dict[str, Any]:
     """The JSON record (a new dict, see :func:`span_record_from_span`) of a compact record."""
-    split = _ATTRIBUTES + (len(record) - _ATTRIBUTES) // 2
-    attrs = dict(zip(record[_ATTRIBUTES:split], record[split:], strict=True))
-    return _json_record(record[:_ATTRIBUTES], attrs)
+    tail = len(record) - _ATTRIBUTES
+    end = len(record) - (tail & 1)  # an odd tail ends with the span's events
+    split = _ATTRIBUTES + (end - _ATTRIBUTES) // 2
+    attrs = dict(zip(record[_ATTRIBUTES:split], record[split:end], strict=True))
+    return _json_record(record[:_ATTRIBUTES], attrs, record[-1] if tail & 1 else ())
 
 
 def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
@@ -226,9 +242,10 @@ def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
             fields is not None)
 
 
-def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any]) -> dict[str, Any]:
+def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any], events: tuple[Any, ...]) -> dict[str, Any]:
     # head: (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service), as in
-    # SpanRecord and _read.
+    # SpanRecord and _read; events: their compact form, or () for none.
+    json_events, dropped_events = expand_events(events) if events else ([], 0)
     trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service = head
     view = view_of(name, attrs)
     kind = view.kind
@@ -249,6 +266,8 @@ def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any]) -> dict[str, A
         "agent_name": _cap(view.agent_name),
         "tool_name": _cap(view.tool_name),
         "attributes": {key: _capped(value) for key, value in attrs.items() if key in _KEPT_ATTRIBUTE_SET},
+        "events": json_events,
+        "dropped_events": dropped_events,
     }
 
 
@@ -364,6 +383,8 @@ def _record_from_event(event: DashboardEvent, kind: str, completed: bool) -> dic
         "agent_name": agent_name,
         "tool_name": None,
         "attributes": {},
+        "events": [],
+        "dropped_events": 0,
     }
 
 
