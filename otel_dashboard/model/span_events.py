@@ -107,7 +107,7 @@ def json_events(value: Any, dropped: Any = 0) -> tuple[list[dict[str, Any]], int
     total = dropped if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0 else 0
     if not isinstance(value, list):
         return [], total
-    kept = []
+    kept: list[dict[str, Any]] = []
     for item in value:
         if not isinstance(item, Mapping):
             continue
