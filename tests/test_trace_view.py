@@ -274,14 +274,16 @@ def test_a_failing_spans_stack_trace_shows_as_text_and_folds(page: Page, traced)
     t = traced()
     open_dashboard(page, t.server)
     requests = count_trace_requests(page)
-    with t.tracer.start_as_current_span("invoke_agent Fetcher", attributes=agent_attrs("Fetcher")):
-        with t.tracer.start_as_current_span("execute_tool fetch_page", attributes=tool_attrs("fetch_page"),
-                                            record_exception=False, set_status_on_exception=False) as sp:
-            try:
-                _fail_deep(6)  # a stack trace of well over 20 lines
-            except RuntimeError as exc:
-                sp.record_exception(exc)
-                sp.set_status(Status(StatusCode.ERROR, "upstream failed"))
+    with (
+        t.tracer.start_as_current_span("invoke_agent Fetcher", attributes=agent_attrs("Fetcher")),
+        t.tracer.start_as_current_span("execute_tool fetch_page", attributes=tool_attrs("fetch_page"),
+                                       record_exception=False, set_status_on_exception=False) as sp,
+    ):
+        try:
+            _fail_deep(6)  # a stack trace of well over 20 lines
+        except RuntimeError as exc:
+            sp.record_exception(exc)
+            sp.set_status(Status(StatusCode.ERROR, "upstream failed"))
     sync(page, t)
     stack_text = t.trace(hex_trace_id(sp))["spans"][1]["events"][0]["attributes"]["exception.stacktrace"]
     lines = stack_text.rstrip("\n").split("\n")
