@@ -258,7 +258,7 @@ async def test_a_trace_is_served_in_pages(session: aiohttp.ClientSession, state:
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     number = int(trace_id, 16)
     state.traces.add_span_records([
-        (number, n, 0, f"span {n}", 1000 + n, 2000 + n, "ok", None, None) for n in range(1, 26)
+        (number, n, 0, f"span {n}", 1000 + n, 2000 + n, "ok", None, None, 500) for n in range(1, 26)
     ])
     async with running_server(state) as server:
         pages, offset = [], 0

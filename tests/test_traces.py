@@ -16,6 +16,7 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 
 from instrumentation import semconv as sc
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.model.record_size import compact_bytes
 from otel_dashboard.model.span_records import (
     compact_span_record,
     expand_span_record,
@@ -327,7 +328,9 @@ def test_per_trace_span_cap_truncates_but_still_updates() -> None:
 
 
 def _compact(span_id: int, *, end: int | None = None, trace_id: str = TRACE) -> tuple[Any, ...]:
-    return (int(trace_id, 16), span_id, 0, f"span {span_id}", 1, end, "ok" if end else "unset", None, None)
+    name = f"span {span_id}"
+    return (int(trace_id, 16), span_id, 0, name, 1, end, "ok" if end else "unset", None, None,
+            compact_bytes(10, name, None, ()))
 
 
 def test_compact_records_finish_their_running_records_and_are_never_reopened() -> None:
@@ -442,8 +445,9 @@ def _counters(store: TraceStore) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------------- whole traces, the budget
 def _compact_with(span_id: int, *, trace: int, start: int, value: str) -> tuple[Any, ...]:
-    return (trace, span_id, 0, f"span {span_id}", start, start + 1, "ok", None, "svc",
-            sc.TASK_DESCRIPTION, value)
+    name = f"span {span_id}"
+    return (trace, span_id, 0, name, start, start + 1, "ok", None, "svc", sc.TASK_DESCRIPTION, value,
+            compact_bytes(12, name, None, (value,)))
 
 
 def test_a_10000_span_trace_is_kept_whole_and_the_10001st_is_dropped() -> None:
@@ -624,3 +628,15 @@ def test_a_running_record_has_no_events_yet(traced: tuple[Tracer, _Recorder]) ->
         span.add_event("step")
         running = compact_span_record(recorder.calls[0][0], ended=False)
     assert expand_span_record(running)["events"] == []
+
+
+def test_a_compact_record_carries_its_estimate(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, recorder = traced
+    attrs = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.TASK_DESCRIPTION: "t" * 5000,
+             sc.DATA_SOURCE: ("a" * 100, "b"), sc.GEN_AI_USAGE_INPUT_TOKENS: 12}
+    with tracer.start_as_current_span("invoke_agent A", attributes=attrs) as span:
+        span.set_status(Status(StatusCode.ERROR, "m" * 300))
+    fast = compact_span_record(recorder.calls[-1][0], ended=True)  # the inlined estimate
+    values = fast[9 + (len(fast) - 10) // 2:-1]
+    assert record_bytes(fast) == compact_bytes(len(fast), fast[3], fast[7], values)
+    assert record_bytes(fast) > 5000 + 300 + 100

@@ -28,7 +28,6 @@ from otel_dashboard.model.events import format_timestamp
 __all__ = [
     "MAX_EVENTS_PER_SPAN",
     "compact_events",
-    "events_bytes",
     "expand_events",
     "json_events",
 ]
@@ -131,27 +130,3 @@ def json_events(value: Any, dropped: Any = 0) -> tuple[list[dict[str, Any]], int
             "attributes": attrs,
         })
     return kept, total
-
-
-def events_bytes(events: Iterable[Any]) -> int:
-    """An estimate of the memory events hold (compact or JSON): 100 bytes per event and per value,
-    plus the length of every string (see docs/server.md, "Memory budget")."""
-    size = 0
-    for event in events:
-        if isinstance(event, Mapping):
-            size += 300 + len(event.get("name") or "")
-            for key, value in (event.get("attributes") or {}).items():
-                size += 100 + len(key) + _value_bytes(value)
-        elif isinstance(event, tuple):
-            size += 100
-            for item in event:
-                size += 100 + _value_bytes(item)
-    return size
-
-
-def _value_bytes(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, (list, tuple)):
-        return sum(100 + _value_bytes(item) for item in value)
-    return 0

@@ -11,7 +11,7 @@ itself: the selected attributes only, each value capped. Records come in two for
 :class:`TraceStore` is bounded three times: at most ``max_traces`` traces, the least recently
 updated evicted first; at most ``max_spans_per_trace`` spans per trace (10,000 by default: more are
 dropped, counted and the trace is marked ``truncated``); and at most ``max_bytes`` of records, by an
-estimate (:func:`record_bytes`) made once when a record is stored or replaced: while over it, the
+estimate (:func:`record_bytes`) made once per record (a compact record carries it): while over it, the
 least recently updated traces are evicted (``evicted_traces_for_bytes``), and a single trace that
 alone would exceed it keeps its first spans and drops (counts) the rest, marked ``truncated``. It
 reads no spans and imports neither the OpenTelemetry SDK nor aiohttp.
@@ -27,8 +27,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from otel_dashboard.model.span_events import events_bytes
-from otel_dashboard.model.span_records import END_NS, SPAN_ID, TRACE_ID, SpanRecord, expand_span_record
+from otel_dashboard.model.record_size import json_record_bytes
+from otel_dashboard.model.span_records import END_NS, SIZE, SPAN_ID, TRACE_ID, SpanRecord, expand_span_record
 
 __all__ = ["DEFAULT_MAX_TRACE_BYTES", "TraceStore", "record_bytes"]
 
@@ -163,36 +163,42 @@ class TraceStore:
         """
         kept = 0
         traces = self._traces
+        trace_bytes = self._trace_bytes
         max_spans = self._max_spans
+        max_bytes = self._max_bytes
         with self._lock:
             for record in records:
                 trace_id = record[TRACE_ID]
                 span_id = record[SPAN_ID]
                 spans = traces.get(trace_id)
-                size = record_bytes(record)
+                size = record[SIZE]  # the estimate the record carries
                 if spans is None:
                     # A new trace, the common case in process (a span's records come together).
-                    if size > self._max_bytes:
+                    if size > max_bytes:
                         if not (after_start and record[END_NS] is not None):
                             self._count_dropped(trace_id)
                         continue
                     traces[trace_id] = (span_id, record)
                     if len(traces) > self._max_traces:
                         self._evict()
-                    self._account(trace_id, size)
+                    # _account, inlined for the common case.
+                    trace_bytes[trace_id] = size
+                    self._bytes += size
+                    if self._bytes > max_bytes:
+                        self._account(trace_id, 0)
                     kept += 1
                     continue
                 traces.move_to_end(trace_id)
                 existing = _get(spans, span_id)
                 if existing is None:
-                    if _count(spans) >= max_spans or not self._fits(trace_id, size):
+                    if _count(spans) >= max_spans or trace_bytes.get(trace_id, 0) + size > max_bytes:
                         if not (after_start and record[END_NS] is not None):
                             self._count_dropped(trace_id)
                         continue
                 elif record[END_NS] is None and _finished(existing):
                     continue  # a late start
                 else:
-                    size -= record_bytes(existing)
+                    size -= record_bytes(existing)  # a record replaced: its estimate goes
                 self._put(trace_id, spans, span_id, record)
                 self._account(trace_id, size)
                 kept += 1
@@ -213,7 +219,9 @@ class TraceStore:
         # Called with the lock held: the traces updated least recently, down to the bound.
         while len(self._traces) > self._max_traces:
             evicted, _ = self._traces.popitem(last=False)
-            self._forget(evicted)
+            if self._trace_dropped:
+                self._trace_dropped.pop(evicted, None)
+            self._bytes -= self._trace_bytes.pop(evicted, 0)  # _forget, inlined: once per new trace
             self._evicted_traces += 1
 
     def _forget(self, trace_id: int) -> None:
@@ -340,59 +348,12 @@ class TraceStore:
             }
 
 
-# ---------------------------------------------------------------------------------- the estimate
-# What a record costs, roughly, in CPython 3.11 on 64 bits: a tuple's header and a dict's table, a
-# slot per field, a string's header plus one byte per character (ASCII), a number's object; plus the
-# record's entry in its trace. Shared strings (attribute keys) are counted in every record that holds
-# them: the estimate errs high. docs/server.md ("Memory budget") describes it, and
-# tests/test_traces.py checks it against the process's real growth.
-_RECORD_BYTES = 160  # the record's entry in its trace (a dict slot or two tuple slots, the int id)
-_TUPLE_BYTES = 56
-_SLOT_BYTES = 8
-_STR_BYTES = 49
-_NUMBER_BYTES = 32
-_DICT_BYTES = 640  # a JSON record's dict (about 20 keys)
-_DICT_ITEM_BYTES = 100  # a small dict's slot, per attribute
-
-
 def record_bytes(record: Mapping[str, Any] | SpanRecord) -> int:
-    """The estimated memory a stored span record holds (see the comment above): computed once when a
-    record is stored or replaced, in one pass over its fields."""
-    if type(record) is tuple:
-        return _RECORD_BYTES + _tuple_bytes(record)
-    size = _RECORD_BYTES + _DICT_BYTES
-    for key, value in record.items():  # type: ignore[union-attr]
-        if type(value) is str:
-            size += _STR_BYTES + len(value)
-        elif key == "attributes" and isinstance(value, Mapping):
-            for name, item in value.items():
-                size += _DICT_ITEM_BYTES + _STR_BYTES + len(name) + _value_bytes(item)
-        elif key == "events" and isinstance(value, list):
-            size += _SLOT_BYTES * len(value) + events_bytes(value)
-        elif value is not None:
-            size += _NUMBER_BYTES
-    return size
-
-
-def _tuple_bytes(value: tuple[Any, ...]) -> int:
-    size = _TUPLE_BYTES + _SLOT_BYTES * len(value)
-    for item in value:
-        kind = type(item)
-        if kind is str:
-            size += _STR_BYTES + len(item)
-        elif kind is tuple:
-            size += _tuple_bytes(item)
-        elif item is not None:
-            size += _NUMBER_BYTES
-    return size
-
-
-def _value_bytes(value: Any) -> int:
-    if isinstance(value, str):
-        return _STR_BYTES + len(value)
-    if isinstance(value, (list, tuple)):
-        return _TUPLE_BYTES + sum(_SLOT_BYTES + _value_bytes(item) for item in value)
-    return _NUMBER_BYTES
+    """The estimated memory a stored span record holds (:mod:`otel_dashboard.model.record_size`): a
+    compact record carries it, a JSON record's is computed (once per store or merge)."""
+    if isinstance(record, tuple):
+        return int(record[SIZE])
+    return json_record_bytes(record)
 
 
 def _order(record: dict[str, Any] | SpanRecord) -> tuple[int, int]:
