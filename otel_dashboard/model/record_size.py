@@ -29,16 +29,15 @@ __all__ = [
     "RECORD_BYTES",
     "compact_bytes",
     "events_bytes",
-    "is_str",
-    "is_tuple",
     "json_record_bytes",
     "value_bytes",
 ]
 
 RECORD_BYTES = 160
 """A record's place in its trace: a dict slot (or two tuple slots) and its integer span id."""
-FIELD_BYTES = 48
-"""Per field of a compact record: its slot (8) and the object in it (an int, a header: about 40)."""
+FIELD_BYTES = 32
+"""Per field of a compact record: its slot (8) and its share of the objects in it (the ids and times are
+integers of their own; keys, status and service are shared)."""
 _TUPLE_BYTES = 56
 _STR_BYTES = 49
 _NUMBER_BYTES = 32
@@ -47,10 +46,9 @@ DICT_BYTES = 640
 """A JSON record's dict (about 20 keys)."""
 COMPACT_BYTES = RECORD_BYTES + _TUPLE_BYTES
 """A compact record's fixed part: its place in its trace and its tuple's header."""
-is_str = str.__instancecheck__
-"""``isinstance(value, str)`` as a C-level callable: ``filter(is_str, values)`` runs no Python code."""
-is_tuple = tuple.__instancecheck__
-"""``isinstance(value, tuple)`` as a C-level callable."""
+# isinstance as C-level callables: compact_bytes' passes over the values run no Python code.
+_is_str = str.__instancecheck__
+_is_tuple = tuple.__instancecheck__
 
 
 def compact_bytes(fields: int, name: str, message: str | None, values: Iterable[Any]) -> int:
@@ -60,10 +58,10 @@ def compact_bytes(fields: int, name: str, message: str | None, values: Iterable[
     ``values`` is iterated twice (give a list, a tuple or a dict's values view). Its strings are
     summed in C; only sequence values (rare) take a Python loop.
     """
-    size = COMPACT_BYTES + FIELD_BYTES * fields + len(name) + sum(map(len, filter(is_str, values)))
+    size = COMPACT_BYTES + FIELD_BYTES * fields + len(name) + sum(map(len, filter(_is_str, values)))
     if message:
         size += len(message)
-    for sequence in filter(is_tuple, values):
+    for sequence in filter(_is_tuple, values):
         size += value_bytes(sequence)
     return size
 
