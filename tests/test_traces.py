@@ -647,3 +647,13 @@ def test_a_compact_record_carries_its_estimate(traced: tuple[Tracer, _Recorder])
     values = fast[9 + (len(fast) - 10) // 2:-1]
     assert record_bytes(fast) == compact_bytes(len(fast), fast[3], fast[7], values)
     assert record_bytes(fast) > 5000 + 300 + 100
+
+
+def test_a_first_record_larger_than_the_budget_keeps_no_trace() -> None:
+    small = _compact_with(1, trace=1, start=1, value="v")
+    store = TraceStore(max_bytes=record_bytes(small))
+    assert store.add_span_records([_compact_with(1, trace=2, start=1, value="v" * 1000)]) == 0
+    assert store.get_trace(format(2, "032x")) is None  # nothing kept, nothing to mark
+    assert store.add_span_records([small]) == 1
+    stats = store.stats()
+    assert (stats["traces"], stats["dropped_spans"], stats["bytes"]) == (1, 1, record_bytes(small))

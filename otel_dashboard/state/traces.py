@@ -175,8 +175,10 @@ class TraceStore:
                 if spans is None:
                     # A new trace, the common case in process (a span's records come together).
                     if size > max_bytes:
+                        # Not kept, so no trace to mark: counted in the store's total only (a
+                        # per-trace count for a trace never kept would never be freed).
                         if not (after_start and record[END_NS] is not None):
-                            self._count_dropped(trace_id)
+                            self._dropped_spans += 1
                         continue
                     traces[trace_id] = (span_id, record)
                     if len(traces) > self._max_traces:
