@@ -301,7 +301,8 @@ function renderExceptions(box, s) {
     const section = el("section", "trace-exception");
     const head = el("p", "trace-exception-head");
     head.append(el("strong", "trace-exception-type", text("exception.type") || "exception"));
-    if (text("exception.message")) head.append(": ", el("span", "trace-exception-message", text("exception.message")));
+    const message = text("exception.message");
+    if (message) head.append(": ", el("span", "trace-exception-message", message));
     section.append(head);
     const stack = text("exception.stacktrace");
     if (stack) {
@@ -309,11 +310,11 @@ function renderExceptions(box, s) {
       const key = `${s.span_id}/${index}`;
       const pre = el("pre", "trace-exception-stack");
       section.append(pre);
+      // Folded or whole, as the user left it: the details are redrawn on every refresh.
       const show = () => {
         const whole = lines.length <= STACK_FOLD_LINES || traceView.unfolded.has(key);
         pre.textContent = whole ? lines.join("\n") : lines.slice(0, STACK_FOLD_LINES).join("\n");
         pre.dataset.folded = String(!whole);
-        return whole;
       };
       show();
       if (lines.length > STACK_FOLD_LINES) {
