@@ -144,6 +144,9 @@ _body_bytes = _int_in_range(
     _MIN_BODY_BYTES, _MAX_BODY_BYTES, f"must be between {_MIN_BODY_BYTES} and {_MAX_BODY_BYTES}")
 # The WebSocket queue budgets (ServerOptions.max_client_queue_bytes, max_total_queue_bytes).
 _queue_bytes = _int_in_range(1024 * 1024, 64 * 1024**3, f"must be between {1024 * 1024} and {64 * 1024**3}")
+# The trace store's memory budget (DashboardState(max_trace_bytes=...)); the same default as the state's.
+_trace_bytes = _queue_bytes
+_DEFAULT_MAX_TRACE_BYTES = 256 * 1024 * 1024
 _response_bytes = _int_in_range(64 * 1024, _MAX_BODY_BYTES, f"must be between 65536 and {_MAX_BODY_BYTES}")
 
 
@@ -331,6 +334,10 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-snapshot-bytes", type=_event_bytes, default=DEFAULT_MAX_SNAPSHOT_BYTES,
                        metavar="N", help="the events of a new client's snapshot as JSON; the oldest are "
                                          f"left out (default: {DEFAULT_MAX_SNAPSHOT_BYTES})")
+    group.add_argument("--max-trace-bytes", type=_trace_bytes, default=_DEFAULT_MAX_TRACE_BYTES, metavar="N",
+                       help="memory budget of the trace view's span records, by estimate; the least "
+                            "recently updated traces are evicted beyond it, and a single larger trace "
+                            f"keeps its first spans (default: {_DEFAULT_MAX_TRACE_BYTES})")
 
 
 def _broker_url(text: str) -> str:
@@ -492,7 +499,7 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
         state = reset_dashboard(DashboardState(
             max_history=args.history, store=store, max_string_bytes=args.max_string_bytes,
             max_event_bytes=args.max_event_bytes, max_snapshot_bytes=args.max_snapshot_bytes,
-            usage_window_seconds=args.usage_window_seconds,
+            usage_window_seconds=args.usage_window_seconds, max_trace_bytes=args.max_trace_bytes,
         ))
     except ValueError as exc:  # caps that contradict each other (max_event_bytes < max_string_bytes)
         print(f"otel-dashboard serve: error: {exc}", file=sys.stderr)

@@ -53,6 +53,16 @@ def test_the_installed_sdk_keeps_the_internals_the_fast_path_reads(traced: tuple
     assert dict(sdk_span.attributes(readable)) == dict(readable.attributes)
     assert [e.name for e in sdk_span.events(readable)] == ["step"]
     assert sdk_span.events(readable) == tuple(readable.events)
+    # internal_fields ends with the events, the SDK's own deque: a span record reads them with the
+    # other fields, in the one call (spans without events pay nothing more).
+    fields = sdk_span.internal_fields(readable)
+    assert fields is not None and tuple(fields[9]) == tuple(readable.events)
+    assert sdk_span.internal_fields(rebuilt_without_internals()) is None
+
+
+def rebuilt_without_internals() -> ReadableSpan:
+    """A span as the OTLP receiver builds it: plain containers, not the SDK's bounded ones."""
+    return ReadableSpan("received", attributes={"a": 1}, events=[Event("step", {"n": 1}, timestamp=5)])
 
 
 def test_spans_without_the_internals_are_read_through_the_public_properties() -> None:

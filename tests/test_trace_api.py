@@ -7,13 +7,21 @@ finished at end), so the tree is there while the run is still going.
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
+from google.protobuf import json_format
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from server_support import WAIT, running_server
 from tracing_support import routed_to
 
@@ -124,3 +132,154 @@ async def test_nested_run_gives_the_span_tree_live_and_finished(
         status, body = await get_trace(session, server, seen["trace_id"].upper())
         assert status == 200
         assert body["trace_id"] == seen["trace_id"]
+
+
+# --------------------------------------------------------------------------------- pages, span events
+def _raise_lookup() -> None:
+    raise LookupError("the index is gone")
+
+
+def _failed_span(trace_id: int) -> ReadableSpan:
+    """One ended SDK span of trace ``trace_id`` with a real exception event (and its stack trace)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=_FixedTraceIds(trace_id))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("execute_tool lookup", record_exception=False) as span:
+        try:
+            _raise_lookup()
+        except LookupError as exc:
+            span.record_exception(exc)
+    provider.shutdown()
+    (ended,) = exporter.get_finished_spans()
+    return ended
+
+
+class _FixedTraceIds(RandomIdGenerator):
+    def __init__(self, trace_id: int) -> None:
+        self._trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        return self._trace_id
+
+
+def _hex_ids(node: Any) -> Any:
+    """An OTLP/JSON document from protobuf's JSON mapping: ids as hex, not base64."""
+    if isinstance(node, dict):
+        return {key: base64.b64decode(value).hex() if key in ("traceId", "spanId", "parentSpanId")
+                else _hex_ids(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_hex_ids(item) for item in node]
+    return node
+
+
+async def _trace_when_kept(
+    session: aiohttp.ClientSession, server: DashboardWebSocketServer, trace_id: str
+) -> dict[str, Any]:
+    """The trace's first page, once the server keeps it (received spans are recorded off the loop)."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while True:
+        status, body = await get_trace(session, server, trace_id)
+        if status == 200 or asyncio.get_running_loop().time() > deadline:
+            assert status == 200, body
+            return body
+        await asyncio.sleep(0.02)
+
+
+def _assert_exception_event(span: dict[str, Any]) -> None:
+    (event,) = span["events"]
+    assert event["name"] == "exception"
+    assert isinstance(event["time_unix_nano"], int) and event["time"].endswith("Z")
+    attrs = event["attributes"]
+    assert attrs["exception.type"] == "LookupError"
+    assert attrs["exception.message"] == "the index is gone"
+    assert attrs["exception.stacktrace"].startswith("Traceback (most recent call last):")
+    assert "_raise_lookup" in attrs["exception.stacktrace"]
+    assert span["dropped_events"] == 0
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+async def test_otlp_spans_keep_their_exception_events(session: aiohttp.ClientSession, encoding: str) -> None:
+    trace_number = 0x5B8EFFF798038103D269B633813FC60C + (encoding == "json")
+    request = encode_spans([_failed_span(trace_number)])
+    if encoding == "protobuf":
+        body, content_type = request.SerializeToString(), "application/x-protobuf"
+    else:
+        body = orjson.dumps(_hex_ids(json_format.MessageToDict(request)))
+        content_type = "application/json"
+    async with running_server() as server:
+        async with session.post(f"{server.url}/v1/traces", data=body,
+                                headers={"Content-Type": content_type}) as response:
+            assert response.status == 200
+        trace = await _trace_when_kept(session, server, format(trace_number, "032x"))
+    _assert_exception_event(trace["spans"][0])
+
+
+async def test_a_remote_processors_record_keeps_its_events(session: aiohttp.ClientSession) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    events = [{"name": "exception", "time_unix_nano": 1_700_000_000_000_000_000, "attributes": {
+        "exception.type": "LookupError", "exception.message": "the index is gone",
+        "exception.stacktrace": "Traceback (most recent call last):\n  in _raise_lookup\n" + "x" * 20_000,
+        "nested": {"not": "kept as an object"}}}] + [{"name": f"step {n}"} for n in range(40)] + ["junk"]
+    record = {"trace_id": trace_id, "span_id": "00f067aa0ba902b7", "name": "execute_tool lookup",
+              "events": events, "dropped_events": 2}
+    async with running_server() as server:
+        batch = {"events": [], "spans": [record]}
+        async with session.post(f"{server.url}/api/events", json=batch) as response:
+            assert response.status == 200, await response.text()
+        trace = await _trace_when_kept(session, server, trace_id)
+    (span,) = trace["spans"]
+    assert len(span["events"]) == 32 and span["dropped_events"] == 2 + 9
+    exception = span["events"][0]
+    assert exception["time"] == "2023-11-14T22:13:20.000Z"
+    assert len(exception["attributes"]["exception.stacktrace"]) == 16 * 1024
+    assert exception["attributes"]["nested"] == "{'not': 'kept as an object'}"
+
+
+async def test_in_process_exception_events_through_the_api(
+    session: aiohttp.ClientSession, state: DashboardState, processor: DashboardSpanProcessor
+) -> None:
+    provider = TracerProvider(id_generator=_FixedTraceIds(0x1234))
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("execute_tool lookup", record_exception=False) as span:
+        try:
+            _raise_lookup()
+        except LookupError as exc:
+            span.record_exception(exc)
+    assert processor.force_flush(5000)
+    async with running_server(state) as server:
+        status, trace = await get_trace(session, server, format(0x1234, "032x"))
+    assert status == 200
+    _assert_exception_event(trace["spans"][0])
+
+
+async def test_a_trace_is_served_in_pages(session: aiohttp.ClientSession, state: DashboardState) -> None:
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    number = int(trace_id, 16)
+    state.traces.add_span_records([
+        (number, n, 0, f"span {n}", 1000 + n, 2000 + n, "ok", None, None, 500) for n in range(1, 26)
+    ])
+    async with running_server(state) as server:
+        pages, offset = [], 0
+        while offset is not None:
+            async with session.get(f"{server.url}/api/traces/{trace_id}",
+                                   params={"offset": offset, "limit": 10}) as response:
+                assert response.status == 200
+                page = await response.json()
+            pages.append(page)
+            offset = page["next_offset"]
+        _, default = await get_trace(session, server, trace_id)
+        bad = {}
+        for params in ({"limit": "0"}, {"limit": "5001"}, {"limit": "ten"}, {"offset": "-1"},
+                       {"offset": "x"}, {"page": "2"}):
+            async with session.get(f"{server.url}/api/traces/{trace_id}", params=params) as response:
+                assert response.status == 400 and response.content_type == "application/json"
+                bad[next(iter(params))] = (await response.json())["parameter"]
+    assert [(p["offset"], p["limit"], p["next_offset"], len(p["spans"])) for p in pages] == [
+        (0, 10, 10, 10), (10, 10, 20, 10), (20, 10, None, 5)]
+    assert [s["span_id"] for p in pages for s in p["spans"]] == [format(n, "016x") for n in range(1, 26)]
+    assert all(p["span_count"] == 25 and p["dropped_spans"] == 0 and p["truncated"] is False for p in pages)
+    envelope = (default["offset"], default["limit"], default["next_offset"], len(default["spans"]))
+    assert envelope == (0, 2000, None, 25)
+    assert bad == {"limit": "limit", "offset": "offset", "page": "page"}

@@ -258,6 +258,60 @@ def test_a_failing_tool_span_is_red_with_its_message(page: Page, traced) -> None
     assert ok.evaluate("r => getComputedStyle(r.querySelector('.trace-name')).color") != ERROR_RED
 
 
+def _fail_deep(depth: int) -> None:
+    """Raises a chain of ``depth + 1`` exceptions: a long stack trace (a plain recursion's is folded
+    by Python itself)."""
+    try:
+        if depth:
+            _fail_deep(depth - 1)
+        else:
+            raise ValueError("the root cause")
+    except Exception as exc:
+        raise RuntimeError(f"upstream said {XSS_IMG}") from exc
+
+
+def test_a_failing_spans_stack_trace_shows_as_text_and_folds(page: Page, traced) -> None:
+    t = traced()
+    open_dashboard(page, t.server)
+    requests = count_trace_requests(page)
+    with (
+        t.tracer.start_as_current_span("invoke_agent Fetcher", attributes=agent_attrs("Fetcher")),
+        t.tracer.start_as_current_span("execute_tool fetch_page", attributes=tool_attrs("fetch_page"),
+                                       record_exception=False, set_status_on_exception=False) as sp,
+    ):
+        try:
+            _fail_deep(6)  # a stack trace of well over 20 lines
+        except RuntimeError as exc:
+            sp.record_exception(exc)
+            sp.set_status(Status(StatusCode.ERROR, "upstream failed"))
+    sync(page, t)
+    stack_text = t.trace(hex_trace_id(sp))["spans"][1]["events"][0]["attributes"]["exception.stacktrace"]
+    lines = stack_text.rstrip("\n").split("\n")
+    assert len(lines) > 40
+
+    page.locator(f"{ROW}[data-type=agent_execution_completed]").click()
+    failed = page.locator(f"{TRACE_ROW}[data-status=error]")
+    failed.click()
+    exception = page.locator("#trace-view .trace-exception")
+    expect(exception).to_have_count(1)
+    expect(exception.locator(".trace-exception-type")).to_have_text("RuntimeError")
+    expect(exception.locator(".trace-exception-message")).to_have_text(f"upstream said {XSS_IMG}")
+    stack = exception.locator("pre.trace-exception-stack")
+    expect(stack).to_have_attribute("data-folded", "true")
+    assert stack.text_content() == "\n".join(lines[:20])
+    more = exception.locator("button.trace-exception-more")
+    expect(more).to_have_text(f"Show more ({len(lines) - 20} more lines)")
+    more.click()
+    expect(stack).to_have_attribute("data-folded", "false")
+    assert stack.text_content() == "\n".join(lines)
+    expect(more).to_have_text("Show less")
+    # Text only: the message's markup is neither parsed nor run.
+    assert exception.locator("img").count() == 0
+    assert page.evaluate("() => window.__xss === undefined")
+    # The waterfall came in pages.
+    assert any("offset=0" in url and "limit=5000" in url for url in requests)
+
+
 def test_a_running_trace_updates_live_until_it_ends(page: Page, traced) -> None:
     t = traced()
     open_dashboard(page, t.server)

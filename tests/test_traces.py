@@ -4,6 +4,7 @@ thread safety."""
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,13 +16,14 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 
 from instrumentation import semconv as sc
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.model.record_size import compact_bytes
 from otel_dashboard.model.span_records import (
     compact_span_record,
     expand_span_record,
     span_record_from_span,
     span_records_from_events,
 )
-from otel_dashboard.state.traces import TraceStore
+from otel_dashboard.state.traces import TraceStore, record_bytes
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -311,7 +313,7 @@ def test_least_recently_updated_trace_is_evicted() -> None:
     assert store.get_trace(traces[0])["span_count"] == 2
     assert store.get_trace(traces[2]) is not None
     assert len(store) == 2
-    assert store.stats() == {"traces": 2, "spans": 3, "evicted_traces": 1, "dropped_spans": 0}
+    assert _counters(store) == {"traces": 2, "spans": 3, "evicted_traces": 1, "dropped_spans": 0}
 
 
 def test_per_trace_span_cap_truncates_but_still_updates() -> None:
@@ -326,7 +328,9 @@ def test_per_trace_span_cap_truncates_but_still_updates() -> None:
 
 
 def _compact(span_id: int, *, end: int | None = None, trace_id: str = TRACE) -> tuple[Any, ...]:
-    return (int(trace_id, 16), span_id, 0, f"span {span_id}", 1, end, "ok" if end else "unset", None, None)
+    name = f"span {span_id}"
+    return (int(trace_id, 16), span_id, 0, name, 1, end, "ok" if end else "unset", None, None,
+            compact_bytes(10, name, None, ()))
 
 
 def test_compact_records_finish_their_running_records_and_are_never_reopened() -> None:
@@ -361,7 +365,7 @@ def test_compact_records_evict_the_least_recently_updated_trace() -> None:
     store.add_span_records([_compact(1, trace_id=traces[2])])
     assert store.get_trace(traces[1]) is None
     assert store.get_trace(traces[0]) is not None and store.get_trace(traces[2]) is not None
-    assert store.stats() == {"traces": 2, "spans": 2, "evicted_traces": 1, "dropped_spans": 0}
+    assert _counters(store) == {"traces": 2, "spans": 2, "evicted_traces": 1, "dropped_spans": 0}
 
 
 def test_a_trace_growing_past_the_small_form_keeps_every_record() -> None:
@@ -431,3 +435,225 @@ def test_concurrent_writers_and_readers() -> None:
     assert stats["traces"] == 50
     assert stats["evicted_traces"] >= 4 * 60 - 50  # traces cycle, so some come back and go again
     assert stats["spans"] <= 50 * 100
+
+
+def _counters(store: TraceStore) -> dict[str, int]:
+    """The count counters of ``stats()`` (without the byte estimate and the for-bytes evictions)."""
+    stats = store.stats()
+    return {key: stats[key] for key in ("traces", "spans", "evicted_traces", "dropped_spans")}
+
+
+# ---------------------------------------------------------------------------------- whole traces, the budget
+def _compact_with(span_id: int, *, trace: int, start: int, value: str) -> tuple[Any, ...]:
+    name = f"span {span_id}"
+    return (trace, span_id, 0, name, start, start + 1, "ok", None, "svc", sc.TASK_DESCRIPTION, value,
+            compact_bytes(12, name, None, (value,)))
+
+
+def test_a_10000_span_trace_is_kept_whole_and_the_10001st_is_dropped() -> None:
+    store = TraceStore()
+    trace = int(TRACE, 16)
+    records = [_compact(n, end=n + 1, trace_id=TRACE) for n in range(1, 10_001)]
+    assert store.add_span_records(records) == 10_000
+    assert store.add_span_records([_compact(10_001, end=5)]) == 0
+    assert not store.add_span(_record(_sid(10_002)))
+    whole = store.get_trace(TRACE)
+    assert whole["span_count"] == 10_000 and len(whole["spans"]) == 10_000
+    assert whole["truncated"] is True and whole["dropped_spans"] == 2
+    assert store.stats()["dropped_spans"] == 2
+    assert trace == int(whole["trace_id"], 16)
+
+
+def test_a_trace_reads_by_pages_in_start_then_span_id_order() -> None:
+    store = TraceStore()
+    # Two spans share a start: the span id orders them.
+    store.add_span_records([_compact(5, end=9), _compact(3, end=9), _compact(4, end=9)])
+    store.add_span(_record(_sid(1), start=0, end=3))
+    first = store.get_trace(TRACE, offset=0, limit=2)
+    assert [s["span_id"] for s in first["spans"]] == [_sid(1), _sid(3)]
+    assert (first["span_count"], first["offset"], first["limit"], first["next_offset"]) == (4, 0, 2, 2)
+    assert first["root_span_ids"] == [_sid(1), _sid(3), _sid(4), _sid(5)]  # of the whole trace
+    last = store.get_trace(TRACE, offset=2, limit=2)
+    assert [s["span_id"] for s in last["spans"]] == [_sid(4), _sid(5)]
+    assert last["next_offset"] is None
+    beyond = store.get_trace(TRACE, offset=10, limit=2)
+    assert beyond["spans"] == [] and beyond["next_offset"] is None and beyond["span_count"] == 4
+
+
+def test_the_memory_budget_evicts_the_least_recently_updated_traces_first() -> None:
+    value = "v" * 1000
+    one = record_bytes(_compact_with(1, trace=1, start=1, value=value))
+    store = TraceStore(max_bytes=10 * one)  # four traces of three spans do not fit; three do
+    for trace in (1, 2, 3):
+        store.add_span_records([_compact_with(n, trace=trace, start=n, value=value) for n in (1, 2, 3)])
+    store.add_span_records([_compact_with(9, trace=1, start=9, value=value)])  # trace 1 updated: fresh
+    assert store.stats()["evicted_traces_for_bytes"] == 0
+    store.add_span_records([_compact_with(n, trace=4, start=n, value=value) for n in (1, 2, 3)])
+    kept = {n for n in (1, 2, 3, 4) if store.get_trace(format(n, "032x")) is not None}
+    assert kept == {1, 3, 4}  # trace 2, the stalest, went first
+    stats = store.stats()
+    assert stats["evicted_traces_for_bytes"] == 1 and stats["evicted_traces"] == 1
+    assert stats["bytes"] == 10 * one and stats["bytes"] <= stats["max_bytes"]
+    assert stats["spans"] == 10
+
+
+def test_a_trace_larger_than_the_budget_keeps_its_first_spans() -> None:
+    value = "v" * 1000
+    one = record_bytes(_compact_with(1, trace=1, start=1, value=value))
+    store = TraceStore(max_bytes=5 * one)
+    store.add_span_records([_compact_with(1, trace=7, start=1, value=value)])  # another trace: evicted
+    assert store.add_span_records([_compact_with(n, trace=1, start=n, value=value) for n in range(1, 9)]) == 5
+    trace = store.get_trace(format(1, "032x"))
+    assert [s["span_id"] for s in trace["spans"]] == [_sid(n) for n in range(1, 6)]
+    assert trace["truncated"] is True and trace["dropped_spans"] == 3
+    stats = store.stats()
+    assert stats["bytes"] <= stats["max_bytes"] and stats["evicted_traces_for_bytes"] == 1
+    # A finished record of a kept span still applies; a JSON record over the budget is dropped too.
+    assert store.add_span(_record(_sid(99), trace_id=format(1, "032x"), attributes={"x": value})) is False
+    assert store.get_trace(format(1, "032x"))["dropped_spans"] == 4
+
+
+def test_json_records_are_accounted_and_merges_update_the_estimate() -> None:
+    store = TraceStore()
+    store.add_span(_record(_sid(1)))
+    before = store.stats()["bytes"]
+    assert before == record_bytes(store.get_trace(TRACE)["spans"][0])  # the stored copy's estimate
+    store.add_span(_record(_sid(1), end=5, status_message="x" * 500))
+    assert store.stats()["bytes"] >= before + 500
+
+
+@pytest.mark.parametrize("kwargs", [{"max_bytes": 0}, {"max_bytes": True}, {"max_bytes": 1.5}])
+def test_the_budget_must_be_a_positive_integer(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        TraceStore(**kwargs)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the RSS from /proc")
+@pytest.mark.parametrize("form", ["compact", "json"])
+def test_the_real_memory_stays_within_twice_the_budget(form: str) -> None:
+    budget = 32 * 1024 * 1024
+    gc.collect()
+    before = _rss_bytes()
+    store = TraceStore(max_bytes=budget, max_traces=100_000)
+    # Three budgets' worth of records with their own strings (a 212-character value each), in
+    # traces of 50 spans: the budget evicts, and what stays is what the estimate allowed.
+    for trace in range(1, 2500 if form == "compact" else 1500):
+        values = [f"{trace:08d}{n:04d}" + "x" * 200 for n in range(1, 51)]
+        if form == "compact":
+            store.add_span_records([
+                _compact_with(n, trace=trace, start=n, value=value) for n, value in enumerate(values, 1)
+            ])
+        else:
+            trace_id = format(trace, "032x")
+            for n, value in enumerate(values, 1):
+                store.add_span(_record(_sid(n), trace_id=trace_id, start=n, end=n + 1,
+                                       attributes={sc.TASK_DESCRIPTION: value}))
+    gc.collect()
+    grown = _rss_bytes() - before
+    stats = store.stats()
+    assert stats["evicted_traces_for_bytes"] > 0
+    assert budget * 0.9 <= stats["bytes"] <= budget
+    assert grown <= 2 * budget, f"RSS grew {grown} bytes for a {budget}-byte budget"
+    del store
+
+
+# ---------------------------------------------------------------------------------- span events
+def _failing_step() -> None:
+    raise KeyError("no such tool: web_search")
+
+
+def test_span_events_of_an_in_process_span_reach_the_trace_store() -> None:
+    from otel_dashboard.pipeline.processor import DashboardSpanProcessor
+    from otel_dashboard.state.dashboard import DashboardState
+
+    state = DashboardState()
+    processor = DashboardSpanProcessor(state=state)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    try:
+        tracer = provider.get_tracer("test")
+        with tracer.start_as_current_span("execute_tool web_search", record_exception=False) as span:
+            span.add_event("retry", {"attempt": 2, "note": "n" * 1000})
+            try:
+                _failing_step()
+            except KeyError as exc:
+                span.record_exception(exc)
+            trace_id = format(span.get_span_context().trace_id, "032x")
+        with tracer.start_as_current_span("plain") as plain:
+            plain_trace = format(plain.get_span_context().trace_id, "032x")
+        assert processor.force_flush(5000)
+    finally:
+        provider.shutdown()
+    (record,) = state.traces.get_trace(trace_id)["spans"]
+    retry, exception = record["events"]
+    assert retry["name"] == "retry" and retry["attributes"] == {"attempt": 2, "note": "n" * 255 + "\u2026"}
+    assert isinstance(retry["time_unix_nano"], int) and retry["time"].endswith("Z")
+    assert exception["name"] == "exception"
+    attrs = exception["attributes"]
+    assert attrs["exception.type"] == "KeyError"
+    assert attrs["exception.message"] == "'no such tool: web_search'"
+    assert attrs["exception.stacktrace"].startswith("Traceback (most recent call last):")
+    assert "_failing_step" in attrs["exception.stacktrace"]
+    assert record["dropped_events"] == 0
+    (without,) = state.traces.get_trace(plain_trace)["spans"]
+    assert (without["events"], without["dropped_events"]) == ([], 0)
+
+
+def test_span_events_are_bounded_and_their_values_capped(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, recorder = traced
+    with tracer.start_as_current_span("busy") as span:
+        span.add_event("exception", {"exception.type": "E", "exception.stacktrace": "s" * 20_000,
+                                     "exception.message": "m" * 5000, "other": "o" * 300})
+        for n in range(40):
+            span.add_event(f"step {n}")
+    ended = recorder.calls[-1][0]
+    compact = compact_span_record(ended, ended=True)
+    from_compact, direct = expand_span_record(compact), span_record_from_span(ended, ended=True)
+    assert from_compact == direct
+    assert len(direct["events"]) == 32 and direct["dropped_events"] == 9
+    attrs = direct["events"][0]["attributes"]
+    stack = attrs["exception.stacktrace"]
+    assert len(stack) == 16 * 1024 and stack.endswith("\u2026")
+    assert len(attrs["exception.message"]) == 4 * 1024
+    assert len(attrs["other"]) == 256
+    assert direct["events"][31]["name"] == "step 30"
+    # The compact record with events stays one the collector leaves alone: events are tuples in a
+    # tuple, untracked from the inside out, one level per pass.
+    for _ in range(3):
+        gc.collect()
+    assert not gc.is_tracked(compact)
+
+
+def test_a_running_record_has_no_events_yet(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, recorder = traced
+    with tracer.start_as_current_span("busy") as span:
+        span.add_event("step")
+        running = compact_span_record(recorder.calls[0][0], ended=False)
+    assert expand_span_record(running)["events"] == []
+
+
+def test_a_compact_record_carries_its_estimate(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, recorder = traced
+    attrs = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.TASK_DESCRIPTION: "t" * 5000,
+             sc.DATA_SOURCE: ("a" * 100, "b"), sc.GEN_AI_USAGE_INPUT_TOKENS: 12}
+    with tracer.start_as_current_span("invoke_agent A", attributes=attrs) as span:
+        span.set_status(Status(StatusCode.ERROR, "m" * 300))
+    fast = compact_span_record(recorder.calls[-1][0], ended=True)  # the inlined estimate
+    values = fast[9 + (len(fast) - 10) // 2:-1]
+    assert record_bytes(fast) == compact_bytes(len(fast), fast[3], fast[7], values)
+    assert record_bytes(fast) > 5000 + 300 + 100
+
+
+def test_a_first_record_larger_than_the_budget_keeps_no_trace() -> None:
+    small = _compact_with(1, trace=1, start=1, value="v")
+    store = TraceStore(max_bytes=record_bytes(small))
+    assert store.add_span_records([_compact_with(1, trace=2, start=1, value="v" * 1000)]) == 0
+    assert store.get_trace(format(2, "032x")) is None  # nothing kept, nothing to mark
+    assert store.add_span_records([small]) == 1
+    stats = store.stats()
+    assert (stats["traces"], stats["dropped_spans"], stats["bytes"]) == (1, 1, record_bytes(small))

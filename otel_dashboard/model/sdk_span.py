@@ -39,10 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SpanFields", "attributes", "events", "internal_fields", "reads_internals", "span_ids"]
 
-SpanFields = tuple[int, int, int, Any, Any, Any, Any, Any, dict[str, Any]]
-"""``(trace_id, span_id, parent_span_id, name, start_time, end_time, status, resource, attributes)``
-of an SDK span, as :func:`internal_fields` reads them: ``parent_span_id`` is 0 without a parent, and
-``attributes`` is the SDK's own dict (never mutate it)."""
+SpanFields = tuple[int, int, int, Any, Any, Any, Any, Any, dict[str, Any], "deque[Any]"]
+"""``(trace_id, span_id, parent_span_id, name, start_time, end_time, status, resource, attributes,
+events)`` of an SDK span, as :func:`internal_fields` reads them: ``parent_span_id`` is 0 without a
+parent; ``attributes`` and ``events`` are the SDK's own dict and deque (never mutate them; iterate
+``events`` only once the span has ended, when the SDK refuses further events)."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -111,7 +112,8 @@ def internal_fields(span: ReadableSpan) -> SpanFields | None:
         attrs = sdk._attributes._dict
         context = sdk._context
         parent = sdk._parent
-        if type(attrs) is not dict or type(context) is not SpanContext:
+        events = sdk._events._dq
+        if type(attrs) is not dict or type(context) is not SpanContext or type(events) is not deque:
             return None
         if parent is None:
             parent_id = 0
@@ -130,6 +132,7 @@ def internal_fields(span: ReadableSpan) -> SpanFields | None:
             span._status,
             span._resource,
             attrs,
+            events,
         )
     except AttributeError:
         return None
@@ -153,5 +156,7 @@ def reads_internals(span: ReadableSpan) -> bool:
     public = (
         span.context.trace_id, span.context.span_id, parent.span_id if parent is not None else 0,
         span.name, span.start_time, span.end_time, span.status, span.resource, dict(span.attributes or {}),
+        tuple(span.events),
     )
-    return fields is not None and fields == public and span_ids(span) == public[:3]
+    return (fields is not None and (*fields[:9], tuple(fields[9])) == public
+            and span_ids(span) == public[:3])

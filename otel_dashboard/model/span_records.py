@@ -26,7 +26,8 @@ run events must agree field by field; one file keeps them side by side.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from opentelemetry.trace import StatusCode
@@ -35,6 +36,14 @@ from instrumentation import semconv as sc
 from otel_dashboard.model import sdk_span
 from otel_dashboard.model.events import DashboardEvent, EventType, format_timestamp
 from otel_dashboard.model.ingest import timestamp_to_unix_nano
+from otel_dashboard.model.record_size import (
+    COMPACT_BYTES,
+    FIELD_BYTES,
+    compact_bytes,
+    events_bytes,
+    value_bytes,
+)
+from otel_dashboard.model.span_events import compact_events, expand_events
 from otel_dashboard.model.vocab import RECORD_KEYS, view_of
 
 if TYPE_CHECKING:
@@ -47,6 +56,7 @@ __all__ = [
     "KIND_REGISTRATION",
     "KIND_SYNTHESIS",
     "KIND_TOOL",
+    "SIZE",
     "SPAN_ID",
     "TRACE_ID",
     "SpanRecord",
@@ -66,10 +76,15 @@ KIND_OTHER = "other"
 
 SpanRecord = tuple[Any, ...]
 """A compact span record: ``(trace_id, span_id, parent_span_id, name, start_ns, end_ns, status,
-status_message, service_name, key_1, ..., key_n, value_1, ..., value_n)``. Ids are integers
+status_message, service_name, key_1, ..., key_n, value_1, ..., value_n[, events], size)``. Ids are integers
 (``parent_span_id`` 0 without a parent); ``end_ns`` is ``None`` while the span runs; ``status`` is
 ``"unset"``, ``"ok"`` or ``"error"``; the selected attributes follow, their keys then their values
-(sequences as tuples). One flat, plain tuple on purpose: the collector untracks exact tuples of
+(sequences as tuples). A finished span that has span events then has their compact form
+(:func:`~otel_dashboard.model.span_events.compact_events`, itself a tuple of plain tuples), which makes
+the fields between the nine fixed ones and ``size`` odd in number: a span without events (the common
+case) pays nothing for them. ``size`` is the record's estimated memory
+(:mod:`otel_dashboard.model.record_size`), computed once here so the trace store's budget never
+recomputes it. One flat, plain tuple on purpose: the collector untracks exact tuples of
 atomic values (not subclasses, and not a tuple holding a dict), one object per span is one
 allocation, and keys then values are copied from a dict without a pair per attribute."""
 
@@ -79,6 +94,8 @@ SPAN_ID = 1
 """Position of the span id in a :data:`SpanRecord`."""
 END_NS = 5
 """Position of the end time in a :data:`SpanRecord` (``None`` while the span runs)."""
+SIZE = -1
+"""Position of the estimated memory (bytes) in a :data:`SpanRecord`: the last."""
 _ATTRIBUTES = 9  # where a SpanRecord's attribute keys begin
 
 _MAX_VALUE_CHARS = 256
@@ -122,6 +139,10 @@ _RUN_EVENT_KINDS = {
     EventType.SYNTHESIS_COMPLETED: (KIND_SYNTHESIS, True),
 }
 _STATUS_ERROR, _STATUS_OK = StatusCode.ERROR, StatusCode.OK
+# compact_bytes' constant parts for a record without events: the fixed fields and the size, and an
+# attribute's key and value.
+_FIXED_BYTES = COMPACT_BYTES + FIELD_BYTES * (_ATTRIBUTES + 1)
+_PAIR_BYTES = 2 * FIELD_BYTES
 _TRACE_HEX, _SPAN_HEX = "%032x", "%016x"  # %-formatting: twice as fast as format() with a spec
 _HEX = frozenset("0123456789abcdef")
 
@@ -138,18 +159,36 @@ def compact_span_record(span: ReadableSpan, *, ended: bool) -> SpanRecord:
     Raises:
         ValueError: the span has no valid context (no trace or span id).
     """
-    trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service, attrs, from_sdk = (
-        _read(span, ended)
-    )
+    (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service, attrs, from_sdk,
+     raw_events) = _read(span, ended)
     keep = _COMPACT_ATTRIBUTE_SET
-    if from_sdk and keep.issuperset(attrs):
+    if from_sdk and not raw_events and keep.issuperset(attrs):
         # The common case (our decorators' spans): every attribute is one a record keeps, and the
-        # SDK's values can be stored as they are: keys and values are copied without a Python loop.
+        # SDK's values can be stored as they are: keys and values are copied without a Python loop,
+        # and the estimate is compact_bytes' inlined (this runs for every span; a plain loop over a
+        # few values costs less than its C-level passes, which pay for their iterator objects).
+        values = attrs.values()
+        size = _FIXED_BYTES + _PAIR_BYTES * len(attrs) + len(name)
+        for value in values:
+            kind = type(value)
+            if kind is str:
+                size += len(value)
+            elif kind is tuple:
+                size += value_bytes(value)
+        if message:
+            size += len(message)
         return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
-                *attrs, *attrs.values())
+                *attrs, *values, size)
     kept = [key for key in attrs if key in keep]
+    capped = [_capped(attrs[key], tuple) for key in kept]
+    if raw_events:
+        events = compact_events(raw_events)
+        size = compact_bytes(_ATTRIBUTES + 2 + 2 * len(kept), name, message, capped)
+        size += events_bytes(events[1:])
+        return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
+                *kept, *capped, events, size)
     return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
-            *kept, *[_capped(attrs[key], tuple) for key in kept])
+            *kept, *capped, compact_bytes(_ATTRIBUTES + 1 + 2 * len(kept), name, message, capped))
 
 
 def span_record_from_span(span: ReadableSpan, *, ended: bool) -> dict[str, Any]:
@@ -159,37 +198,45 @@ def span_record_from_span(span: ReadableSpan, *, ended: bool) -> dict[str, Any]:
     ``"tool"``, ``"synthesis"``, ``"registration"`` or ``"other"``), ``start_time`` / ``end_time``
     (ISO-8601 UTC; ``end_time`` None while running), ``start_time_unix_nano`` /
     ``end_time_unix_nano``, ``duration_ms``, ``status`` (``"unset"``, ``"ok"``, ``"error"``),
-    ``status_message``, ``service_name``, ``agent_name``, ``tool_name`` and ``attributes`` (a few
-    selected attributes, values capped at 256 characters). The same as expanding the span's
-    :func:`compact_span_record`, without the compact record in between.
+    ``status_message``, ``service_name``, ``agent_name``, ``tool_name``, ``attributes`` (a few
+    selected attributes, values capped at 256 characters), ``events`` (the span's first 32 span
+    events, see :mod:`otel_dashboard.model.span_events`; none while it runs) and
+    ``dropped_events``. The same as expanding the span's :func:`compact_span_record`, without the
+    compact record in between.
 
     Raises:
         ValueError: the span has no valid context (no trace or span id).
     """
     fields = _read(span, ended)
-    return _json_record(fields[:_ATTRIBUTES], fields[_ATTRIBUTES])
+    raw_events = fields[-1]
+    events = compact_events(raw_events) if raw_events else ()
+    return _json_record(fields[:_ATTRIBUTES], fields[_ATTRIBUTES], events)
 
 
 def expand_span_record(record: SpanRecord) -> dict[str, Any]:
     """The JSON record (a new dict, see :func:`span_record_from_span`) of a compact record."""
-    split = _ATTRIBUTES + (len(record) - _ATTRIBUTES) // 2
-    attrs = dict(zip(record[_ATTRIBUTES:split], record[split:], strict=True))
-    return _json_record(record[:_ATTRIBUTES], attrs)
+    size_at = len(record) - 1
+    end = size_at - ((size_at - _ATTRIBUTES) & 1)  # an odd number of fields ends with the events
+    split = _ATTRIBUTES + (end - _ATTRIBUTES) // 2
+    attrs = dict(zip(record[_ATTRIBUTES:split], record[split:end], strict=True))
+    return _json_record(record[:_ATTRIBUTES], attrs, record[end] if end < size_at else ())
 
 
 def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
     """``(trace_id, span_id, parent_span_id, name, start_ns, end_ns, status, status_message,
-    service_name, attributes, from_sdk)`` of a span, as a record holds them (see :data:`SpanRecord`);
-    ``attributes`` is the span's own mapping (a copy while it runs), ``from_sdk`` whether it is the
-    SDK's (its values already cleaned by the SDK).
+    service_name, attributes, from_sdk, events)`` of a span, as a record holds them (see
+    :data:`SpanRecord`); ``attributes`` is the span's own mapping (a copy while it runs), ``from_sdk``
+    whether it is the SDK's (its values already cleaned by the SDK), ``events`` its span events
+    (empty while it runs: a running record has none).
 
     Raises:
         ValueError: the span has no valid context (no trace or span id).
     """
     attrs: Mapping[str, Any]
+    events: Sequence[Any] | deque[Any]
     fields = sdk_span.internal_fields(span)
     if fields is not None:
-        trace_id, span_id, parent_id, name, start_ns, end_ns, status, resource, attrs = fields
+        trace_id, span_id, parent_id, name, start_ns, end_ns, status, resource, attrs, events = fields
     else:
         context, parent = span.context, span.parent
         trace_id = getattr(context, "trace_id", 0)
@@ -198,6 +245,7 @@ def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
         name, start_ns, end_ns, status = span.name, span.start_time, span.end_time, span.status
         resource = getattr(span, "resource", None)
         attrs = sdk_span.attributes(span)
+        events = sdk_span.events(span) if ended else ()
     if type(trace_id) is not int or type(span_id) is not int or trace_id <= 0 or span_id <= 0:
         raise ValueError("the span has no valid context")
     if type(parent_id) is not int or parent_id < 0:
@@ -216,19 +264,20 @@ def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
         if message is not None:
             message = _cap(message)
     else:
-        end_ns, status_name, message = None, "unset", None
+        end_ns, status_name, message, events = None, "unset", None, ()
         # One C-level copy: iterating the live dict while its thread adds an attribute would fail.
         attrs = attrs.copy() if type(attrs) is dict else dict(attrs)
     cached_resource, service = _service_cache
     if resource is not cached_resource or resource is None:
         service = _service_name(resource)
     return (trace_id, span_id, parent_id, name, start_ns, end_ns, status_name, message, service, attrs,
-            fields is not None)
+            fields is not None, events)
 
 
-def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any]) -> dict[str, Any]:
+def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any], events: tuple[Any, ...]) -> dict[str, Any]:
     # head: (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service), as in
-    # SpanRecord and _read.
+    # SpanRecord and _read; events: their compact form, or () for none.
+    json_events, dropped_events = expand_events(events) if events else ([], 0)
     trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service = head
     view = view_of(name, attrs)
     kind = view.kind
@@ -249,6 +298,8 @@ def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any]) -> dict[str, A
         "agent_name": _cap(view.agent_name),
         "tool_name": _cap(view.tool_name),
         "attributes": {key: _capped(value) for key, value in attrs.items() if key in _KEPT_ATTRIBUTE_SET},
+        "events": json_events,
+        "dropped_events": dropped_events,
     }
 
 
@@ -364,6 +415,8 @@ def _record_from_event(event: DashboardEvent, kind: str, completed: bool) -> dic
         "agent_name": agent_name,
         "tool_name": None,
         "attributes": {},
+        "events": [],
+        "dropped_events": 0,
     }
 
 

@@ -57,6 +57,9 @@ _API_EVENTS_PARAMS = frozenset({"after_seq", "before_seq", "event_type", "severi
                                 "run_id", "limit"})
 _API_RUNS_PARAMS = frozenset({"agent", "service", "limit"})
 _API_AGENTS_PARAMS = _API_RUNS_PARAMS
+_API_TRACE_PARAMS = frozenset({"offset", "limit"})
+_API_TRACE_LIMIT = 5000  # spans per page at most
+_API_TRACE_DEFAULT_LIMIT = 2000
 _API_AGENTS_LIMIT = 1000  # the most agents the state tracks
 _API_AGENTS_DEFAULT_LIMIT = 200
 _API_RUNS_LIMIT = 1000  # the state's default open-run table: all of them
@@ -278,11 +281,26 @@ def _named(value: Any, names: frozenset[str]) -> bool:
 
 
 async def api_trace(request: web.Request) -> web.Response:
-    """``GET /api/traces/{trace_id}``: the spans of one trace, for the drill-down view."""
+    """``GET /api/traces/{trace_id}``: one page of the spans of one trace, for the drill-down view.
+
+    ``limit`` (1-5000, default 2000) spans from ``offset`` (>= 0, default 0), in the order of
+    :meth:`~otel_dashboard.state.traces.TraceStore.get_trace` (start time, then span id); the answer's
+    ``next_offset`` is the next page's offset, ``null`` at the end. Bad parameters get 400 naming
+    them; an unknown trace 404.
+    """
     trace_id = request.match_info["trace_id"]
     if len(trace_id) != 32 or not _HEX_DIGITS.issuperset(trace_id) or not trace_id.strip("0"):
         return json_error(400, "trace_id must be 32 hex digits, not all zero", parameter="trace_id")
-    trace = request.app[BROADCASTER_KEY].state.traces.get_trace(trace_id)
+    query = request.query
+    try:
+        _check_params(query, _API_TRACE_PARAMS)
+        limit = _int_param(query, "limit", 1, _API_TRACE_LIMIT, _API_TRACE_DEFAULT_LIMIT) or 1
+        offset = _int_param(query, "offset", 0, None, 0) or 0
+    except BadParameter as exc:
+        return json_error(400, str(exc), parameter=exc.parameter)
+    traces = request.app[BROADCASTER_KEY].state.traces
+    # Off the loop: a 10,000-span trace is sorted and a page of it expanded (tens of milliseconds).
+    trace = await asyncio.to_thread(traces.get_trace, trace_id, offset=offset, limit=limit)
     if trace is None:
         return json_response({"error": "trace not found", "trace_id": trace_id.lower()}, status=404)
     return json_response(trace)

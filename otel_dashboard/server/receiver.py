@@ -67,6 +67,7 @@ from otel_dashboard.model.otlp import (
 from otel_dashboard.model.prices import default_price_book
 from otel_dashboard.model.run_records import runs_of_body
 from otel_dashboard.model.runs import CostSource
+from otel_dashboard.model.span_events import json_events
 from otel_dashboard.model.span_mapper import SpanMapper
 from otel_dashboard.model.span_records import (
     KIND_AGENT,
@@ -278,6 +279,7 @@ def _span_record(item: Any, field: str) -> dict[str, Any]:
         "duration_ms": duration if _is_number(duration) and duration >= 0 else None,
         "attributes": _attributes(item.get("attributes")),
     }
+    record["events"], record["dropped_events"] = json_events(item.get("events"), item.get("dropped_events"))
     for key in _TEXT_FIELDS:
         value = item.get(key)
         record[key] = _text(value) if isinstance(value, str) else None

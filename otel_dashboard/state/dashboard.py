@@ -46,7 +46,7 @@ from otel_dashboard.state.history import HistoryReads
 from otel_dashboard.state.rebuild import rebuild_from_store
 from otel_dashboard.state.runs import DEFAULT_MAX_OPEN_RUNS, ENDED, OpenRuns
 from otel_dashboard.state.singleton import get_dashboard, reset_dashboard
-from otel_dashboard.state.traces import TraceStore
+from otel_dashboard.state.traces import DEFAULT_MAX_TRACE_BYTES, TraceStore
 from otel_dashboard.store.base import EventStore, MemoryEventStore
 
 __all__ = [
@@ -141,6 +141,10 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         stall_threshold_seconds: a running agent older than this counts as stalled.
         max_traces: traces kept for the trace view (:attr:`traces`); the least recently updated go
             first.
+        max_trace_bytes: the trace view's memory budget: the estimated bytes of all kept span
+            records (see :class:`~otel_dashboard.state.traces.TraceStore`, ``max_bytes``); the least
+            recently updated traces go first, and a single larger trace keeps its first spans;
+            256 MiB by default.
         max_open_runs: open runs whose live progress is kept (:meth:`update_runs`); the least
             recently updated are evicted (and counted).
         max_string_bytes: every string of an accepted event's data (and of an open run) is cut to
@@ -173,6 +177,7 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         quality_thresholds: QualityThresholds | None = None,
         stall_threshold_seconds: float = _DEFAULT_STALL_THRESHOLD_SECONDS,
         max_traces: int = 1000,
+        max_trace_bytes: int = DEFAULT_MAX_TRACE_BYTES,
         max_open_runs: int = DEFAULT_MAX_OPEN_RUNS,
         max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
@@ -198,7 +203,11 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         self.stall_threshold_seconds = float(stall_threshold_seconds)
         self.quality_thresholds = quality_thresholds or QualityThresholds()
         self._store: EventStore = store if store is not None else MemoryEventStore(max_history)
-        self.traces = TraceStore(max_traces=max_traces)  # spans by trace, for GET /api/traces/{id}
+        # Spans by trace, for GET /api/traces/{id}.
+        self.traces = TraceStore(
+            max_traces=_positive_int("max_traces", max_traces),
+            max_bytes=_positive_int("max_trace_bytes", max_trace_bytes),
+        )
         self._lock = threading.RLock()
         self._subscribers: tuple[Subscriber, ...] = ()
         self._runs = OpenRuns(max_open_runs=_positive_int("max_open_runs", max_open_runs))

@@ -8,10 +8,16 @@ itself: the selected attributes only, each value capped. Records come in two for
 * JSON records (dicts) from spans received over OTLP or shipped by remote processors (always
   finished), and from run events that arrive through ``/api/events`` without their spans.
 
-:class:`TraceStore` is bounded twice: at most ``max_traces`` traces, the least recently updated
-evicted first, and at most ``max_spans_per_trace`` spans per trace (more are dropped, counted and the
-trace is marked ``truncated``). It reads no spans and imports neither the OpenTelemetry SDK nor
-aiohttp.
+:class:`TraceStore` is bounded three times: at most ``max_traces`` traces, the least recently
+updated evicted first; at most ``max_spans_per_trace`` spans per trace (10,000 by default: more are
+dropped, counted and the trace is marked ``truncated``); and at most ``max_bytes`` of records, by an
+estimate (:func:`record_bytes`) made once per record (a compact record carries it): while over it, the
+least recently updated traces are evicted (``evicted_traces_for_bytes``), and a single trace that
+alone would exceed it keeps its first spans and drops (counts) the rest, marked ``truncated``. It
+reads no spans and imports neither the OpenTelemetry SDK nor aiohttp.
+
+A little over ~400 lines for a reason: the three bounds, the two record forms and the paged read
+share one lock and one set of counters.
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from otel_dashboard.model.span_records import END_NS, SPAN_ID, TRACE_ID, SpanRecord, expand_span_record
+from otel_dashboard.model.record_size import json_record_bytes
+from otel_dashboard.model.span_records import END_NS, SIZE, SPAN_ID, TRACE_ID, SpanRecord, expand_span_record
 
-__all__ = ["TraceStore"]
+__all__ = ["DEFAULT_MAX_TRACE_BYTES", "TraceStore", "record_bytes"]
 
 _DEFAULT_MAX_TRACES = 1000
-_DEFAULT_MAX_SPANS_PER_TRACE = 1000
+_DEFAULT_MAX_SPANS_PER_TRACE = 10_000
+DEFAULT_MAX_TRACE_BYTES = 256 * 1024 * 1024
+"""The trace store's default memory budget (``max_bytes``): 256 MiB of span records, by estimate."""
+_START_NS = 4  # position of the start time in a compact record
+_PARENT_ID = 2  # position of the parent span id in a compact record
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -49,9 +60,13 @@ class TraceStore:
             updated least recently.
         max_spans_per_trace: spans kept per trace; further new spans of a full trace are dropped and
             counted (updates of kept spans still apply).
+        max_bytes: the memory budget: estimated bytes of all kept records (see :func:`record_bytes`).
+            While over it, the least recently updated other traces are evicted; a new span that
+            would take its trace alone over it is dropped and counted like one over
+            ``max_spans_per_trace``.
 
     Raises:
-        ValueError: a bound that is not a positive integer.
+        ValueError: a bound that is not a positive integer (the message names it).
     """
 
     def __init__(
@@ -59,12 +74,20 @@ class TraceStore:
         *,
         max_traces: int = _DEFAULT_MAX_TRACES,
         max_spans_per_trace: int = _DEFAULT_MAX_SPANS_PER_TRACE,
+        max_bytes: int = DEFAULT_MAX_TRACE_BYTES,
     ) -> None:
-        for name, value in (("max_traces", max_traces), ("max_spans_per_trace", max_spans_per_trace)):
+        for name, value in (
+            ("max_traces", max_traces), ("max_spans_per_trace", max_spans_per_trace), ("max_bytes", max_bytes)
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self._max_traces = max_traces
         self._max_spans = max_spans_per_trace
+        self._max_bytes = max_bytes
+        # Estimated bytes per trace (record_bytes of its records) and in all.
+        self._trace_bytes: dict[int, int] = {}
+        self._bytes = 0
+        self._evicted_for_bytes = 0
         self._lock = threading.Lock()
         # Keyed by the integer ids: the in-process hot path then formats no hex at all.
         self._traces: OrderedDict[int, _Spans] = OrderedDict()
@@ -96,18 +119,21 @@ class TraceStore:
             spans = self._trace_for(trace_id)
             existing = _get(spans, span_id)
             if existing is None:
-                if _count(spans) >= self._max_spans:
-                    self._count_dropped(trace_id)
-                    return False
                 stored = dict(record)
                 stored["trace_id"], stored["span_id"] = format(trace_id, "032x"), format(span_id, "016x")
                 stored["attributes"] = dict(record.get("attributes") or {})
+                size = record_bytes(stored)
+                if _count(spans) >= self._max_spans or not self._fits(trace_id, size):
+                    self._count_dropped(trace_id)
+                    return False
                 self._put(trace_id, spans, span_id, stored)
+                self._account(trace_id, size)
                 return True
             if isinstance(existing, tuple):
                 return False  # the in-process record is the truth about its span
             if existing.get("end_time") is not None and not finished:
                 return False
+            before = record_bytes(existing)
             for key, value in record.items():
                 if key in ("trace_id", "span_id") or value is None:
                     continue
@@ -116,6 +142,7 @@ class TraceStore:
                         existing["attributes"] = {**existing["attributes"], **value}
                 else:
                     existing[key] = value
+            self._account(trace_id, record_bytes(existing) - before)
             return True
 
     def add_span_records(self, records: Iterable[SpanRecord], *, after_start: bool = False) -> int:
@@ -136,29 +163,46 @@ class TraceStore:
         """
         kept = 0
         traces = self._traces
+        trace_bytes = self._trace_bytes
         max_spans = self._max_spans
+        max_bytes = self._max_bytes
         with self._lock:
             for record in records:
                 trace_id = record[TRACE_ID]
                 span_id = record[SPAN_ID]
                 spans = traces.get(trace_id)
+                size = record[SIZE]  # the estimate the record carries
                 if spans is None:
                     # A new trace, the common case in process (a span's records come together).
+                    if size > max_bytes:
+                        # Not kept, so no trace to mark: counted in the store's total only (a
+                        # per-trace count for a trace never kept would never be freed).
+                        if not (after_start and record[END_NS] is not None):
+                            self._dropped_spans += 1
+                        continue
                     traces[trace_id] = (span_id, record)
                     if len(traces) > self._max_traces:
                         self._evict()
+                    # _account, inlined for the common case.
+                    trace_bytes[trace_id] = size
+                    self._bytes += size
+                    if self._bytes > max_bytes:
+                        self._account(trace_id, 0)
                     kept += 1
                     continue
                 traces.move_to_end(trace_id)
                 existing = _get(spans, span_id)
                 if existing is None:
-                    if _count(spans) >= max_spans:
+                    if _count(spans) >= max_spans or trace_bytes.get(trace_id, 0) + size > max_bytes:
                         if not (after_start and record[END_NS] is not None):
                             self._count_dropped(trace_id)
                         continue
                 elif record[END_NS] is None and _finished(existing):
                     continue  # a late start
+                else:
+                    size -= record_bytes(existing)  # a record replaced: its estimate goes
                 self._put(trace_id, spans, span_id, record)
+                self._account(trace_id, size)
                 kept += 1
         return kept
 
@@ -177,8 +221,33 @@ class TraceStore:
         # Called with the lock held: the traces updated least recently, down to the bound.
         while len(self._traces) > self._max_traces:
             evicted, _ = self._traces.popitem(last=False)
-            self._trace_dropped.pop(evicted, None)
+            if self._trace_dropped:
+                self._trace_dropped.pop(evicted, None)
+            self._bytes -= self._trace_bytes.pop(evicted, 0)  # _forget, inlined: once per new trace
             self._evicted_traces += 1
+
+    def _forget(self, trace_id: int) -> None:
+        # Called with the lock held: the bookkeeping of a trace just removed from _traces.
+        self._trace_dropped.pop(trace_id, None)
+        self._bytes -= self._trace_bytes.pop(trace_id, 0)
+
+    def _fits(self, trace_id: int, size: int) -> bool:
+        # Called with the lock held: whether a new record of `size` bytes keeps its trace alone
+        # within the budget (other traces are evicted for it in _account).
+        return self._trace_bytes.get(trace_id, 0) + size <= self._max_bytes
+
+    def _account(self, trace_id: int, delta: int) -> None:
+        # Called with the lock held, after a record of `trace_id` was stored or replaced: its bytes
+        # counted, and while over the budget the least recently updated other traces evicted (the
+        # one just updated is the most recent: it is never the first in line).
+        self._trace_bytes[trace_id] = self._trace_bytes.get(trace_id, 0) + delta
+        self._bytes += delta
+        traces = self._traces
+        while self._bytes > self._max_bytes and len(traces) > 1:
+            evicted, _ = traces.popitem(last=False)
+            self._forget(evicted)
+            self._evicted_traces += 1
+            self._evicted_for_bytes += 1
 
     def _put(self, trace_id: int, spans: _Spans, span_id: int, record: dict[str, Any] | SpanRecord) -> None:
         # Called with the lock held: adds or replaces the span's record in the trace ``spans``.
@@ -206,15 +275,22 @@ class TraceStore:
         for record in records:
             self.add_span(record)
 
-    def get_trace(self, trace_id: str) -> dict[str, Any] | None:
-        """One trace for the drill-down view, or ``None`` when it is not (or no longer) kept.
+    def get_trace(self, trace_id: str, *, offset: int = 0, limit: int | None = None) -> dict[str, Any] | None:
+        """One page of a trace's spans for the drill-down view, or ``None`` when the trace is not (or
+        no longer) kept.
+
+        Spans are ordered by start time, then span id (a span without a start time first); the page
+        is ``spans[offset:offset + limit]`` of that order (all of them from ``offset`` without a
+        ``limit``). Only the page's records are expanded to JSON.
 
         Returns:
-            ``{"trace_id", "spans", "span_count", "root_span_ids", "running", "truncated",
-            "dropped_spans"}``. ``spans`` are JSON records (copies) sorted by start time;
-            ``root_span_ids`` are the spans without a parent or whose parent is not in the trace (so
-            every span hangs somewhere in the tree); ``running`` is true while any span has not
-            ended; ``truncated`` when spans were dropped for the per-trace cap.
+            ``{"trace_id", "spans", "span_count", "offset", "limit", "next_offset", "root_span_ids",
+            "running", "truncated", "dropped_spans"}``. ``spans`` are the page's JSON records
+            (copies); ``span_count`` counts the trace's kept spans (all pages); ``next_offset`` is
+            the offset of the next page, ``None`` at the end; ``root_span_ids`` (of the whole trace)
+            are the spans without a parent or whose parent is not in the trace (so every span hangs
+            somewhere in the tree); ``running`` is true while any span has not ended;
+            ``truncated`` when spans were dropped for the per-trace cap or the memory budget.
         """
         if not isinstance(trace_id, str) or len(trace_id) != 32:
             return None
@@ -233,15 +309,22 @@ class TraceStore:
                 for item in (trace[1::2] if isinstance(trace, tuple) else trace.values())
             ]
             dropped = self._trace_dropped.get(number, 0)
-        spans = [expand_span_record(item) if isinstance(item, tuple) else item for item in kept]
-        spans.sort(key=lambda r: (r.get("start_time_unix_nano") or 0, r["span_id"]))
-        ids = {record["span_id"] for record in spans}
+        # Sorted and walked in their stored form: a 10,000-span trace expands only its page.
+        kept.sort(key=_order)
+        ids = {_span_int(item) for item in kept}
+        roots = [item for item in kept if _parent_int(item) not in ids]
+        page = kept[offset:] if limit is None else kept[offset:offset + limit]
+        spans = [expand_span_record(item) if isinstance(item, tuple) else item for item in page]
+        end = offset + len(page)
         return {
             "trace_id": key,
             "spans": spans,
-            "span_count": len(spans),
-            "root_span_ids": [r["span_id"] for r in spans if r.get("parent_span_id") not in ids],
-            "running": any(r.get("end_time") is None for r in spans),
+            "span_count": len(kept),
+            "offset": offset,
+            "limit": limit,
+            "next_offset": end if end < len(kept) else None,
+            "root_span_ids": [format(_span_int(item), "016x") for item in roots],
+            "running": any(not _finished(item) for item in kept),
             "truncated": dropped > 0,
             "dropped_spans": dropped,
         }
@@ -251,15 +334,48 @@ class TraceStore:
             return len(self._traces)
 
     def stats(self) -> dict[str, int]:
-        """Counters for ``/health`` and ``/metrics``: traces and spans kept, traces evicted, spans
-        dropped for the per-trace cap."""
+        """Counters for ``/health`` and ``/metrics``: traces and spans kept, traces evicted (for
+        either bound; ``evicted_traces_for_bytes`` for the memory budget), spans dropped for the
+        per-trace cap or the budget, and the kept records' estimated ``bytes`` against
+        ``max_bytes``."""
         with self._lock:
             return {
                 "traces": len(self._traces),
                 "spans": sum(_count(spans) for spans in self._traces.values()),
                 "evicted_traces": self._evicted_traces,
+                "evicted_traces_for_bytes": self._evicted_for_bytes,
                 "dropped_spans": self._dropped_spans,
+                "bytes": self._bytes,
+                "max_bytes": self._max_bytes,
             }
+
+
+def record_bytes(record: Mapping[str, Any] | SpanRecord) -> int:
+    """The estimated memory a stored span record holds (:mod:`otel_dashboard.model.record_size`): a
+    compact record carries it, a JSON record's is computed (once per store or merge)."""
+    if isinstance(record, tuple):
+        return int(record[SIZE])
+    return json_record_bytes(record)
+
+
+def _order(record: dict[str, Any] | SpanRecord) -> tuple[int, int]:
+    # The page order: start time, then span id (the hex ids have one width: their order is the ints').
+    if isinstance(record, tuple):
+        return record[_START_NS] or 0, record[SPAN_ID]
+    return record.get("start_time_unix_nano") or 0, int(record["span_id"], 16)
+
+
+def _span_int(record: dict[str, Any] | SpanRecord) -> int:
+    if isinstance(record, tuple):
+        return int(record[SPAN_ID])
+    return int(record["span_id"], 16)
+
+
+def _parent_int(record: dict[str, Any] | SpanRecord) -> int:
+    if isinstance(record, tuple):
+        return int(record[_PARENT_ID])
+    parent = record.get("parent_span_id")
+    return int(parent, 16) if isinstance(parent, str) else 0
 
 
 def _get(spans: _Spans, span_id: int) -> dict[str, Any] | SpanRecord | None:

@@ -1,5 +1,9 @@
 // The trace view: the span waterfall of the selected event's trace (GET api/traces/{trace_id})
 //
+// Pages: the server answers a trace in pages of spans (GET api/traces/{id}?offset=&limit=); a fetch
+// follows next_offset until the last page (or TRACE.maxSpans spans, the server's per-trace limit)
+// and draws once, with every page's spans and the last page's envelope (running, truncated, ...).
+//
 // Live updates: while the panel is open on a trace, the view refetches it (1) every
 // TRACE.pollMs while any span is still running, and (2) as soon as an event of the same trace
 // arrives over the WebSocket. Fetches are at least TRACE.minGapMs apart and never overlap; a request
@@ -17,6 +21,8 @@ export const TRACE = Object.freeze({
   pollMs: 1000, // refetch period while spans are running
   tickMs: 250, // running bars and timers
   maxIndent: 14, // indentation stops growing here (data-depth keeps the real depth)
+  pageLimit: 5000, // spans per page asked (the server's most)
+  maxSpans: 10000, // pages stop here (the server keeps no more per trace)
 });
 
 const TRACE_ID_RE = /^[0-9a-f]{32}$/;
@@ -38,6 +44,7 @@ export const traceView = {
   rows: new Map(), // span_id -> <li>
   selected: "", // span whose details are shown (defaults to the event's span)
   scrolledTo: false,
+  unfolded: new Set(), // "span_id/index" of the stack traces shown whole ("Show more")
   els: null, // the view's fixed elements
 };
 
@@ -112,14 +119,15 @@ export function renderTraceView(container, traceId, spanId) {
   detail.hidden = true;
   const detailTitle = el("h4", "trace-span-detail-title");
   const detailList = el("dl", "kv-list");
-  detail.append(detailTitle, detailList);
+  const detailExceptions = el("div", "trace-exceptions");
+  detail.append(detailTitle, detailExceptions, detailList);
 
   const body = el("div", "trace-body");
   body.hidden = true;
   body.append(summary, notice, scroll, detail);
   container.append(status, body);
   traceView.els = { container, status, statusText, retry, summary, notice, scroll, list, axisEnd, body,
-    detail, detailTitle, detailList };
+    detail, detailTitle, detailList, detailExceptions };
   setTraceStatus("loading", "Loading the trace…");
   scheduleTraceFetch(0);
 }
@@ -143,6 +151,7 @@ export function stopTraceView() {
   traceView.wantOnVisible = false;
   traceView.lastFetchAt = -Infinity;
   traceView.rows.clear();
+  traceView.unfolded.clear();
   traceView.els = null;
 }
 
@@ -183,21 +192,7 @@ async function fetchTrace() {
   traceView.lastFetchAt = performance.now();
   let outcome = null;
   try {
-    const response = await fetch(`api/traces/${traceView.traceId}`, {
-      headers: { Accept: "application/json" },
-      cache: "no-store",
-      signal: controller.signal,
-    });
-    if (response.status === 404) {
-      outcome = { state: "missing" };
-    } else if (!response.ok) {
-      outcome = { state: "error", error: `the server answered ${response.status}` };
-    } else {
-      const body = await response.json();
-      outcome = isObject(body) && Array.isArray(body.spans)
-        ? { state: "ok", data: body }
-        : { state: "error", error: "the server's answer is not a trace" };
-    }
+    outcome = await fetchTracePages(traceView.traceId, controller.signal);
   } catch {
     if (!controller.signal.aborted) outcome = { state: "error", error: "the server could not be reached" };
   }
@@ -209,6 +204,33 @@ async function fetchTrace() {
     scheduleTraceFetch(0);
   } else if (outcome && outcome.state === "ok" && traceView.data.running) {
     scheduleTraceFetch(TRACE.pollMs); // spans still running: poll (a failed fetch stops polling)
+  }
+}
+
+/** Every page of a trace (at most TRACE.maxSpans spans): the outcome for applyTraceOutcome. Throws
+ * when the server cannot be reached (or the fetch is aborted). */
+async function fetchTracePages(traceId, signal) {
+  const spans = [];
+  let offset = 0;
+  for (;;) {
+    const response = await fetch(`api/traces/${traceId}?offset=${offset}&limit=${TRACE.pageLimit}`, {
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+      signal,
+    });
+    if (response.status === 404) return { state: "missing" };
+    if (!response.ok) return { state: "error", error: `the server answered ${response.status}` };
+    const body = await response.json();
+    if (!isObject(body) || !Array.isArray(body.spans)) {
+      return { state: "error", error: "the server's answer is not a trace" };
+    }
+    for (const span of body.spans) spans.push(span);
+    const next = body.next_offset;
+    // A next_offset that does not move forward ends the pages too: never loop on a bad answer.
+    if (!Number.isInteger(next) || next <= offset || spans.length >= TRACE.maxSpans) {
+      return { state: "ok", data: { ...body, spans: spans.slice(0, TRACE.maxSpans) } };
+    }
+    offset = next;
   }
 }
 

@@ -288,7 +288,61 @@ export function onTraceKey(e) {
   if (next) selectTraceRow(next, true);
 }
 
-/** The selected span's fields and attributes, below the waterfall. */
+const STACK_FOLD_LINES = 20; // a longer stack trace shows its first lines and a "Show more" button
+
+/** The span's exception events (type, message, stack trace) into `box`, as text only. */
+function renderExceptions(box, s) {
+  box.replaceChildren();
+  const events = Array.isArray(s.events) ? s.events : [];
+  events.forEach((event, index) => {
+    if (!isObject(event) || event.name !== "exception") return;
+    const attrs = isObject(event.attributes) ? event.attributes : {};
+    const text = (key) => (typeof attrs[key] === "string" ? attrs[key] : "");
+    const section = el("section", "trace-exception");
+    const head = el("p", "trace-exception-head");
+    head.append(el("strong", "trace-exception-type", text("exception.type") || "exception"));
+    const message = text("exception.message");
+    if (message) head.append(": ", el("span", "trace-exception-message", message));
+    section.append(head);
+    const stack = text("exception.stacktrace");
+    if (stack) {
+      const lines = stack.replace(/\n$/, "").split("\n");
+      const key = `${s.span_id}/${index}`;
+      const pre = el("pre", "trace-exception-stack");
+      section.append(pre);
+      // Folded or whole, as the user left it: the details are redrawn on every refresh.
+      const show = () => {
+        const whole = lines.length <= STACK_FOLD_LINES || traceView.unfolded.has(key);
+        pre.textContent = whole ? lines.join("\n") : lines.slice(0, STACK_FOLD_LINES).join("\n");
+        pre.dataset.folded = String(!whole);
+      };
+      show();
+      if (lines.length > STACK_FOLD_LINES) {
+        const more = el("button", "link-button trace-exception-more");
+        more.type = "button";
+        const label = () => {
+          more.textContent = traceView.unfolded.has(key)
+            ? "Show less" : `Show more (${fmtInt(lines.length - STACK_FOLD_LINES)} more lines)`;
+          more.setAttribute("aria-expanded", String(traceView.unfolded.has(key)));
+        };
+        more.addEventListener("click", () => {
+          if (traceView.unfolded.has(key)) traceView.unfolded.delete(key);
+          else traceView.unfolded.add(key);
+          show();
+          label();
+        });
+        label();
+        section.append(more);
+      }
+    }
+    box.append(section);
+  });
+  const dropped = num(s.dropped_events);
+  if (dropped) box.append(el("p", "trace-exception-dropped", `${fmtInt(dropped)} more span events not kept.`));
+  box.hidden = !box.firstChild;
+}
+
+/** The selected span's exceptions, fields and attributes, below the waterfall. */
 function renderSpanDetail() {
   const els = traceView.els;
   const row = traceView.rows.get(traceView.selected);
@@ -299,6 +353,7 @@ function renderSpanDetail() {
   const s = row._span;
   els.detail.hidden = false;
   els.detailTitle.textContent = `${s._kind}: ${spanLabel(s)}`;
+  renderExceptions(els.detailExceptions, s);
   const list = els.detailList;
   list.replaceChildren();
   kvRow(list, "name", s.name ?? null);
