@@ -154,7 +154,7 @@ def test_importing_a_layer_loads_nothing_above_it(layer: str) -> None:
     modules = [m for m in _modules() if _layer_of(m) == layer]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         results = list(pool.map(lambda module: _loads([module]), modules))
-    for module, result in zip(modules, results):
+    for module, result in zip(modules, results, strict=True):
         assert result.returncode == 0, result.stderr
         loaded = __import__("json").loads(result.stdout)[module]
         bad = sorted(m for m in loaded if m.startswith(FORBIDDEN_LOADS[layer]))
