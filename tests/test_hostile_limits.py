@@ -167,7 +167,9 @@ def test_big_events_and_idle_clients_keep_memory_and_answers_bounded(tmp_path: P
             cursor = page["next_after_seq"]
             if not page["has_more"]:
                 break
-        assert len(events) == 20
+        # (The server's own health and metrics events, every 5 s, may be among them on a slow machine.)
+        kept = [e["data"]["source"] for e in events if e["event_type"] == "error_occurred"]
+        assert kept == [f"s{i}" for i in range(20)]  # each once, in order
         clients = [stalled_ws_client(server) for _ in range(5)]
         try:
             time.sleep(1.0)  # the snapshots are built and written (as far as the idle peers allow)
