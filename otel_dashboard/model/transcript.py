@@ -1,5 +1,9 @@
 """One span's chat transcript and tool input/output, whatever vocabulary the span speaks.
 
+(Over 400 lines on purpose: the four readers (GenAI messages, GenAI message events, OpenInference,
+OpenLLMetry) must produce the same message shape under the same bounds; kept side by side, a change
+to the shape or a cap is made once and seen in all four.)
+
 :func:`transcript_of` turns the attributes and span events of ONE model-call span into a
 :data:`Transcript`, a JSON-ready dict modelled on the GenAI semantic conventions' message schema
 (``gen_ai.input.messages`` / ``gen_ai.output.messages`` / ``gen_ai.system_instructions``)::
