@@ -210,24 +210,51 @@ async def api_events(request: web.Request) -> web.Response:
     (``has_more``, ``stopped_by``) and gives the cursor to continue from. A store that cannot be
     read is a 503, never an empty page.
     """
-    broadcaster = request.app[BROADCASTER_KEY]
-    state, options = broadcaster.state, broadcaster.options
+    state = request.app[BROADCASTER_KEY].state
     try:
         query, limit = parse_events_query(request.query)
     except BadParameter as exc:
         return json_error(400, str(exc), parameter=exc.parameter)
     last_seq = state.last_seq
-    # Events accepted while the read below waits for the store are left out: the answer holds
-    # nothing newer than its last_seq.
+    # The envelope's last_seq is this one: the clamp is made here (read_history's is then a no-op).
+    query.until_seq = last_seq if query.until_seq is None else min(query.until_seq, last_seq)
+    page = await read_history(request, query, limit, "GET /api/events")
+    if isinstance(page, web.Response):
+        return page
+    return web.Response(body=_events_body(page, query, last_seq), content_type="application/json")
+
+
+async def read_history(
+    request: web.Request, query: EventQuery, limit: int, route: str
+) -> SearchPage | web.Response:
+    """One bounded page of the history for a read API handler, or the 503 answer to send instead.
+
+    Events accepted while the read waits for the store are left out: ``query.until_seq`` is
+    clamped to the state's ``last_seq`` at the call. The read walks at most ``max_scanned_rows``
+    stored events and reads at most ``max_response_bytes`` (less the envelope), off the event loop.
+    A store that cannot be read is logged (``route`` names the handler) and answered 503.
+    """
+    broadcaster = request.app[BROADCASTER_KEY]
+    state, options = broadcaster.state, broadcaster.options
+    last_seq = state.last_seq
     query.until_seq = last_seq if query.until_seq is None else min(query.until_seq, last_seq)
     try:
-        page = await state.store.search_async(
+        return await state.store.search_async(
             query, limit, max_scanned_rows=options.max_scanned_rows,
             max_bytes=max(1, options.max_response_bytes - _ENVELOPE_BYTES))
     except StoreError as exc:
-        logger.warning("GET /api/events: %s", exc)
+        logger.warning("%s: %s", route, exc)
         return json_error(503, "the event history cannot be read now; try again (the server log says why)")
-    return web.Response(body=_events_body(page, query, last_seq), content_type="application/json")
+
+
+def older_page_cursor(page: SearchPage) -> dict[str, Any]:
+    """Where a newest-first history answer goes on: ``has_more``, ``next_before_seq`` (None when
+    complete) and ``stopped_by`` (what ended the page: ``limit``, a response or scan bound)."""
+    return {
+        "has_more": not page.complete,
+        "next_before_seq": None if page.complete else page.resume_seq + 1,
+        "stopped_by": _STOPPED_BY.get(page.stopped_by or ""),
+    }
 
 
 async def api_runs(request: web.Request) -> web.Response:

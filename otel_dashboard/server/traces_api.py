@@ -11,7 +11,6 @@ when the store cannot be read. The query-parameter helpers and the JSON plumbing
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -20,9 +19,7 @@ from otel_dashboard.model.events import DashboardEvent, EventType
 from otel_dashboard.server.broadcast import BROADCASTER_KEY
 from otel_dashboard.server.http_api import (
     _API_RUNS_LIMIT,
-    _ENVELOPE_BYTES,
     _HEX_DIGITS,
-    _STOPPED_BY,
     BadParameter,
     _bounded_values,
     _check_params,
@@ -30,13 +27,14 @@ from otel_dashboard.server.http_api import (
     _multi,
     json_error,
     json_response,
+    older_page_cursor,
+    read_history,
     short_repr,
 )
-from otel_dashboard.store.base import EventQuery, StoreError
+from otel_dashboard.store.base import EventQuery
 
 __all__ = ["api_conversation", "api_traces", "parse_traces_query"]
 
-logger = logging.getLogger(__name__)
 
 _API_TRACES_PARAMS = frozenset({"service", "agent", "status", "conversation_id", "trace_id", "limit",
                                 "before_seq"})
@@ -97,27 +95,15 @@ async def api_traces(request: web.Request) -> web.Response:
     request; ``has_more``, ``stopped_by`` and ``next_before_seq`` say where to continue. Bad
     parameters get 400 naming them; a store that cannot be read is a 503.
     """
-    broadcaster = request.app[BROADCASTER_KEY]
-    state, options = broadcaster.state, broadcaster.options
     try:
         query, limit = parse_traces_query(request.query)
     except BadParameter as exc:
         return json_error(400, str(exc), parameter=exc.parameter)
-    last_seq = state.last_seq
-    query.until_seq = last_seq if query.until_seq is None else min(query.until_seq, last_seq)
-    try:
-        page = await state.store.search_async(
-            query, limit, max_scanned_rows=options.max_scanned_rows,
-            max_bytes=max(1, options.max_response_bytes - _ENVELOPE_BYTES))
-    except StoreError as exc:
-        logger.warning("GET /api/traces: %s", exc)
-        return json_error(503, "the event history cannot be read now; try again (the server log says why)")
-    return json_response({
-        "traces": [_trace_row(e) for e in reversed(page.events)],
-        "has_more": not page.complete,
-        "next_before_seq": None if page.complete else page.resume_seq + 1,
-        "stopped_by": _STOPPED_BY.get(page.stopped_by or ""),
-    })
+    page = await read_history(request, query, limit, "GET /api/traces")
+    if isinstance(page, web.Response):
+        return page
+    rows = [_trace_row(e) for e in reversed(page.events)]
+    return json_response({"traces": rows, **older_page_cursor(page)})
 
 
 def _tokens_of(data: dict[str, Any]) -> dict[str, int]:
@@ -131,27 +117,13 @@ def _tokens_of(data: dict[str, Any]) -> dict[str, int]:
 
 
 def _trace_row(event: DashboardEvent) -> dict[str, Any]:
-    """One row of ``/api/traces``: a root run's completion."""
-    data = event.data
-    failed = data.get("success") is False
-    return {
-        "trace_id": event.trace_id,
-        "root_run_id": data.get("run_id"),
-        "root": data.get("agent_name"),
-        "agent": data.get("agent_name"),
-        "agent_id": data.get("agent_id"),
-        "service": data.get("service_name"),
-        "started_at": data.get("started_at"),
-        "ended_at": event.timestamp,
-        "duration_ms": data.get("duration_ms"),
-        "status": "error" if failed else "ok",
-        "error_type": data.get("error_type") if failed else None,
-        "tokens": _tokens_of(data),
-        "cost_usd": data.get("cost_usd"),
-        "cost_status": data.get("cost_status"),
-        "conversation_id": data.get("conversation_id"),
-        "seq": event.seq,
-    }
+    """One row of ``/api/traces``: a root run's completion (its run row, named as a trace)."""
+    row = _completed_run_row(event)
+    run_id, agent = row.pop("run_id"), row["agent"]
+    row.pop("parent_run_id")  # a root run has none
+    return {"trace_id": row.pop("trace_id"), "root_run_id": run_id, "root": agent,
+            "agent_id": event.data.get("agent_id"), **row, "ended_at": event.timestamp,
+            "conversation_id": event.data.get("conversation_id")}
 
 
 async def api_conversation(request: web.Request) -> web.Response:
@@ -176,18 +148,12 @@ async def api_conversation(request: web.Request) -> web.Response:
                            _API_CONVERSATION_DEFAULT_LIMIT) or 1
     except BadParameter as exc:
         return json_error(400, str(exc), parameter=exc.parameter)
-    broadcaster = request.app[BROADCASTER_KEY]
-    state, options = broadcaster.state, broadcaster.options
-    last_seq = state.last_seq
+    state = request.app[BROADCASTER_KEY].state
     query = EventQuery(event_types=_COMPLETED, conversation_ids=(conversation_id,),
-                       until_seq=last_seq if before_seq is None else min(before_seq - 1, last_seq))
-    try:
-        page = await state.store.search_async(
-            query, limit, max_scanned_rows=options.max_scanned_rows,
-            max_bytes=max(1, options.max_response_bytes - _ENVELOPE_BYTES))
-    except StoreError as exc:
-        logger.warning("GET /api/conversations: %s", exc)
-        return json_error(503, "the event history cannot be read now; try again (the server log says why)")
+                       until_seq=None if before_seq is None else before_seq - 1)
+    page = await read_history(request, query, limit, "GET /api/conversations")
+    if isinstance(page, web.Response):
+        return page
     runs = [_completed_run_row(e) for e in page.events]
     if before_seq is None:
         done = {r["run_id"] for r in runs}
@@ -197,9 +163,7 @@ async def api_conversation(request: web.Request) -> web.Response:
     return json_response({
         "conversation_id": conversation_id,
         "runs": runs,
-        "has_more": not page.complete,
-        "next_before_seq": None if page.complete else page.resume_seq + 1,
-        "stopped_by": _STOPPED_BY.get(page.stopped_by or ""),
+        **older_page_cursor(page),
     })
 
 
