@@ -74,6 +74,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/bench_memory.py --json $(BENCH_JSON)/memory.json
 	$(PY) benchmarks/bench_startup.py --json $(BENCH_JSON)/startup.json
 	$(PY) benchmarks/bench_history.py --json $(BENCH_JSON)/history.json
+	$(PY) benchmarks/bench_trace_render.py --json $(BENCH_JSON)/trace_render.json
 
 screenshot: $(STAMP) system-deps
 	$(PY) scripts/screenshot.py

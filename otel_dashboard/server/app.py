@@ -49,7 +49,7 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard.server import http_api, pages, receiver, security, traces_api
+from otel_dashboard.server import graph_api, http_api, pages, receiver, security, span_api, traces_api
 from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster
 from otel_dashboard.server.broker import BROKER_KEY, RedisBroker
 from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
@@ -165,6 +165,8 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     app.router.add_post("/v1/traces", receiver.otlp_traces)
     app.router.add_get("/api/traces", traces_api.api_traces)  # the list; a trace's spans below
     app.router.add_get("/api/traces/{trace_id}", http_api.api_trace)
+    app.router.add_get("/api/traces/{trace_id}/spans/{span_id}", span_api.api_span)
+    app.router.add_get("/api/graph", graph_api.api_graph)
     app.router.add_get("/api/conversations/{conversation_id}", traces_api.api_conversation)
     app.router.add_get("/api/runs", http_api.api_runs)
     app.router.add_get("/api/agents", http_api.api_agents)

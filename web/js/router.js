@@ -1,16 +1,22 @@
 // Deep links: the URL's hash names the open view, so a reload or a shared URL reopens it:
 //   #run=<run_id>   the run view            #agent=<name>[&service=<name>]   the agent view
-//   #trace=<id>     the trace waterfall     #event=<seq>                     the event view
+//   #event=<seq>    the event view          (these three open in the aside, over the live page)
+//   #trace=<id>[&span=<span_id>]   the trace page      #traces=1   the traces list
+//   #conversation=<id>             a conversation      #graph=window | #graph=<trace_id>   the graph
 // Opening a view from the page pushes one history entry (later views replace it), so Back closes
 // the aside; closing the aside goes back to that entry's predecessor (or, for a view the page was
 // loaded with, clears the hash). Back and forward (hashchange, popstate) open what the URL names.
 
 import { $ } from "./util.js";
-import { closeDetail, openEventBySeq, openTracePanel } from "./detail.js";
+import { closeDetail, openEventBySeq } from "./detail.js";
 import { openRunView } from "./run-view.js";
 import { renderAgentView } from "./agent-view.js";
+import { showLive } from "./pages.js";
+import { openTracePage } from "./trace-page.js";
+import { openConversation, openTracesPage } from "./traces-page.js";
+import { openGraphPage } from "./graph-page.js";
 
-const KEYS = ["run", "agent", "service", "trace", "event"];
+const KEYS = ["run", "agent", "service", "trace", "span", "traces", "conversation", "graph", "event"];
 const MARK = "otelDashboardView"; // history.state of the entry the page pushed for a view
 
 let shown = ""; // the hash of the view the aside shows ("" when closed)
@@ -71,9 +77,17 @@ export function closeRoute() {
 
 function show(route) {
   shown = routeHash(route);
+  if (route.trace || route.traces || route.conversation || route.graph) {
+    closeDetail(false);
+    if (route.trace) openTracePage(route.trace, route.span || "");
+    else if (route.conversation) openConversation(route.conversation);
+    else if (route.traces) openTracesPage();
+    else openGraphPage(route.graph);
+    return;
+  }
+  showLive();
   if (route.run) openRunView(route.run);
   else if (route.agent) renderAgentView(route.agent, route.service || "");
-  else if (route.trace) openTracePanel(route.trace);
   else if (route.event) openEventBySeq(Number(route.event));
 }
 
@@ -84,9 +98,10 @@ function onUrl() {
   if (!hash) {
     shown = "";
     closeDetail(false);
+    showLive();
     return;
   }
-  if (hash === shown && !$("detail").hidden) return; // already on screen
+  if (hash === shown && (!$("detail").hidden || document.body.dataset.page !== "live")) return; // on screen
   show(route);
 }
 
