@@ -264,10 +264,9 @@ class AgentGraph:
         values (a value of the wrong type counts as missing)."""
         now = self._clock()
         ts = min(parse_epoch(timestamp) or now, now)
-        node_id, parent_id = self._remember(data)
-        if ts < self._window_start(now):
+        node_id, name, service, parent_id = self._remember(data)
+        if int(ts // self.bucket_seconds) < self._first_index(now):
             return  # a replay of old history: only the run's agent is remembered (for its sub-runs)
-        name, service = agent_key(data)
         if self._node(node_id, AGENT, name, service, ts, now) is not None and parent_id is not None:
             self._edge(parent_id, node_id, INVOKES, ts, now)
 
@@ -279,13 +278,12 @@ class AgentGraph:
         if ts is None:
             return
         ts = min(ts, now)
-        node_id, parent_id = self._remember(data)
+        node_id, name, service, parent_id = self._remember(data)
         first = self._first_index(now)
         index = int(ts // self.bucket_seconds)
         if index < first:
             return
         failed = 1 if data.get("success") is False else 0
-        name, service = agent_key(data)
         node = self._node(node_id, AGENT, name, service, ts, now)
         if node is None:
             return
@@ -319,10 +317,12 @@ class AgentGraph:
         if edge is not None:
             edge.add(index, calls, failures)
 
-    def _remember(self, data: dict[str, Any]) -> tuple[str, str | None]:
-        """The run's agent node id and its parent run's (when known); the run is remembered."""
+    def _remember(self, data: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
+        """The run's agent (node id, name, service) and its parent run's node id (when known); the
+        run is remembered."""
         name, service = agent_key(data)
-        node_id = agent_node_id(name[:_MAX_NAME_CHARS], service)
+        name = name[:_MAX_NAME_CHARS]
+        node_id = agent_node_id(name, service)
         parent_run = data.get("parent_run_id")
         parent = self._runs.get(parent_run) if isinstance(parent_run, str) else None
         run_id = data.get("run_id")
@@ -333,7 +333,7 @@ class AgentGraph:
             self._runs.move_to_end(run_id)
             if len(self._runs) > self.max_runs:
                 self._runs.popitem(last=False)
-        return node_id, parent_id
+        return node_id, name, service, parent_id
 
     def _node(self, node_id: str, node_type: str, name: str, service: str | None, ts: float,
               now: float) -> _Item | None:
@@ -380,9 +380,6 @@ class AgentGraph:
 
     def _first_index(self, now: float) -> int:
         return int(now // self.bucket_seconds) - self.window_seconds // self.bucket_seconds + 1
-
-    def _window_start(self, now: float) -> float:
-        return float(self._first_index(now) * self.bucket_seconds)
 
     # ------------------------------------------------------------------ reading
     def graph(self, open_runs: Iterable[dict[str, Any]],
