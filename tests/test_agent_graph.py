@@ -112,16 +112,16 @@ def test_running_runs_light_their_agents_edges_and_tools_with_the_current_step()
     state.publish(started(1, "Planner"))
     state.publish(started(2, "MarketResearcher", 1))
     state.publish(started(3, "MarketResearcher", 1))
-    state.update_runs([
-        {**run_data(2, "MarketResearcher", 1), "status": "running", "started_at": format_timestamp(),
-         "current_step": "calling tool web_search", "tools": {"fetch_page": {"calls": 2, "failures": 1}}},
+    state.update_runs([  # run 3 first: the most recently updated (run 2) is not the newest started
         {**run_data(3, "MarketResearcher", 1), "status": "running", "started_at": format_timestamp(),
          "current_step": "waiting on gpt-4o-mini", "tools": {}},
+        {**run_data(2, "MarketResearcher", 1), "status": "running", "started_at": format_timestamp(),
+         "current_step": "calling tool web_search", "tools": {"fetch_page": {"calls": 2, "failures": 1}}},
     ])
     nodes, edges = by_id(state.get_agent_graph())
     assert (nodes[PLANNER]["running"], nodes[PLANNER]["runs"], nodes[PLANNER]["current_step"]) == (1, 0, None)
     assert nodes[RESEARCHER]["running"] == 2
-    assert nodes[RESEARCHER]["current_step"] == "waiting on gpt-4o-mini"  # the most recently updated run's
+    assert nodes[RESEARCHER]["current_step"] == "calling tool web_search"  # the most recently updated run's
     assert edges[(PLANNER, RESEARCHER, "invokes")] == {
         "source": PLANNER, "target": RESEARCHER, "kind": "invokes", "count": 0, "failures": 0, "running": 2}
     assert (nodes[SEARCH]["running"], edges[(RESEARCHER, SEARCH, "calls_tool")]["running"]) == (1, 1)

@@ -416,6 +416,10 @@ class AgentGraph:
             if edge is not None:
                 edge["count"], edge["failures"] = item.sums(first)
         live = {run["run_id"]: run for run in progress if isinstance(run.get("run_id"), str)}
+        # In the order of their updates (the runs without progress first): the last step an agent's
+        # runs give is its most recently updated run's.
+        updated = {run_id: i for i, run_id in enumerate(live)}
+        open_runs.sort(key=lambda run: updated.get(run["run_id"], -1))
         for run in open_runs:
             self._add_running(builder, run, live.get(run["run_id"]), now)
         builder.truncated = builder.truncated or self._refused_at >= start
