@@ -196,6 +196,26 @@ export function searchTrace(tree, query) {
   return hits;
 }
 
+function attr(rec, key) {
+  return isObject(rec.attributes) ? rec.attributes[key] : undefined;
+}
+
+/** A model call's model: the server's `model`, else the response's or the request's attribute. */
+export function spanModel(rec) {
+  for (const value of [rec.model, attr(rec, "gen_ai.response.model"), attr(rec, "gen_ai.request.model")]) {
+    if (typeof value === "string" && value) return value;
+  }
+  return "";
+}
+
+/** A span's tokens: the server's `input_tokens`/`output_tokens`, else the GenAI usage attributes. */
+export function spanTokens(rec) {
+  return {
+    input: num(rec.input_tokens) ?? num(attr(rec, "gen_ai.usage.input_tokens")),
+    output: num(rec.output_tokens) ?? num(attr(rec, "gen_ai.usage.output_tokens")),
+  };
+}
+
 /** Sums over the model spans, for a header when the server sends no summary. */
 export function traceFigures(tree) {
   let input = null;
@@ -205,10 +225,10 @@ export function traceFigures(tree) {
   let tools = 0;
   for (const node of tree.order) {
     const rec = node.rec;
-    if (node.kind === "model") models += 1;
     if (node.kind === "tool") tools += 1;
-    const i = num(rec.input_tokens);
-    const o = num(rec.output_tokens);
+    if (node.kind === "model") models += 1;
+    if (node.kind !== "model") continue;
+    const { input: i, output: o } = spanTokens(rec);
     const c = num(rec.cost_usd);
     if (i !== null) input = (input ?? 0) + i;
     if (o !== null) output = (output ?? 0) + o;

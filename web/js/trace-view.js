@@ -27,6 +27,7 @@ export const TRACE = Object.freeze({
   tickMs: 250, // running bars and timers
   maxIndent: 14, // indentation stops growing here (data-depth keeps the real depth)
   pageLimit: 5000, // spans per page asked (the server's most)
+  firstPageLimit: 1000, // a first load's first page: small, so that the first rows come fast
   maxSpans: 10000, // pages stop here (the server keeps no more per trace)
   overscan: 8, // rows drawn above and below the visible ones
 });
@@ -543,7 +544,8 @@ async function fetchTracePages(traceId, signal, onPage) {
   let offset = 0;
   let first = null;
   for (;;) {
-    const response = await fetch(`api/traces/${traceId}?offset=${offset}&limit=${TRACE.pageLimit}`, {
+    const limit = onPage && !first ? TRACE.firstPageLimit : TRACE.pageLimit;
+    const response = await fetch(`api/traces/${traceId}?offset=${offset}&limit=${limit}`, {
       headers: { Accept: "application/json" },
       cache: "no-store",
       signal,

@@ -7,7 +7,7 @@
 
 import { el, fmtDurationMs, fmtInt, num, txt } from "./util.js";
 import { fmtCost } from "./runs.js";
-import { timeAxis } from "./trace-model.js";
+import { spanModel, spanTokens, timeAxis } from "./trace-model.js";
 import { TRACE } from "./trace-view.js";
 
 export const ROW_PX = 28; // the CSS reads it from --trace-row-h
@@ -25,8 +25,7 @@ const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumF
 
 /** A model call's figures: "1.2K → 340 tok · $0.0031" (what is known of it), "" for other spans. */
 export function modelFigures(rec) {
-  const input = num(rec.input_tokens);
-  const output = num(rec.output_tokens);
+  const { input, output } = spanTokens(rec);
   const parts = [];
   if (input !== null || output !== null) {
     parts.push(`${input === null ? "?" : compact.format(input)} → ${output === null ? "?" : compact.format(output)} tok`);
@@ -195,8 +194,9 @@ function bindRow(view, row, node, index) {
   p.label.style.paddingLeft = `${Math.min(node.depth, TRACE.maxIndent) * 0.9}rem`;
   p.kind.textContent = node.kind;
   p.name.textContent = node.label;
-  const model = node.kind === "model" && typeof rec.model === "string" ? txt(rec.model, 80) : "";
-  const sub = model || node.sub;
+  const model = node.kind === "model" ? txt(spanModel(rec), 80) : "";
+  // A model call's model follows its name, unless the name says it already ("chat gpt-4o").
+  const sub = model && !node.label.includes(model) ? model : node.sub;
   p.sub.textContent = sub;
   p.sub.hidden = !sub;
   const figures = node.kind === "model" ? modelFigures(rec) : "";
