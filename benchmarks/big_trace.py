@@ -66,13 +66,14 @@ def big_trace(spans: int, trace_id: str, *, workers: int = 20) -> tuple[list[dic
         worker = span(f"invoke_agent Worker{w}", "agent", root, agent(f"Worker{w}"), steps * 4 + 2)
         for s in range(steps):
             step = span(f"step {s}", "chain", worker, {}, 4)
-            span("chat gpt-4o", "model", step, {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
-                                                 "gen_ai.usage.input_tokens": 800 + s,
-                                                 "gen_ai.usage.output_tokens": 120}, 1)
+            span("chat gpt-4o", "model", step, {
+                "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 800 + s, "gen_ai.usage.output_tokens": 120}, 1)
             tool = span("execute_tool web_search", "tool", step,
                         {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "web_search"}, 2)
             if w == workers - 2 and s == steps - 1:
-                needle = span(NEEDLE_NAME, "other", tool, {"error.type": NEEDLE_ERROR}, 1, error="needle failed")
+                needle = span(NEEDLE_NAME, "other", tool, {"error.type": NEEDLE_ERROR}, 1,
+                              error="needle failed")
             else:
                 span("GET search-api", "other", tool, {}, 1)
     # Filler spans under the root up to the count; then the cut (preorder: parents come first).

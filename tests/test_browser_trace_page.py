@@ -1,10 +1,11 @@
 """The trace page (``#trace=<id>[&span=<span_id>]``) in a real headless Chromium against a real server.
 
 One server for the module, fed a generated 10,000-span agent trace (``benchmarks/big_trace.py``) as
-span records over ``POST /api/events``, and a small one with model calls over ``POST /v1/traces``. The big trace pins the issue's
-numbers: first rows drawn in under 1 s, fewer than 200 rows in the DOM, scrolling reaches the last
-span, the in-trace search finds a span deep in a collapsed subtree and steps through hits, a deep
-link selects and scrolls to its span, and Back returns to the live page.
+span records over ``POST /api/events``, and a small one with model calls over ``POST /v1/traces``.
+The big trace pins the issue's numbers: first rows drawn in under 1 s, fewer than 200 rows in the
+DOM, scrolling reaches the last span, the in-trace search finds a span deep in a collapsed subtree
+and steps through hits, a deep link selects and scrolls to its span, and Back returns to the live
+page. The small one: model calls with their tokens and latency, an error, the header, the keys.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from browser_support import ServerThread
 from playwright.sync_api import Page, expect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from big_trace import NEEDLE_ERROR, NEEDLE_NAME, big_trace, ingest_body, otlp_bodies  # noqa: E402
+from big_trace import NEEDLE_ERROR, NEEDLE_NAME, big_trace, ingest_body, otlp_bodies
 
 CONNECTED = "Connected - Live Updates"
 BIG = "7a1e0000000000000000000000010000"
@@ -98,6 +99,12 @@ def in_view(page: Page, span_id: str) -> bool:
     }""", span_id))
 
 
+def header_facts(page: Page) -> dict[str, str]:
+    return dict(page.eval_on_selector_all(
+        "#trace-page-facts .trace-page-fact",
+        "fs => fs.map(f => [f.dataset.fact, f.querySelector('dd').textContent])"))
+
+
 def dom_rows(page: Page) -> int:
     return int(page.evaluate("document.querySelectorAll('#trace-page-view .trace-row').length"))
 
@@ -121,8 +128,7 @@ def test_a_10000_span_trace_opens_fast_scrolls_searches_and_deep_links(page: Pag
 
     # The header: the root, its service, the status, the span count; the graph link.
     expect(page.locator("#trace-page-root")).to_have_text("Planner")
-    facts_text = dict(page.eval_on_selector_all(
-        "#trace-page-facts .trace-page-fact", "fs => fs.map(f => [f.dataset.fact, f.querySelector('dd').textContent])"))
+    facts_text = header_facts(page)
     assert facts_text["service"] == "big-trace"
     assert facts_text["status"] in ("ok", "unset", "error")
     assert facts_text["spans"] == "10,000 (1 failed)"
@@ -211,8 +217,7 @@ def test_model_calls_errors_header_and_keys_of_a_small_trace(page: Page, server)
     expect(failed).to_have_class(re.compile(r"\bis-error\b"))
     expect(failed.locator(".trace-error")).to_have_text("needle failed")
     # The header, over the whole trace.
-    facts_text = dict(page.eval_on_selector_all(
-        "#trace-page-facts .trace-page-fact", "fs => fs.map(f => [f.dataset.fact, f.querySelector('dd').textContent])"))
+    facts_text = header_facts(page)
     assert facts_text["service"] == "small-trace"
     assert facts_text["spans"] == "41 (1 failed)"
     assert facts_text["model calls"] == "8"

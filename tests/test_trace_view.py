@@ -438,7 +438,8 @@ def test_span_names_and_messages_are_never_html(page: Page, traced) -> None:
     names = page.eval_on_selector_all(f"{TRACE_ROW} .trace-name", "ns => ns.map(n => n.textContent)")
     assert sorted(names) == sorted(["Guard", XSS_IMG, XSS_SCRIPT])
     expect(page.locator(f"{TRACE_ROW}[data-status=error] .trace-error")).to_have_text(XSS_IMG)
-    expect(page.locator(f"{TRACE_ROW}[data-kind=other]")).to_have_attribute("title", re.compile("^" + re.escape(XSS_IMG)))
+    expect(page.locator(f"{TRACE_ROW}[data-kind=other]")).to_have_attribute(
+        "title", re.compile("^" + re.escape(XSS_IMG)))
     page.wait_for_timeout(100)  # an onerror would have fired by now
     assert page.evaluate("typeof window.__xss") == "undefined"
     counts = page.evaluate("""() => ({img: document.querySelectorAll('#trace-view img').length,

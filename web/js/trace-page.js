@@ -51,11 +51,10 @@ export function openTracePage(traceId, spanId = "") {
     onSearch: drawSearchCount,
   });
   page.view.open(id, span);
-  if (!page.view.traceId) {
-    // Not a trace id: the waterfall says so; nothing to search or show.
-    page.els.toolbar.hidden = true;
-    page.els.pane.hidden = true;
-  }
+  // The toolbar and the details come with the first spans (a bad id or an unknown trace: a message).
+  page.els.toolbar.hidden = true;
+  page.els.pane.hidden = true;
+  page.els.graph.hidden = !page.view.traceId;
 }
 
 /** Stops the page's fetches and timers (called when another page is shown). */
@@ -134,7 +133,7 @@ function skeleton(body, traceId) {
   pane.setAttribute("aria-label", "The selected span's details");
   split.append(waterfall, pane);
   body.append(header, toolbar, split);
-  const els = { header, root, facts, toolbar, search, prev, next, count, waterfall, pane };
+  const els = { header, root, graph, facts, toolbar, search, prev, next, count, waterfall, pane };
   drawSearchCount(null, els);
   return els;
 }
@@ -194,6 +193,8 @@ function fact(list, key, value, cls = "") {
 function drawHeader(view) {
   const els = page.els;
   if (!els || view !== page.view || !view.tree) return;
+  els.toolbar.hidden = false;
+  els.pane.hidden = false;
   const tree = view.tree;
   const data = view.data || {};
   const summary = isObject(data.summary) ? data.summary : {};

@@ -146,7 +146,10 @@ export class TraceView {
   focusSpan(spanId) {
     this.spanId = typeof spanId === "string" ? spanId.toLowerCase() : "";
     this.scrolledTo = false;
-    if (this.spanId) this.selected = this.spanId;
+    if (this.spanId) {
+      this.selected = this.spanId;
+      this.reveal(this.spanId); // a span in a folded subtree is shown
+    }
     this.render();
     this.schedule(0);
   }
