@@ -203,9 +203,10 @@ function drawHeader(view) {
   const figures = traceFigures(tree);
   const pick = (value, fallback) => (value === null || value === undefined ? fallback : value);
 
-  const rootName = txt(pick(summary.root_name, rootNode ? rootNode.label : ""), 160) || "Trace";
+  // The root's row label (its agent, its tool) when its span is in; the server's root name until then.
+  const rootName = txt(rootNode ? rootNode.label : (summary.root_name || ""), 160) || "Trace";
   els.root.textContent = rootName;
-  els.root.title = rootName;
+  els.root.title = txt(pick(summary.root_name, rootRec.name) || rootName, 300);
 
   let status = typeof summary.status === "string" ? summary.status : "";
   if (!status) status = data.running ? "running" : (rootRec.status === "error" || tree.errors ? "error" : (rootRec.status || "unset"));
@@ -228,7 +229,7 @@ function drawHeader(view) {
   fact(list, "spans", `${fmtInt(spanCount)}${errorCount ? ` (${fmtInt(errorCount)} failed)` : ""}`);
   if (models) fact(list, "model calls", fmtInt(models));
   if (tools) fact(list, "tool calls", fmtInt(tools));
-  if (input !== null || output !== null) {
+  if ((input ?? 0) + (output ?? 0) > 0) {
     fact(list, "tokens", `${input === null ? "?" : fmtInt(input)} in / ${output === null ? "?" : fmtInt(output)} out`);
   }
   if (cost) fact(list, "cost", `${cost}${summary.cost_status === "partial" ? " (some models unpriced)" : ""}`);
