@@ -239,3 +239,44 @@ def test_model_calls_errors_header_and_keys_of_a_small_trace(page: Page, server)
     page.keyboard.press("/")
     expect(page.locator("#trace-search")).to_be_focused()
     page.goto("about:blank")
+
+
+def _record(trace_id: str, span_id: str, parent: str | None, name: str, start_ms: int,
+            end_ms: int | None) -> dict[str, Any]:
+    base = 1_700_000_000_000
+    record: dict[str, Any] = {
+        "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent, "name": name, "kind": "agent",
+        "status": "unset", "service_name": "live-trace", "agent_name": name,
+        "start_time_unix_nano": (base + start_ms) * 1_000_000,
+        "start_time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime((base + start_ms) / 1000)),
+    }
+    if end_ms is not None:
+        record.update(end_time_unix_nano=(base + end_ms) * 1_000_000, duration_ms=float(end_ms - start_ms),
+                      end_time=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime((base + end_ms) / 1000)))
+    return record
+
+
+def test_a_running_trace_grows_on_the_page_keeping_the_selection(page: Page, server) -> None:
+    srv, _ = server
+    live = "7a1e0000000000000000000000000077"
+    root, child, late = "77000000000000a1", "77000000000000a2", "77000000000000a3"
+    spans = [_record(live, root, None, "Boss", 0, None), _record(live, child, root, "Helper", 10, 30)]
+    post(srv, "/api/events", json.dumps({"events": [], "spans": spans}).encode())
+    open_live(page, srv)
+    go(page, f"#trace={live}")
+    boss = page.locator(f"{ROW}[data-span-id='{root}']")
+    expect(boss).to_have_attribute("data-running", "true")
+    expect(boss.locator(".trace-dur")).to_have_text(re.compile(r"^running "))
+    assert header_facts(page)["status"] == "running"
+    page.locator(f"{ROW}[data-span-id='{child}']").click()
+    expect(page).to_have_url(re.compile(rf"#trace={live}&span={child}$"))
+
+    # A new span and the root's end arrive: the polling brings them; the selection stays.
+    spans = [_record(live, late, root, "Latecomer", 40, 50), _record(live, root, None, "Boss", 0, 60)]
+    post(srv, "/api/events", json.dumps({"events": [], "spans": spans}).encode())
+    expect(page.locator(f"{ROW}[data-span-id='{late}']")).to_have_count(1, timeout=3000)
+    expect(boss).to_have_attribute("data-running", "false", timeout=3000)
+    expect(boss.locator(".trace-dur")).to_have_text("60 ms")
+    expect(page.locator(f"{ROW}[data-span-id='{child}']")).to_have_attribute("aria-selected", "true")
+    expect(page.locator(f"{VIEW} .trace-summary")).to_have_text("3 spans")
+    page.goto("about:blank")
