@@ -96,9 +96,16 @@ def test_each_route_opens_its_view_on_load_and_on_reload(
     open_at(page, server, "#agent=WeatherAgent&service=tests")  # a hash change: no reload
     expect(view(page)).to_have_attribute("data-view", "agent")
 
-    open_at(page, server, f"#trace={TRACE}")
-    expect(view(page)).to_have_attribute("data-view", "trace")
-    expect(page.locator("#detail-view .trace-view")).to_have_attribute("data-trace-id", TRACE)
+    # The trace page (not the aside), on load and on reload, with its span.
+    open_at(page, server, f"#trace={TRACE}&span=00f067aa0ba902b7")
+    expect(view(page)).to_be_hidden()
+    expect(page.locator("#page-trace")).to_be_visible()
+    expect(page.locator("#trace-page-view")).to_have_attribute("data-trace-id", TRACE)
+    expect(page.locator("#trace-page-view")).to_have_attribute("data-state", "missing")  # not kept
+    page.reload()
+    expect(page.locator("#page-trace")).to_be_visible()
+    expect(page.locator("#trace-page-view")).to_have_attribute("data-trace-id", TRACE)
+    assert page.evaluate("location.hash") == f"#trace={TRACE}&span=00f067aa0ba902b7"
 
     # An event the page holds, then one only the server's history has (not in the 5-event snapshot).
     open_at(page, server, f"#event={recent.seq}")

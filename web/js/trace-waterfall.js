@@ -1,13 +1,19 @@
-// The trace view's drawing: the spans as a tree, one row per span with its bar on the trace's time
-// axis (running bars tick), keyboard selection of a row, and the selected span's details.
+// The trace view's drawing, virtualized: every row has the same height (ROW_PX), the list is as tall
+// as all the rows, and only the rows in view (plus TRACE.overscan above and below, plus the selected
+// one, which keeps the keyboard focus) are in the DOM, absolutely placed. Scrolling re-binds the row
+// elements to other spans (one redraw per animation frame), so a 10,000-span trace costs the DOM
+// what a 40-span one does. Each row: a fold toggle, a kind badge, the name, for a model call its
+// model, tokens and cost, a bar on the trace's time axis (running bars grow) and the duration.
 
-import { el, fmtDurationMs, fmtInt, intFormat, isObject, kvRow, num, parseTime, txt } from "./util.js";
-import { TRACE, traceView } from "./trace-view.js";
+import { el, fmtDurationMs, fmtInt, num, txt } from "./util.js";
+import { fmtCost } from "./runs.js";
+import { spanModel, spanTokens, timeAxis } from "./trace-model.js";
+import { TRACE } from "./trace-view.js";
 
-const SPAN_KINDS = ["agent", "model", "tool", "retrieval", "chain", "synthesis", "registration", "other"];
+export const ROW_PX = 28; // the CSS reads it from --trace-row-h
 
 /** Milliseconds with a precision that suits spans: "0.42 ms", "4.2 ms", "850 ms", "1.2 s". */
-function fmtSpanMs(value) {
+export function fmtSpanMs(value) {
   const ms = num(value);
   if (ms === null || ms < 0) return "?";
   if (ms < 1) return `${ms.toFixed(2)} ms`;
@@ -15,357 +21,252 @@ function fmtSpanMs(value) {
   return fmtDurationMs(ms);
 }
 
-/** A span time as epoch nanoseconds (a double: sub-microsecond precision is not needed here). */
-function spanNs(nanos, iso) {
-  const n = num(nanos);
-  if (n !== null && n > 0) return n;
-  const t = parseTime(iso);
-  return Number.isNaN(t) ? null : t * 1e6;
-}
+const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
 
-function spanLabel(s) {
-  const name = txt(s.name || "(unnamed span)", 160);
-  if (s._kind === "agent" || s._kind === "registration") return s.agent_name ? txt(s.agent_name, 160) : name;
-  if (s._kind === "tool") return s.tool_name ? txt(s.tool_name, 160) : name;
-  return name;
-}
-
-/** The rows in tree order: parents before children, siblings by start; orphans are roots. */
-function traceTree(rawSpans) {
-  const byId = new Map();
-  for (const raw of rawSpans) {
-    if (!isObject(raw) || typeof raw.span_id !== "string" || !raw.span_id || byId.has(raw.span_id)) continue;
-    const s = { ...raw };
-    s._kind = SPAN_KINDS.includes(s.kind) ? s.kind : "other";
-    s._start = spanNs(s.start_time_unix_nano, s.start_time);
-    s._running = s.end_time === null || s.end_time === undefined;
-    s._end = s._running ? null : spanNs(s.end_time_unix_nano, s.end_time);
-    byId.set(s.span_id, s);
+/** A model call's figures: "1.2K → 340 tok · $0.0031" (what is known of it), "" for other spans. */
+export function modelFigures(rec) {
+  const { input, output } = spanTokens(rec);
+  const parts = [];
+  if (input !== null || output !== null) {
+    parts.push(`${input === null ? "?" : compact.format(input)} → ${output === null ? "?" : compact.format(output)} tok`);
   }
-  const byStart = (a, b) => (a._start ?? 0) - (b._start ?? 0) || (a.span_id < b.span_id ? -1 : 1);
-  const children = new Map();
-  const roots = [];
-  for (const s of byId.values()) {
-    const parent = s.parent_span_id;
-    if (typeof parent === "string" && parent !== s.span_id && byId.has(parent)) {
-      if (!children.has(parent)) children.set(parent, []);
-      children.get(parent).push(s);
-    } else {
-      roots.push(s);
-    }
-  }
-  for (const list of children.values()) list.sort(byStart);
-  roots.sort(byStart);
-  const out = [];
-  const visited = new Set();
-  const walk = (root) => {
-    const stack = [[root, 0]];
-    while (stack.length) {
-      const [s, depth] = stack.pop();
-      if (visited.has(s.span_id)) continue;
-      visited.add(s.span_id);
-      s._depth = depth;
-      out.push(s);
-      const kids = children.get(s.span_id) || [];
-      for (let i = kids.length - 1; i >= 0; i -= 1) stack.push([kids[i], depth + 1]);
-    }
-  };
-  for (const root of roots) walk(root);
-  // Spans whose parent links form a loop reach no root: show them as roots too.
-  for (const s of Array.from(byId.values()).sort(byStart)) if (!visited.has(s.span_id)) walk(s);
-  return out;
+  const cost = fmtCost(rec.cost_usd);
+  if (cost) parts.push(cost);
+  return parts.join(" · ");
 }
 
-/** Draws (or updates) the rows from traceView.data, keeping row elements and focus. */
-export function renderTraceData() {
-  const els = traceView.els;
+/** The view's fixed elements: status line, summary, notice, and the scroll box with the tree. */
+export function makeSkeleton(view) {
+  const container = view.container;
+  const status = el("div", "trace-status");
+  status.setAttribute("role", "status");
+  const statusText = el("span", "trace-status-text");
+  const retry = el("button", "link-button trace-retry", "Retry");
+  retry.type = "button";
+  retry.hidden = true;
+  retry.addEventListener("click", () => view.retry());
+  status.append(statusText, retry);
+
+  const summary = el("p", "trace-summary");
+  const notice = el("p", "trace-notice");
+  notice.hidden = true;
+
+  const scroll = el("div", "trace-scroll");
+  scroll.style.setProperty("--trace-row-h", `${ROW_PX}px`);
+  const head = el("div", "trace-head");
+  head.setAttribute("aria-hidden", "true");
+  const axisEnd = el("span", "trace-axis-end");
+  head.append(el("span", "trace-head-name", "Span"), el("span", "trace-head-figs", "Tokens · cost"),
+    el("span", "trace-axis-start", "0"), axisEnd, el("span", "trace-head-dur", "Duration"));
+  const list = el("ol", "trace-rows");
+  list.setAttribute("role", "tree");
+  list.setAttribute("aria-label", "Spans of the trace");
+  list.addEventListener("click", (e) => {
+    const row = e.target.closest(".trace-row");
+    if (!row || !list.contains(row)) return;
+    if (e.target.closest(".trace-toggle")) view.toggle(row.dataset.spanId);
+    else view.activate(row.dataset.spanId);
+  });
+  list.addEventListener("keydown", (e) => view.onKey(e));
+  scroll.append(head, list);
+  let frame = 0;
+  scroll.addEventListener("scroll", () => {
+    if (frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      if (view.els && view.els.scroll === scroll) drawWindow(view);
+    });
+  }, { passive: true });
+
+  const body = el("div", "trace-body");
+  body.hidden = true;
+  body.append(summary, notice, scroll);
+  container.append(status, body);
+  return { container, status, statusText, retry, summary, notice, scroll, list, axisEnd, body, free: [] };
+}
+
+/** Puts the rows in view (and the selected one) in the DOM, re-binding row elements as needed. */
+export function drawWindow(view) {
+  const els = view.els;
   if (!els) return;
-  const data = traceView.state === "ok" ? traceView.data : null;
-  els.body.hidden = !data;
-  if (!data) {
-    traceView.spans = [];
-    els.list.replaceChildren();
-    traceView.rows.clear();
-    stopTraceTicking();
-    return;
-  }
-  const spans = traceTree(data.spans);
-  traceView.spans = spans;
-  const keep = new Set(spans.map((s) => s.span_id));
-  for (const [id, row] of traceView.rows) {
-    if (!keep.has(id)) {
-      row.remove();
-      traceView.rows.delete(id);
+  const { list, scroll } = els;
+  const rows = view.rows;
+  const height = `${rows.length * ROW_PX}px`;
+  if (list.style.height !== height) list.style.height = height;
+  const top = scroll.scrollTop - list.offsetTop;
+  // A box not laid out yet (hidden): draw a screenful anyway.
+  const viewHeight = scroll.clientHeight || 40 * ROW_PX;
+  const first = Math.max(0, Math.floor(top / ROW_PX) - TRACE.overscan);
+  const last = Math.min(rows.length - 1, Math.ceil((top + viewHeight) / ROW_PX) + TRACE.overscan);
+  const wanted = new Map();
+  for (let i = first; i <= last; i += 1) wanted.set(rows[i].id, i);
+  const selectedAt = view.rowIndex.get(view.selected);
+  if (selectedAt !== undefined) wanted.set(view.selected, selectedAt);
+
+  const free = els.free;
+  for (const [id, row] of view.pool) {
+    if (!wanted.has(id)) {
+      view.pool.delete(id);
+      free.push(row);
     }
   }
-  let cursor = els.list.firstElementChild;
-  for (const s of spans) {
-    let row = traceView.rows.get(s.span_id);
+  for (const [id, i] of wanted) {
+    let row = view.pool.get(id);
     if (!row) {
-      row = makeTraceRow();
-      traceView.rows.set(s.span_id, row);
+      row = free.pop() || makeRow();
+      view.pool.set(id, row);
+      row._node = null;
     }
-    updateTraceRow(row, s);
-    if (row !== cursor) els.list.insertBefore(row, cursor);
-    else cursor = cursor.nextElementSibling;
+    bindRow(view, row, rows[i], i);
+    if (row.parentNode !== list) list.appendChild(row);
   }
-
-  // Roving tabindex: one row in the tab order, the selected one (or the first).
-  if (!traceView.rows.has(traceView.selected)) traceView.selected = traceView.rows.has(traceView.spanId)
-    ? traceView.spanId : (spans[0] ? spans[0].span_id : "");
-  for (const [id, row] of traceView.rows) {
-    const on = id === traceView.selected;
-    row.tabIndex = on ? 0 : -1;
-    row.setAttribute("aria-selected", String(on));
-  }
-
-  const running = spans.filter((s) => s._running).length;
-  const errors = spans.filter((s) => s.status === "error").length;
-  const parts = [`${intFormat.format(spans.length)} span${spans.length === 1 ? "" : "s"}`];
-  if (running) parts.push(`${intFormat.format(running)} running`);
-  if (errors) parts.push(`${intFormat.format(errors)} error${errors === 1 ? "" : "s"}`);
-  els.summary.textContent = parts.join(" · ");
-  els.summary.dataset.running = String(running > 0);
-
-  els.notice.hidden = data.truncated !== true;
-  const dropped = num(data.dropped_spans);
-  els.notice.textContent = `This trace has more spans than the server keeps${dropped ? ` (${fmtInt(dropped)} dropped)` : ""}: `
-    + "the waterfall is incomplete.";
-
-  layoutTraceBars();
-  renderSpanDetail();
-  if (running) startTraceTicking();
-  else stopTraceTicking();
-
-  if (!traceView.scrolledTo) {
-    const row = traceView.rows.get(traceView.spanId);
-    if (row) {
-      traceView.scrolledTo = true;
-      const box = els.scroll;
-      const top = row.offsetTop - box.clientHeight / 2;
-      if (row.offsetTop + row.offsetHeight > box.clientHeight) box.scrollTop = Math.max(0, top);
-    }
-  }
+  // Rows not needed now leave the DOM (a few are kept for the next scroll).
+  for (const row of free) if (row.parentNode) row.remove();
+  if (free.length > 64) free.length = 64;
 }
 
-function makeTraceRow() {
+function makeRow() {
   const li = el("li", "trace-row");
   li.setAttribute("role", "treeitem");
   const label = el("div", "trace-label");
+  const toggle = el("span", "trace-toggle");
+  toggle.setAttribute("aria-hidden", "true");
   const kind = el("span", "trace-kind");
   const name = el("span", "trace-name");
   const sub = el("span", "trace-sub");
-  label.append(kind, name, sub);
+  const error = el("span", "trace-error");
+  const mark = el("span", "trace-detail-mark", "●");
+  mark.title = "has details: messages, tool input and output or exceptions";
+  label.append(toggle, kind, name, sub, error, mark);
+  const figs = el("span", "trace-figs");
   const track = el("div", "trace-track");
   const bar = el("span", "trace-bar");
   track.appendChild(bar);
   const dur = el("span", "trace-dur");
-  const msg = el("div", "trace-error");
-  li.append(label, track, dur, msg);
-  li._parts = { label, kind, name, sub, bar, dur, msg };
+  li.append(label, figs, track, dur);
+  li._parts = { label, toggle, kind, name, sub, error, mark, figs, bar, dur };
+  li._node = null;
   return li;
 }
 
-function updateTraceRow(row, s) {
+/** Fills a row for a span (its text only when the span or its state changed) and places it. */
+function bindRow(view, row, node, index) {
+  const top = `${index * ROW_PX}px`;
+  if (row.style.top !== top) row.style.top = top;
+  const selected = node.id === view.selected;
+  const hasKids = node.kids.length > 0;
+  const expanded = hasKids && !view.collapsed.has(node.id);
+  const hit = view.hitSet.has(node.id);
+  const currentHit = hit && view.hits[view.hit] === node.id;
+  const current = Boolean(view.spanId) && node.id === view.spanId && view.embedded;
+  const key = `${selected}|${expanded}|${hit}|${currentHit}|${current}`;
+  if (row._node === node && row._key === key) return;
+  const fresh = row._node !== node;
+  row._node = node;
+  row._key = key;
   const p = row._parts;
-  row._span = s;
-  const error = s.status === "error";
-  const current = s.span_id === traceView.spanId;
-  row.className = `trace-row kind-${s._kind}${error ? " is-error" : ""}${s._running ? " is-running" : ""}`
-    + `${current ? " is-event" : ""}`;
-  row.dataset.spanId = s.span_id;
-  row.dataset.depth = String(s._depth);
-  row.dataset.kind = s._kind;
-  row.dataset.status = ["ok", "error"].includes(s.status) ? s.status : "unset";
-  row.dataset.running = String(s._running);
-  const duration = num(s.duration_ms);
-  if (!s._running && duration !== null) row.dataset.durationMs = String(duration);
-  else delete row.dataset.durationMs;
-  row.setAttribute("aria-level", String(s._depth + 1));
+  const rec = node.rec;
+  row.className = `trace-row kind-${node.kind}${node.error ? " is-error" : ""}${node.running ? " is-running" : ""}`
+    + `${current ? " is-event" : ""}${hit ? " is-hit" : ""}${currentHit ? " is-hit-current" : ""}`;
+  row.tabIndex = selected ? 0 : -1;
+  row.setAttribute("aria-selected", String(selected));
+  if (hasKids) row.setAttribute("aria-expanded", String(expanded));
+  else row.removeAttribute("aria-expanded");
+  p.toggle.textContent = hasKids ? (expanded ? "▾" : "▸") : "";
+  p.toggle.title = hasKids ? `${expanded ? "Collapse" : "Expand"} (${fmtInt(node.size - 1)} spans below)` : "";
   if (current) row.setAttribute("aria-current", "true");
   else row.removeAttribute("aria-current");
+  if (!fresh) return;
 
-  p.label.style.paddingLeft = `${Math.min(s._depth, TRACE.maxIndent) * 0.9}rem`;
-  p.kind.textContent = s._kind;
-  const label = spanLabel(s);
-  p.name.textContent = label;
-  const name = txt(s.name || "", 160);
-  // The span's own name when it says more than the label (not just "invoke_agent <label>").
-  const extra = name && name !== label && !name.endsWith(` ${label}`) ? name : "";
-  p.sub.textContent = extra;
-  p.sub.hidden = !extra;
+  row.dataset.spanId = node.id;
+  row.dataset.depth = String(node.depth);
+  row.dataset.kind = node.kind;
+  row.dataset.status = ["ok", "error"].includes(rec.status) ? rec.status : "unset";
+  row.dataset.running = String(node.running);
+  const duration = num(rec.duration_ms);
+  if (!node.running && duration !== null) row.dataset.durationMs = String(duration);
+  else delete row.dataset.durationMs;
+  row.setAttribute("aria-level", String(node.depth + 1));
+  const siblings = node.parent ? node.parent.kids : view.tree.roots;
+  row.setAttribute("aria-setsize", String(siblings.length));
+  row.setAttribute("aria-posinset", String(node.pos));
 
-  const message = error ? txt(s.status_message || "failed", 300) : "";
-  p.msg.textContent = message;
-  p.msg.hidden = !message;
-  const title = [name || label];
-  if (s.service_name) title.push(`service: ${txt(s.service_name, 80)}`);
-  if (error) title.push(`error: ${message}`);
+  p.label.style.paddingLeft = `${Math.min(node.depth, TRACE.maxIndent) * 0.9}rem`;
+  p.kind.textContent = node.kind;
+  p.name.textContent = node.label;
+  const model = node.kind === "model" ? txt(spanModel(rec), 80) : "";
+  // A model call's model follows its name, unless the name says it already ("chat gpt-4o").
+  const sub = model && !node.label.includes(model) ? model : node.sub;
+  p.sub.textContent = sub;
+  p.sub.hidden = !sub;
+  const figures = node.kind === "model" ? modelFigures(rec) : "";
+  p.figs.textContent = figures;
+  const message = node.error ? txt(rec.status_message || "failed", 300) : "";
+  p.error.textContent = message;
+  p.error.hidden = !message;
+  p.mark.hidden = rec.has_detail !== true;
+  const title = [node.sub || node.label];
+  if (model) title.push(`model: ${model}`);
+  if (figures) title.push(figures);
+  if (rec.service_name) title.push(`service: ${txt(rec.service_name, 80)}`);
+  if (node.error) title.push(`error: ${message}`);
   row.title = title.join("\n");
+  row._label = `${node.kind} ${node.label}${model ? ` ${model}` : ""}${figures ? `, ${figures}` : ""}`;
+  placeBar(view, row, node);
 }
 
-/** Positions every bar on the trace's time axis (its extent grows with running spans) and ticks timers. */
-function layoutTraceBars() {
-  const els = traceView.els;
-  const spans = traceView.spans;
-  if (!els || !spans || !spans.length) return;
-  let t0 = Infinity;
-  let known = -Infinity;
-  for (const s of spans) {
-    if (s._start !== null) {
-      t0 = Math.min(t0, s._start);
-      known = Math.max(known, s._start);
-    }
-    if (s._end !== null) known = Math.max(known, s._end);
-  }
-  if (!Number.isFinite(t0)) t0 = 0;
-  // "Now" on the trace's clock: the browser's, but never before the newest time the trace reports.
-  const now = Math.max(Date.now() * 1e6, known);
-  let t1 = t0;
-  for (const s of spans) t1 = Math.max(t1, s._running ? now : (s._end ?? s._start ?? t0));
-  const extent = Math.max(t1 - t0, 1);
-  els.axisEnd.textContent = fmtSpanMs(extent / 1e6);
-  for (const s of spans) {
-    const row = traceView.rows.get(s.span_id);
-    if (!row) continue;
-    const { bar, dur } = row._parts;
-    const start = s._start ?? t0;
-    let end = s._running ? now : s._end;
-    const duration = num(s.duration_ms);
-    if (end === null) end = duration !== null ? start + duration * 1e6 : start;
-    const left = Math.min(100, Math.max(0, ((start - t0) / extent) * 100));
-    const width = Math.min(100 - left, Math.max(0, ((end - start) / extent) * 100));
-    bar.style.left = `${left.toFixed(3)}%`;
-    bar.style.width = `${width.toFixed(3)}%`;
-    const ms = s._running ? (now - start) / 1e6 : (duration ?? (end - start) / 1e6);
-    const text = s._running ? `running ${fmtSpanMs(ms)}` : fmtSpanMs(ms);
-    dur.textContent = text;
-    // The label does not tick (a focused row would be re-read): "running" without the time.
-    const label = `${s._kind} ${row._parts.name.textContent}, level ${s._depth + 1}, `
-      + `${s._running ? "running" : text}${s.status === "error" ? `, error: ${row._parts.msg.textContent}` : ""}`;
-    if (row.getAttribute("aria-label") !== label) row.setAttribute("aria-label", label);
-  }
+/** A row's bar and duration on the current time axis (and its accessible name). */
+function placeBar(view, row, node) {
+  const axis = view.axis;
+  if (!axis) return;
+  const { bar, dur } = row._parts;
+  const rec = node.rec;
+  const start = node.start ?? axis.t0;
+  let end = node.running ? axis.now : node.end;
+  const duration = num(rec.duration_ms);
+  if (end === null) end = duration !== null ? start + duration * 1e6 : start;
+  const left = Math.min(100, Math.max(0, ((start - axis.t0) / axis.extent) * 100));
+  const width = Math.min(100 - left, Math.max(0, ((end - start) / axis.extent) * 100));
+  bar.style.left = `${left.toFixed(3)}%`;
+  bar.style.width = `${width.toFixed(3)}%`;
+  const ms = node.running ? (axis.now - start) / 1e6 : (duration ?? (end - start) / 1e6);
+  const text = node.running ? `running ${fmtSpanMs(ms)}` : fmtSpanMs(ms);
+  if (dur.textContent !== text) dur.textContent = text;
+  // The label does not tick (a focused row would be re-read): "running" without the time.
+  const label = `${row._label}, level ${node.depth + 1}, ${node.running ? "running" : text}`
+    + `${node.error ? `, error: ${row._parts.error.textContent}` : ""}`;
+  if (row.getAttribute("aria-label") !== label) row.setAttribute("aria-label", label);
 }
 
-function startTraceTicking() {
-  if (traceView.tickTimer) return;
-  traceView.tickTimer = setInterval(() => {
-    if (!document.hidden) layoutTraceBars();
-  }, TRACE.tickMs);
-}
-
-function stopTraceTicking() {
-  clearInterval(traceView.tickTimer);
-  traceView.tickTimer = 0;
-}
-
-export function selectTraceRow(row, focus) {
-  const id = row.dataset.spanId;
-  if (!id) return;
-  traceView.selected = id;
-  for (const [key, r] of traceView.rows) {
-    const on = key === id;
-    r.tabIndex = on ? 0 : -1;
-    r.setAttribute("aria-selected", String(on));
-  }
-  renderSpanDetail();
-  if (focus) row.focus({ preventScroll: false });
-}
-
-export function onTraceKey(e) {
-  const row = e.target.closest(".trace-row");
-  if (!row) return;
-  const rows = Array.from(traceView.els.list.children);
-  const i = rows.indexOf(row);
-  let next = null;
-  if (e.key === "ArrowDown") next = rows[i + 1];
-  else if (e.key === "ArrowUp") next = rows[i - 1];
-  else if (e.key === "Home") next = rows[0];
-  else if (e.key === "End") next = rows[rows.length - 1];
-  else if (e.key === "Enter" || e.key === " ") next = row;
-  else return;
-  e.preventDefault();
-  if (next) selectTraceRow(next, true);
-}
-
-const STACK_FOLD_LINES = 20; // a longer stack trace shows its first lines and a "Show more" button
-
-/** The span's exception events (type, message, stack trace) into `box`, as text only. */
-function renderExceptions(box, s) {
-  box.replaceChildren();
-  const events = Array.isArray(s.events) ? s.events : [];
-  events.forEach((event, index) => {
-    if (!isObject(event) || event.name !== "exception") return;
-    const attrs = isObject(event.attributes) ? event.attributes : {};
-    const text = (key) => (typeof attrs[key] === "string" ? attrs[key] : "");
-    const section = el("section", "trace-exception");
-    const head = el("p", "trace-exception-head");
-    head.append(el("strong", "trace-exception-type", text("exception.type") || "exception"));
-    const message = text("exception.message");
-    if (message) head.append(": ", el("span", "trace-exception-message", message));
-    section.append(head);
-    const stack = text("exception.stacktrace");
-    if (stack) {
-      const lines = stack.replace(/\n$/, "").split("\n");
-      const key = `${s.span_id}/${index}`;
-      const pre = el("pre", "trace-exception-stack");
-      section.append(pre);
-      // Folded or whole, as the user left it: the details are redrawn on every refresh.
-      const show = () => {
-        const whole = lines.length <= STACK_FOLD_LINES || traceView.unfolded.has(key);
-        pre.textContent = whole ? lines.join("\n") : lines.slice(0, STACK_FOLD_LINES).join("\n");
-        pre.dataset.folded = String(!whole);
-      };
-      show();
-      if (lines.length > STACK_FOLD_LINES) {
-        const more = el("button", "link-button trace-exception-more");
-        more.type = "button";
-        const label = () => {
-          more.textContent = traceView.unfolded.has(key)
-            ? "Show less" : `Show more (${fmtInt(lines.length - STACK_FOLD_LINES)} more lines)`;
-          more.setAttribute("aria-expanded", String(traceView.unfolded.has(key)));
-        };
-        more.addEventListener("click", () => {
-          if (traceView.unfolded.has(key)) traceView.unfolded.delete(key);
-          else traceView.unfolded.add(key);
-          show();
-          label();
-        });
-        label();
-        section.append(more);
-      }
-    }
-    box.append(section);
-  });
-  const dropped = num(s.dropped_events);
-  if (dropped) box.append(el("p", "trace-exception-dropped", `${fmtInt(dropped)} more span events not kept.`));
-  box.hidden = !box.firstChild;
-}
-
-/** The selected span's exceptions, fields and attributes, below the waterfall. */
-function renderSpanDetail() {
-  const els = traceView.els;
-  const row = traceView.rows.get(traceView.selected);
-  if (!els || !row) {
-    if (els) els.detail.hidden = true;
+/** The time axis moved ("now" for running spans, or new data): every drawn row's bar follows. */
+export function tickBars(view, dataChanged) {
+  const els = view.els;
+  if (!els || !view.tree || !view.tree.order.length) {
+    view.axis = null;
     return;
   }
-  const s = row._span;
-  els.detail.hidden = false;
-  els.detailTitle.textContent = `${s._kind}: ${spanLabel(s)}`;
-  renderExceptions(els.detailExceptions, s);
-  const list = els.detailList;
-  list.replaceChildren();
-  kvRow(list, "name", s.name ?? null);
-  kvRow(list, "span_id", s.span_id, { mono: true });
-  kvRow(list, "parent_span_id", s.parent_span_id ?? null, { mono: true });
-  if (s.service_name) kvRow(list, "service", s.service_name);
-  kvRow(list, "start", s.start_time ?? null, { mono: true });
-  kvRow(list, "end", s._running ? "running" : (s.end_time ?? null), { mono: true });
-  if (!s._running) kvRow(list, "duration", fmtSpanMs(s.duration_ms));
-  kvRow(list, "status", typeof s.status === "string" ? s.status : null);
-  if (s.status_message) kvRow(list, "status_message", s.status_message);
-  if (isObject(s.attributes)) {
-    for (const key of Object.keys(s.attributes).slice(0, 50)) kvRow(list, key, s.attributes[key]);
+  view.axis = timeAxis(view.tree, Date.now() * 1e6);
+  els.axisEnd.textContent = fmtSpanMs(view.axis.extent / 1e6);
+  if (dataChanged) return; // drawWindow binds (and places) the rows next
+  for (const row of view.pool.values()) if (row._node) placeBar(view, row, row._node);
+}
+
+/** Scrolls the box so that row `index` is in view (in its middle when `center`). */
+export function scrollRowIntoView(view, index, center) {
+  const els = view.els;
+  if (!els || index === undefined) return;
+  const { scroll, list } = els;
+  const height = `${view.rows.length * ROW_PX}px`;
+  if (list.style.height !== height) list.style.height = height;
+  const head = list.offsetTop; // the sticky head covers the top of the box
+  const rowTop = head + index * ROW_PX;
+  const viewTop = scroll.scrollTop + head;
+  const viewBottom = scroll.scrollTop + scroll.clientHeight;
+  if (center && (rowTop < viewTop || rowTop + ROW_PX > viewBottom)) {
+    scroll.scrollTop = Math.max(0, rowTop - head - (scroll.clientHeight - head) / 2);
+  } else if (rowTop < viewTop) {
+    scroll.scrollTop = rowTop - head;
+  } else if (rowTop + ROW_PX > viewBottom) {
+    scroll.scrollTop = rowTop + ROW_PX - scroll.clientHeight;
   }
 }
