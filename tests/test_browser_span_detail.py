@@ -128,7 +128,7 @@ def pane_page(browser: Browser, server: ServerThread, console_m: Console) -> Ite
     page.evaluate("""() => {
       const pane = document.createElement("div");
       pane.id = "test-span-pane";
-      pane.style.cssText = "position:fixed;inset:0;overflow:auto;z-index:10000;background:var(--bg);padding:1rem";
+      pane.style.cssText = "position:fixed;inset:0;overflow:auto;z-index:10000;background:var(--bg)";
       document.body.append(pane);
     }""")
     try:
@@ -222,7 +222,8 @@ def test_a_tool_span_and_a_tool_error_with_its_stack_trace(pane_page: Page) -> N
     expect(pane.locator(".span-detail-status")).to_have_text("error")
     exception = pane.locator(".span-detail-exception")
     expect(exception.locator(".span-detail-exception-type")).to_have_text("__main__.ToolFailure")
-    expect(exception.locator(".span-detail-exception-message")).to_have_text("weather service unavailable for Paris")
+    expect(exception.locator(".span-detail-exception-message")).to_have_text(
+        "weather service unavailable for Paris")
     stack = exception.locator(".span-detail-stack")
     assert len((stack.text_content() or "").split("\n")) == 20
     more = exception.locator(".fold-more")
