@@ -517,7 +517,7 @@ def test_json_records_are_accounted_and_merges_update_the_estimate() -> None:
     store = TraceStore()
     store.add_span(_record(_sid(1)))
     before = store.stats()["bytes"]
-    assert before == record_bytes(store.get_trace(TRACE)["spans"][0])  # the stored copy's estimate
+    assert before == record_bytes(store.get_span(TRACE, _sid(1))[1])  # the stored copy's estimate
     store.add_span(_record(_sid(1), end=5, status_message="x" * 500))
     assert store.stats()["bytes"] >= before + 500
 
@@ -534,7 +534,7 @@ def _rss_bytes() -> int:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the RSS from /proc")
-@pytest.mark.parametrize("form", ["compact", "json"])
+@pytest.mark.parametrize("form", ["compact", "json", "detail"])
 def test_the_real_memory_stays_within_twice_the_budget(form: str) -> None:
     budget = 32 * 1024 * 1024
     gc.collect()
@@ -542,8 +542,14 @@ def test_the_real_memory_stays_within_twice_the_budget(form: str) -> None:
     store = TraceStore(max_bytes=budget, max_traces=100_000)
     # Three budgets' worth of records with their own strings (a 212-character value each), in
     # traces of 50 spans: the budget evicts, and what stays is what the estimate allowed.
-    for trace in range(1, 2500 if form == "compact" else 1500):
+    for trace in range(1, {"compact": 2500, "json": 1500, "detail": 300}[form]):
         values = [f"{trace:08d}{n:04d}" + "x" * 200 for n in range(1, 51)]
+        if form == "detail":  # content attributes (2,000 characters) and raw ones, on every span
+            trace_id = format(trace, "032x")
+            for n, value in enumerate(values, 1):
+                store.add_span(_record(_sid(n), trace_id=trace_id, start=n, end=n + 1, detail_attributes={
+                    "gen_ai.input.messages": value * 10, "app.a": value[:50], "app.b": n}))
+            continue
         if form == "compact":
             store.add_span_records([
                 _compact_with(n, trace=trace, start=n, value=value) for n, value in enumerate(values, 1)
@@ -657,3 +663,79 @@ def test_a_first_record_larger_than_the_budget_keeps_no_trace() -> None:
     assert store.add_span_records([small]) == 1
     stats = store.stats()
     assert (stats["traces"], stats["dropped_spans"], stats["bytes"]) == (1, 1, record_bytes(small))
+
+
+# ----------------------------------------------------------------------------- detail attributes, summary
+def test_a_compact_record_keeps_content_and_raw_attributes(traced: tuple[Tracer, _Recorder]) -> None:
+    tracer, recorder = traced
+    with tracer.start_as_current_span("chat m", attributes={
+        sc.GEN_AI_OPERATION_NAME: "chat", "gen_ai.input.messages": "[" + "m" * 50_000 + "]",
+        "app.note": "n" * 3000, "app.list": ("a", "b"),
+    }) as span:
+        span.add_event("exception", {"exception.type": "E", "exception.stacktrace": "s" * 100})
+    running, ended = (compact_span_record(s, ended=e) for s, e in recorder.calls)
+    direct = span_record_from_span(recorder.calls[-1][0], ended=True)
+    assert expand_span_record(ended) == direct
+    assert direct["attributes"] == {sc.GEN_AI_OPERATION_NAME: "chat"}  # the page's
+    detail = direct["detail_attributes"]
+    assert list(detail) == ["gen_ai.input.messages", "app.note", "app.list"]  # content first
+    assert len(detail["gen_ai.input.messages"]) == 32 * 1024 and len(detail["app.note"]) == 1024
+    assert detail["app.list"] == ["a", "b"] and direct["dropped_attributes"] == 0
+    assert direct["events"][0]["attributes"]["exception.type"] == "E"
+    assert expand_span_record(running)["detail_attributes"] == detail  # a running record has them too
+    assert record_bytes(ended) > 32 * 1024 + 1024
+    for _ in range(3):
+        gc.collect()
+    assert not gc.is_tracked(ended) and not gc.is_tracked(running)
+
+
+def _json(span_id: int, parent: int | None, name: str, attributes: dict[str, Any], *,
+          end: int | None = 10, status: str = "ok", start: int = 1) -> dict[str, Any]:
+    kind = {"invoke_agent": "agent", "chat": "model", "execute_tool": "tool"}[name.split()[0]]
+    return _record(_sid(span_id), parent=_sid(parent) if parent else None, start=start, end=end,
+                   name=name, status=status, attributes=attributes, service_name="svc", kind=kind)
+
+
+class _Prices:
+    def cost(self, *, model: str | None, provider: str | None, input_tokens: int = 0, output_tokens: int = 0,
+             **_: int) -> float | None:
+        return (input_tokens + output_tokens) / 1000 if model == "priced" else None
+
+
+def test_the_summary_of_a_whole_trace_and_the_pages_fields() -> None:
+    store = TraceStore()
+    agent = {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_INVOKE_AGENT, sc.GEN_AI_AGENT_NAME: "A",
+             sc.GEN_AI_USAGE_INPUT_TOKENS: 999, sc.GEN_AI_USAGE_OUTPUT_TOKENS: 999}
+    store.add_spans([
+        _json(1, None, "invoke_agent A", agent, end=None, status="unset"),
+        _json(2, 1, "chat priced", {sc.GEN_AI_OPERATION_NAME: "chat", sc.GEN_AI_REQUEST_MODEL: "priced",
+                                    sc.GEN_AI_USAGE_INPUT_TOKENS: 100, sc.GEN_AI_USAGE_OUTPUT_TOKENS: 20},
+              start=2),
+        _json(3, 1, "chat other", {sc.GEN_AI_OPERATION_NAME: "chat", sc.GEN_AI_REQUEST_MODEL: "other",
+                                   sc.GEN_AI_USAGE_INPUT_TOKENS: 1, sc.GEN_AI_USAGE_OUTPUT_TOKENS: 2},
+              start=3),
+        _json(4, 1, "execute_tool t", {sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL}, status="error",
+              start=4),
+    ])
+    trace = store.get_trace(TRACE, limit=2, prices=_Prices())
+    summary = trace["summary"]
+    assert summary["status"] == "running" and summary["root_name"] == "invoke_agent A"
+    assert (summary["input_tokens"], summary["output_tokens"]) == (101, 22)  # the model calls, not the agent
+    assert (summary["cost_usd"], summary["cost_status"]) == (0.12, "partial")
+    assert (summary["span_count"], summary["error_count"], summary["model_calls"], summary["tool_calls"]) == (
+        4, 1, 2, 1)
+    assert summary["service_name"] == "svc" and summary["root_span_id"] == _sid(1)
+    agent_row, priced = trace["spans"]  # the page has 2 spans; the summary counts all 4
+    assert (agent_row["model"], agent_row["input_tokens"], agent_row["cost_usd"]) == (None, None, None)
+    assert (priced["model"], priced["input_tokens"], priced["output_tokens"], priced["cost_usd"]) == (
+        "priced", 100, 20, 0.12)
+    assert agent_row["has_detail"] is False and "detail_attributes" not in priced
+
+    # Without model-call tokens, the outermost agent spans' totals count (not their nested agents').
+    store = TraceStore()
+    store.add_spans([_json(1, None, "invoke_agent A", agent),
+                     _json(2, 1, "invoke_agent B", {**agent, sc.GEN_AI_AGENT_NAME: "B"}, start=2)])
+    summary = store.get_trace(TRACE)["summary"]
+    assert (summary["input_tokens"], summary["status"], summary["cost_status"]) == (999, "ok", "no_price")
+    assert store.get_span(TRACE, _sid(9)) == (True, None) and store.get_span(format(7, "032x"), _sid(1)) == (
+        False, None)

@@ -11,7 +11,9 @@ walking objects with ``sys.getsizeof``:
   of a fixed set, so its keys are shared constants), nor the service name (one per process);
 * a JSON record: :data:`DICT_BYTES` for its dict, 49 bytes plus one per character for each string,
   100 bytes plus the key's and the value's for each attribute;
-* span events and sequence values: 100 bytes per event, item and attribute, plus their strings.
+* span events, sequence values and a record's other attributes (its content and raw attributes,
+  :mod:`otel_dashboard.model.span_attributes`): 100 bytes per event, item and attribute, plus their
+  keys and values.
 
 Strings of more than one byte per character (non-ASCII) are the one case where it can be low (up
 to four times, for those strings); everything else errs high. ``tests/test_traces.py`` checks it
@@ -28,6 +30,7 @@ __all__ = [
     "FIELD_BYTES",
     "RECORD_BYTES",
     "compact_bytes",
+    "detail_bytes",
     "events_bytes",
     "json_record_bytes",
     "value_bytes",
@@ -72,14 +75,19 @@ def json_record_bytes(record: Mapping[str, Any]) -> int:
     for key, value in record.items():
         if isinstance(value, str):
             size += _STR_BYTES + len(value)
-        elif key == "attributes" and isinstance(value, Mapping):
-            for name, item in value.items():
-                size += _ITEM_BYTES + value_bytes(name) + value_bytes(item)
+        elif key in ("attributes", "detail_attributes") and isinstance(value, Mapping):
+            size += detail_bytes(value, value.values())
         elif key == "events" and isinstance(value, list):
             size += events_bytes(value)
         elif value is not None:
             size += _NUMBER_BYTES
     return size
+
+
+def detail_bytes(keys: Iterable[Any], values: Iterable[Any]) -> int:
+    """The estimate of attributes given as their keys and their values (in the same order)."""
+    pairs = zip(keys, values, strict=True)
+    return sum(_ITEM_BYTES + value_bytes(key) + value_bytes(value) for key, value in pairs)
 
 
 def events_bytes(events: Iterable[Any]) -> int:

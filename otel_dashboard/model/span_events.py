@@ -3,7 +3,12 @@
 A record keeps at most :data:`MAX_EVENTS_PER_SPAN` events of a span (its first ones; the rest are
 dropped and counted in the record's ``dropped_events``), each with its name, its time and its
 attributes, every attribute value capped: ``exception.stacktrace`` at 16 KiB, ``exception.message``
-at 4 KiB, any other at 256 characters (sequences at 16 items); at most 32 attributes per event.
+at 4 KiB, any other at 256 characters (sequences at 16 items); at most 32 attributes per event. The
+message events of the GenAI conventions (:data:`~otel_dashboard.model.transcript.CONTENT_EVENTS`:
+``gen_ai.user.message``, ``gen_ai.choice``, ...) keep their message attributes (``content``,
+``message``, ``tool_calls``, ``gen_ai.prompt``, ...) longer, for the span's transcript: at 32 Ki
+characters each, while the span's events have not spent 128 Ki characters on them together (past
+that, at 256).
 
 Two forms, as for span records (:mod:`otel_dashboard.model.span_records`):
 
@@ -24,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from otel_dashboard.model.events import format_timestamp
+from otel_dashboard.model.transcript import CONTENT_EVENTS
 
 __all__ = [
     "MAX_EVENTS_PER_SPAN",
@@ -40,18 +46,44 @@ _MAX_SEQUENCE_ITEMS = 16
 # The two values worth keeping long: a stack trace is what an exception event is read for.
 _VALUE_LIMITS = {"exception.stacktrace": 16 * 1024, "exception.message": 4 * 1024}
 _MAX_TIME_NS = 2**63 - 1
+# The message attributes of the content events, and what they may keep per value and per span.
+_CONTENT_ATTRIBUTES = frozenset({
+    "content", "message", "tool_calls", "gen_ai.prompt", "gen_ai.completion", "gen_ai.input.messages",
+    "gen_ai.output.messages", "gen_ai.system_instructions", "gen_ai.tool.definitions",
+})
+_MAX_CONTENT_CHARS = 32 * 1024
+_MAX_CONTENT_CHARS_PER_SPAN = 128 * 1024
 
 
-def _cap(key: str, value: Any) -> Any:
+class _Budget:
+    """What the content attributes of one span's events may still keep, in characters."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = _MAX_CONTENT_CHARS_PER_SPAN
+
+
+def _cap(key: str, value: Any, budget: _Budget | None = None) -> Any:
     """An event attribute value, small: strings cut at the key's limit, sequences at 16 items (as
-    tuples), anything that is not a plain scalar as text."""
+    tuples), anything that is not a plain scalar as text. With ``budget`` (a content event's message
+    attribute) a string keeps up to 32 Ki characters while the budget lasts."""
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, (list, tuple)):
         return tuple(_cap("", item) for item in value[:_MAX_SEQUENCE_ITEMS])
     text = value if isinstance(value, str) else str(value)
+    if budget is not None and budget.left > _MAX_VALUE_CHARS:
+        limit = min(_MAX_CONTENT_CHARS, budget.left)
+        text = text if len(text) <= limit else text[: limit - 1] + "\u2026"
+        budget.left -= len(text)
+        return text
     limit = _VALUE_LIMITS.get(key, _MAX_VALUE_CHARS)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _content_budget(name: Any, key: str, budget: _Budget) -> _Budget | None:
+    return budget if key in _CONTENT_ATTRIBUTES and name in CONTENT_EVENTS else None
 
 
 def compact_events(events: Iterable[Any]) -> tuple[Any, ...]:
@@ -59,6 +91,7 @@ def compact_events(events: Iterable[Any]) -> tuple[Any, ...]:
     oldest first: ``(dropped, event_1, ...)``; values capped (see the module docstring)."""
     kept: list[tuple[Any, ...]] = []
     dropped = 0
+    budget = _Budget()
     for event in events:
         if len(kept) >= MAX_EVENTS_PER_SPAN:
             dropped += 1
@@ -69,7 +102,8 @@ def compact_events(events: Iterable[Any]) -> tuple[Any, ...]:
         when = when if type(when) is int and 0 < when <= _MAX_TIME_NS else None
         attrs = getattr(event, "attributes", None) or {}
         keys = [key for key in list(attrs)[:_MAX_EVENT_ATTRIBUTES] if isinstance(key, str)]
-        kept.append((name, when, *keys, *[_cap(key, attrs[key]) for key in keys]))
+        kept.append((name, when, *keys,
+                     *[_cap(key, attrs[key], _content_budget(name, key, budget)) for key in keys]))
     return (dropped, *kept)
 
 
@@ -107,6 +141,7 @@ def json_events(value: Any, dropped: Any = 0) -> tuple[list[dict[str, Any]], int
     if not isinstance(value, list):
         return [], total
     kept: list[dict[str, Any]] = []
+    budget = _Budget()
     for item in value:
         if not isinstance(item, Mapping):
             continue
@@ -121,7 +156,8 @@ def json_events(value: Any, dropped: Any = 0) -> tuple[list[dict[str, Any]], int
         if isinstance(raw, Mapping):
             for key, attr in list(raw.items())[:_MAX_EVENT_ATTRIBUTES]:
                 if isinstance(key, str):
-                    capped = _cap(key, attr if not isinstance(attr, Mapping) else str(attr))
+                    capped = _cap(key, attr if not isinstance(attr, Mapping) else str(attr),
+                                  _content_budget(name, key, budget))
                     attrs[key[:_MAX_VALUE_CHARS]] = list(capped) if type(capped) is tuple else capped
         kept.append({
             "name": _cap("", name) if isinstance(name, str) else "",

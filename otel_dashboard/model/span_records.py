@@ -12,9 +12,14 @@
   (kind, agent and tool names, the ISO times) are computed only when a trace is read, by
   :func:`expand_span_record`.
 
-A record keeps a few selected attributes only, each value capped (256 characters, 16 items) in the
-JSON form; a compact record of an SDK span holds them as the SDK does (bounded by its attribute
-limits), and they are capped when it is expanded.
+A record keeps a few selected attributes (``attributes``: what the trace page shows and reads kinds
+and names from), each value capped (256 characters, 16 items) in the JSON form; a compact record of
+an SDK span holds them as the SDK does (bounded by its attribute limits), and they are capped when
+it is expanded. It also keeps every other attribute of the span (``detail_attributes``: the content
+attributes, a transcript or a tool's input/output, and the raw ones) within the bounds of
+:mod:`otel_dashboard.model.span_attributes` (32 Ki characters per content value, 1 Ki per other
+value, 128 attributes and 128 Ki characters per span; ``dropped_attributes`` counts the rest), for
+the span details; the trace page's records leave them out.
 
 SDK spans are read through :mod:`otel_dashboard.model.sdk_span`; nothing here imports the SDK, so the
 state layer can import this module.
@@ -40,9 +45,11 @@ from otel_dashboard.model.record_size import (
     COMPACT_BYTES,
     FIELD_BYTES,
     compact_bytes,
+    detail_bytes,
     events_bytes,
     value_bytes,
 )
+from otel_dashboard.model.span_attributes import detail_attributes
 from otel_dashboard.model.span_events import compact_events, expand_events
 from otel_dashboard.model.vocab import RECORD_KEYS, view_of
 
@@ -62,6 +69,7 @@ __all__ = [
     "SpanRecord",
     "compact_span_record",
     "expand_span_record",
+    "record_head",
     "span_record_from_span",
     "span_records_from_events",
 ]
@@ -76,13 +84,17 @@ KIND_OTHER = "other"
 
 SpanRecord = tuple[Any, ...]
 """A compact span record: ``(trace_id, span_id, parent_span_id, name, start_ns, end_ns, status,
-status_message, service_name, key_1, ..., key_n, value_1, ..., value_n[, events], size)``. Ids are integers
+status_message, service_name, key_1, ..., key_n, value_1, ..., value_n[, detail], size)``. Ids are integers
 (``parent_span_id`` 0 without a parent); ``end_ns`` is ``None`` while the span runs; ``status`` is
 ``"unset"``, ``"ok"`` or ``"error"``; the selected attributes follow, their keys then their values
-(sequences as tuples). A finished span that has span events then has their compact form
-(:func:`~otel_dashboard.model.span_events.compact_events`, itself a tuple of plain tuples), which makes
-the fields between the nine fixed ones and ``size`` odd in number: a span without events (the common
-case) pays nothing for them. ``size`` is the record's estimated memory
+(sequences as tuples). A span that has span events (finished) or other attributes then has
+``detail``: ``(dropped_attributes, n, dropped_events, event_1, ..., event_n, dkey_1, ..., dkey_m,
+dvalue_1, ..., dvalue_m)``, its events' compact form inlined
+(:func:`~otel_dashboard.model.span_events.compact_events`: the dropped count, then ``n`` event
+tuples; inlined, not nested, because the collector untracks nested tuples one level per pass) and
+its other attributes, bounded (:mod:`otel_dashboard.model.span_attributes`); plain tuples all, and it makes
+the fields between the nine fixed ones and ``size`` odd in number: a span with neither (the common
+case of this project's own spans) pays nothing for them. ``size`` is the record's estimated memory
 (:mod:`otel_dashboard.model.record_size`), computed once here so the trace store's budget never
 recomputes it. One flat, plain tuple on purpose: the collector untracks exact tuples of
 atomic values (not subclasses, and not a tuple holding a dict), one object per span is one
@@ -181,12 +193,14 @@ def compact_span_record(span: ReadableSpan, *, ended: bool) -> SpanRecord:
                 *attrs, *values, size)
     kept = [key for key in attrs if key in keep]
     capped = [_capped(attrs[key], tuple) for key in kept]
-    if raw_events:
-        events = compact_events(raw_events)
+    detail_keys, detail_values, dropped = detail_attributes(attrs, keep, tuple)
+    dropped += _sdk_dropped(attrs)
+    if raw_events or detail_keys or dropped:
+        events = compact_events(raw_events) if raw_events else (0,)
         size = compact_bytes(_ATTRIBUTES + 2 + 2 * len(kept), name, message, capped)
-        size += events_bytes(events[1:])
+        size += events_bytes(events[1:]) + detail_bytes(detail_keys, detail_values)
         return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
-                *kept, *capped, events, size)
+                *kept, *capped, (dropped, len(events) - 1, *events, *detail_keys, *detail_values), size)
     return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
             *kept, *capped, compact_bytes(_ATTRIBUTES + 1 + 2 * len(kept), name, message, capped))
 
@@ -199,10 +213,11 @@ def span_record_from_span(span: ReadableSpan, *, ended: bool) -> dict[str, Any]:
     (ISO-8601 UTC; ``end_time`` None while running), ``start_time_unix_nano`` /
     ``end_time_unix_nano``, ``duration_ms``, ``status`` (``"unset"``, ``"ok"``, ``"error"``),
     ``status_message``, ``service_name``, ``agent_name``, ``tool_name``, ``attributes`` (a few
-    selected attributes, values capped at 256 characters), ``events`` (the span's first 32 span
-    events, see :mod:`otel_dashboard.model.span_events`; none while it runs) and
-    ``dropped_events``. The same as expanding the span's :func:`compact_span_record`, without the
-    compact record in between.
+    selected attributes, values capped at 256 characters), ``detail_attributes`` (its other
+    attributes, bounded: :mod:`otel_dashboard.model.span_attributes`), ``dropped_attributes``,
+    ``events`` (the span's first 32 span events, see :mod:`otel_dashboard.model.span_events`; none
+    while it runs) and ``dropped_events``. The same as expanding the span's
+    :func:`compact_span_record`, without the compact record in between.
 
     Raises:
         ValueError: the span has no valid context (no trace or span id).
@@ -210,16 +225,52 @@ def span_record_from_span(span: ReadableSpan, *, ended: bool) -> dict[str, Any]:
     fields = _read(span, ended)
     raw_events = fields[-1]
     events = compact_events(raw_events) if raw_events else ()
-    return _json_record(fields[:_ATTRIBUTES], fields[_ATTRIBUTES], events)
+    attrs = fields[_ATTRIBUTES]
+    keys, values, dropped = detail_attributes(attrs, _KEPT_ATTRIBUTE_SET, list)
+    return _json_record(fields[:_ATTRIBUTES], attrs, events, dict(zip(keys, values, strict=True)),
+                        dropped + _sdk_dropped(attrs))
 
 
 def expand_span_record(record: SpanRecord) -> dict[str, Any]:
     """The JSON record (a new dict, see :func:`span_record_from_span`) of a compact record."""
     size_at = len(record) - 1
-    end = size_at - ((size_at - _ATTRIBUTES) & 1)  # an odd number of fields ends with the events
+    end = size_at - ((size_at - _ATTRIBUTES) & 1)  # an odd number of fields ends with the detail
     split = _ATTRIBUTES + (end - _ATTRIBUTES) // 2
     attrs = dict(zip(record[_ATTRIBUTES:split], record[split:end], strict=True))
-    return _json_record(record[:_ATTRIBUTES], attrs, record[end] if end < size_at else ())
+    # The two attributes a compact record keeps for the agent name only are other attributes here.
+    detail = {key: _capped(value) for key, value in attrs.items() if key not in _KEPT_ATTRIBUTE_SET}
+    if end == size_at:
+        return _json_record(record[:_ATTRIBUTES], attrs, (), detail, 0)
+    extra = record[end]
+    dropped, count = extra[0], extra[1]
+    events = extra[2:3 + count]
+    rest = extra[3 + count:]
+    half = len(rest) // 2
+    for key, value in zip(rest[:half], rest[half:], strict=True):
+        detail[key] = list(value) if type(value) is tuple else value
+    return _json_record(record[:_ATTRIBUTES], attrs, events, detail, dropped)
+
+
+def record_head(record: SpanRecord | Mapping[str, Any]) -> tuple[Any, ...]:
+    """``(span_id, parent_span_id, name, start_ns, end_ns, status, service_name, attributes)`` of a
+    compact or JSON record, read without expanding it: ids as integers (parent 0 for none), the
+    selected attributes as a mapping (a compact record's as the SDK holds them, uncapped)."""
+    if isinstance(record, tuple):
+        size_at = len(record) - 1
+        end = size_at - ((size_at - _ATTRIBUTES) & 1)
+        split = _ATTRIBUTES + (end - _ATTRIBUTES) // 2
+        attrs = dict(zip(record[_ATTRIBUTES:split], record[split:end], strict=True))
+        return (record[1], record[2], record[3], record[4], record[5], record[6], record[8], attrs)
+    parent = record.get("parent_span_id")
+    return (int(record["span_id"], 16), int(parent, 16) if isinstance(parent, str) else 0, record.get("name"),
+            record.get("start_time_unix_nano"), record.get("end_time_unix_nano"), record.get("status"),
+            record.get("service_name"), record.get("attributes") or {})
+
+
+def _sdk_dropped(attrs: Any) -> int:
+    # The attributes the SDK itself dropped for its limits (BoundedAttributes.dropped).
+    dropped = getattr(attrs, "dropped", 0)
+    return dropped if type(dropped) is int and dropped > 0 else 0
 
 
 def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
@@ -274,9 +325,11 @@ def _read(span: ReadableSpan, ended: bool) -> tuple[Any, ...]:
             fields is not None, events)
 
 
-def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any], events: tuple[Any, ...]) -> dict[str, Any]:
+def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any], events: tuple[Any, ...],
+                 detail: dict[str, Any], dropped_attributes: int) -> dict[str, Any]:
     # head: (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service), as in
-    # SpanRecord and _read; events: their compact form, or () for none.
+    # SpanRecord and _read; events: their compact form, or () for none; detail: the other
+    # attributes, bounded (JSON-ready).
     json_events, dropped_events = expand_events(events) if events else ([], 0)
     trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service = head
     view = view_of(name, attrs)
@@ -298,6 +351,8 @@ def _json_record(head: tuple[Any, ...], attrs: Mapping[str, Any], events: tuple[
         "agent_name": _cap(view.agent_name),
         "tool_name": _cap(view.tool_name),
         "attributes": {key: _capped(value) for key, value in attrs.items() if key in _KEPT_ATTRIBUTE_SET},
+        "detail_attributes": detail,
+        "dropped_attributes": dropped_attributes,
         "events": json_events,
         "dropped_events": dropped_events,
     }
@@ -415,6 +470,8 @@ def _record_from_event(event: DashboardEvent, kind: str, completed: bool) -> dic
         "agent_name": agent_name,
         "tool_name": None,
         "attributes": {},
+        "detail_attributes": {},
+        "dropped_attributes": 0,
         "events": [],
         "dropped_events": 0,
     }

@@ -63,6 +63,9 @@ import orjson
 from otel_dashboard.model.limits import cut_marker, cut_text
 
 __all__ = [
+    "CONTENT_EVENTS",
+    "CONTENT_KEYS",
+    "CONTENT_PREFIXES",
     "MAX_MESSAGES",
     "MAX_PARTS",
     "MAX_TEXT_BYTES",
@@ -73,6 +76,7 @@ __all__ = [
     "Part",
     "ToolIO",
     "Transcript",
+    "is_content_key",
     "tool_io_of",
     "transcript_of",
 ]
@@ -101,6 +105,32 @@ MAX_SHORT_BYTES = 1024
 
 SOURCES = ("genai", "genai_events", "openinference", "openllmetry")
 """The sources of :func:`transcript_of`, in precedence order."""
+
+# The attributes and span events the readers below read: what a span record must keep (longer than
+# its other attributes, see span_attributes.py) for transcript_of and tool_io_of to work on it later.
+CONTENT_KEYS = frozenset({
+    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+    "gen_ai.tool.definitions",
+    "gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "traceloop.entity.input",
+    "traceloop.entity.output", "input.value", "output.value", "input.mime_type", "output.mime_type",
+    "gen_ai.prompt", "gen_ai.completion",
+})
+"""Attribute keys that hold a transcript or a tool's input/output (read by this module)."""
+CONTENT_PREFIXES = ("llm.input_messages.", "llm.output_messages.", "llm.tools.", "gen_ai.prompt.",
+                    "gen_ai.completion.")
+"""Prefixes of the indexed content attributes (OpenInference, OpenLLMetry)."""
+CONTENT_EVENTS = frozenset({
+    "gen_ai.client.inference.operation.details", "gen_ai.system.message", "gen_ai.user.message",
+    "gen_ai.assistant.message", "gen_ai.tool.message", "gen_ai.choice", "gen_ai.content.prompt",
+    "gen_ai.content.completion",
+})
+"""Span event names that carry messages (GenAI conventions)."""
+
+
+def is_content_key(key: str) -> bool:
+    """Whether an attribute key is one of the content attributes this module reads."""
+    return key in CONTENT_KEYS or key.startswith(CONTENT_PREFIXES)
+
 
 _INPUT_MESSAGES = "gen_ai.input.messages"
 _OUTPUT_MESSAGES = "gen_ai.output.messages"

@@ -82,6 +82,9 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_MAX_QUEUE_SIZE = 8192
 _DEFAULT_MAX_BATCH_SIZE = 512
+# The bytes of span records one request carries with their detail attributes (a record holds up to
+# 128 Ki characters of them: 512 such records would pass the server's 16 MiB body limit).
+_MAX_SPAN_BYTES_PER_REQUEST = 8 * 1024 * 1024
 _DEFAULT_SCHEDULE_DELAY_MILLIS = 50
 _DEFAULT_TIMEOUT_MILLIS = 5000
 _DEFAULT_MAX_RETRY_DELAY_MILLIS = 5000
@@ -510,6 +513,7 @@ class RemoteEventSender:
         parts = []
         span_parts = []
         run_parts = []
+        span_bytes = 0
         for item in batch:
             if isinstance(item, _Run):
                 try:
@@ -522,7 +526,18 @@ class RemoteEventSender:
                 continue
             try:
                 if isinstance(item, dict):
-                    span_parts.append(json_dumps(item, option=orjson.OPT_NON_STR_KEYS))
+                    part = json_dumps(item, option=orjson.OPT_NON_STR_KEYS)
+                    if span_bytes + len(part) > _MAX_SPAN_BYTES_PER_REQUEST and item.get("detail_attributes"):
+                        # Past the request's share for span records, a record goes without its
+                        # content and raw attributes (counted as dropped), so the request stays
+                        # under the server's body limit (16 MiB by default).
+                        detail = item["detail_attributes"]
+                        part = json_dumps({
+                            **item, "detail_attributes": {},
+                            "dropped_attributes": (item.get("dropped_attributes") or 0) + len(detail),
+                        }, option=orjson.OPT_NON_STR_KEYS)
+                    span_bytes += len(part)
+                    span_parts.append(part)
                     continue
                 wire = item.to_dict()
                 wire.pop("seq", None)  # the server numbers events itself

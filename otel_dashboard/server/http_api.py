@@ -18,9 +18,10 @@ from aiohttp import web
 
 from otel_dashboard.model.events import EventType, Severity, format_timestamp, json_dumps
 from otel_dashboard.model.filters import MAX_FILTER_VALUES
+from otel_dashboard.model.prices import PriceBook, default_price_book
 from otel_dashboard.server.broadcast import BROADCASTER_KEY
 from otel_dashboard.server.health import HEALTH_KEY
-from otel_dashboard.server.options import SERVER_VERSION, SERVICE
+from otel_dashboard.server.options import OPTIONS_KEY, SERVER_VERSION, SERVICE
 from otel_dashboard.server.security import SECURITY_KEY
 from otel_dashboard.store.base import (
     STOPPED_BY_BYTES,
@@ -47,6 +48,7 @@ __all__ = [
     "parse_events_query",
     "short_repr",
     "stats",
+    "trace_prices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -312,8 +314,9 @@ async def api_trace(request: web.Request) -> web.Response:
 
     ``limit`` (1-5000, default 2000) spans from ``offset`` (>= 0, default 0), in the order of
     :meth:`~otel_dashboard.state.traces.TraceStore.get_trace` (start time, then span id); the answer's
-    ``next_offset`` is the next page's offset, ``null`` at the end. Bad parameters get 400 naming
-    them; an unknown trace 404.
+    ``next_offset`` is the next page's offset, ``null`` at the end, and ``summary`` sums up the whole
+    trace. Model calls are priced by the server's price book (:func:`trace_prices`). Bad parameters
+    get 400 naming them; an unknown trace 404.
     """
     trace_id = request.match_info["trace_id"]
     if len(trace_id) != 32 or not _HEX_DIGITS.issuperset(trace_id) or not trace_id.strip("0"):
@@ -327,10 +330,19 @@ async def api_trace(request: web.Request) -> web.Response:
         return json_error(400, str(exc), parameter=exc.parameter)
     traces = request.app[BROADCASTER_KEY].state.traces
     # Off the loop: a 10,000-span trace is sorted and a page of it expanded (tens of milliseconds).
-    trace = await asyncio.to_thread(traces.get_trace, trace_id, offset=offset, limit=limit)
+    trace = await asyncio.to_thread(traces.get_trace, trace_id, offset=offset, limit=limit,
+                                    prices=trace_prices(request.app))
     if trace is None:
         return json_response({"error": "trace not found", "trace_id": trace_id.lower()}, status=404)
     return json_response(trace)
+
+
+def trace_prices(app: web.Application) -> PriceBook:
+    """The price book the trace views price model calls with: the server's (``serve --prices``),
+    else the process's shared default."""
+    options = app.get(OPTIONS_KEY)
+    book = getattr(options, "prices", None)
+    return book if isinstance(book, PriceBook) else default_price_book()
 
 
 def _events_body(page: SearchPage, query: EventQuery, last_seq: int) -> bytes:

@@ -6,7 +6,9 @@
     all or nothing. A batch may also carry ``"spans": [...]``, span records (the shape of
     :func:`~otel_dashboard.state.traces.span_record_from_span`) for the trace view; a record needs a
     ``trace_id`` (32 hex digits), a ``span_id`` (16 hex digits) and a ``name`` (a string), its other
-    fields are kept when they have the right type and dropped otherwise. The accepted events are
+    fields are kept when they have the right type and dropped otherwise (``detail_attributes`` within
+    the bounds of :mod:`otel_dashboard.model.span_attributes`, the rest counted in
+    ``dropped_attributes``). The accepted events are
     published in order, then the span records (and records derived from run events that came without
     their span) go to the state's trace store, then the batch's ``"runs"`` (the live state of open
     agent runs, checked by :mod:`otel_dashboard.model.run_records`) to ``state.update_runs``.
@@ -67,6 +69,7 @@ from otel_dashboard.model.otlp import (
 from otel_dashboard.model.prices import default_price_book
 from otel_dashboard.model.run_records import runs_of_body
 from otel_dashboard.model.runs import CostSource
+from otel_dashboard.model.span_attributes import detail_attributes
 from otel_dashboard.model.span_events import json_events
 from otel_dashboard.model.span_mapper import SpanMapper
 from otel_dashboard.model.span_records import (
@@ -280,6 +283,12 @@ def _span_record(item: Any, field: str) -> dict[str, Any]:
         "attributes": _attributes(item.get("attributes")),
     }
     record["events"], record["dropped_events"] = json_events(item.get("events"), item.get("dropped_events"))
+    detail = item.get("detail_attributes")
+    keys, values, dropped = detail_attributes(detail if isinstance(detail, dict) else {})
+    record["detail_attributes"] = dict(zip(keys, values, strict=True))
+    sent = item.get("dropped_attributes")
+    record["dropped_attributes"] = dropped + (
+        sent if isinstance(sent, int) and not isinstance(sent, bool) and 0 < sent < 2**31 else 0)
     for key in _TEXT_FIELDS:
         value = item.get(key)
         record[key] = _text(value) if isinstance(value, str) else None

@@ -1,7 +1,9 @@
 """The spans the server has seen, grouped by trace, for the drill-down view (``GET /api/traces/{id}``).
 
 A span is kept as a span record (:mod:`otel_dashboard.model.span_records`), never as the span
-itself: the selected attributes only, each value capped. Records come in two forms:
+itself: its selected attributes, each value capped, and its other attributes (content and raw)
+within the per-value and per-span bounds of :mod:`otel_dashboard.model.span_attributes`, all counted
+in the memory budget below. Records come in two forms:
 
 * compact records (:data:`~otel_dashboard.model.span_records.SpanRecord`, plain tuples) from the
   in-process span processor and exporter: a running one at start, the finished one at end;
@@ -28,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from otel_dashboard.model.record_size import json_record_bytes
+from otel_dashboard.model.runs import CostSource
+from otel_dashboard.model.span_detail import page_record, trace_summary
 from otel_dashboard.model.span_records import END_NS, SIZE, SPAN_ID, TRACE_ID, SpanRecord, expand_span_record
 
 __all__ = ["DEFAULT_MAX_TRACE_BYTES", "TraceStore", "record_bytes"]
@@ -39,6 +43,7 @@ DEFAULT_MAX_TRACE_BYTES = 256 * 1024 * 1024
 _START_NS = 4  # position of the start time in a compact record
 _PARENT_ID = 2  # position of the parent span id in a compact record
 _HEX = frozenset("0123456789abcdef")
+_SUMMARY_CACHES = 8
 
 
 # ---------------------------------------------------------------------------------- the store
@@ -95,6 +100,9 @@ class TraceStore:
         self._trace_dropped: dict[int, int] = {}
         self._evicted_traces = 0
         self._dropped_spans = 0
+        # What the last summaries read of the traces read most recently (see trace_summary's
+        # cache): a trace page polled while its trace runs re-reads only new and changed records.
+        self._summary_caches: OrderedDict[int, dict[int, Any]] = OrderedDict()
 
     def add_span(self, record: Mapping[str, Any]) -> bool:
         """Adds or updates one JSON span record (see
@@ -122,6 +130,7 @@ class TraceStore:
                 stored = dict(record)
                 stored["trace_id"], stored["span_id"] = format(trace_id, "032x"), format(span_id, "016x")
                 stored["attributes"] = dict(record.get("attributes") or {})
+                stored["detail_attributes"] = dict(record.get("detail_attributes") or {})
                 size = record_bytes(stored)
                 if _count(spans) >= self._max_spans or not self._fits(trace_id, size):
                     self._count_dropped(trace_id)
@@ -137,9 +146,9 @@ class TraceStore:
             for key, value in record.items():
                 if key in ("trace_id", "span_id") or value is None:
                     continue
-                if key == "attributes":
+                if key in ("attributes", "detail_attributes"):
                     if isinstance(value, Mapping):
-                        existing["attributes"] = {**existing["attributes"], **value}
+                        existing[key] = {**(existing.get(key) or {}), **value}
                 else:
                     existing[key] = value
             self._account(trace_id, record_bytes(existing) - before)
@@ -275,7 +284,9 @@ class TraceStore:
         for record in records:
             self.add_span(record)
 
-    def get_trace(self, trace_id: str, *, offset: int = 0, limit: int | None = None) -> dict[str, Any] | None:
+    def get_trace(
+        self, trace_id: str, *, offset: int = 0, limit: int | None = None, prices: CostSource | None = None
+    ) -> dict[str, Any] | None:
         """One page of a trace's spans for the drill-down view, or ``None`` when the trace is not (or
         no longer) kept.
 
@@ -283,38 +294,35 @@ class TraceStore:
         is ``spans[offset:offset + limit]`` of that order (all of them from ``offset`` without a
         ``limit``). Only the page's records are expanded to JSON.
 
+        Args:
+            trace_id: 32 hex digits.
+            offset: the page's first span.
+            limit: the page's spans at most (all without).
+            prices: prices the model calls (``cost_usd``); None leaves them unpriced.
+
         Returns:
             ``{"trace_id", "spans", "span_count", "offset", "limit", "next_offset", "root_span_ids",
-            "running", "truncated", "dropped_spans"}``. ``spans`` are the page's JSON records
-            (copies); ``span_count`` counts the trace's kept spans (all pages); ``next_offset`` is
-            the offset of the next page, ``None`` at the end; ``root_span_ids`` (of the whole trace)
-            are the spans without a parent or whose parent is not in the trace (so every span hangs
-            somewhere in the tree); ``running`` is true while any span has not ended;
-            ``truncated`` when spans were dropped for the per-trace cap or the memory budget.
+            "running", "truncated", "dropped_spans", "summary"}``. ``spans`` are the page's JSON
+            records (copies) without their ``detail_attributes`` and with the waterfall's fields
+            (:func:`~otel_dashboard.model.span_detail.page_record`); ``span_count`` counts the
+            trace's kept spans (all pages); ``next_offset`` is the offset of the next page, ``None``
+            at the end; ``root_span_ids`` (of the whole trace) are the spans without a parent or
+            whose parent is not in the trace (so every span hangs somewhere in the tree);
+            ``running`` is true while any span has not ended; ``truncated`` when spans were dropped
+            for the per-trace cap or the memory budget; ``summary`` is the whole trace's
+            (:func:`~otel_dashboard.model.span_detail.trace_summary`).
         """
-        if not isinstance(trace_id, str) or len(trace_id) != 32:
+        found = self._kept(trace_id)
+        if found is None:
             return None
-        key = trace_id.lower()
-        if not _HEX.issuperset(key):
-            return None
-        with self._lock:
-            number = int(key, 16)
-            trace = self._traces.get(number)
-            if trace is None:
-                return None
-            # JSON records are copied here (add_span merges into them under the lock); compact ones
-            # are immutable and expanded below, outside the lock, on the (rare) read.
-            kept = [
-                item if isinstance(item, tuple) else {**item, "attributes": dict(item["attributes"])}
-                for item in (trace[1::2] if isinstance(trace, tuple) else trace.values())
-            ]
-            dropped = self._trace_dropped.get(number, 0)
+        key, kept, dropped = found
         # Sorted and walked in their stored form: a 10,000-span trace expands only its page.
         kept.sort(key=_order)
         ids = {_span_int(item) for item in kept}
         roots = [item for item in kept if _parent_int(item) not in ids]
         page = kept[offset:] if limit is None else kept[offset:offset + limit]
-        spans = [expand_span_record(item) if isinstance(item, tuple) else item for item in page]
+        spans = [page_record(expand_span_record(item) if isinstance(item, tuple) else item, prices)
+                 for item in page]
         end = offset + len(page)
         return {
             "trace_id": key,
@@ -327,7 +335,67 @@ class TraceStore:
             "running": any(not _finished(item) for item in kept),
             "truncated": dropped > 0,
             "dropped_spans": dropped,
+            "summary": trace_summary(kept, prices, cache=self._summary_cache(int(key, 16))),
         }
+
+    def _summary_cache(self, number: int) -> dict[int, Any]:
+        # The summary cache of a trace, made fresh if needed; a few traces only (the pages open now).
+        with self._lock:
+            cache = self._summary_caches.pop(number, None)
+            if cache is None:
+                cache = {}
+            self._summary_caches[number] = cache
+            while len(self._summary_caches) > _SUMMARY_CACHES:
+                self._summary_caches.popitem(last=False)
+        return cache
+
+    def get_span(self, trace_id: str, span_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """One span's full JSON record (with its ``detail_attributes``), a copy.
+
+        Returns:
+            ``(trace_kept, record)``: whether the trace is kept, and the span's record (None when
+            the trace or the span is not kept, or an id is malformed).
+        """
+        found = self._kept(trace_id, span_id)
+        if found is None:
+            return False, None
+        _, kept, _ = found
+        if not kept:
+            return True, None
+        item = kept[0]
+        return True, expand_span_record(item) if isinstance(item, tuple) else item
+
+    def _kept(self, trace_id: str, span_id: str | None = None) -> tuple[str, list[Any], int] | None:
+        # (the trace id, its records, its dropped spans) of a kept trace, or None: JSON records
+        # copied (add_span merges into them under the lock), compact ones as they are (immutable,
+        # expanded outside the lock on the rare read). With span_id, only that span's record, if kept.
+        if not isinstance(trace_id, str) or len(trace_id) != 32:
+            return None
+        key = trace_id.lower()
+        if not _HEX.issuperset(key):
+            return None
+        number = int(key, 16)
+        wanted: int | None = None
+        if span_id is not None:
+            if not isinstance(span_id, str) or len(span_id) != 16 or not _HEX.issuperset(span_id.lower()):
+                return None
+            wanted = int(span_id, 16)
+        with self._lock:
+            trace = self._traces.get(number)
+            if trace is None:
+                return None
+            if wanted is not None:
+                one = _get(trace, wanted)
+                items: Iterable[Any] = () if one is None else (one,)
+            else:
+                items = trace[1::2] if isinstance(trace, tuple) else trace.values()
+            kept = [
+                item if isinstance(item, tuple) else {**item, "attributes": dict(item["attributes"])}
+                for item in items
+            ]
+            if wanted is not None and kept and not isinstance(kept[0], tuple):
+                kept[0]["detail_attributes"] = dict(kept[0].get("detail_attributes") or {})
+            return key, kept, self._trace_dropped.get(number, 0)
 
     def __len__(self) -> int:
         with self._lock:
