@@ -209,9 +209,12 @@ export function renderTranscript(transcript, folds) {
     section.append(el("p", "chat-side-label", `Input (${fmtInt(input.length)} message${input.length === 1 ? "" : "s"})`));
     section.append(messageList(input, "input", folds));
   }
-  section.append(el("p", "chat-side-label", "Output"));
-  if (output.length) section.append(messageList(output, "output", folds));
-  else section.append(el("p", "span-detail-note", "No output recorded."));
+  if (output.length) {
+    section.append(el("p", "chat-side-label", "Output"));
+    section.append(messageList(output, "output", folds));
+  } else if (input.length) {
+    section.append(el("p", "chat-side-label", "Output"), el("p", "span-detail-note", "No output recorded."));
+  }
   const tools = Array.isArray(transcript.tools) ? transcript.tools : [];
   if (tools.length) section.append(toolDefinitions(tools, folds));
   return section;
