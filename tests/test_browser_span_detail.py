@@ -8,7 +8,7 @@ container with the module's own ``renderSpanDetail`` (the function the trace pag
 * the transcript of the second model call of each vocabulary (GenAI attributes: pydantic_ai, mcp;
   OpenInference: smolagents, openai_agents; OpenLLMetry's GenAI form: traceloop): roles in order,
   the tool call's name and pretty-printed arguments, the tool result, the answer, the model figures;
-* a tool span's arguments and result;
+* a tool span's arguments and result, drawn after another span was asked for and aborted;
 * the exception of a ``tool_error`` fixture, its stack trace folded after 20 lines ("Show more");
 * a hostile value (markup in a message, a span name, an attribute) shown as text, never as markup;
 * a span the server does not keep: the "not kept" message.
@@ -210,11 +210,21 @@ def test_the_transcript_of_each_vocabulary(pane_page: Page, stack: str) -> None:
 def test_a_tool_span_and_a_tool_error_with_its_stack_trace(pane_page: Page) -> None:
     doc = json.loads((SPANS_DIR / "pydantic_ai" / "ok.json").read_text())
     tool = _last_span(doc, "execute_tool get_weather")
+    # Another span selected while the first one loads: the first fetch is aborted, the pane shows
+    # the second and stays on it.
+    model = _last_span(doc, "chat fake-gpt")
+    pane_page.evaluate("""async ([traceId, first, second]) => {
+      const { renderSpanDetail } = await import("/static/js/span-detail.js");
+      const pane = document.getElementById("test-span-pane");
+      renderSpanDetail(pane, traceId, first);
+      renderSpanDetail(pane, traceId, second);
+    }""", [tool["traceId"], model["spanId"], tool["spanId"]])
     pane = show(pane_page, tool["traceId"], tool["spanId"])
     expect(pane.locator(".span-detail-kind")).to_have_text("tool")
     texts = pane.locator(".span-detail-tool .fold-text").all_text_contents()
     assert texts == [PRETTY_CITY, TOOL_RESULT]
     assert pane.locator(".span-detail-transcript").count() == 0
+    expect(pane.locator(".span-detail-name")).to_have_text("execute_tool get_weather")
 
     doc = json.loads((SPANS_DIR / "pydantic_ai" / "tool_error.json").read_text())
     failed = _last_span(doc, "execute_tool get_weather")
