@@ -120,6 +120,19 @@ async def test_nested_run_gives_the_span_tree_live_and_finished(
         assert outer["duration_ms"] >= tool_span["duration_ms"] >= inner["duration_ms"]
         starts = [s["start_time_unix_nano"] for s in (outer, tool_span, inner)]
         assert starts == sorted(starts)
+        # The waterfall's fields (no model call here) and the whole trace's summary.
+        for span in done["spans"]:
+            fields = ("model", "input_tokens", "output_tokens", "cost_usd", "has_detail")
+            assert [span[key] for key in fields] == [None, None, None, None, False]
+            assert "detail_attributes" not in span
+        assert live["summary"]["status"] == "running" and live["summary"]["duration_ms"] >= 0
+        summary = done["summary"]
+        keys = ("root_name", "root_span_id", "status", "span_count", "error_count", "model_calls",
+                "tool_calls", "cost_status")
+        assert {key: summary[key] for key in keys} == {
+            "root_name": "invoke_agent Writer", "root_span_id": outer["span_id"], "status": "unset",
+            "span_count": 3, "error_count": 0, "model_calls": 0, "tool_calls": 1, "cost_status": "no_tokens"}
+        assert summary["duration_ms"] >= outer["duration_ms"] and summary["started_at"] == outer["start_time"]
 
         # Unknown and malformed ids.
         unknown = "0af7651916cd43dd8448eb211c80319c"

@@ -18,8 +18,8 @@ least recently updated traces are evicted (``evicted_traces_for_bytes``), and a 
 alone would exceed it keeps its first spans and drops (counts) the rest, marked ``truncated``. It
 reads no spans and imports neither the OpenTelemetry SDK nor aiohttp.
 
-A little over ~400 lines for a reason: the three bounds, the two record forms and the paged read
-share one lock and one set of counters.
+A little over ~400 lines for a reason: the three bounds, the two record forms, the paged read and
+the one-span read share one lock and one set of counters.
 """
 
 from __future__ import annotations
