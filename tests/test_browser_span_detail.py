@@ -8,6 +8,7 @@ container with the module's own ``renderSpanDetail`` (the function the trace pag
 * the transcript of the second model call of each vocabulary (GenAI attributes: pydantic_ai, mcp;
   OpenInference: smolagents, openai_agents; OpenLLMetry's GenAI form: traceloop): roles in order,
   the tool call's name and pretty-printed arguments, the tool result, the answer, the model figures;
+* a streamed model call's time to first token;
 * a tool span's arguments and result, drawn after another span was asked for and aborted;
 * the exception of a ``tool_error`` fixture, its stack trace folded after 20 lines ("Show more");
 * a hostile value (markup in a message, a span name, an attribute) shown as text, never as markup;
@@ -102,6 +103,7 @@ def server() -> Iterator[ServerThread]:
         for stack in MODEL_SPAN:
             _post(srv, json.loads((SPANS_DIR / stack / "ok.json").read_text()))
         _post(srv, json.loads((SPANS_DIR / "pydantic_ai" / "tool_error.json").read_text()))
+        _post(srv, json.loads((SPANS_DIR / "traceloop" / "ok_stream.json").read_text()))
         _post(srv, _hostile_doc())
         yield srv
     finally:
@@ -177,8 +179,7 @@ def test_the_transcript_of_each_vocabulary(pane_page: Page, stack: str) -> None:
 
     expect(pane.locator(".span-detail-name")).to_have_text(MODEL_SPAN[stack])
     expect(pane.locator(".span-detail-kind")).to_have_text("model")
-    figures = dict(zip(pane.locator(".span-detail-figures dt").all_text_contents(),
-                       pane.locator(".span-detail-figures dd").all_text_contents(), strict=True))
+    figures = _figures(pane)
     assert figures["Model"] == "fake-gpt", figures
     assert figures["Tokens in"] == "163" and figures["Tokens out"] == "24", figures
     assert "Latency" in figures and "Time to first token" in figures
@@ -205,6 +206,18 @@ def test_the_transcript_of_each_vocabulary(pane_page: Page, stack: str) -> None:
     assert [r for m in inputs for r in m["results"]] == [TOOL_RESULT]
     assert output == [{"role": "assistant", "text": [ANSWER], "calls": [], "results": []}]
     assert SYSTEM in pane.locator(".span-detail-transcript").text_content()
+
+
+def _figures(pane: Any) -> dict[str, str]:
+    return dict(zip(pane.locator(".span-detail-figures dt").all_text_contents(),
+                    pane.locator(".span-detail-figures dd").all_text_contents(), strict=True))
+
+
+def test_a_streamed_model_call_has_its_time_to_first_token(pane_page: Page) -> None:
+    doc = json.loads((SPANS_DIR / "traceloop" / "ok_stream.json").read_text())
+    span = _last_span(doc, "openai.chat")
+    figures = _figures(show(pane_page, span["traceId"], span["spanId"]))
+    assert figures["Time to first token"].endswith(" ms"), figures
 
 
 def test_a_tool_span_and_a_tool_error_with_its_stack_trace(pane_page: Page) -> None:
