@@ -199,7 +199,9 @@ export function renderTranscript(transcript, folds) {
   if (typeof transcript.system === "string" && transcript.system) {
     const system = el("div", "chat-msg chat-system chat-instructions");
     system.dataset.role = "system";
-    system.append(el("p", "chat-msg-head", "System instructions"));
+    const head = el("p", "chat-msg-head");
+    head.append(el("span", "chat-role", "system instructions"));
+    system.append(head);
     system.append(foldedText(transcript.system, { key: "system", folds, className: "chat-text" }));
     section.append(system);
   }
