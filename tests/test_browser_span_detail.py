@@ -12,7 +12,8 @@ container with the module's own ``renderSpanDetail`` (the function the trace pag
 * a tool span's arguments and result, drawn after another span was asked for and aborted;
 * the exception of a ``tool_error`` fixture, its stack trace folded after 20 lines ("Show more");
 * a hostile value (markup in a message, a span name, an attribute) shown as text, never as markup;
-* a span the server does not keep: the "not kept" message.
+* a span the server does not keep: the "not kept" message;
+* every text of the pane meets WCAG AA contrast in both themes (test_browser_layout's measure).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import pytest
 from browser_support import Console, ServerThread
 from playwright.sync_api import Browser, Page, expect
+from test_browser_layout import CONTRAST_JS
 
 from otel_dashboard.state.dashboard import DashboardState
 
@@ -273,3 +275,23 @@ def test_hostile_values_are_text_and_a_missing_span_says_so(pane_page: Page, con
     console_m.allow(r"404 \(Not Found\)")  # the browser logs the 404 of the span not kept
     pane = show(pane_page, HOSTILE_TRACE, "0123456789abcdef", state="missing")
     expect(pane.locator(".span-detail-message")).to_contain_text("not kept")
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_every_text_of_the_pane_meets_wcag_aa_contrast(pane_page: Page, theme: str) -> None:
+    pane_page.evaluate("""theme => {
+      document.documentElement.dataset.theme = theme;
+      for (const c of document.body.children) if (c.id !== "test-span-pane") c.hidden = true;
+    }""", theme)
+    span = _last_span(_hostile_doc(), f"chat {HOSTILE}")  # status, figures, chat, tool call, exception
+    pane = show(pane_page, HOSTILE_TRACE, span["spanId"])
+    details = pane.locator("details.span-detail-raw")
+    if not details.evaluate("d => d.open"):
+        details.locator("> summary").click()
+    results = []
+    for selector in (".span-detail-head", ".chat-tool-call", ".span-detail-exception", ".span-detail-attrs"):
+        pane.locator(selector).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+        results += pane_page.evaluate(CONTRAST_JS)
+    assert len(results) > 40, "the walk found too little text"
+    failing = [r for r in results if r["ratio"] < r["need"]]
+    assert failing == [], f"{len(failing)} texts under WCAG AA in the {theme} theme: {failing[:5]}"
