@@ -13,6 +13,7 @@ container with the module's own ``renderSpanDetail`` (the function the trace pag
 * the exception of a ``tool_error`` fixture, its stack trace folded after 20 lines ("Show more");
 * a hostile value (markup in a message, a span name, an attribute) shown as text, never as markup;
 * a span the server does not keep: the "not kept" message;
+* the transcript view alone on parts no fixture has (reasoning, "other") and values of odd types;
 * every text of the pane meets WCAG AA contrast in both themes (test_browser_layout's measure).
 """
 
@@ -275,6 +276,38 @@ def test_hostile_values_are_text_and_a_missing_span_says_so(pane_page: Page, con
     console_m.allow(r"404 \(Not Found\)")  # the browser logs the 404 of the span not kept
     pane = show(pane_page, HOSTILE_TRACE, "0123456789abcdef", state="missing")
     expect(pane.locator(".span-detail-message")).to_contain_text("not kept")
+
+
+def test_the_transcript_view_draws_reasoning_and_odd_shapes_as_text(pane_page: Page) -> None:
+    """Parts no recorded fixture has (reasoning, "other"), and values of unexpected types: drawn,
+    as text, without an exception."""
+    drawn = pane_page.evaluate("""async (hostile) => {
+      const { renderTranscript } = await import("/static/js/transcript-view.js");
+      const section = renderTranscript({
+        input: ["a bare string", null,
+                {role: hostile, parts: [null, 7, {type: "other", content: {k: hostile}}]}],
+        output: [{role: "assistant", parts: [
+          {type: "reasoning", content: "Thinking about Paris."},
+          {type: "tool_call", id: null, name: null, arguments: {city: hostile}},
+          {type: "tool_call_response", id: "c1", response: [1, 2]}]}],
+        system: null, tools: [{type: "function", function: {name: "get_weather", description: hostile}}],
+        source: "genai_events", cut: true}, new Set());
+      return {
+        roles: [...section.querySelectorAll(".chat-msg")].map(m => m.dataset.role),
+        reasoning: section.querySelector(".chat-reasoning .fold-text").textContent,
+        call: section.querySelector(".chat-tool-call").textContent,
+        result: section.querySelector(".chat-tool-result .fold-text").textContent,
+        text: section.textContent,
+        images: section.querySelectorAll("img").length,
+      };
+    }""", HOSTILE)
+    assert drawn["roles"] == ["unknown", "unknown", HOSTILE, "assistant"]
+    assert drawn["reasoning"] == "Thinking about Paris."
+    assert "(no name)" in drawn["call"] and HOSTILE in drawn["call"]
+    assert drawn["result"] == "[\n  1,\n  2\n]"
+    for text in ("a bare string", "shortened", "span events"):
+        assert text in drawn["text"]
+    assert drawn["images"] == 0
 
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
