@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from otel_dashboard.model.transcript import is_content_key
+from otel_dashboard.model.transcript import CONTENT_KEYS, CONTENT_PREFIXES
 
 __all__ = [
     "MAX_CONTENT_VALUE_CHARS",
@@ -117,26 +117,34 @@ def detail_attributes(
     content: list[str] = []
     other: list[str] = []
     for key in attrs:
-        if key in skip:
-            continue
-        if not isinstance(key, str):
-            continue  # not an attribute key (a sender's odd mapping): not kept, not counted
-        (content if is_content_key(key) else other).append(key)
+        if key in skip or type(key) is not str:
+            continue  # kept elsewhere, or not an attribute key (a sender's odd mapping)
+        (content if key in CONTENT_KEYS or key.startswith(CONTENT_PREFIXES) else other).append(key)
     keys: list[str] = []
     values: list[Any] = []
     dropped = 0
     left = MAX_DETAIL_CHARS
-    for index, key in enumerate((*content, *other)):
+    first_raw = len(content)
+    for index, key in enumerate(content + other if content else other):
         if len(keys) >= MAX_DETAIL_ATTRIBUTES:
             dropped += 1
             continue
         name = key if len(key) <= _MAX_KEY_CHARS else _cut(key, _MAX_KEY_CHARS)
-        cap = MAX_CONTENT_VALUE_CHARS if index < len(content) else MAX_RAW_VALUE_CHARS
-        found = _bounded(attrs[key], min(cap, left - len(name)), sequence)
-        if found is None:
-            dropped += 1
-            continue
+        room = min(MAX_CONTENT_VALUE_CHARS if index < first_raw else MAX_RAW_VALUE_CHARS, left - len(name))
+        value = attrs[key]
+        kind = type(value)
+        # The common values first, inline: a short string, a number.
+        if kind is str and len(value) <= room:
+            size = len(value)
+        elif (kind is int or kind is float or kind is bool) and room >= _NUMBER_CHARS:
+            size = _NUMBER_CHARS
+        else:
+            found = _bounded(value, room, sequence)
+            if found is None:
+                dropped += 1
+                continue
+            value, size = found
         keys.append(name)
-        values.append(found[0])
-        left -= len(name) + found[1]
+        values.append(value)
+        left -= len(name) + size
     return keys, values, dropped

@@ -191,9 +191,15 @@ def compact_span_record(span: ReadableSpan, *, ended: bool) -> SpanRecord:
             size += len(message)
         return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
                 *attrs, *values, size)
-    kept = [key for key in attrs if key in keep]
+    detail_keys: list[str] = []
+    detail_values: list[Any] = []
+    dropped = 0
+    if keep.issuperset(attrs):  # events only (the span logs steps): no other attribute to bound
+        kept = list(attrs)
+    else:
+        kept = [key for key in attrs if key in keep]
+        detail_keys, detail_values, dropped = detail_attributes(attrs, keep, tuple)
     capped = [_capped(attrs[key], tuple) for key in kept]
-    detail_keys, detail_values, dropped = detail_attributes(attrs, keep, tuple)
     dropped += _sdk_dropped(attrs)
     if raw_events or detail_keys or dropped:
         events = compact_events(raw_events) if raw_events else (0,)
