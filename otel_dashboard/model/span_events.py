@@ -91,7 +91,7 @@ def compact_events(events: Iterable[Any]) -> tuple[Any, ...]:
     oldest first: ``(dropped, event_1, ...)``; values capped (see the module docstring)."""
     kept: list[tuple[Any, ...]] = []
     dropped = 0
-    budget = _Budget()
+    budget: _Budget | None = None  # made for the first message event only (most spans have none)
     for event in events:
         if len(kept) >= MAX_EVENTS_PER_SPAN:
             dropped += 1
@@ -102,8 +102,12 @@ def compact_events(events: Iterable[Any]) -> tuple[Any, ...]:
         when = when if type(when) is int and 0 < when <= _MAX_TIME_NS else None
         attrs = getattr(event, "attributes", None) or {}
         keys = [key for key in list(attrs)[:_MAX_EVENT_ATTRIBUTES] if isinstance(key, str)]
-        kept.append((name, when, *keys,
-                     *[_cap(key, attrs[key], _content_budget(name, key, budget)) for key in keys]))
+        if name in CONTENT_EVENTS:
+            budget = budget or _Budget()
+            values = [_cap(key, attrs[key], _content_budget(name, key, budget)) for key in keys]
+        else:
+            values = [_cap(key, attrs[key]) for key in keys]
+        kept.append((name, when, *keys, *values))
     return (dropped, *kept)
 
 

@@ -204,7 +204,10 @@ def compact_span_record(span: ReadableSpan, *, ended: bool) -> SpanRecord:
     if raw_events or detail_keys or dropped:
         events = compact_events(raw_events) if raw_events else (0,)
         size = compact_bytes(_ATTRIBUTES + 2 + 2 * len(kept), name, message, capped)
-        size += events_bytes(events[1:]) + detail_bytes(detail_keys, detail_values)
+        if raw_events:
+            size += events_bytes(events[1:])
+        if detail_keys:
+            size += detail_bytes(detail_keys, detail_values)
         return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
                 *kept, *capped, (dropped, len(events) - 1, *events, *detail_keys, *detail_values), size)
     return (trace_id, span_id, parent_id, name, start_ns, end_ns, status, message, service,
