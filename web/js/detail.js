@@ -1,14 +1,15 @@
 // The detail panel (the aside): one view at a time, named in the URL (router.js). The event view
-// (the selected event's fields, a completed run's figures, its data and its trace ids, with the
-// trace view below them) and the trace view (#trace=) are built here; other views (a run, an
-// agent) fill the generic view box through openPanel().
+// is built here: the event's outcome first (its one-line description), then its trace (an "Open
+// trace" button to the trace page and the compact waterfall), a completed run's figures, the
+// event's fields and data with the empty ones left out, and the whole event as JSON, folded.
+// Other views (a run, an agent) fill the generic view box through openPanel().
 
-import { $, el, kvRow, parseTime } from "./util.js";
+import { $, el, isObject, kvRow, parseTime, safeJson } from "./util.js";
 import { describe, severityOf, typeLabel, typeOf } from "./describe.js";
 import { hasRunFigures, runBreakdown } from "./runs.js";
 import { ui } from "./store.js";
 import { renderTraceView, stopTraceView } from "./trace-view.js";
-import { closeRoute, setRoute } from "./router.js";
+import { closeRoute, currentRoute, openRoute, setRoute } from "./router.js";
 import { heldEvent } from "./held.js";
 
 function deselectRow() {
@@ -30,8 +31,8 @@ function showPanel() {
 
 /**
  * Open the aside on a view other than an event's: `build(body)` fills the (emptied) view box.
- * `kind` names the view ("run", "agent", "trace", ...) in `#detail[data-view]` for styles and
- * tests; `route` (e.g. {run: id}), when given, names it in the URL.
+ * `kind` names the view ("run", "agent", "event" for a message about an event) in
+ * `#detail[data-view]` for styles and tests; `route` (e.g. {run: id}), when given, names it in the URL.
  */
 export function openPanel({ kind, title, badge = "", badgeClass = "", route = null, build }) {
   deselectRow();
@@ -62,6 +63,88 @@ export function openDetail(row) {
   openEvent(row._ev, row);
 }
 
+const RAW_MAX_CHARS = 100_000; // the raw event's JSON is cut here (the server caps events anyway)
+const TRACE_ID_RE = /^[0-9a-f]{32}$/i;
+const SPAN_ID_RE = /^[0-9a-f]{16}$/i;
+
+let eventEls = null; // the event view's parts, built once (eventSkeleton)
+
+function section(title, id, child) {
+  const box = el("section", "detail-section");
+  const h = el("h3", "detail-section-title", title);
+  h.id = id;
+  box.setAttribute("aria-labelledby", id);
+  box.appendChild(h);
+  if (child) box.appendChild(child);
+  return box;
+}
+
+function withId(node, id) {
+  node.id = id;
+  return node;
+}
+
+/**
+ * The event view's parts, in their order (ids kept for styles and tests): the description, the
+ * trace (button, ids, waterfall), the run's figures, the event's fields, its data, the raw JSON.
+ */
+function eventSkeleton() {
+  if (eventEls && eventEls.box.isConnected) return eventEls;
+  const box = $("detail-event");
+  const desc = withId(el("p", "detail-desc"), "detail-desc");
+
+  const openTrace = withId(el("button", "button detail-open-trace", "Open trace"), "detail-open-trace");
+  openTrace.type = "button";
+  openTrace.addEventListener("click", () => {
+    const ev = ui.detailEvent;
+    if (ev && TRACE_ID_RE.test(ev.trace_id || "")) openRoute(traceRoute(ev));
+  });
+  const ids = withId(el("dl", "kv-list"), "detail-trace-ids");
+  const view = withId(el("div", "trace-view"), "trace-view");
+  const trace = section("Trace", "detail-trace-h", null);
+  trace.classList.add("detail-trace");
+  const actions = el("div", "detail-trace-actions");
+  actions.append(openTrace, ids);
+  trace.append(actions, view);
+
+  const run = withId(el("dl", "kv-list"), "detail-run");
+  const runSection = withId(section("Run", "detail-run-h", run), "detail-run-section");
+  runSection.hidden = true;
+  const meta = withId(el("dl", "kv-list"), "detail-meta");
+  const data = withId(el("dl", "kv-list"), "detail-data");
+  const hidden = el("p", "detail-hidden-note");
+  hidden.hidden = true;
+  const dataSection = section("Data", "detail-data-h", data);
+  dataSection.appendChild(hidden);
+
+  const raw = withId(el("details", "detail-raw"), "detail-raw");
+  raw.appendChild(el("summary", "detail-raw-summary", "Raw event (JSON)"));
+  const rawText = el("pre", "kv-json detail-raw-json");
+  raw.appendChild(rawText);
+
+  box.replaceChildren(desc, trace, runSection, section("Event", "detail-event-h", meta), dataSection, raw);
+  eventEls = { box, desc, openTrace, ids, view, runSection, run, meta, data, hidden, raw, rawText };
+  return eventEls;
+}
+
+function traceRoute(ev) {
+  const route = { trace: ev.trace_id.toLowerCase() };
+  if (SPAN_ID_RE.test(ev.span_id || "")) route.span = ev.span_id.toLowerCase();
+  return route;
+}
+
+function isEmpty(value) {
+  return value === null || value === undefined || value === "";
+}
+
+/** The event as the server sent it (the page's own bookkeeping, `_`-keys, left out). */
+function rawJson(ev) {
+  const plain = {};
+  for (const [key, value] of Object.entries(ev)) if (!key.startsWith("_")) plain[key] = value;
+  const text = safeJson(plain, 2);
+  return text.length > RAW_MAX_CHARS ? `${text.slice(0, RAW_MAX_CHARS)}\n… (cut at ${RAW_MAX_CHARS} characters)` : text;
+}
+
 /** The event view: `row` is its stream row when it has one (selected, and focused on close). */
 export function openEvent(ev, row = null) {
   $("detail").dataset.view = "event";
@@ -73,38 +156,46 @@ export function openEvent(ev, row = null) {
   ui.detailEvent = ev;
   if (row) row.classList.add("selected");
   if (typeof ev.seq === "number") setRoute({ event: ev.seq });
+  const els = eventSkeleton();
 
   const sev = severityOf(ev);
   setBadge(sev, `sev-${sev}`);
   $("detail-title").textContent = typeLabel(ev);
-  $("detail-desc").textContent = describe(ev).text;
+  els.desc.textContent = describe(ev).text;
 
-  const meta = $("detail-meta");
-  meta.replaceChildren();
-  const t = parseTime(ev.timestamp);
-  kvRow(meta, "time", Number.isNaN(t) ? ev.timestamp : `${new Date(t).toLocaleString()} (${ev.timestamp})`);
-  kvRow(meta, "type", typeOf(ev), { mono: true });
-  kvRow(meta, "severity", sev);
-  kvRow(meta, "seq", ev.seq, { mono: true });
-  kvRow(meta, "event_id", ev.event_id, { mono: true });
+  // The trace: its ids (null when the event did not come from a span), the button, the waterfall.
+  els.ids.replaceChildren();
+  kvRow(els.ids, "trace_id", ev.trace_id || null, { mono: true });
+  kvRow(els.ids, "span_id", ev.span_id || null, { mono: true });
+  els.openTrace.hidden = !TRACE_ID_RE.test(ev.trace_id || "");
+  renderTraceView(els.view, ev.trace_id, ev.span_id);
 
-  const run = $("detail-run");
-  run.replaceChildren();
+  els.run.replaceChildren();
   const showRun = typeOf(ev) === "agent_execution_completed" && hasRunFigures(ev.data);
-  $("detail-run-section").hidden = !showRun;
-  if (showRun) runBreakdown(run, ev.data);
+  els.runSection.hidden = !showRun;
+  if (showRun) runBreakdown(els.run, ev.data);
 
-  const data = $("detail-data");
-  data.replaceChildren();
-  const keys = Object.keys(ev.data);
-  if (!keys.length) data.appendChild(el("dd", "kv-empty", "no data fields"));
-  for (const key of keys) kvRow(data, key, ev.data[key], { mono: false });
+  // The fields and the data, without the empty ones (the raw event below has them all).
+  els.meta.replaceChildren();
+  const t = parseTime(ev.timestamp);
+  kvRow(els.meta, "time", Number.isNaN(t) ? ev.timestamp : `${new Date(t).toLocaleString()} (${ev.timestamp})`);
+  kvRow(els.meta, "type", typeOf(ev), { mono: true });
+  kvRow(els.meta, "severity", sev);
+  if (!isEmpty(ev.seq)) kvRow(els.meta, "seq", ev.seq, { mono: true });
+  if (!isEmpty(ev.event_id)) kvRow(els.meta, "event_id", ev.event_id, { mono: true });
 
-  const ids = $("detail-trace-ids");
-  ids.replaceChildren();
-  kvRow(ids, "trace_id", ev.trace_id || null, { mono: true });
-  kvRow(ids, "span_id", ev.span_id || null, { mono: true });
-  renderTraceView($("trace-view"), ev.trace_id, ev.span_id);
+  els.data.replaceChildren();
+  const data = isObject(ev.data) ? ev.data : {};
+  const keys = Object.keys(data);
+  const shown = keys.filter((key) => !isEmpty(data[key]));
+  if (!shown.length) els.data.appendChild(el("dd", "kv-empty", keys.length ? "no field with a value" : "no data fields"));
+  for (const key of shown) kvRow(els.data, key, data[key], { mono: false });
+  const empty = keys.length - shown.length;
+  els.hidden.hidden = !empty;
+  els.hidden.textContent = empty ? `${empty} empty field${empty === 1 ? "" : "s"} not shown (${keys.filter((k) => isEmpty(data[k])).slice(0, 20).join(", ")}): the raw event has them.` : "";
+
+  els.raw.open = false;
+  els.rawText.textContent = rawJson(ev);
   showPanel();
 }
 
@@ -162,22 +253,6 @@ function eventMessage(seq, text) {
   });
 }
 
-/** #trace=<id>: the trace waterfall alone in the aside. */
-export function openTracePanel(traceId) {
-  openPanel({
-    kind: "trace",
-    title: "Trace",
-    route: { trace: traceId },
-    build(body) {
-      const ids = el("dl", "kv-list");
-      kvRow(ids, "trace_id", traceId, { mono: true });
-      const box = el("div", "trace-view");
-      body.append(ids, box);
-      renderTraceView(box, traceId, "");
-    },
-  });
-}
-
 export function closeDetail(restoreFocus = true) {
   const panel = $("detail");
   if (eventFetch) eventFetch.abort();
@@ -191,7 +266,9 @@ export function closeDetail(restoreFocus = true) {
   const row = ui.detailRow;
   ui.detailRow = null;
   ui.detailEvent = null;
-  closeRoute();
+  // A page opened over the aside (the trace page, ...) names itself in the URL: leave it there.
+  const route = currentRoute();
+  if (!(route.trace || route.traces || route.conversation || route.graph)) closeRoute();
   const back = row || opener;
   opener = null;
   if (row) row.classList.remove("selected");

@@ -1,5 +1,6 @@
 // The run view (#run=<run_id>) in the aside: one agent run, running or ended. Its header names the
-// agent with the outcome (running, stalled, succeeded, failed, unknown since restart); then when it
+// agent with the outcome (running, stalled, succeeded, failed, unknown since restart); an "Open
+// trace" button opens the trace page at the run's own span (once its trace id is known); then when it
 // started and how long it ran (ticking while it runs), what it is doing now, its figures (model
 // calls, tool calls per tool, tokens, cost), its error, its parent and sub-runs (links), and the
 // trace waterfall of its trace.
@@ -24,6 +25,8 @@ const OUTCOME_CLASS = {
   failed: "outcome-failed", unknown: "outcome-unknown",
 };
 const HISTORY_LIMIT = 100; // events asked of the history for one run
+const TRACE_ID_RE = /^[0-9a-f]{32}$/i;
+const SPAN_ID_RE = /^[0-9a-f]{16}$/i;
 
 const view = {
   runId: "",
@@ -53,16 +56,22 @@ function section(body, title, child) {
 }
 
 function skeleton(body) {
+  const openTrace = el("button", "button detail-open-trace run-view-open-trace", "Open trace");
+  openTrace.type = "button";
+  openTrace.hidden = true;
+  openTrace.addEventListener("click", () => {
+    if (view.traceId) openRoute(traceRoute(view.traceId));
+  });
   const status = el("p", "detail-message run-view-status");
   status.setAttribute("role", "status");
   const summary = el("dl", "kv-list run-view-summary");
-  body.append(status, summary);
+  body.append(openTrace, status, summary);
   const figures = el("dl", "kv-list run-view-figures");
   const error = el("dl", "kv-list run-view-error");
   const related = el("ul", "run-view-related");
   const trace = el("div", "trace-view");
   return {
-    status, summary, figures, error, related, trace,
+    openTrace, status, summary, figures, error, related, trace,
     figuresBox: section(body, "Figures", figures),
     errorBox: section(body, "Error", error),
     relatedBox: section(body, "Related runs", related),
@@ -356,14 +365,22 @@ function drawRelated(run) {
   if (!list.childElementCount) list.appendChild(el("li", "kv-empty", "none: a top-level run without sub-runs"));
 }
 
+/** The trace page's route for the run: its trace, at its own span (its run_id is that span's id). */
+function traceRoute(traceId) {
+  const route = { trace: traceId.toLowerCase() };
+  if (SPAN_ID_RE.test(view.runId)) route.span = view.runId.toLowerCase();
+  return route;
+}
+
 function drawTrace(run) {
   const traceId = typeof run.traceId === "string" && run.traceId ? run.traceId : "";
   if (traceId === view.traceId) return;
   view.traceId = traceId;
+  view.els.openTrace.hidden = !TRACE_ID_RE.test(traceId);
   if (!traceId) {
     view.els.trace.replaceChildren(el("p", "trace-message", "No trace id is known for this run."));
     return;
   }
   // The run's own span (its run_id is its agent span's id) is the one highlighted.
-  renderTraceView(view.els.trace, traceId, /^[0-9a-f]{16}$/i.test(view.runId) ? view.runId : "");
+  renderTraceView(view.els.trace, traceId, SPAN_ID_RE.test(view.runId) ? view.runId : "");
 }
