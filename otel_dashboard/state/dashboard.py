@@ -33,6 +33,7 @@ from otel_dashboard.model.limits import (
     DEFAULT_MAX_STRING_BYTES,
     Limits,
 )
+from otel_dashboard.state.agent_graph import AgentGraph
 from otel_dashboard.state.agent_stats import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, AgentStats, agent_key
 from otel_dashboard.state.cluster import (
     ClusterSync,
@@ -214,6 +215,8 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         self._derived.open_runs = self._runs  # an accepted completion closes its run (derived.apply)
         window = _usage_window(usage_window_seconds)
         self._derived.agent_stats = AgentStats(window_seconds=window,
+                                               bucket_seconds=window // DEFAULT_BUCKETS)
+        self._derived.agent_graph = AgentGraph(window_seconds=window,
                                                bucket_seconds=window // DEFAULT_BUCKETS)
         self._run_subscribers: tuple[RunSubscriber, ...] = ()
         self._started_monotonic = time.monotonic()
@@ -542,6 +545,19 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
             "totals": {key: totals[key] for key in
                        ("runs", "failures", "error_rate", "running", "tokens", "cost_usd", "cost_status")},
         }
+
+    def get_agent_graph(self) -> dict[str, Any]:
+        """The agent graph over the usage window: the body of ``GET /api/graph`` (``docs/api.md``,
+        "The agent graph"), ``{"scope": "window", "window_seconds", "generated_at", "nodes", "edges",
+        "truncated"}``; the open runs now (started UNION live progress) are its ``running``."""
+        with self._lock:
+            derived = self._derived
+            graph = derived.agent_graph
+            assert graph is not None  # set in __init__
+            body = graph.graph(derived.open_runs_now(self.stall_threshold_seconds),
+                               self._runs.newest(len(self._runs)))
+        body["generated_at"] = format_timestamp()
+        return body
 
     def events_by_type(self) -> dict[str, int]:
         """Accepted events per event type, since this state was created (or rebuilt)."""

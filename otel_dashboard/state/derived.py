@@ -14,6 +14,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from otel_dashboard.model.events import DashboardEvent, EventType
+from otel_dashboard.state.agent_graph import AgentGraph
 from otel_dashboard.state.agent_stats import AgentStats, parse_epoch
 from otel_dashboard.state.runs import ENDED, OpenRuns
 
@@ -74,6 +75,9 @@ class DerivedState:
         # Per-agent usage over the rolling window (state/agent_stats.py), set by the state: fed the
         # completions here, so that the rebuild's replay restores it.
         self.agent_stats: AgentStats | None = None
+        # The agent graph over the same window (state/agent_graph.py), set by the state: fed the run
+        # events here, so that the rebuild's replay restores it too.
+        self.agent_graph: AgentGraph | None = None
 
     # ------------------------------------------------------------------ applying events
     def apply(self, event: DashboardEvent) -> None:
@@ -106,6 +110,9 @@ class DerivedState:
             while len(self.active_agents) > self.max_active_agents:
                 self.active_agents.popitem(last=False)
                 self.evicted_active_agents += 1
+            agent_graph = self.agent_graph
+            if agent_graph is not None:
+                agent_graph.record_started(data, event.timestamp)
         elif etype is _COMPLETED:
             run_id = str(data.get("run_id") or data.get("agent_id") or "")
             self.active_agents.pop(run_id, None)
@@ -119,6 +126,9 @@ class DerivedState:
             agent_stats = self.agent_stats
             if agent_stats is not None:
                 agent_stats.record(data, event.timestamp)
+            agent_graph = self.agent_graph
+            if agent_graph is not None:
+                agent_graph.record_completed(data, event.timestamp)
             score = data.get("quality_score")
             if isinstance(score, (int, float)) and not isinstance(score, bool):
                 self.quality_sum += float(score)
