@@ -170,6 +170,24 @@ def test_a_nested_run_its_lit_node_and_stable_positions(
     expect(edge(page, director_id, PLANNER).locator(".graph-edge-label")).to_have_text(f"{TIMES}1")
     assert positions(page) == after
 
+    # A click on an agent opens its view and the graph stops polling; closing the view (Escape) goes
+    # back to the graph, drawn as it was.
+    node(page, RESEARCHER).click()
+    expect(page.locator("#detail")).to_have_attribute("data-view", "agent")
+    expect(page).to_have_url(re.compile(rf"#agent=MarketResearcher&service={SERVICE}$"))
+    expect(page.locator("#page-graph")).to_be_hidden()
+    page.wait_for_timeout(300)  # an answer in flight when the page was left may still land
+    polled = len(requests)
+    page.wait_for_timeout(1500)
+    assert len(requests) == polled, "the graph polls while another page is shown"
+    page.keyboard.press("Escape")
+    expect(page.locator("#page-graph")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"#graph=window$"))
+    expect(page.locator("#detail")).to_be_hidden()
+    expect(node(page, RESEARCHER)).to_be_visible()
+    assert positions(page) == after
+    assert len(requests) > polled
+
     # The trace scope: only that trace's nodes; the select goes back to the window.
     page.evaluate(f"location.hash = '#graph={trace_id}'")
     expect(page.locator("#graph-scope")).to_have_value("trace")
@@ -179,20 +197,7 @@ def test_a_nested_run_its_lit_node_and_stable_positions(
     page.select_option("#graph-scope", "window")
     expect(page).to_have_url(re.compile(r"#graph=window$"))
     expect(page.locator(NODE)).to_have_count(5)
-
-    # A click on an agent opens its view; the graph stops polling; Back returns to it.
-    node(page, RESEARCHER).click()
-    expect(page.locator("#detail")).to_have_attribute("data-view", "agent")
-    expect(page).to_have_url(re.compile(rf"#agent=MarketResearcher&service={SERVICE}$"))
-    expect(page.locator("#page-graph")).to_be_hidden()
-    page.wait_for_timeout(300)  # an answer in flight when the page was left may still land
-    polled = len(requests)
-    page.wait_for_timeout(1500)
-    assert len(requests) == polled, "the graph polls while another page is shown"
-    page.go_back()
-    expect(page.locator("#page-graph")).to_be_visible()
-    expect(node(page, RESEARCHER)).to_be_visible()
-    assert positions(page) == after
+    assert positions(page) == after  # each scope keeps its own layout
 
     # WCAG AA in both themes: node texts on their node's fill, edge labels on their halo.
     for theme in ("dark", "light"):
