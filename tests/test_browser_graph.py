@@ -245,7 +245,8 @@ CONTRAST_JS = """() => {
 
 
 LAYOUT_JS = """async () => {
-  const { StableLayout, computeLayers } = await import('/static/js/graph-layout.js');
+  const { StableLayout, computeLayers, edgePath, nodeOrigin, GEOMETRY: g } =
+    await import('/static/js/graph-layout.js');
   const n = (id, t) => ({ id, first_seen: `2026-01-01T00:00:${String(t).padStart(2, '0')}Z` });
   const e = (source, target) => ({ source, target });
   const layers = (nodes, edges) => Object.fromEntries(computeLayers(nodes, edges));
@@ -262,6 +263,11 @@ LAYOUT_JS = """async () => {
   const second = layout.update([n('r', 3), n('a', 1), n('b', 2), n('c', 4)],
                                [e('r', 'b'), e('a', 'b'), e('a', 'c')]);
   const pick = (m) => Object.fromEntries([...m].map(([k, v]) => [k, [v.layer, v.slot, v.x, v.y]]));
+  // An edge over two columns runs along the gap under its source's row, past the middle column.
+  const at = (layer, slot) => ({ layer, slot, ...nodeOrigin(layer, slot) });
+  const long = edgePath(at(0, 0), at(2, 1));
+  out.long = { straight: long.d.includes(' L '), y: long.labels[0].y,
+               gap: g.margin + g.nodeHeight + g.rowGap / 2 };
   out.first = pick(first);
   out.second = pick(second);
   return out;
@@ -274,6 +280,7 @@ def test_the_layout_breaks_cycles_and_never_moves_a_placed_node(page: Page, serv
     assert out["dag"] == {"a": 0, "b": 1, "c": 2}
     assert out["cycle"] == {"x": 0, "y": 1, "z": 2}
     assert out["self"] == {"s": 0}
+    assert out["long"]["straight"] and out["long"]["y"] == out["long"]["gap"]
     assert out["second"]["a"] == out["first"]["a"] and out["second"]["b"] == out["first"]["b"]
     assert out["second"]["r"][:2] == [0, 1] and out["second"]["c"][:2] == [1, 1]
     page.goto("about:blank")

@@ -48,6 +48,7 @@ export class GraphDrawing {
   /** `onOpenAgent(name, service)` runs on a click (or Enter, Space) on an agent node. */
   constructor(onOpenAgent) {
     this.onOpenAgent = onOpenAgent;
+    this.labelsMoved = false; // an edge came, went, moved or changed its count: place the counts again
     this.nodes = new Map(); // id → drawn node
     this.edges = new Map(); // source, target, kind → drawn edge
     this.root = svg("svg", { width: 0, height: 0, role: "group", "aria-label": "Agent graph" }, "graph-svg");
@@ -87,7 +88,24 @@ export class GraphDrawing {
       liveEdges.add(key);
       this.drawEdge(key, e, positions.get(e.source), positions.get(e.target), names);
     }
-    dropMissing(this.edges, liveEdges);
+    if (dropMissing(this.edges, liveEdges)) this.labelsMoved = true;
+    if (this.labelsMoved) this.placeLabels();
+    this.labelsMoved = false;
+  }
+
+  /** Puts each edge's count on the first spot of its path that no earlier edge's count covers. */
+  placeLabels() {
+    const taken = [];
+    const height = 14;
+    for (const d of this.edges.values()) {
+      if (d.labelWidth < 0) d.labelWidth = d.label.getComputedTextLength() + 6;
+      const w = d.labelWidth;
+      const free = (s) => !taken.some((b) => Math.abs(b.x - s.x) * 2 < b.w + w && Math.abs(b.y - s.y) * 2 < height * 2);
+      const spot = d.spots.find(free) || d.spots[0];
+      taken.push({ x: spot.x, y: spot.y, w });
+      d.label.setAttribute("x", spot.x.toFixed(1));
+      d.label.setAttribute("y", spot.y.toFixed(1));
+    }
   }
 
   drawNode(n, pos) {
@@ -154,16 +172,16 @@ export class GraphDrawing {
       g.dataset.target = e.target;
       g.dataset.kind = String(e.kind || "");
       this.edgeLayer.appendChild(g);
-      d = { g, title, path, label, geometry: "" };
+      d = { g, title, path, label, geometry: "", spots: [], labelWidth: -1 };
       this.edges.set(key, d);
     }
     const geometry = `${from.x},${from.y},${to.x},${to.y}`;
     if (d.geometry !== geometry) {
       const p = edgePath(from, to);
       d.path.setAttribute("d", p.d);
-      d.label.setAttribute("x", p.label.x.toFixed(1));
-      d.label.setAttribute("y", p.label.y.toFixed(1));
+      d.spots = p.labels;
       d.geometry = geometry;
+      this.labelsMoved = true;
     }
     const running = count(e.running);
     const failures = count(e.failures);
@@ -176,19 +194,27 @@ export class GraphDrawing {
     const n = count(e.count);
     const prefix = kind === "handoff" ? "handoff " : kind === "agent_as_tool" ? "as tool " : "";
     const label = `${prefix}×${fmtInt(n)}${failures ? `, ${fmtInt(failures)} failed` : ""}`;
-    if (d.label.textContent !== label) d.label.textContent = label;
+    if (d.label.textContent !== label) {
+      d.label.textContent = label;
+      d.labelWidth = -1;
+      this.labelsMoved = true;
+    }
     const title = `${names.get(e.source)} ${KIND_WORDS[kind]} ${names.get(e.target)}: ${plural(n, "time")}, ${fmtInt(failures)} failed${running ? `, ${fmtInt(running)} running now` : ""}`;
     if (d.title.textContent !== title) d.title.textContent = title;
   }
 }
 
+/** Removes the drawn items not in `live`; true when there were any. */
 function dropMissing(drawn, live) {
+  let dropped = false;
   for (const [key, d] of drawn) {
     if (!live.has(key)) {
       d.g.remove();
       drawn.delete(key);
+      dropped = true;
     }
   }
+  return dropped;
 }
 
 /** Sets a <text>'s content, cut to `width` px with an ellipsis (the node's <title> has it whole). */

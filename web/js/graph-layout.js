@@ -21,6 +21,9 @@ export const GEOMETRY = Object.freeze({
 });
 
 const FORGET_AFTER = 120; // updates (about 2 min at one poll a second)
+// Where along its path an edge's count may go, best first: the drawing takes the first spot no
+// other label took (two edges between the same rows of two columns cross at their middle).
+const LABEL_STOPS = [0.5, 0.35, 0.65, 0.22, 0.78];
 
 function byFirstSeen(a, b) {
   const ta = String(a.first_seen || "");
@@ -161,10 +164,12 @@ export function nodeOrigin(layer, slot) {
 }
 
 /**
- * An edge's path between two placed nodes: `d` for an SVG path and `label` (x, y) for its count.
- * Forward edges leave the source's right side for the target's left side; an edge within a column
- * loops out on its right; an edge back to an earlier column (a cycle) runs from the source's left
- * side to the target's right side; a self edge is a small loop over the node.
+ * An edge's path between two placed nodes: `d` for an SVG path and `labels`, the spots (x, y) for
+ * its count, best first.
+ * An edge to the next column leaves the source's right side for the target's left side; an edge
+ * over more columns runs along a row gap (channelPath) so it crosses no node; an edge within a
+ * column loops out on its right; an edge back to an earlier column (a cycle) runs from the
+ * source's left side to the target's right side; a self edge is a small loop over the node.
  */
 export function edgePath(from, to) {
   const g = GEOMETRY;
@@ -173,7 +178,18 @@ export function edgePath(from, to) {
   if (from === to) {
     const x = from.x + w - 36;
     const y = from.y;
-    return { d: `M ${x} ${y} C ${x - 8} ${y - 34}, ${x + 44} ${y - 34}, ${x + 36} ${y + 4}`, label: { x: x + 18, y: y - 22 } };
+    return { d: `M ${x} ${y} C ${x - 8} ${y - 34}, ${x + 44} ${y - 34}, ${x + 36} ${y + 4}`, labels: [{ x: x + 18, y: y - 22 }] };
+  }
+  if (Math.abs(to.layer - from.layer) > 1) {
+    // Over more than one column: along the gap between two rows, so the edge crosses no node.
+    const forward = to.layer > from.layer;
+    const down = to.y >= from.y;
+    return channelPath(
+      { x: forward ? from.x + w : from.x, y: from.y + h / 2 + (down ? 8 : -8) },
+      { x: forward ? to.x : to.x + w, y: to.y + h / 2 },
+      down ? from.y + h + g.rowGap / 2 : from.y - g.rowGap / 2,
+      forward ? 1 : -1,
+    );
   }
   if (to.layer > from.layer) {
     const sx = from.x + w;
@@ -183,10 +199,7 @@ export function edgePath(from, to) {
     const bend = Math.max(40, (tx - sx) / 2);
     const c1 = { x: sx + bend, y: sy };
     const c2 = { x: tx - bend, y: ty };
-    return {
-      d: `M ${sx} ${sy} C ${c1.x} ${c1.y}, ${c2.x} ${c2.y}, ${tx} ${ty}`,
-      label: bezierMid({ x: sx, y: sy }, c1, c2, { x: tx, y: ty }),
-    };
+    return bezierPath({ x: sx, y: sy }, c1, c2, { x: tx, y: ty });
   }
   if (to.layer === from.layer) {
     // The same column: out to the right and back, beside the column's nodes.
@@ -197,19 +210,41 @@ export function edgePath(from, to) {
     const out = Math.min(g.columnGap - 16, 36 + Math.abs(ty - sy) / 6);
     const c1 = { x: sx + out, y: sy };
     const c2 = { x: tx + out, y: ty };
-    return { d: `M ${sx} ${sy} C ${c1.x} ${c1.y}, ${c2.x} ${c2.y}, ${tx} ${ty}`, label: bezierMid({ x: sx, y: sy }, c1, c2, { x: tx, y: ty }) };
+    return bezierPath({ x: sx, y: sy }, c1, c2, { x: tx, y: ty });
   }
-  // An earlier column (an edge that closes a cycle): from the source's left side back to the
-  // target's right side.
+  // The column before (an edge that closes a cycle): from the source's left side back to the
+  // target's right side, through the gap between the two columns.
   const sx = from.x;
   const sy = from.y + h / 2 + 10;
   const tx = to.x + w;
   const ty = to.y + h / 2 + 10;
   const c1 = { x: sx - 48, y: sy + 24 };
   const c2 = { x: tx + 48, y: ty + 24 };
-  return { d: `M ${sx} ${sy} C ${c1.x} ${c1.y}, ${c2.x} ${c2.y}, ${tx} ${ty}`, label: bezierMid({ x: sx, y: sy }, c1, c2, { x: tx, y: ty }) };
+  return bezierPath({ x: sx, y: sy }, c1, c2, { x: tx, y: ty });
 }
 
-function bezierMid(p0, p1, p2, p3) {
-  return { x: (p0.x + 3 * p1.x + 3 * p2.x + p3.x) / 8, y: (p0.y + 3 * p1.y + 3 * p2.y + p3.y) / 8 };
+/**
+ * A path from `s` to `t` (points on the sides of two nodes columns apart) that bends into the row
+ * gap at height `cy`, runs along it, and bends out to `t`; the bends are in the column gaps. Every
+ * column has its rows at the same heights, so a row gap is free of nodes all the way across.
+ * `dir` is 1 for a rightward edge, -1 for a leftward one. The label sits on the straight run.
+ */
+function channelPath(s, t, cy, dir) {
+  const run = Math.min(48, GEOMETRY.columnGap / 2 - 4) * dir;
+  const a = s.x + run;
+  const b = t.x - run;
+  return {
+    d: `M ${s.x} ${s.y} C ${s.x + run / 2} ${s.y}, ${s.x + run / 2} ${cy}, ${a} ${cy} L ${b} ${cy} `
+      + `C ${t.x - run / 2} ${cy}, ${t.x - run / 2} ${t.y}, ${t.x} ${t.y}`,
+    labels: LABEL_STOPS.map((f) => ({ x: a + (b - a) * f, y: cy })),
+  };
+}
+
+function bezierPath(p0, p1, p2, p3) {
+  const at = (t) => {
+    const u = 1 - t;
+    const k = [u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t];
+    return { x: k[0] * p0.x + k[1] * p1.x + k[2] * p2.x + k[3] * p3.x, y: k[0] * p0.y + k[1] * p1.y + k[2] * p2.y + k[3] * p3.y };
+  };
+  return { d: `M ${p0.x} ${p0.y} C ${p1.x} ${p1.y}, ${p2.x} ${p2.y}, ${p3.x} ${p3.y}`, labels: LABEL_STOPS.map(at) };
 }
