@@ -20,6 +20,11 @@ const KEYS = ["run", "agent", "service", "trace", "span", "traces", "conversatio
 const MARK = "otelDashboardView"; // history.state of the entry the page pushed for a view
 
 let shown = ""; // the hash of the view the aside shows ("" when closed)
+let routing = 0; // > 0 while show() opens what a route names: closing the aside then must not move history
+
+function isPage(route) {
+  return Boolean(route.trace || route.traces || route.conversation || route.graph);
+}
 
 /** The route named by the current hash, e.g. {run: "abc"}; {} when none. */
 export function currentRoute() {
@@ -57,7 +62,9 @@ export function setRoute(route) {
   if (window.location.hash.slice(1) === hash) return;
   const url = hash ? `#${hash}` : window.location.pathname + window.location.search;
   if (!hash) history.replaceState(history.state, "", url);
-  else if (pushedByUs()) history.replaceState({ [MARK]: true }, "", url);
+  // An aside view replaces the aside view the page pushed before it (Back closes the aside); a page,
+  // or a view opened from a page, gets its own entry (Back returns to the page it came from).
+  else if (pushedByUs() && !isPage(route) && !isPage(currentRoute())) history.replaceState({ [MARK]: true }, "", url);
   else history.pushState({ [MARK]: true }, "", url);
 }
 
@@ -69,6 +76,7 @@ export function openRoute(route) {
 
 /** The view was closed: the URL names none (Back to before the view, when the page pushed it). */
 export function closeRoute() {
+  if (routing) return;
   shown = "";
   if (!window.location.hash) return;
   if (pushedByUs()) history.back();
@@ -76,8 +84,17 @@ export function closeRoute() {
 }
 
 function show(route) {
+  routing += 1;
+  try {
+    showRoute(route);
+  } finally {
+    routing -= 1;
+  }
+}
+
+function showRoute(route) {
   shown = routeHash(route);
-  if (route.trace || route.traces || route.conversation || route.graph) {
+  if (isPage(route)) {
     closeDetail(false);
     if (route.trace) openTracePage(route.trace, route.span || "");
     else if (route.conversation) openConversation(route.conversation);
