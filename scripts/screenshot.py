@@ -5,7 +5,10 @@ Usage: .venv/bin/python scripts/screenshot.py [--out docs/img/dashboard.png] [--
 Writes three pictures, named after OUT:
 - OUT (docs/img/dashboard.png, the README's image): 1440x900, dark theme;
 - OUT-phone (docs/img/dashboard-phone.png): 390x844, dark theme;
-- OUT-light (docs/img/dashboard-light.png): 1440x900, light theme.
+- OUT-light (docs/img/dashboard-light.png): 1440x900, light theme;
+- the pages, 1440x900, dark, next to OUT: trace-page.png (the trace page of a finished demo run
+  with a model call selected: waterfall and transcript), traces-list.png (the traces list) and
+  agent-graph.png (the agent graph of the usage window).
 
 Starts a DashboardWebSocketServer on a free loopback port, runs the simulated multi-agent demo
 (otel_dashboard.demo) against it through the real OpenTelemetry path, opens the page in headless
@@ -151,6 +154,49 @@ async def _open(browser: Browser, shot: Shot, url: str, errors: list[str]) -> Pa
     return page
 
 
+# The pages (#traces=1, #trace=, #graph=window): the desktop page navigates to each, waits until it
+# shows what the picture is for, then takes it.
+_PAGE_SHOTS = (
+    ("traces-list.png", "#traces=1", "#page-traces tr.tl-row"),
+    ("trace-page.png", None, "#trace-span-pane[data-state=ok]"),
+    ("agent-graph.png", "#graph=window", "#page-graph g.graph-node"),
+)
+_PICK_TRACE = """() => {
+  const rows = [...document.querySelectorAll('#page-traces tr.tl-row')];
+  return rows.length ? rows[0].dataset.traceId : '';
+}"""
+_PICK_MODEL_SPAN = """() => {
+  const row = document.querySelector('#trace-page-view .trace-row[data-kind=model]');
+  return row ? row.dataset.spanId : '';
+}"""
+
+
+async def _shoot_pages(page: Page, folder: Path, wait_seconds: float) -> None:
+    timeout_ms = wait_seconds * 1000
+    trace_id = ""
+    for name, route, ready in _PAGE_SHOTS:
+        if route is None:
+            if not trace_id:
+                print(f"warning: {name} not taken: no finished trace in the list", file=sys.stderr)
+                continue
+            await page.evaluate(f"location.hash = '#trace={trace_id}'")
+            await page.wait_for_selector("#trace-page-view .trace-row[data-kind=model]", timeout=timeout_ms)
+            span_id = await page.evaluate(_PICK_MODEL_SPAN)
+            await page.evaluate(f"location.hash = '#trace={trace_id}&span={span_id}'")
+        else:
+            await page.evaluate(f"location.hash = '{route}'")
+        try:
+            await page.wait_for_selector(ready, timeout=timeout_ms)
+        except Exception:  # a picture of whatever is there, with a warning
+            print(f"warning: {name} taken without {ready!r} on the page", file=sys.stderr)
+        await asyncio.sleep(0.5)  # the page's next refresh settles the layout
+        if route == "#traces=1":
+            trace_id = await page.evaluate(_PICK_TRACE)
+        path = folder / name
+        await page.screenshot(path=str(path), animations="disabled")
+        print(f"wrote {path} (1440x900, dark)")
+
+
 async def main(out: Path, seconds: float, wait_seconds: float) -> int:
     # The demo's stall threshold, sped up like the demo: the pictures show what `make demo` shows.
     state = DashboardState(max_history=2000, stall_threshold_seconds=DEMO_STALL_THRESHOLD_SECONDS / SPEED)
@@ -176,6 +222,9 @@ async def main(out: Path, seconds: float, wait_seconds: float) -> int:
                           f"page: {'; '.join(missing)}", file=sys.stderr)
                 print(f"wrote {path} ({shot.width}x{shot.height}, {shot.theme}, "
                       f"{path.stat().st_size // 1024} KB)")
+            errors_before = len(errors)
+            await _shoot_pages(pages[0], out.parent, wait_seconds)
+            del errors[errors_before:]  # a page's own aborted fetch on navigation is not a fault
             await browser.close()
     finally:
         if scenario is not None:

@@ -92,7 +92,7 @@ async def test_each_vocabulary_from_the_recorded_fixtures(session: aiohttp.Clien
         assert {key: trace["summary"][key] for key in (
             "root_name", "status", "input_tokens", "output_tokens", "span_count", "error_count",
             "model_calls", "tool_calls", "service_name")} == {
-            "root_name": "invoke_agent WeatherAgent", "status": "unset", "input_tokens": 264,
+            "root_name": "invoke_agent WeatherAgent", "status": "ok", "input_tokens": 264,
             "output_tokens": 41,
             "span_count": 4, "error_count": 0, "model_calls": 2, "tool_calls": 1,
             "service_name": "recorder-pydantic_ai"}
@@ -245,7 +245,7 @@ async def test_in_process_and_remote_processors(session: aiohttp.ClientSession) 
             where = "remote" if remote else "in process"
 
             summary = trace["summary"]
-            assert summary["root_name"] == "invoke_agent Summarizer" and summary["status"] == "unset", where
+            assert summary["root_name"] == "invoke_agent Summarizer" and summary["status"] == "ok", where
             assert (summary["input_tokens"], summary["output_tokens"]) == (1000, 200), where
             assert summary["cost_status"] == "priced" and summary["cost_usd"] > 0, where
             assert (summary["model_calls"], summary["tool_calls"], summary["span_count"]) == (1, 1, 3), where

@@ -130,7 +130,7 @@ async def test_nested_run_gives_the_span_tree_live_and_finished(
         keys = ("root_name", "root_span_id", "status", "span_count", "error_count", "model_calls",
                 "tool_calls", "cost_status")
         assert {key: summary[key] for key in keys} == {
-            "root_name": "invoke_agent Writer", "root_span_id": outer["span_id"], "status": "unset",
+            "root_name": "invoke_agent Writer", "root_span_id": outer["span_id"], "status": "ok",
             "span_count": 3, "error_count": 0, "model_calls": 0, "tool_calls": 1, "cost_status": "no_tokens"}
         assert summary["duration_ms"] >= outer["duration_ms"] and summary["started_at"] == outer["start_time"]
 

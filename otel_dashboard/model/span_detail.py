@@ -244,7 +244,8 @@ def trace_summary(records: Iterable[SpanRecord | Mapping[str, Any]], prices: Cos
         "output_tokens", "cost_usd", "cost_status", "span_count", "error_count", "model_calls",
         "tool_calls", "started_at"}``. The root is the earliest span without a parent (else the
         earliest whose parent is not kept); ``status`` is ``"running"`` while the root has not ended,
-        else the root's (``"ok"``, ``"error"``, ``"unset"``); ``duration_ms`` runs from the earliest
+        else ``"error"`` when the root failed and ``"ok"`` otherwise (an ended root without a status
+        did not fail); ``"unset"`` only for a trace without spans; ``duration_ms`` runs from the earliest
         start to the latest end (to now while running). Tokens and cost add up the model-call spans;
         a trace without a model-call span that has tokens adds up its outermost agent spans with
         tokens instead (an agent span's tokens are its run's totals). ``cost_status`` as a run's:
@@ -304,7 +305,9 @@ def trace_summary(records: Iterable[SpanRecord | Mapping[str, Any]], prices: Cos
         "root_name": root[2] if root else None,
         "root_span_id": format(root[0], "016x") if root else None,
         "service_name": root[6] if root else None,
-        "status": "running" if running else ((root[5] or "unset") if root else "unset"),
+        # An ended root without a status is a run that did not fail (OpenTelemetry's "unset" is the
+        # default of a span that ended normally): shown as "ok", like the traces list shows it.
+        "status": "running" if running else ("error" if root and root[5] == "error" else "ok") if root else "unset",
         "duration_ms": round(max(end - start, 0) / 1e6, 3) if start and end else None,
         "input_tokens": tokens_in,
         "output_tokens": tokens_out,
