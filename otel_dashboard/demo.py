@@ -112,6 +112,7 @@ class _Scenario:
         self._rng = rng
         self._speed = speed
         self._opportunities = _Opportunities(rng)
+        self._waves = 0
 
     async def _work(self, low: float, high: float) -> None:
         await asyncio.sleep(self._rng.uniform(low, high) / self._speed)
@@ -167,6 +168,9 @@ class _Scenario:
     # ---- agents ------------------------------------------------------------------------------
     @agent(name="Planner", agent_id="planner", description="Splits a brief and delegates it")
     async def plan(self, brief: str, markets: Sequence[_Market]) -> None:
+        # One conversation per three waves, as one user's session of briefs: the traces list links
+        # to it and the conversation view lists its plans in order.
+        trace.get_current_span().set_attribute("gen_ai.conversation.id", f"brief-session-{self._waves // 3 + 1}")
         await self._chat("claude-sonnet-4-5", "anthropic", brief)
         # The researchers run inside this run (their spans are children of its span): the dashboard
         # shows them as its sub-runs (parent_run_id). One failing does not fail the plan.
@@ -264,6 +268,7 @@ class _Scenario:
         # Failures are part of the show: they are on the spans, the demo carries on.
         await asyncio.gather(*runs, return_exceptions=True)
         await self.extract_patterns()
+        self._waves += 1
 
     async def run(self, waves: int | None) -> None:
         for agent_id, name, role in [
