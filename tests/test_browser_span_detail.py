@@ -328,3 +328,24 @@ def test_every_text_of_the_pane_meets_wcag_aa_contrast(pane_page: Page, theme: s
     assert len(results) > 40, "the walk found too little text"
     failing = [r for r in results if r["ratio"] < r["need"]]
     assert failing == [], f"{len(failing)} texts under WCAG AA in the {theme} theme: {failing[:5]}"
+
+
+def test_the_trace_page_shows_the_selected_spans_details(pane_page: Page) -> None:
+    """The real flow: #trace=&span= opens the trace page with that span's details in its pane, and a
+    click on another row of the waterfall shows that span's."""
+    doc = json.loads((SPANS_DIR / "pydantic_ai" / "ok.json").read_text())
+    model = _last_span(doc, MODEL_SPAN["pydantic_ai"])
+    tool = next(s for s in _spans(doc) if s["name"].startswith("execute_tool"))
+    page = pane_page
+    page.evaluate('document.getElementById("test-span-pane").hidden = true')
+    try:
+        page.evaluate(f'location.hash = "#trace={model["traceId"]}&span={model["spanId"]}"')
+        pane = page.locator(f'#trace-span-pane[data-span-id="{model["spanId"]}"][data-state="ok"]')
+        expect(pane).to_have_count(1)
+        expect(pane.locator(".chat-output")).to_contain_text(ANSWER)
+        page.locator(f'#trace-page-view .trace-row[data-span-id="{tool["spanId"]}"]').click()
+        pane = page.locator(f'#trace-span-pane[data-span-id="{tool["spanId"]}"][data-state="ok"]')
+        expect(pane).to_have_count(1)
+        expect(pane).to_contain_text(TOOL_RESULT)
+    finally:
+        page.evaluate('location.hash = ""; document.getElementById("test-span-pane").hidden = false')
