@@ -42,9 +42,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# pytest on TEST_WORKERS processes (pytest-xdist). --dist loadfile keeps a test file on one worker, so
+# its module fixtures (a browser, a server, the session's big database) are made once, as in a serial
+# run; every test binds port 0 and writes under tmp_path, so the workers never collide. TEST_WORKERS=0
+# runs serially (pytest-xdist's -n 0), e.g. to read one failure's output without interleaving.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(MIN_STAMP) system-deps lint typecheck
-	$(VENV)/bin/pytest
-	$(MIN_VENV)/bin/pytest -q -p no:cacheprovider $(MIN_TESTS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(MIN_VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(MIN_TESTS)
 
 # The property tests (hypothesis) with FUZZ times their examples, random each run: the ingest bodies,
 # the OTLP bodies, WebSocket messages, raw HTTP requests and the Redis broker's entries, against real

@@ -6,8 +6,14 @@
 * ``forwarder``, ``exporter``: spans made through the GLOBAL tracer provider (as the decorators make
   them), captured per test.
 * ``redis_server``: a real ``redis-server`` of the test's own on a free loopback port (scale-out tests).
-* ``big_db``: a 1,000,000-event SQLite database (``bigdb_support``), generated once per test run in a
-  session temporary directory. Read it, or copy it before a server opens it (a server writes).
+* ``big_db``: a 1,000,000-event SQLite database (``bigdb_support``), generated once per test process in
+  a session temporary directory. Read it, or copy it before a server opens it (a server writes).
+
+``make test`` runs these tests on two pytest-xdist workers with ``--dist loadfile``: module fixtures
+(``browser``, the modules' shared servers) live in the one worker that runs their file, and session
+fixtures are per worker (``big_db`` is made only by the worker that gets a file using it). So nothing
+here may use a fixed port or path: servers bind port 0, ``redis_server`` takes a free port, files go
+under ``tmp_path``/``tmp_path_factory`` (a directory per worker).
 """
 
 from __future__ import annotations
@@ -104,5 +110,5 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def big_db(tmp_path_factory: pytest.TempPathFactory) -> BigDbFacts:
-    """A database of 1,000,000 events, made once per run (about 10-15 s) and shared by every test."""
+    """A database of 1,000,000 events, made once per worker that needs it (10-25 s) and shared."""
     return generate_big_db(tmp_path_factory.mktemp("big-db") / "events.db")

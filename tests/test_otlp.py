@@ -535,8 +535,10 @@ def test_failed_decodes_say_how_much_they_examined() -> None:
     assert too_large.value.examined_bytes > 1024 * 1024
 
 
+# Ids: a gzip header holds the time, and pytest-xdist needs every worker to collect the same ids.
 @pytest.mark.parametrize("body", [b"not gzip at all", gzip.compress(b'{"resourceSpans": []}')[:-6],
-                                  gzip.compress(b"{}") + b"trailing garbage"])
+                                  gzip.compress(b"{}") + b"trailing garbage"],
+                         ids=["not gzip", "truncated", "trailing garbage"])
 def test_broken_gzip_is_a_400(body: bytes) -> None:
     with pytest.raises(OtlpDecodeError):
         _decode(body, JSON, "gzip")
