@@ -43,13 +43,20 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # pytest on TEST_WORKERS processes (pytest-xdist). --dist loadfile keeps a test file on one worker, so
-# its module fixtures (a browser, a server, the session's big database) are made once, as in a serial
-# run; every test binds port 0 and writes under tmp_path, so the workers never collide. TEST_WORKERS=0
-# runs serially (pytest-xdist's -n 0), e.g. to read one failure's output without interleaving.
+# its module fixtures (a browser, a server) are made once, as in a serial run; every test binds port 0
+# and writes under tmp_path, so the workers never collide. TEST_WORKERS=0 runs serially (pytest-xdist's
+# -n 0), e.g. to read one failure's output without interleaving.
+# The files in SERIAL_TESTS assert latency, render time or memory bounds (a health p99 under load, a
+# 10,000-span trace's first render, RSS growth): they run after the others, alone, so a second worker
+# never competes with them for the two cores. So does the oldest-aiohttp run (test_perf_smoke is in it).
 TEST_WORKERS ?= 2
+SERIAL_TESTS := tests/test_hostile_history.py tests/test_perf_smoke.py tests/test_remote.py \
+	tests/test_hostile_limits.py tests/test_browser_trace_page.py tests/test_agent_graph.py \
+	tests/test_sqlite_store.py
 test: $(STAMP) $(MIN_STAMP) system-deps lint typecheck
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
-	$(MIN_VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(MIN_TESTS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(addprefix --ignore=,$(SERIAL_TESTS))
+	$(VENV)/bin/pytest -q -p no:cacheprovider $(SERIAL_TESTS)
+	$(MIN_VENV)/bin/pytest -q -p no:cacheprovider $(MIN_TESTS)
 
 # The property tests (hypothesis) with FUZZ times their examples, random each run: the ingest bodies,
 # the OTLP bodies, WebSocket messages, raw HTTP requests and the Redis broker's entries, against real
