@@ -170,7 +170,8 @@ class _Scenario:
     async def plan(self, brief: str, markets: Sequence[_Market]) -> None:
         # One conversation per three waves, as one user's session of briefs: the traces list links
         # to it and the conversation view lists its plans in order.
-        trace.get_current_span().set_attribute("gen_ai.conversation.id", f"brief-session-{self._waves // 3 + 1}")
+        session = f"brief-session-{self._waves // 3 + 1}"
+        trace.get_current_span().set_attribute("gen_ai.conversation.id", session)
         await self._chat("claude-sonnet-4-5", "anthropic", brief)
         # The researchers run inside this run (their spans are children of its span): the dashboard
         # shows them as its sub-runs (parent_run_id). One failing does not fail the plan.

@@ -307,7 +307,8 @@ def trace_summary(records: Iterable[SpanRecord | Mapping[str, Any]], prices: Cos
         "service_name": root[6] if root else None,
         # An ended root without a status is a run that did not fail (OpenTelemetry's "unset" is the
         # default of a span that ended normally): shown as "ok", like the traces list shows it.
-        "status": "running" if running else ("error" if root and root[5] == "error" else "ok") if root else "unset",
+        "status": ("unset" if root is None else "running" if running
+                   else "error" if root[5] == "error" else "ok"),
         "duration_ms": round(max(end - start, 0) / 1e6, 3) if start and end else None,
         "input_tokens": tokens_in,
         "output_tokens": tokens_out,
