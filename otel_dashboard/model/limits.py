@@ -44,8 +44,22 @@ __all__ = [
     "cut_marker",
     "cut_text",
     "json_size",
+    "positive_ints",
     "shrink_data",
 ]
+
+
+
+def positive_ints(**bounds: Any) -> None:
+    """Checks that every keyword's value is a positive integer (a bool is not one).
+
+    Raises:
+        ValueError: the first that is not, named by its keyword.
+    """
+    for name, value in bounds.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
 
 DEFAULT_MAX_STRING_BYTES = 16 * 1024
 """A string field is cut to this many UTF-8 bytes (16 KiB: a long prompt or stack trace fits)."""

@@ -47,7 +47,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from otel_dashboard.model.events import format_timestamp
-from otel_dashboard.state.agent_stats import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, agent_key, parse_epoch
+from otel_dashboard.state.agent_stats import (
+    DEFAULT_BUCKETS,
+    DEFAULT_WINDOW_SECONDS,
+    agent_key,
+    check_window,
+    parse_epoch,
+)
 
 __all__ = [
     "DEFAULT_MAX_EDGES",
@@ -233,13 +239,8 @@ class AgentGraph:
         max_runs: int = DEFAULT_MAX_RUNS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        for name, value in (("window_seconds", window_seconds), ("bucket_seconds", bucket_seconds),
-                            ("max_nodes", max_nodes), ("max_edges", max_edges), ("max_runs", max_runs)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if window_seconds % bucket_seconds:
-            raise ValueError(f"window_seconds must be a multiple of bucket_seconds ({bucket_seconds}), "
-                             f"got {window_seconds!r}")
+        check_window(window_seconds, bucket_seconds, max_nodes=max_nodes, max_edges=max_edges,
+                     max_runs=max_runs)
         self.window_seconds = window_seconds
         self.bucket_seconds = bucket_seconds
         self.max_nodes = max_nodes

@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from otel_dashboard.model.events import format_timestamp
+from otel_dashboard.model.limits import positive_ints
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_WINDOW_SECONDS",
     "AgentStats",
     "agent_key",
+    "check_window",
     "cost_status_of",
     "parse_epoch",
 ]
@@ -206,6 +208,18 @@ def _percentile(ordered: list[float], fraction: float) -> float:
     return round(ordered[rank - 1], 3)
 
 
+def check_window(window_seconds: int, bucket_seconds: int, **bounds: Any) -> None:
+    """Checks a rolling window's options: positive integers, the window a whole number of buckets.
+
+    Raises:
+        ValueError: the first bad option, named.
+    """
+    positive_ints(window_seconds=window_seconds, bucket_seconds=bucket_seconds, **bounds)
+    if window_seconds % bucket_seconds:
+        raise ValueError(f"window_seconds must be a multiple of bucket_seconds ({bucket_seconds}), "
+                         f"got {window_seconds!r}")
+
+
 class AgentStats:
     """Rolling-window usage per agent (name, service), and over all of them.
 
@@ -230,13 +244,7 @@ class AgentStats:
         max_samples: int = DEFAULT_MAX_SAMPLES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        for name, value in (("window_seconds", window_seconds), ("bucket_seconds", bucket_seconds),
-                            ("max_agents", max_agents), ("max_samples", max_samples)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if window_seconds % bucket_seconds:
-            raise ValueError(f"window_seconds must be a multiple of bucket_seconds ({bucket_seconds}), "
-                             f"got {window_seconds!r}")
+        check_window(window_seconds, bucket_seconds, max_agents=max_agents, max_samples=max_samples)
         self.window_seconds = window_seconds
         self.bucket_seconds = bucket_seconds
         self.buckets = window_seconds // bucket_seconds

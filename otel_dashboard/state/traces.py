@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from otel_dashboard.model.limits import positive_ints
 from otel_dashboard.model.record_size import json_record_bytes
 from otel_dashboard.model.runs import CostSource
 from otel_dashboard.model.span_detail import page_record, trace_summary
@@ -81,11 +82,7 @@ class TraceStore:
         max_spans_per_trace: int = _DEFAULT_MAX_SPANS_PER_TRACE,
         max_bytes: int = DEFAULT_MAX_TRACE_BYTES,
     ) -> None:
-        for name, value in (
-            ("max_traces", max_traces), ("max_spans_per_trace", max_spans_per_trace), ("max_bytes", max_bytes)
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        positive_ints(max_traces=max_traces, max_spans_per_trace=max_spans_per_trace, max_bytes=max_bytes)
         self._max_traces = max_traces
         self._max_spans = max_spans_per_trace
         self._max_bytes = max_bytes

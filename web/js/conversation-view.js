@@ -8,7 +8,7 @@
 import { el, txt } from "./util.js";
 import {
   TRACES, cell, clickableRow, costCellText, durationText, errorText, getJson, makePoller, routeLink,
-  runTraceRoute, startedText, statusCell, tokensText,
+  runTraceRoute, startedText, statusCell, tableSkeleton, tokensText,
 } from "./traces-common.js";
 
 const COLUMNS = ["#", "Started", "Agent", "Service", "Status", "Duration", "Tokens", "Cost", "Trace"];
@@ -55,20 +55,8 @@ function skeleton(id) {
   head.appendChild(code);
   const status = el("p", "traces-status");
   status.setAttribute("role", "status");
-  const wrap = el("div", "traces-table-wrap");
-  const table = el("table", "traces-table conversation-table");
+  const { wrap, table, tbody } = tableSkeleton("traces-table conversation-table", COLUMNS, NUMERIC);
   table.setAttribute("aria-label", `Runs of conversation ${txt(id, 120)}, in start order`);
-  const tr = el("tr");
-  for (const name of COLUMNS) {
-    const th = el("th", NUMERIC.has(name) ? "tl-num" : null, name);
-    th.scope = "col";
-    tr.appendChild(th);
-  }
-  const thead = el("thead");
-  thead.appendChild(tr);
-  const tbody = el("tbody");
-  table.append(thead, tbody);
-  wrap.appendChild(table);
   const more = el("div", "traces-more");
   const older = el("button", "button traces-older", "Load older runs");
   older.type = "button";

@@ -96,6 +96,24 @@ export function clickableRow(tr, route) {
 // ---------------------------------------------------------------------------------------- cells
 
 /** A <td> with text (and a tooltip, classes). */
+/** A table in its scrolling wrapper, with a header row of `columns` (those in `numeric` right-aligned). */
+export function tableSkeleton(className, columns, numeric) {
+  const wrap = el("div", "traces-table-wrap");
+  const table = el("table", className);
+  const head = el("tr");
+  for (const name of columns) {
+    const th = el("th", numeric.has(name) ? "tl-num" : null, name);
+    th.scope = "col";
+    head.appendChild(th);
+  }
+  const thead = el("thead");
+  thead.appendChild(head);
+  const tbody = el("tbody");
+  table.append(thead, tbody);
+  wrap.appendChild(table);
+  return { wrap, table, tbody };
+}
+
 export function cell(text, className = "", title = "") {
   const td = el("td", className || null, text);
   if (title) td.title = title;

@@ -14,7 +14,7 @@ import { showPage } from "./pages.js";
 import { openRoute } from "./router.js";
 import {
   TRACES, cell, clickableRow, costCellText, durationText, errorText, getJson, isTraceId, makePoller,
-  routeLink, runTraceRoute, startedText, statusCell, tokensText,
+  routeLink, runTraceRoute, startedText, statusCell, tableSkeleton, tokensText,
 } from "./traces-common.js";
 import { closeConversationView, openConversationView } from "./conversation-view.js";
 
@@ -153,20 +153,8 @@ function skeleton() {
 
   const status = el("p", "traces-status");
   status.setAttribute("role", "status");
-  const wrap = el("div", "traces-table-wrap");
-  const table = el("table", "traces-table");
+  const { wrap, table, tbody } = tableSkeleton("traces-table", COLUMNS, NUMERIC);
   table.setAttribute("aria-labelledby", "traces-page-title");
-  const head = el("tr");
-  for (const name of COLUMNS) {
-    const th = el("th", NUMERIC.has(name) ? "tl-num" : null, name);
-    th.scope = "col";
-    head.appendChild(th);
-  }
-  const thead = el("thead");
-  thead.appendChild(head);
-  const tbody = el("tbody");
-  table.append(thead, tbody);
-  wrap.appendChild(table);
   wrap.addEventListener("pointerenter", () => { list.hovering = true; });
   wrap.addEventListener("pointerleave", () => {
     list.hovering = false;
