@@ -52,7 +52,7 @@ typecheck: $(STAMP)
 TEST_WORKERS ?= 2
 SERIAL_TESTS := tests/test_hostile_history.py tests/test_perf_smoke.py tests/test_remote.py \
 	tests/test_hostile_limits.py tests/test_browser_trace_page.py tests/test_agent_graph.py \
-	tests/test_sqlite_store.py
+	tests/test_sqlite_store.py tests/test_hostile_http.py
 test: $(STAMP) $(MIN_STAMP) system-deps lint typecheck
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(addprefix --ignore=,$(SERIAL_TESTS))
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(SERIAL_TESTS)
