@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from server_support import WAIT, EventStream, of_type, running_server
 
-from otel_dashboard.server import receiver
+from otel_dashboard.server import otlp_http
 from otel_dashboard.server.app import DashboardWebSocketServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -285,14 +285,14 @@ async def test_decoding_runs_off_the_event_loop(
 ) -> None:
     """A body being decoded (held here at a gate) does not stop the server from answering others."""
     entered, gate = threading.Event(), threading.Event()
-    real_decode = receiver.decode_body
+    real_decode = otlp_http.decode_body
 
     def gated_decode(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         assert gate.wait(WAIT), "the test never opened the gate"
         return real_decode(*args, **kwargs)
 
-    monkeypatch.setattr(receiver, "decode_body", gated_decode)
+    monkeypatch.setattr(otlp_http, "decode_body", gated_decode)
     post = asyncio.ensure_future(session.post(f"{server.url}/v1/traces", data=FIXTURE.read_bytes(),
                                               headers={"Content-Type": "application/json"}))
     try:

@@ -22,8 +22,10 @@ This module puts the application together; each part lives in its own module:
 * :mod:`otel_dashboard.server.websocket` -- the ``/ws`` handler and the client messages;
 * :mod:`otel_dashboard.server.http_api` -- ``/health``, ``/stats``, ``GET /api/events``,
   ``GET /api/traces/{trace_id}`` and the JSON error handling;
-* :mod:`otel_dashboard.server.receiver` --
-  ``POST /api/events`` and the OTLP/HTTP receiver ``POST /v1/traces``;
+* :mod:`otel_dashboard.server.receiver` -- ``POST /api/events``;
+* :mod:`otel_dashboard.server.otlp_http` -- the OTLP/HTTP receiver (``POST /v1/traces``, ``/v1/metrics``,
+  ``/v1/logs``), and :mod:`otel_dashboard.server.grpc_receiver` its OTLP/gRPC twin (port 4317), both
+  keeping what they decode through :mod:`otel_dashboard.server.otlp_ingest`;
 * :mod:`otel_dashboard.server.health` -- health and statistics;
 * :mod:`otel_dashboard.server.pages` -- the page and its static assets;
 * :mod:`otel_dashboard.server.security` -- token auth, Origin/Host/CORS checks, limits, security headers
@@ -49,7 +51,17 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard.server import graph_api, http_api, pages, receiver, security, span_api, traces_api
+from otel_dashboard.server import (
+    graph_api,
+    http_api,
+    otlp_http,
+    otlp_ingest,
+    pages,
+    receiver,
+    security,
+    span_api,
+    traces_api,
+)
 from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster
 from otel_dashboard.server.broker import BROKER_KEY, RedisBroker
 from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
@@ -114,7 +126,7 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     app[OPTIONS_KEY] = options
     app[BROADCASTER_KEY] = broadcaster
     app[HEALTH_KEY] = server_health
-    app[receiver.RECEIVED_MAPPER_KEY] = receiver.ReceivedSpanMapper(state, options.prices)
+    app[otlp_ingest.RECEIVED_MAPPER_KEY] = otlp_ingest.ReceivedSpanMapper(state, options.prices)
     broker = RedisBroker(options.broker) if options.broker is not None else None
     if broker is not None:
         app[BROKER_KEY] = broker
@@ -162,7 +174,9 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     app.router.add_get("/stats", http_api.stats)
     app.router.add_get("/api/events", http_api.api_events)
     app.router.add_post("/api/events", receiver.ingest_events)
-    app.router.add_post("/v1/traces", receiver.otlp_traces)
+    app.router.add_post("/v1/traces", otlp_http.otlp_traces)
+    app.router.add_post("/v1/metrics", otlp_http.otlp_metrics)
+    app.router.add_post("/v1/logs", otlp_http.otlp_logs)
     app.router.add_get("/api/traces", traces_api.api_traces)  # the list; a trace's spans below
     app.router.add_get("/api/traces/{trace_id}", http_api.api_trace)
     app.router.add_get("/api/traces/{trace_id}/spans/{span_id}", span_api.api_span)

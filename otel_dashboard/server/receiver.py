@@ -23,31 +23,14 @@
     null seqs once they wait in the replica's buffer while Redis is unreachable; 503 when that buffer is
     full.
 
-``POST /v1/traces``
-    The OTLP/HTTP trace receiver (protobuf or JSON, one layer of gzip or deflate allowed, more is a
-    415 decided from the header; :mod:`otel_dashboard.model.otlp`). The body
-    is decoded, converted, mapped and published in a worker thread, so a large request never stalls
-    the event loop. Answers follow the OTLP/HTTP specification: 200 with an ``ExportTraceServiceResponse``
-    in the request's encoding (``partial_success`` for rejected spans), 400 / 413 / 415 / 429 (and
-    503, as above) with a ``google.rpc.Status`` in the request's encoding (JSON when the content type
-    is not recognised). The ingest rate is charged one event per span, after decoding and before
-    anything is published; a body refused undecoded (400, 413 once inflated, 415) is charged too,
-    by the bytes it made the server inflate or parse
-    (:func:`~otel_dashboard.server.security.charge_failed_ingest`), as is a 400 or a coding's 415 of
-    ``POST /api/events``. Every accepted span is also recorded for the trace view.
-
-A little over ~400 lines for a reason: both ingest routes share one accept path (rate check,
-publish or broker, durability wait, answer), kept in one file so the two cannot drift apart.
+The OTLP receivers are :mod:`otel_dashboard.server.otlp_http` (``POST /v1/traces``, ``/v1/metrics``,
+``/v1/logs``) and :mod:`otel_dashboard.server.grpc_receiver`; both keep what they decode through
+:mod:`otel_dashboard.server.otlp_ingest`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import threading
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
 import orjson
@@ -55,30 +38,15 @@ from aiohttp import web
 
 from otel_dashboard.model.events import DashboardEvent
 from otel_dashboard.model.ingest import IngestError, parse_ingest_payload
-from otel_dashboard.model.otlp import (
-    ENCODING_JSON,
-    ENCODING_PROTOBUF,
-    OtlpError,
-    content_codings,
-    decode_body,
-    encode_error,
-    encode_response,
-    events_from_otlp_spans,
-    spans_from_request,
-)
-from otel_dashboard.model.prices import default_price_book
 from otel_dashboard.model.run_records import runs_of_body
-from otel_dashboard.model.runs import CostSource
 from otel_dashboard.model.span_attributes import detail_attributes
 from otel_dashboard.model.span_events import json_events
-from otel_dashboard.model.span_mapper import SpanMapper
 from otel_dashboard.model.span_records import (
     KIND_AGENT,
     KIND_OTHER,
     KIND_REGISTRATION,
     KIND_SYNTHESIS,
     KIND_TOOL,
-    span_record_from_span,
     span_records_from_events,
 )
 from otel_dashboard.model.vocab import KIND_CHAIN, KIND_MODEL, KIND_RETRIEVAL
@@ -87,16 +55,14 @@ from otel_dashboard.server.broker import BROKER_KEY, BrokerBufferFull, RedisBrok
 from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.server.http_api import json_error, json_response
 from otel_dashboard.server.options import OPTIONS_KEY
-from otel_dashboard.server.prometheus import observe_ingest_seconds
+from otel_dashboard.server.otlp_http import media_type, read_body, timed
+from otel_dashboard.server.otlp_ingest import DURABLE_RETRY_AFTER, DURABLE_TIMEOUT_SECONDS, durable
 from otel_dashboard.server.security import charge_failed_ingest, check_ingest
 from otel_dashboard.state.dashboard import DashboardState
 
 __all__ = [
     "DURABLE_TIMEOUT_SECONDS",
-    "RECEIVED_MAPPER_KEY",
-    "ReceivedSpanMapper",
     "ingest_events",
-    "otlp_traces",
     "parse_span_records",
 ]
 
@@ -111,46 +77,21 @@ _KINDS = frozenset({KIND_AGENT, KIND_TOOL, KIND_SYNTHESIS, KIND_REGISTRATION, KI
 _STATUSES = frozenset({"unset", "ok", "error"})
 _TEXT_FIELDS = ("start_time", "end_time", "status_message", "service_name", "agent_name", "tool_name")
 _INT_FIELDS = ("start_time_unix_nano", "end_time_unix_nano")
-_OTLP_ENCODINGS = {
-    "application/x-protobuf": ENCODING_PROTOBUF,
-    "application/protobuf": ENCODING_PROTOBUF,
-    "application/json": ENCODING_JSON,
-}
 _IDENTITY_CODINGS = frozenset({"", "identity"})
 
-DURABLE_TIMEOUT_SECONDS = 10.0
-"""How long an ingest request waits for its events to be committed before it answers 503."""
-_DURABLE_RETRY_AFTER = "1"
 
 
 # --------------------------------------------------------------------------- POST /api/events
-Handler = Callable[[web.Request], Awaitable[web.Response]]
-
-
-def _timed(handler: Handler) -> Handler:
-    """The handler, with its handling time reported to ``/metrics`` (ingest latency)."""
-
-    @functools.wraps(handler)
-    async def timed(request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        try:
-            return await handler(request)
-        finally:
-            observe_ingest_seconds(request.app, time.perf_counter() - started)
-
-    return timed
-
-
-@_timed
+@timed
 async def ingest_events(request: web.Request) -> web.Response:
     """``POST /api/events``: one event or a batch, all or nothing."""
     state = request.app[BROADCASTER_KEY].state
     server_health = request.app[HEALTH_KEY]
     limit = request.app[OPTIONS_KEY].max_body_bytes
-    media_type = _media_type(request.headers.get("Content-Type"))
-    if media_type != "application/json":
+    kind = media_type(request.headers.get("Content-Type"))
+    if kind != "application/json":
         server_health.count("ingest_refused_requests")
-        return json_error(415, f"unsupported content type {(media_type or 'none')[:100]!r}: "
+        return json_error(415, f"unsupported content type {(kind or 'none')[:100]!r}: "
                                "use application/json")
     coding = _content_coding(request)
     if coding not in _IDENTITY_CODINGS:
@@ -158,7 +99,7 @@ async def ingest_events(request: web.Request) -> web.Response:
         charge_failed_ingest(request, 0)
         return json_error(415, f"unsupported Content-Encoding {coding[:50]!r}: send the body uncompressed",
                           parameter="Content-Encoding")
-    body = await _read_body(request, limit)
+    body = await read_body(request, limit)
     if body is None:
         server_health.count("ingest_refused_requests")
         return json_error(413, f"request body is larger than {limit} bytes")
@@ -188,10 +129,10 @@ async def ingest_events(request: web.Request) -> web.Response:
         state.update_runs(runs)
     server_health.count("ingest_requests")
     server_health.count("ingested_events", len(events))
-    if events and not await _durable(state, events[-1].seq):
+    if events and not await durable(state, events[-1].seq):
         server_health.count("ingest_not_durable_requests")
         return json_error(503, "the events were published but the store did not confirm them in time; "
-                               "send them again", headers={"Retry-After": _DURABLE_RETRY_AFTER})
+                               "send them again", headers={"Retry-After": DURABLE_RETRY_AFTER})
     return json_response({
         "accepted": len(events),
         "first_seq": events[0].seq if events else None,
@@ -209,7 +150,7 @@ async def _ingest_through_broker(
         seqs = await broker.append(events)
     except BrokerBufferFull as exc:
         server_health.count("ingest_refused_requests")
-        return json_error(503, f"{exc}; send them again", headers={"Retry-After": _DURABLE_RETRY_AFTER})
+        return json_error(503, f"{exc}; send them again", headers={"Retry-After": DURABLE_RETRY_AFTER})
     _record_ingested_spans(state, events, spans)
     server_health.count("ingest_requests")
     server_health.count("ingested_events", len(events))
@@ -339,163 +280,7 @@ def _attributes(value: Any) -> dict[str, Any]:
     return out
 
 
-# --------------------------------------------------------------------------- POST /v1/traces
-class _Decoded:
-    __slots__ = ("encoding", "message", "rejected", "spans")
-
-    def __init__(self, encoding: str, spans: list[Any], rejected: int, message: str | None) -> None:
-        self.encoding = encoding
-        self.spans = spans
-        self.rejected = rejected
-        self.message = message
-
-
-@_timed
-async def otlp_traces(request: web.Request) -> web.Response:
-    """``POST /v1/traces``: the OTLP/HTTP trace receiver."""
-    state = request.app[BROADCASTER_KEY].state
-    server_health = request.app[HEALTH_KEY]
-    limit = request.app[OPTIONS_KEY].max_body_bytes
-    content_type = request.headers.get("Content-Type")
-    server_health.count("otlp_requests")
-    # aiohttp inflates the body itself when the app runs under a runner with auto_decompress on.
-    already_decoded = getattr(request.content, "total_compressed_bytes", None) is not None
-    content_encoding = None if already_decoded else request.headers.get("Content-Encoding")
-    try:
-        # The layers are counted from the header, before the body is even read: one at most.
-        content_codings(content_encoding, encoding=_OTLP_ENCODINGS.get(_media_type(content_type) or ""))
-    except OtlpError as exc:
-        return _refused_undecoded(request, exc)
-    body = await _read_body(request, limit)
-    if body is None:
-        server_health.count("otlp_refused_requests")
-        encoding = _OTLP_ENCODINGS.get(_media_type(content_type) or "")
-        return _otlp_error(encoding, f"request body is larger than {limit} bytes", 413)
-    try:
-        decoded = await asyncio.to_thread(_decode_otlp, body, content_type, content_encoding, limit)
-    except OtlpError as exc:
-        return _refused_undecoded(request, exc)
-    if decoded.spans and (refused := check_ingest(request, len(decoded.spans))) is not None:
-        server_health.count("otlp_refused_requests")
-        retry_after = refused.headers.get("Retry-After")
-        return _otlp_error(decoded.encoding, "ingest rate exceeded: retry later", 429,
-                           {"Retry-After": retry_after} if retry_after else None)
-    broker = request.app.get(BROKER_KEY)
-    # Up to two events per span (started and completed): a buffer without room for them refuses now.
-    if broker is not None and decoded.spans and not broker.has_room(2 * len(decoded.spans)):
-        server_health.count("otlp_refused_requests")
-        return _otlp_error(decoded.encoding, "the broker is unreachable and its buffer is full; "
-                                             "send them again", 503, {"Retry-After": _DURABLE_RETRY_AFTER})
-    published, last_seq = await asyncio.to_thread(
-        _publish_otlp, state, request.app[RECEIVED_MAPPER_KEY], decoded.spans
-    )
-    server_health.count("otlp_spans_accepted", len(decoded.spans))
-    server_health.count("otlp_spans_rejected", decoded.rejected)
-    server_health.count("otlp_events_published", published)
-    if published and not await _durable(state, last_seq):
-        server_health.count("otlp_not_durable_requests")
-        return _otlp_error(decoded.encoding, "the spans were received but the store did not confirm "
-                                             "their events in time; send them again", 503,
-                           {"Retry-After": _DURABLE_RETRY_AFTER})
-    payload, response_type = encode_response(decoded.encoding, decoded.rejected, decoded.message or "")
-    return web.Response(status=200, body=payload, content_type=response_type)
-
-
-def _refused_undecoded(request: web.Request, exc: OtlpError) -> web.Response:
-    """The answer to a body refused undecoded (400, 413 once inflated, 415), charged to the sender.
-
-    A refused body cost what was inflated and parsed of it: it is charged like the events it might
-    have held, so a flood of garbage meets the 429 as a flood of spans does.
-    """
-    request.app[HEALTH_KEY].count("otlp_refused_requests")
-    charge_failed_ingest(request, exc.examined_bytes)
-    return _otlp_error(exc.encoding, str(exc), exc.http_status)
-
-
-def _decode_otlp(body: bytes, content_type: str | None, content_encoding: str | None, limit: int) -> _Decoded:
-    """Worker thread: decode and convert one OTLP request (nothing published yet)."""
-    request, encoding = decode_body(
-        body, content_type=content_type, content_encoding=content_encoding, max_decoded_bytes=limit
-    )
-    spans, rejected, message = spans_from_request(request)
-    return _Decoded(encoding, spans, rejected, message)
-
-
-class ReceivedSpanMapper:
-    """The server's one :class:`~otel_dashboard.model.span_mapper.SpanMapper` for received spans:
-    runs, failures and spans waiting for their parent carry over between requests. Requests are
-    mapped one at a time (worker threads; the lock is held for the mapping only)."""
-
-    def __init__(self, state: DashboardState, prices: CostSource | None) -> None:
-        self._mapper = SpanMapper(thresholds=state.quality_thresholds, prices=prices or default_price_book())
-        self._lock = threading.Lock()
-
-    def map(self, spans: list[Any]) -> tuple[list[DashboardEvent], list[dict[str, Any]]]:
-        """The events of one request's spans, and the live states of the runs they changed."""
-        with self._lock:
-            events = events_from_otlp_spans(spans, mapper=self._mapper)
-            return events, self._mapper.take_progress()
-
-
-RECEIVED_MAPPER_KEY = web.AppKey("otel_dashboard_received_mapper", ReceivedSpanMapper)
-
-
-def _publish_otlp(
-    state: DashboardState, mapper: ReceivedSpanMapper, spans: list[Any]
-) -> tuple[int, int | None]:
-    """Worker thread: map, publish and record the spans of one request.
-
-    Returns:
-        The number of events published and the ``seq`` of the last one (None when there is none).
-    """
-    events, runs = mapper.map(spans)
-    for event in events:
-        state.publish(event)
-    if runs:
-        state.update_runs(runs)
-    records = []
-    for span in spans:
-        try:
-            records.append(span_record_from_span(span, ended=True))
-        except Exception:  # a span the record cannot describe: its events went out anyway
-            logger.debug("no trace record for received span %r", span.name, exc_info=True)
-    if records:
-        state.record_spans(records)
-    return len(events), (events[-1].seq if events else None)
-
-
-def _otlp_error(
-    encoding: str | None, message: str, status: int, headers: dict[str, str] | None = None
-) -> web.Response:
-    payload, content_type = encode_error(encoding, message, status)
-    return web.Response(status=status, body=payload, content_type=content_type, headers=headers)
-
-
 # --------------------------------------------------------------------------- helpers
-async def _durable(state: DashboardState, seq: int | None) -> bool:
-    """Whether the store confirms the event ``seq`` (at once for an in-memory store)."""
-    wait = getattr(state, "wait_durable_async", None)
-    if wait is None or seq is None:
-        return True
-    return bool(await wait(seq, timeout_seconds=DURABLE_TIMEOUT_SECONDS))
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes | None:
-    """The request body, or None when it is larger than ``limit`` bytes."""
-    length = request.content_length
-    if length is not None and length > limit:
-        return None
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return None
-
-
-def _media_type(content_type: str | None) -> str | None:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    return media_type or None
-
-
 def _content_coding(request: web.Request) -> str:
     if getattr(request.content, "total_compressed_bytes", None) is not None:
         return ""  # aiohttp already inflated the body

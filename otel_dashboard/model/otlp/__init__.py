@@ -1,4 +1,7 @@
-"""The OTLP/HTTP trace receiver's codec: request bodies in, SDK spans out, responses back.
+"""The OTLP receivers' codec: request bodies in, SDK spans (and metric usage, log events) out,
+responses back. The three signals are described in :mod:`~otel_dashboard.model.otlp.signals`; the
+metrics and logs readers are :mod:`~otel_dashboard.model.otlp.metrics` and
+:mod:`~otel_dashboard.model.otlp.logs`.
 
 ``POST /v1/traces`` is wired as::
 
@@ -47,23 +50,45 @@ Which spans are rejected (counted in ``partial_success.rejected_spans``, the res
 
 from __future__ import annotations
 
-from otel_dashboard.model.otlp.body import ENCODING_JSON, ENCODING_PROTOBUF, content_codings, decode_body
+from otel_dashboard.model.otlp.body import (
+    ENCODING_JSON,
+    ENCODING_PROTOBUF,
+    content_codings,
+    decode_body,
+    parse_protobuf,
+)
 from otel_dashboard.model.otlp.errors import OtlpDecodeError, OtlpError, PayloadTooLarge, UnsupportedMediaType
 from otel_dashboard.model.otlp.events import events_from_otlp_spans
-from otel_dashboard.model.otlp.response import encode_error, encode_response
+from otel_dashboard.model.otlp.response import encode_error, encode_response, export_response
+from otel_dashboard.model.otlp.signals import (
+    SIGNAL_LOGS,
+    SIGNAL_METRICS,
+    SIGNAL_TRACES,
+    SIGNALS,
+    Signal,
+    signal_of,
+)
 from otel_dashboard.model.otlp.spans import spans_from_request
 
 __all__ = [
     "ENCODING_JSON",
     "ENCODING_PROTOBUF",
+    "SIGNALS",
+    "SIGNAL_LOGS",
+    "SIGNAL_METRICS",
+    "SIGNAL_TRACES",
     "OtlpDecodeError",
     "OtlpError",
     "PayloadTooLarge",
+    "Signal",
     "UnsupportedMediaType",
     "content_codings",
     "decode_body",
     "encode_error",
     "encode_response",
     "events_from_otlp_spans",
+    "export_response",
+    "parse_protobuf",
+    "signal_of",
     "spans_from_request",
 ]

@@ -1,5 +1,5 @@
 """OTLP/HTTP request bodies to protobuf messages: content types, content codings, bounded inflation,
-and the OTLP/JSON mapping (hex ids).
+and the OTLP/JSON mapping (hex ids), for the three signals (traces, metrics, logs).
 
 At most one content-coding layer is undone (``gzip``, ``x-gzip`` or ``deflate``; ``identity`` is no
 layer): every layer costs a full inflation, so ``Content-Encoding: gzip, gzip, ...`` repeated made a
@@ -16,13 +16,19 @@ from typing import Any
 
 import orjson
 from google.protobuf import json_format
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-)
+from google.protobuf.message import Message
 
 from otel_dashboard.model.otlp.errors import OtlpDecodeError, OtlpError, PayloadTooLarge, UnsupportedMediaType
+from otel_dashboard.model.otlp.signals import SIGNAL_LOGS, SIGNAL_TRACES, Signal, signal_of
 
-__all__ = ["ENCODING_JSON", "ENCODING_PROTOBUF", "MAX_CONTENT_CODINGS", "content_codings", "decode_body"]
+__all__ = [
+    "ENCODING_JSON",
+    "ENCODING_PROTOBUF",
+    "MAX_CONTENT_CODINGS",
+    "content_codings",
+    "decode_body",
+    "parse_protobuf",
+]
 
 ENCODING_PROTOBUF = "protobuf"
 ENCODING_JSON = "json"
@@ -55,24 +61,29 @@ def decode_body(
     content_type: str | None,
     content_encoding: str | None,
     max_decoded_bytes: int,
-) -> tuple[ExportTraceServiceRequest, str]:
-    """Decodes one ``POST /v1/traces`` body.
+    signal: str = SIGNAL_TRACES,
+) -> tuple[Any, str]:
+    """Decodes one ``POST /v1/traces`` (``/v1/metrics``, ``/v1/logs``) body.
 
     Args:
         body: the request body as received (possibly compressed).
         content_type: the ``Content-Type`` header (parameters allowed).
         content_encoding: the ``Content-Encoding`` header, ``None`` when absent.
         max_decoded_bytes: the largest body accepted, after decompression.
+        signal: ``"traces"``, ``"metrics"`` or ``"logs"``: which ``Export*ServiceRequest`` it holds.
 
     Returns:
-        The request message and its encoding, ``"protobuf"`` or ``"json"``.
+        The request message (``ExportTraceServiceRequest``, ``ExportMetricsServiceRequest`` or
+        ``ExportLogsServiceRequest``) and its encoding, ``"protobuf"`` or ``"json"``.
 
     Raises:
         UnsupportedMediaType: another content type, a content coding other than gzip / deflate /
             identity, or more than :data:`MAX_CONTENT_CODINGS` coding layers.
+        ValueError: an unknown ``signal``.
         PayloadTooLarge: more than ``max_decoded_bytes`` bytes, compressed or decompressed.
         OtlpDecodeError: a body that cannot be decompressed or parsed.
     """
+    kind = signal_of(signal)
     encoding = _encoding_of(content_type)
     codings = content_codings(content_encoding, encoding=encoding)
     data = bytes(body)
@@ -84,8 +95,8 @@ def decode_body(
         for coding in codings:  # at most MAX_CONTENT_CODINGS
             data = _inflate(data, max_decoded_bytes, encoding, gzip=coding in _GZIP_CODINGS)
         if encoding == ENCODING_PROTOBUF:
-            return _parse_protobuf(data), encoding
-        return _parse_json(data), encoding
+            return parse_protobuf(data, kind), encoding
+        return _parse_json(data, kind), encoding
     except OtlpError as exc:
         exc.examined_bytes = max(exc.examined_bytes, len(data))
         raise
@@ -168,14 +179,19 @@ def _inflate(data: bytes, limit: int, encoding: str, *, gzip: bool) -> bytes:
         raise OtlpDecodeError(f"invalid {name} body", encoding=encoding, examined_bytes=len(out)) from None
 
 
-def _parse_protobuf(data: bytes) -> ExportTraceServiceRequest:
+def parse_protobuf(data: bytes, signal: Signal) -> Message:
+    """The signal's export request parsed from protobuf ``data`` (an HTTP body, a gRPC message).
+
+    Raises:
+        OtlpDecodeError: not a valid message of that type.
+    """
     try:
-        return ExportTraceServiceRequest.FromString(data)
+        return signal.request_type.FromString(data)
     except Exception:  # DecodeError, or anything the parser raises on hostile input
         raise OtlpDecodeError("invalid protobuf body", encoding=ENCODING_PROTOBUF) from None
 
 
-def _parse_json(data: bytes) -> ExportTraceServiceRequest:
+def _parse_json(data: bytes, signal: Signal) -> Message:
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -183,31 +199,53 @@ def _parse_json(data: bytes) -> ExportTraceServiceRequest:
                               encoding=ENCODING_JSON) from None
     if not isinstance(document, dict):
         raise OtlpDecodeError("JSON body must be an object", encoding=ENCODING_JSON)
-    _hex_ids_to_base64(document)
-    message = ExportTraceServiceRequest()
+    _hex_ids_to_base64(document, signal.name)
+    message = signal.request_type()
     try:
         json_format.ParseDict(document, message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise OtlpDecodeError(
-            f"JSON body is not an OTLP trace request: {exc}"[:_MAX_ERROR_MESSAGE_CHARS],
+            f"JSON body is not an OTLP {signal.singular} request: {exc}"[:_MAX_ERROR_MESSAGE_CHARS],
             encoding=ENCODING_JSON,
         ) from None
     except Exception:  # RecursionError, TypeError, ... on hostile documents
-        raise OtlpDecodeError("JSON body is not an OTLP trace request", encoding=ENCODING_JSON) from None
+        raise OtlpDecodeError(f"JSON body is not an OTLP {signal.singular} request",
+                              encoding=ENCODING_JSON) from None
     return message
 
 
-def _hex_ids_to_base64(document: dict[str, Any]) -> None:
-    """Rewrites the hex ids of an OTLP/JSON document in place into the base64 ParseDict expects.
+# Where a metric's data points are, by the metric's data field (metrics.proto).
+_METRIC_DATA_FIELDS = (("gauge", "gauge"), ("sum", "sum"), ("histogram", "histogram"),
+                       ("exponentialHistogram", "exponential_histogram"), ("summary", "summary"))
+
+
+def _hex_ids_to_base64(document: dict[str, Any], signal: str) -> None:
+    """Rewrites the hex ids of an OTLP/JSON document in place into the base64 ParseDict expects:
+    spans and their links, log records, and the exemplars of metric data points.
 
     Shapes it does not recognise are left alone for ParseDict to judge.
     """
-    for resource_spans in _list_field(document, "resourceSpans", "resource_spans"):
-        for scope_spans in _list_field(resource_spans, "scopeSpans", "scope_spans"):
-            for span in _list_field(scope_spans, "spans", "spans"):
-                _convert_ids(span, _ID_KEYS)
-                for link in _list_field(span, "links", "links"):
-                    _convert_ids(link, _LINK_ID_KEYS)
+    if signal == SIGNAL_TRACES:
+        for resource_spans in _list_field(document, "resourceSpans", "resource_spans"):
+            for scope_spans in _list_field(resource_spans, "scopeSpans", "scope_spans"):
+                for span in _list_field(scope_spans, "spans", "spans"):
+                    _convert_ids(span, _ID_KEYS)
+                    for link in _list_field(span, "links", "links"):
+                        _convert_ids(link, _LINK_ID_KEYS)
+    elif signal == SIGNAL_LOGS:
+        for resource_logs in _list_field(document, "resourceLogs", "resource_logs"):
+            for scope_logs in _list_field(resource_logs, "scopeLogs", "scope_logs"):
+                for record in _list_field(scope_logs, "logRecords", "log_records"):
+                    _convert_ids(record, _LINK_ID_KEYS)
+    else:
+        for resource_metrics in _list_field(document, "resourceMetrics", "resource_metrics"):
+            for scope_metrics in _list_field(resource_metrics, "scopeMetrics", "scope_metrics"):
+                for metric in _list_field(scope_metrics, "metrics", "metrics"):
+                    for camel, snake in _METRIC_DATA_FIELDS:
+                        data = metric.get(camel, metric.get(snake))
+                        for point in _list_field(data, "dataPoints", "data_points"):
+                            for exemplar in _list_field(point, "exemplars", "exemplars"):
+                                _convert_ids(exemplar, _LINK_ID_KEYS)
 
 
 def _list_field(obj: Any, camel: str, snake: str) -> Iterable[dict[str, Any]]:

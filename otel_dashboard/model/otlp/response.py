@@ -1,17 +1,16 @@
-"""OTLP/HTTP answers: the export response with its partial success, and error bodies
-(``google.rpc.Status``) in the request's encoding."""
+"""OTLP answers: the export response with its partial success (for the three signals, HTTP and
+gRPC), and OTLP/HTTP error bodies (``google.rpc.Status``) in the request's encoding."""
 
 from __future__ import annotations
 
 import orjson
 from google.protobuf import json_format
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceResponse,
-)
+from google.protobuf.message import Message
 
 from otel_dashboard.model.otlp.body import ENCODING_JSON, ENCODING_PROTOBUF
+from otel_dashboard.model.otlp.signals import SIGNAL_TRACES, signal_of
 
-__all__ = ["encode_error", "encode_response"]
+__all__ = ["encode_error", "encode_response", "export_response"]
 
 _RESPONSE_CONTENT_TYPES = {
     ENCODING_PROTOBUF: "application/x-protobuf",
@@ -26,27 +25,42 @@ _RPC_UNAVAILABLE = 14
 _RPC_CODE_BY_HTTP_STATUS = {413: _RPC_RESOURCE_EXHAUSTED, 429: _RPC_RESOURCE_EXHAUSTED, 503: _RPC_UNAVAILABLE}
 
 
-def encode_response(encoding: str, rejected: int = 0, error_message: str = "") -> tuple[bytes, str]:
-    """The body of a 200 answer: an ``ExportTraceServiceResponse`` in the request's encoding.
+def export_response(signal: str, rejected: int = 0, error_message: str = "") -> Message:
+    """The ``Export*ServiceResponse`` of a signal (``"traces"``, ``"metrics"``, ``"logs"``).
 
-    ``partial_success`` is set only when ``rejected > 0``, as the specification asks.
+    ``partial_success`` is set only when ``rejected > 0`` or there is a message, as the
+    specification asks (``rejected_spans``, ``rejected_data_points`` or ``rejected_log_records``).
+
+    Raises:
+        ValueError: an unknown ``signal``.
+    """
+    kind = signal_of(signal)
+    response = kind.response_type()
+    if rejected > 0 or error_message:
+        setattr(response.partial_success, kind.rejected_field, max(rejected, 0))  # type: ignore[attr-defined]
+        response.partial_success.error_message = error_message  # type: ignore[attr-defined]
+    return response
+
+
+def encode_response(
+    encoding: str, rejected: int = 0, error_message: str = "", *, signal: str = SIGNAL_TRACES
+) -> tuple[bytes, str]:
+    """The body of a 200 answer: the signal's export response in the request's encoding.
 
     Args:
         encoding: ``"protobuf"`` or ``"json"``.
-        rejected: how many spans were rejected.
+        rejected: how many spans (data points, log records) were rejected.
         error_message: why (for ``partial_success.error_message``).
+        signal: ``"traces"`` (the default), ``"metrics"`` or ``"logs"``.
 
     Returns:
         The body and its content type.
 
     Raises:
-        ValueError: an unknown ``encoding``.
+        ValueError: an unknown ``encoding`` or ``signal``.
     """
     content_type = _response_content_type(encoding)
-    response = ExportTraceServiceResponse()
-    if rejected > 0:
-        response.partial_success.rejected_spans = rejected
-        response.partial_success.error_message = error_message
+    response = export_response(signal, rejected, error_message)
     if encoding == ENCODING_PROTOBUF:
         return response.SerializeToString(), content_type
     return orjson.dumps(json_format.MessageToDict(response)), content_type

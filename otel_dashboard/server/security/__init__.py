@@ -25,9 +25,9 @@ What the middleware does to each request, in this order (see ``docs/security.md`
 5. **Token** (when one is set): every route except ``/``, ``/health``, ``/dashboard``, ``/dashboard/``,
    ``/static/...`` and ``/api/auth`` needs ``Authorization: Bearer T``, the cookie, or ``?token=T``,
    compared in constant time; otherwise 401 JSON with ``WWW-Authenticate: Bearer``.
-6. **Limits**: a ``Content-Length`` over ``max_body_bytes`` gets 413 (except on ``/v1/traces``, whose
-   handler answers it in the OTLP format); an ingest POST from an address
-   whose events-per-second bucket is empty gets 429 with ``Retry-After``; a WebSocket upgrade beyond
+6. **Limits**: a ``Content-Length`` over ``max_body_bytes`` gets 413 (except on ``/v1/traces``,
+   ``/v1/metrics`` and ``/v1/logs``, whose handler answers it in the OTLP format); an ingest POST from an
+   address whose events-per-second bucket is empty gets 429 with ``Retry-After``; a WebSocket upgrade beyond
    ``max_connections_per_ip`` open connections from one address gets 429 with ``Retry-After``.
 
 Every response then gets security headers (CSP, nosniff, no-referrer, DENY framing, HSTS under TLS)

@@ -41,10 +41,10 @@ PUBLIC_PREFIX = "/static"
 #: Routes where ``?token=`` logs the browser in (cookie + redirect to ``/dashboard``).
 LOGIN_ROUTES = frozenset({"/", "/dashboard", "/dashboard/"})
 #: Ingest routes (POST): checked against the per-address events-per-second bucket.
-INGEST_ROUTES = frozenset({"/api/events", "/v1/traces"})
+INGEST_ROUTES = frozenset({"/api/events", "/v1/traces", "/v1/metrics", "/v1/logs"})
 #: Routes whose handler answers an oversized body itself: the OTLP receiver's 413 is a google.rpc.Status
 #: in the request's encoding, as OTLP/HTTP asks. The handler checks ``Content-Length`` before reading.
-OWN_BODY_LIMIT_ROUTES = frozenset({"/v1/traces"})
+OWN_BODY_LIMIT_ROUTES = frozenset({"/v1/traces", "/v1/metrics", "/v1/logs"})
 TOKEN_PARAMETER = "token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _CORS_METHODS = "GET, POST"
