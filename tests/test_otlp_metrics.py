@@ -374,6 +374,22 @@ async def test_hand_written_otlp_json(
     assert entry["duration_ms"]["p95"] == 2000.0
 
 
+async def test_each_data_point_is_charged_to_the_ingest_rate(session: aiohttp.ClientSession) -> None:
+    from otel_dashboard.server.security import SecurityConfig
+
+    security = SecurityConfig(ingest_events_per_second=1, ingest_burst_events=3)
+    async with running_server(security=security) as server:
+        def runs(agent: str) -> bytes:
+            one = {"count": 1, "sum": 1.0, "attributes": {"gen_ai.agent.name": agent}}
+            return _request(_histogram("gen_ai.invoke_agent.duration", [one] * 4)).SerializeToString()
+
+        assert (await post(session, server, runs("First"), "application/x-protobuf"))[0] == 200
+        status, _ = await post(session, server, runs("Second"), "application/x-protobuf")
+        assert status == 429  # the first took the burst: the second is refused whole
+        assert [e["agent"] for e in (await agents(session, server))["agents"]] == ["First"]
+        assert (await agents(session, server))["agents"][0]["runs"] == 4
+
+
 async def test_unknown_metrics_are_counted_not_stored(
     server: DashboardWebSocketServer, session: aiohttp.ClientSession
 ) -> None:

@@ -7,31 +7,21 @@ points into deltas, the window and the merge with the span figures are
 
 The metrics read, by the figure they feed (names from the OpenTelemetry GenAI semantic conventions:
 semantic-conventions up to v1.41 and, since, the semantic-conventions-genai repository; OpenLLMetry's
-instrumentations emit the same token and duration names):
+instrumentations emit the same token and duration names), each family in the order it is preferred:
 
-======================  ===================================================  ==========================
-figure                  metric (instrument)                                  what is taken
-======================  ===================================================  ==========================
-tokens                  ``gen_ai.client.inference.usage.input_tokens`` and   the value (the sum of a
-                        ``...usage.output_tokens`` (counter; a histogram      histogram)
-                        in an earlier draft: both read)
-tokens                  ``gen_ai.client.inference.operation.input_tokens``   the histogram's sum
-                        and ``...operation.output_tokens`` (histogram)
-tokens                  ``gen_ai.client.inference.tokens`` (counter, by      the value
-                        ``gen_ai.token.type``; the proposed successor)
-tokens                  ``gen_ai.client.token.usage`` (histogram, by          the histogram's sum
-                        ``gen_ai.token.type``: ``input``/``output``, the
-                        older ``prompt``/``completion``)
-model calls             ``gen_ai.client.inference.duration``,                 count, failures, seconds
-                        ``gen_ai.client.operation.duration`` (histogram;      and buckets
-                        model operations only: ``chat``, ``text_completion``,
-                        ``generate_content``, ``embeddings`` or none)
-agent runs              ``gen_ai.invoke_agent.duration`` (histogram)          count, failures, seconds
-                                                                              and buckets
-tool calls              ``gen_ai.execute_tool.duration`` (histogram)          count, failures
-MCP calls               ``mcp.client.operation.duration``,                    count, failures
-                        ``mcp.server.operation.duration`` (histogram)
-======================  ===================================================  ==========================
+* **tokens** (the value of a counter, the sum of a histogram), input or output:
+  ``gen_ai.client.inference.usage.input_tokens`` / ``.output_tokens`` (counters; histograms in an
+  earlier draft: both read), ``gen_ai.client.inference.operation.input_tokens`` / ``.output_tokens``
+  (histograms), ``gen_ai.client.inference.tokens`` (the proposed counter, by ``gen_ai.token.type``),
+  ``gen_ai.client.token.usage`` (histogram, by ``gen_ai.token.type``: ``input``/``output``, or the
+  older ``prompt``/``completion``);
+* **model calls** (a histogram's count, failures, seconds): ``gen_ai.client.inference.duration``,
+  ``gen_ai.client.operation.duration``; model operations only (``gen_ai.operation.name`` ``chat``,
+  ``text_completion``, ``generate_content``, ``embeddings``, or none: the latter also times agents,
+  tools and memory operations);
+* **agent runs** (count, failures, seconds and buckets): ``gen_ai.invoke_agent.duration``;
+* **tool calls** (count, failures): ``gen_ai.execute_tool.duration``;
+* **MCP calls** (count, failures): ``mcp.client.operation.duration``, ``mcp.server.operation.duration``.
 
 A failure is a data point with ``error.type`` set. Each point is attributed to an agent: its
 ``gen_ai.agent.name`` attribute, else its resource's ``service.name``, else ``"unknown_service"``;
@@ -46,7 +36,8 @@ A data point is rejected (``partial_success.rejected_data_points``) when it cann
 histogram whose ``bucket_counts`` are neither empty nor one more than its ``explicit_bounds``, whose
 bounds are not increasing finite numbers, or whose bucket counts do not add up to its ``count``; and,
 for the metrics read, a value or sum that is not a finite number >= 0, or a missing
-``time_unix_nano``. The other points of the request are kept.
+``time_unix_nano``. The other points of the request are kept. A histogram without its (optional)
+sum gives its count only (no tokens, no seconds).
 """
 
 from __future__ import annotations
@@ -275,12 +266,13 @@ def _point(name: str, known: tuple[str, str, str | None], kind: str, data: Any, 
         count = 0
     else:
         count = int(point.count)
-        total = float(point.sum) if point.HasField("sum") else (0.0 if count == 0 else math.nan)
+        # OTLP lets a histogram leave its sum out: its count still counts the operations.
+        total = float(point.sum) if point.HasField("sum") else 0.0
         if kind == "histogram" and point.bucket_counts and len(point.explicit_bounds) <= _MAX_BOUNDS:
             bounds = tuple(point.explicit_bounds)
             bucket_counts = tuple(point.bucket_counts)
     if not math.isfinite(total) or total < 0:
-        raise _Rejected(f"a value that is not a finite number >= 0 ({total!r}; a histogram needs its sum)")
+        raise _Rejected(f"a value that is not a finite number >= 0 ({total!r})")
     temporality = data.aggregation_temporality
     if temporality not in (_CUMULATIVE, _DELTA):
         raise _Rejected("aggregation_temporality must be DELTA or CUMULATIVE")
