@@ -26,7 +26,8 @@ pytestmark = pytest.mark.timeout(60)
 WINDOW_KEYS = ("window_seconds", "window_runs", "window_failed_runs", "window_error_rate",
                "window_tokens_input", "window_tokens_output", "window_cost_usd", "window_cost_status")
 AGENT_KEYS = {"agent", "service", "running", "runs", "failures", "success_rate", "duration_ms", "tokens",
-              "cost_usd", "cost_status", "last_error", "last_run_at", "activity", "failures_activity"}
+              "cost_usd", "cost_status", "last_error", "last_run_at", "activity", "failures_activity",
+              "sources", "metrics"}  # the last two: where the figures came from (tests/test_otlp_metrics.py)
 
 
 def rid(n: int) -> str:
@@ -120,7 +121,8 @@ async def test_api_agents_numbers_totals_and_the_same_numbers_in_metrics(
         assert agents[("Planner", "plans")]["running"] == 1
         assert body["totals"] == {"runs": 2, "failures": 1, "error_rate": 0.5, "running": 4,
                                   "tokens": {"input": 1500, "output": 150}, "cost_usd": 0.03,
-                                  "cost_status": "priced"}
+                                  "cost_status": "priced",
+                                  "sources": {"runs": "spans", "tokens": "spans", "cost": "spans"}}
 
         # The same numbers in /stats' metrics and the snapshot's metrics.
         expected = {"window_seconds": 3600, "window_runs": 2, "window_failed_runs": 1,

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds, format_timestamp
 from otel_dashboard.model.limits import (
@@ -34,7 +34,13 @@ from otel_dashboard.model.limits import (
     Limits,
 )
 from otel_dashboard.state.agent_graph import AgentGraph
-from otel_dashboard.state.agent_stats import DEFAULT_BUCKETS, DEFAULT_WINDOW_SECONDS, AgentStats, agent_key
+from otel_dashboard.state.agent_stats import (
+    DEFAULT_BUCKETS,
+    DEFAULT_WINDOW_SECONDS,
+    AgentStats,
+    agent_key,
+    parse_epoch,
+)
 from otel_dashboard.state.cluster import (
     ClusterSync,
     Sequencer,
@@ -44,11 +50,16 @@ from otel_dashboard.state.cluster import (
 from otel_dashboard.state.derived import DerivedState
 from otel_dashboard.state.direct_api import DirectApi
 from otel_dashboard.state.history import HistoryReads
+from otel_dashboard.state.metric_usage import MetricUsage, merge_entry, merge_totals, metric_only_entry
 from otel_dashboard.state.rebuild import rebuild_from_store
 from otel_dashboard.state.runs import DEFAULT_MAX_OPEN_RUNS, ENDED, OpenRuns
 from otel_dashboard.state.singleton import get_dashboard, reset_dashboard
 from otel_dashboard.state.traces import DEFAULT_MAX_TRACE_BYTES, TraceStore
 from otel_dashboard.store.base import EventStore, MemoryEventStore
+
+if TYPE_CHECKING:  # the model's OTLP package loads the SDK, which the state may not
+    from otel_dashboard.model.otlp.metrics import MetricsRead
+    from otel_dashboard.model.runs import CostSource
 
 __all__ = [
     "DashboardState",
@@ -218,6 +229,8 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
                                                bucket_seconds=window // DEFAULT_BUCKETS)
         self._derived.agent_graph = AgentGraph(window_seconds=window,
                                                bucket_seconds=window // DEFAULT_BUCKETS)
+        # GenAI / MCP metrics (POST /v1/metrics): in memory only, not rebuilt from the store.
+        self._metric_usage = MetricUsage(window_seconds=window, bucket_seconds=window // DEFAULT_BUCKETS)
         self._run_subscribers: tuple[RunSubscriber, ...] = ()
         self._started_monotonic = time.monotonic()
         self._started_at = time.time()
@@ -491,6 +504,38 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         with self._lock:
             return self._derived.open_runs_now(self.stall_threshold_seconds)
 
+    def record_metric_usage(self, read: MetricsRead, *, prices: CostSource | None = None) -> int:
+        """Add the GenAI and MCP usage of one metrics request to the agents table's window.
+
+        Thread-safe. The cumulative points become deltas per stream, the token deltas are priced
+        (the price book is consulted once per model outside the lock first, so the lock never waits
+        for genai-prices to load), and the figures fill :meth:`get_agent_stats` where the spans have
+        none (:mod:`~otel_dashboard.state.metric_usage`). Nothing is published nor stored: metric
+        usage lives in memory, like the rolling window, on the replica that received it.
+
+        Args:
+            read: what :func:`~otel_dashboard.model.otlp.metrics.read_metrics` read.
+            prices: prices the token deltas; None: genai-prices' bundled prices
+                (:func:`~otel_dashboard.model.prices.default_price_book`).
+
+        Returns:
+            How many points added something to the window.
+        """
+        points = read.points
+        if not points:
+            return 0
+        if prices is None:
+            from otel_dashboard.model.prices import default_price_book
+
+            prices = default_price_book()
+        for model, provider in {(p.model, p.provider) for p in points if p.figure == "tokens" and p.model}:
+            try:
+                prices.cost(model=model, provider=provider)  # fills the book's cache, off the lock
+            except Exception:  # a price source that fails is answered "no price" under the lock too
+                logger.debug("pricing %r failed", model, exc_info=True)
+        with self._lock:
+            return self._metric_usage.record(points, prices=prices)
+
     def get_agent_stats(
         self,
         *,
@@ -499,6 +544,10 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         services: Iterable[str] | None = None,
     ) -> dict[str, Any]:
         """Per-agent usage over the rolling window: the body of ``GET /api/agents`` (``docs/api.md``).
+
+        The span-derived figures first; the GenAI / MCP metrics' (:meth:`record_metric_usage`) fill
+        the figures the spans lack and add the agents seen only in metrics; each entry and the totals
+        say where their runs, tokens and cost came from (``sources``).
 
         Args:
             limit: agents returned at most, the most recently active first (one running now is
@@ -532,19 +581,60 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
                 return not agent_names or key[0] in agent_names or not (
                     agent_names.isdisjoint(agent_ids) and agent_names.isdisjoint(running_ids.get(key, ())))
 
+            filtering = bool(agent_names or service_names)
             # Filtered and cut on the keys first: only the entries answered are made, under the lock.
-            entries = stats.agents(running, limit=limit,
-                                   keep=keep if agent_names or service_names else None)
-            totals = stats.totals()
+            entries = stats.agents(running, limit=limit, keep=keep if filtering else None)
+            usage = self._metric_usage
+            newest = usage.newest(keep=(lambda key: keep(key, set())) if filtering else None, limit=limit)
+            if newest:
+                entries = self._with_metric_rows(entries, newest, running, limit)
+            else:
+                entries = [merge_entry(entry, None) for entry in entries]
+            totals = merge_totals(stats.totals(), usage.totals())
         totals["running"] = len(open_runs)
         return {
             "window_seconds": stats.window_seconds,
             "bucket_seconds": stats.bucket_seconds,
             "generated_at": format_timestamp(),
             "agents": entries[:limit],
-            "totals": {key: totals[key] for key in
-                       ("runs", "failures", "error_rate", "running", "tokens", "cost_usd", "cost_status")},
+            "totals": {key: totals[key] for key in ("runs", "failures", "error_rate", "running", "tokens",
+                                                    "cost_usd", "cost_status", "sources")},
         }
+
+    def _with_metric_rows(
+        self,
+        entries: list[dict[str, Any]],
+        newest: list[tuple[float, tuple[str, str | None]]],
+        running: dict[tuple[str, str | None], int],
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """The span entries merged with the metric rows (the newest ``limit`` of each side), the
+        most recently active first (under the lock)."""
+        stats = self._derived.agent_stats
+        assert stats is not None
+        usage = self._metric_usage
+        by_key = {(entry["agent"], entry["service"]): entry for entry in entries}
+        # An agent among the newest in metrics but not among the newest in spans may still have
+        # span figures: fetch its span entry, spans first.
+        missing = {key for _, key in newest if key not in by_key}
+        if missing:
+            for entry in stats.agents(running, keep=lambda key, _ids: key in missing):
+                by_key[(entry["agent"], entry["service"])] = entry
+        now = time.time()
+        recency: dict[tuple[str, str | None], float] = {}
+        for key, entry in by_key.items():
+            last = entry.get("last_run_at")
+            recency[key] = now if entry["running"] else (parse_epoch(last) or 0.0)
+            merge_entry(entry, usage.figures(key))
+        for last_ts, key in newest:
+            if key not in by_key:
+                figures = usage.figures(key)
+                if figures is None:
+                    continue
+                by_key[key] = metric_only_entry(key, figures, stats.buckets)
+            recency[key] = max(recency.get(key, 0.0), last_ts)
+        ordered = sorted(by_key, key=lambda key: recency[key], reverse=True)[:limit]
+        return [by_key[key] for key in ordered]
 
     def get_agent_graph(self) -> dict[str, Any]:
         """The agent graph over the usage window: the body of ``GET /api/graph`` (``docs/api.md``,
@@ -594,5 +684,6 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
                 "evicted_runs": self._runs.evicted,
                 "ignored_run_updates": self._runs.ignored,
                 "evicted_agent_stats": self._derived.agent_stats.evicted if self._derived.agent_stats else 0,
+                **self._metric_usage.counters(),
                 **self.limits.counters(),
             }
