@@ -119,16 +119,16 @@ async def _export(request: web.Request, signal: str) -> web.Response:
         server_health.count("otlp_refused_requests")
         return _otlp_error(encoding, f"request body is larger than {limit} bytes", 413)
     try:
-        message, encoding = await asyncio.to_thread(_decode, body, content_type, content_encoding, limit,
-                                                    signal)
+        message, decoded_as = await asyncio.to_thread(_decode, body, content_type, content_encoding, limit,
+                                                      signal)
     except OtlpError as exc:
         return _refused_undecoded(request, exc)
     try:
         result = await accept_export(request.app, signal, message, address=client_address(request))
     except ExportRefused as exc:
         headers = {"Retry-After": exc.retry_after} if exc.retry_after else None
-        return _otlp_error(encoding, str(exc), exc.http_status, headers)
-    payload, response_type = encode_response(encoding, result.rejected, result.message, signal=signal)
+        return _otlp_error(decoded_as, str(exc), exc.http_status, headers)
+    payload, response_type = encode_response(decoded_as, result.rejected, result.message, signal=signal)
     return web.Response(status=200, body=payload, content_type=response_type)
 
 
