@@ -231,3 +231,35 @@ def test_disconnected_the_table_freezes(page: Page, console: Console) -> None:
     page.wait_for_timeout(500)  # two ticks of the table: no fetch while disconnected
     assert fetches == []
     expect(row.locator(".at-runs")).to_have_text("1")  # the last figures stay, dimmed
+
+
+def test_a_row_fed_by_otlp_metrics_shows_its_tokens_and_says_so(page: Page, server: ServerThread) -> None:
+    """An app that sends only GenAI metrics (no spans) still gets its row, its tokens marked as from
+    OTLP metrics; the stock OTLP/HTTP metric exporter sends them."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.resources import Resource
+
+    svc = "t-metrics-only"
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": svc}))
+    exporter = OTLPMetricExporter(endpoint=f"{server.url}/v1/metrics")
+    try:
+        tokens = provider.get_meter("tests.browser").create_histogram("gen_ai.client.token.usage")
+        tokens.record(1500, {"gen_ai.agent.name": "Summarizer", "gen_ai.token.type": "input"})
+        tokens.record(250, {"gen_ai.agent.name": "Summarizer", "gen_ai.token.type": "output"})
+        data = reader.get_metrics_data()
+        assert data is not None
+        assert exporter.export(data).name == "SUCCESS"
+    finally:
+        exporter.shutdown()
+        provider.shutdown()
+    open_dashboard(page, server)
+    row = rows_of(page, svc)
+    expect(row).to_have_count(1)
+    expect(row.locator(".at-name")).to_have_text("Summarizer")
+    expect(row.locator(".at-runs")).to_have_text("0")
+    tokens_cell = row.locator(".at-tokens")
+    expect(tokens_cell).to_contain_text("1.5K in")
+    expect(tokens_cell).to_have_attribute("title", re.compile(r"1,500 input / 250 output tokens \(from OTLP metrics\)"))

@@ -44,13 +44,16 @@ export function figureTexts(stats) {
   const t = isObject(stats.tokens) ? stats.tokens : {};
   const tin = count(t.input);
   const tout = count(t.output);
-  const cost = runs ? costText(stats) : null;
+  // A row fed by OTLP metrics may have tokens and no run (a token-usage metric alone).
+  const cost = runs || tin + tout > 0 ? costText(stats) : null;
   const noTokens = stats.cost_status === "no_tokens";
+  const src = isObject(stats.sources) ? stats.sources : {};
+  const fromMetrics = (key) => (src[key] === "metrics" ? " (from OTLP metrics)" : "");
   const err = isObject(stats.last_error) ? stats.last_error : null;
   const errText = err ? [txt(err.type, 80), txt(err.message, 500)].filter(Boolean).join(": ") || "failed" : "";
   const errAt = err && !Number.isNaN(parseTime(err.at)) ? ` (at ${new Date(parseTime(err.at)).toLocaleString()})` : "";
   return {
-    runs: { text: intFormat.format(runs), title: `${intFormat.format(runs)} completed runs` },
+    runs: { text: intFormat.format(runs), title: `${intFormat.format(runs)} completed runs${fromMetrics("runs")}` },
     failures: { text: intFormat.format(failures), title: `${intFormat.format(failures)} failed runs` },
     success: rate === null
       ? { text: "–", title: "No completed run" }
@@ -61,10 +64,10 @@ export function figureTexts(stats) {
       text: p50 === null ? "–" : `${fmtDurationMs(p50)} / ${fmtDurationMs(p95)}`,
       title: p50 === null ? "No duration" : `p50 ${fmtDurationMs(p50)}, p95 ${fmtDurationMs(p95)} over ${intFormat.format(count(d.samples))} runs`,
     },
-    tokens: runs && !noTokens && tin + tout > 0
-      ? { text: `${compact.format(tin)} / ${compact.format(tout)}`, in: `${compact.format(tin)} in`, out: `${compact.format(tout)} out`, title: `${intFormat.format(tin)} input / ${intFormat.format(tout)} output tokens` }
+    tokens: !noTokens && tin + tout > 0
+      ? { text: `${compact.format(tin)} / ${compact.format(tout)}`, in: `${compact.format(tin)} in`, out: `${compact.format(tout)} out`, title: `${intFormat.format(tin)} input / ${intFormat.format(tout)} output tokens${fromMetrics("tokens")}` }
       : { text: "–", in: "–", out: "", title: "No token counts" },
-    cost: cost && !noTokens ? { text: cost.text, title: cost.hint } : { text: "–", title: "No cost" },
+    cost: cost && !noTokens ? { text: cost.text, title: `${cost.hint}${fromMetrics("cost")}` } : { text: "–", title: "No cost" },
     error: { text: errText, title: errText ? `${errText}${errAt}` : "" },
   };
 }
