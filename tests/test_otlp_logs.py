@@ -234,6 +234,37 @@ async def test_a_json_body_attaches_and_bad_ids_are_rejected_one_by_one(
     assert receiver["otlp_log_records_rejected"] == 1
 
 
+async def test_gzip_compressed_logs(
+    server: DashboardWebSocketServer, session: aiohttp.ClientSession, telemetry: Telemetry
+) -> None:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    trace_id, span_id, span = await asyncio.to_thread(_chat_span, telemetry, None)
+    provider = LoggerProvider(resource=Resource.create({"service.name": SERVICE}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(
+        OTLPLogExporter(endpoint=f"{server.url}/v1/logs", compression=Compression.Gzip)))
+    await asyncio.to_thread(_openai_v2_events, provider.get_logger("gz"), set_span_in_context(span))
+    provider.shutdown()
+    transcript = (await _span_detail(session, server, trace_id, span_id))["transcript"]
+    assert _texts(transcript["output"]) == [("assistant", [ANSWER_TEXT])]
+
+
+async def test_each_log_record_is_charged_to_the_ingest_rate(session: aiohttp.ClientSession) -> None:
+    from otel_dashboard.server.security import SecurityConfig
+
+    config = SecurityConfig(ingest_events_per_second=1, ingest_burst_events=3)
+    async with running_server(security=config) as server:
+        body = _request([LogRecord(body=f"line {i}") for i in range(5)]).SerializeToString()
+        statuses = []
+        for _ in range(2):  # the first is admitted and charged 5 (the bucket of 3 goes into debt)
+            async with session.post(f"{server.url}/v1/logs", data=body,
+                                    headers={"Content-Type": "application/x-protobuf"}) as response:
+                statuses.append(response.status)
+                retry_after = response.headers.get("Retry-After")
+        assert statuses == [200, 429] and retry_after  # the bucket in debt: refused whole
+        assert (await _stats(session, server))["receiver"]["otlp_log_records_accepted"] == 5
+
+
 async def test_unrelated_logs_are_counted_only(
     server: DashboardWebSocketServer, session: aiohttp.ClientSession, telemetry: Telemetry
 ) -> None:
@@ -333,6 +364,42 @@ async def test_an_exception_log_in_a_failed_span_gives_no_second_error(
     await stream.close()
 
 
+def _caught_and_logged(telemetry: Telemetry, handler: logging.Handler) -> str:
+    """A tool call fails (its span records the exception and ends ERROR); the agent around it catches
+    the exception, logs it and goes on (its span ends OK)."""
+    log = logging.getLogger("test.genai.agent")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with telemetry.tracer.start_as_current_span(
+            "invoke_agent Forecaster", attributes={"gen_ai.operation.name": "invoke_agent",
+                                                   "gen_ai.agent.name": "Forecaster"},
+        ):
+            try:
+                with telemetry.tracer.start_as_current_span(
+                    "execute_tool get_weather", attributes={"gen_ai.operation.name": "execute_tool",
+                                                            "gen_ai.tool.name": "get_weather"}) as tool:
+                    raise TimeoutError("weather service timed out")
+            except TimeoutError:
+                log.exception("the tool failed; answering without the weather")
+    finally:
+        log.removeHandler(handler)
+    return format(tool.get_span_context().span_id, "016x")
+
+
+async def test_a_failure_caught_and_logged_above_its_span_gives_no_second_error(
+    server: DashboardWebSocketServer, session: aiohttp.ClientSession, telemetry: Telemetry
+) -> None:
+    """One failure, one error: the agent span's exception log is the tool span's failure."""
+    stream = await EventStream.connect(session, server)
+    handler = LoggingHandler(logger_provider=telemetry.logger_provider)
+    tool_span_id = await asyncio.to_thread(_caught_and_logged, telemetry, handler)
+    errors = await _marker(telemetry, stream, "Marker")
+    assert [(e["span_id"], e["data"]["error_type"], e["data"].get("from_log")) for e in errors] == [
+        (tool_span_id, "TimeoutError", None)]
+    await stream.close()
+
+
 async def test_an_exception_log_without_a_span_is_an_error_at_once(
     server: DashboardWebSocketServer, session: aiohttp.ClientSession, telemetry: Telemetry
 ) -> None:
@@ -421,6 +488,16 @@ def test_the_waiting_room_evicts_the_oldest_span_and_gives_up_its_failures() -> 
     assert pending.add((1, 2), [event]) == []
     assert pending.add((1, 3), [event]) == ["first"]
     assert (1, 1) not in pending and len(pending) == 2 and pending.evicted_events == 1
+
+
+def test_the_waiting_room_keeps_its_byte_budget() -> None:
+    pending = PendingLogEvents(max_bytes=4096)
+    big = {"name": "gen_ai.user.message", "time_unix_nano": 1, "attributes": {"content": "x" * 3000}}
+    assert pending.add((1, 1), [big], ["first"]) == []
+    assert pending.add((1, 2), [big]) == ["first"]  # over 4 KiB: the oldest span goes
+    assert pending.bytes <= 4096 and len(pending) == 1
+    entry = pending.take((1, 2))
+    assert entry is not None and entry.events == [big] and pending.bytes == 0
 
 
 def test_in_process_spans_take_the_events_that_waited_for_them() -> None:

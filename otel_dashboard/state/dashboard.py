@@ -246,6 +246,10 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         )
         # An exception log that waited for its span: its error once the span arrives (record_log_events).
         self.traces.on_log_failures = self._publish_log_failures
+        self.log_failure_check: Callable[[Any], bool] | None = None
+        """Whether an exception log (a LogFailure) reports a failure the span mapping already gave an
+        error for (the server sets it to its received spans' FailureChain); None: the span's own
+        status and exception events decide alone."""
         self._lock = threading.RLock()
         self._subscribers: tuple[Subscriber, ...] = ()
         self._runs = OpenRuns(max_open_runs=_positive_int("max_open_runs", max_open_runs))
@@ -437,7 +441,8 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
 
         * an exception log without a span (no trace or span id): an error at once;
         * its span is kept and ended: no error when the span gave its own (status ERROR, or its own
-          ``exception`` span event), else one error;
+          ``exception`` span event), nor when :attr:`log_failure_check` says a span below it gave
+          the error for the same failure (caught there and logged), else one error;
         * its span is not kept yet (or still running): the failure waits with the span's log events
           and is decided as above when the span arrives; a span that never comes (60 s, or evicted
           from the bounded wait) gets the error then, without its span's name.
@@ -465,10 +470,13 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
         """One ``error_occurred`` per exception log whose span did not give its own (see
         :meth:`record_log_events`). Never raises: a failure is logged."""
         published: list[DashboardEvent] = []
+        check = self.log_failure_check
         for failure, span in resolved:
             if span is not None and span.get("failed"):
                 continue  # the span's own failure gave (or continued) its error
             try:
+                if check is not None and check(failure):
+                    continue  # a failure below the span, caught there and logged: its error was given
                 published.append(self.publish(_log_error_event(failure, span)))
             except Exception:
                 logger.exception("publishing the error of an exception log failed")
