@@ -262,4 +262,5 @@ def test_a_row_fed_by_otlp_metrics_shows_its_tokens_and_says_so(page: Page, serv
     expect(row.locator(".at-runs")).to_have_text("0")
     tokens_cell = row.locator(".at-tokens")
     expect(tokens_cell).to_contain_text("1.5K in")
-    expect(tokens_cell).to_have_attribute("title", re.compile(r"1,500 input / 250 output tokens \(from OTLP metrics\)"))
+    expect(tokens_cell).to_have_attribute(
+        "title", re.compile(r"1,500 input / 250 output tokens \(from OTLP metrics\)"))

@@ -101,6 +101,18 @@ class FailureChain:
             pending[parent_id] = origin
         return origin, is_new
 
+    def reported(self, trace_id: int, span_id: int, error_type: str | None, message: str | None) -> bool:
+        """Whether a failure already seen is the one an exception log at ``span_id`` reports: one that
+        first appeared at that span, or below it with an overlapping message (or, when either has no
+        message, an equal type), as rule 2 of the module docstring matches a failed span. A log
+        written where a failure was caught (the span then ends OK) is that failure, not a new one."""
+        failures = self._by_trace.get(trace_id)
+        if not failures:
+            return False
+        if any(failure.span_id == span_id for failure in failures):
+            return True
+        return self._match(trace_id, span_id, error_type, message) is not None
+
     def _match(self, trace_id: int, span_id: int, error_type: str | None,
                message: str | None) -> Failure | None:
         failures = self._by_trace.get(trace_id)

@@ -26,7 +26,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds, format_timestamp
+from otel_dashboard.model.events import (
+    DashboardEvent,
+    EventType,
+    QualityThresholds,
+    Severity,
+    format_timestamp,
+)
 from otel_dashboard.model.limits import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_SNAPSHOT_BYTES,
@@ -54,10 +60,11 @@ from otel_dashboard.state.metric_usage import MetricUsage, merge_entry, merge_to
 from otel_dashboard.state.rebuild import rebuild_from_store
 from otel_dashboard.state.runs import DEFAULT_MAX_OPEN_RUNS, ENDED, OpenRuns
 from otel_dashboard.state.singleton import get_dashboard, reset_dashboard
-from otel_dashboard.state.traces import DEFAULT_MAX_TRACE_BYTES, TraceStore
+from otel_dashboard.state.traces import DEFAULT_MAX_TRACE_BYTES, ResolvedFailure, TraceStore
 from otel_dashboard.store.base import EventStore, MemoryEventStore
 
 if TYPE_CHECKING:  # the model's OTLP package loads the SDK, which the state may not
+    from otel_dashboard.model.otlp.logs import LogFailure, LogsRead
     from otel_dashboard.model.otlp.metrics import MetricsRead
     from otel_dashboard.model.runs import CostSource
 
@@ -117,6 +124,32 @@ def _opportunity_event_dict(record: dict[str, Any]) -> dict[str, Any]:
         "trace_id": record.get("trace_id"),
         "span_id": record.get("span_id"),
     }
+
+
+def _log_error_event(failure: Any, span: dict[str, Any] | None) -> DashboardEvent:
+    """``error_occurred`` for an exception log (a :class:`LogFailure`), with its span when known."""
+    span = span or {}
+    service = getattr(failure, "service_name", None) or span.get("service_name")
+    error_type = getattr(failure, "error_type", None)
+    message = getattr(failure, "message", None)
+    span_name = span.get("name")
+    data: dict[str, Any] = {
+        "source": span.get("agent_name") or span_name or service or "logs",
+        "error_message": message or error_type or "error",
+        "error_type": error_type or "Error",
+        "span_name": span_name,
+        "service_name": service,
+        "from_log": True,
+    }
+    if span.get("agent_name"):
+        data["agent_name"] = span["agent_name"]
+    trace_id, span_id = getattr(failure, "trace_id", 0), getattr(failure, "span_id", 0)
+    return DashboardEvent.create(
+        EventType.ERROR_OCCURRED, data, Severity.ERROR,
+        timestamp_ns=getattr(failure, "time_unix_nano", 0) or None,
+        trace_id=format(trace_id, "032x") if trace_id else None,
+        span_id=format(span_id, "016x") if span_id else None,
+    )
 
 
 def _usage_window(value: Any) -> int:
@@ -220,6 +253,12 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
             max_traces=_positive_int("max_traces", max_traces),
             max_bytes=_positive_int("max_trace_bytes", max_trace_bytes),
         )
+        # An exception log that waited for its span: its error once the span arrives (record_log_events).
+        self.traces.on_log_failures = self._publish_log_failures
+        self.log_failure_check: Callable[[Any], bool] | None = None
+        """Whether an exception log (a LogFailure) reports a failure the span mapping already gave an
+        error for (the server sets it to its received spans' FailureChain); None: the span's own
+        status and exception events decide alone."""
         self._lock = threading.RLock()
         self._subscribers: tuple[Subscriber, ...] = ()
         self._runs = OpenRuns(max_open_runs=_positive_int("max_open_runs", max_open_runs))
@@ -368,6 +407,8 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
     def emit_metrics_if_changed(self) -> DashboardEvent | None:
         """Publish ``metrics_updated`` if anything changed since the last one (the server's timer
         calls this, which is what throttles it)."""
+        # The timer also gives up on the spans that exception logs waited for too long (their errors).
+        self._publish_log_failures(self.traces.expire_pending())
         with self._lock:
             version = self._derived.version
             moving = self._moving_metrics()
@@ -402,6 +443,55 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi):
                 self.traces.add_span(record)
             except ValueError:
                 logger.debug("span record without valid ids skipped: %r", record)
+
+    def record_log_events(self, read: LogsRead) -> list[DashboardEvent]:
+        """Attach the log events of one OTLP logs request to their spans (see
+        :meth:`~otel_dashboard.state.traces.TraceStore.attach_events`) and publish
+        ``error_occurred`` for its exception logs, one failure one error (``docs/events.md``,
+        "Exception logs"):
+
+        * an exception log without a span (no trace or span id): an error at once;
+        * its span is kept and ended: no error when the span gave its own (status ERROR, or its own
+          ``exception`` span event), nor when :attr:`log_failure_check` says a span below it gave
+          the error for the same failure (caught there and logged), else one error;
+        * its span is not kept yet (or still running): the failure waits with the span's log events
+          and is decided as above when the span arrives; a span that never comes (60 s, or evicted
+          from the bounded wait) gets the error then, without its span's name.
+
+        Thread-safe; never raises for the read's content. Log events stay on this replica (like span
+        records, they are not sent to a cluster's other replicas).
+
+        Returns:
+            The ``error_occurred`` events published now.
+        """
+        groups: dict[tuple[int, int], tuple[list[dict[str, Any]], list[LogFailure]]] = {}
+        resolved: list[ResolvedFailure] = []
+        for item in read.span_events:
+            groups.setdefault((item.trace_id, item.span_id), ([], []))[0].append(item.event)
+        for failure in read.failures:
+            if failure.trace_id and failure.span_id:
+                groups.setdefault((failure.trace_id, failure.span_id), ([], []))[1].append(failure)
+            else:
+                resolved.append((failure, None))
+        for (trace_id, span_id), (events, failures) in groups.items():
+            resolved.extend(self.traces.attach_events(trace_id, span_id, events, failures))
+        return self._publish_log_failures(resolved)
+
+    def _publish_log_failures(self, resolved: list[ResolvedFailure]) -> list[DashboardEvent]:
+        """One ``error_occurred`` per exception log whose span did not give its own (see
+        :meth:`record_log_events`). Never raises: a failure is logged."""
+        published: list[DashboardEvent] = []
+        check = self.log_failure_check
+        for failure, span in resolved:
+            if span is not None and span.get("failed"):
+                continue  # the span's own failure gave (or continued) its error
+            try:
+                if check is not None and check(failure):
+                    continue  # a failure below the span, caught there and logged: its error was given
+                published.append(self.publish(_log_error_event(failure, span)))
+            except Exception:
+                logger.exception("publishing the error of an exception log failed")
+        return published
 
     # ------------------------------------------------------------------ open runs
     def update_runs(self, runs: list[dict[str, Any]]) -> None:

@@ -18,24 +18,30 @@ least recently updated traces are evicted (``evicted_traces_for_bytes``), and a 
 alone would exceed it keeps its first spans and drops (counts) the rest, marked ``truncated``. It
 reads no spans and imports neither the OpenTelemetry SDK nor aiohttp.
 
-A little over ~400 lines for a reason: the three bounds, the two record forms, the paged read and
-the one-span read share one lock and one set of counters.
+Log records join their spans here too (:meth:`TraceStore.attach_events`): the GenAI events and
+exception logs of :mod:`otel_dashboard.model.otlp.logs` are kept beside the span's own events (in
+the record's ``log_events``, served merged into its ``events``), or wait for their span
+(:mod:`otel_dashboard.state.log_events`) and are merged when it arrives finished.
+
+Over ~400 lines for a reason: the three bounds, the two record forms, the paged read, the one-span
+read and the log events share one lock and one set of counters.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from otel_dashboard.model.limits import positive_ints
-from otel_dashboard.model.record_size import json_record_bytes
+from otel_dashboard.model.record_size import events_bytes, json_record_bytes
 from otel_dashboard.model.runs import CostSource
 from otel_dashboard.model.span_detail import page_record, trace_summary
 from otel_dashboard.model.span_records import END_NS, SIZE, SPAN_ID, TRACE_ID, SpanRecord, expand_span_record
+from otel_dashboard.state.log_events import PendingLogEvents, cap_events
 
-__all__ = ["DEFAULT_MAX_TRACE_BYTES", "TraceStore", "record_bytes"]
+__all__ = ["DEFAULT_MAX_TRACE_BYTES", "LogFailureListener", "ResolvedFailure", "TraceStore", "record_bytes"]
 
 _DEFAULT_MAX_TRACES = 1000
 _DEFAULT_MAX_SPANS_PER_TRACE = 10_000
@@ -45,6 +51,15 @@ _START_NS = 4  # position of the start time in a compact record
 _PARENT_ID = 2  # position of the parent span id in a compact record
 _HEX = frozenset("0123456789abcdef")
 _SUMMARY_CACHES = 8
+_EXCEPTION_EVENT = "exception"
+
+ResolvedFailure = tuple[Any, dict[str, Any] | None]
+"""An exception log's failure (what the caller gave :meth:`TraceStore.attach_events`) and its span, now
+known: ``{"name", "service_name", "agent_name", "failed"}`` (``failed``: the span ended with status
+ERROR or carries its own ``exception`` event, so it gave its own ``error_occurred``), or None when the
+span never came (it was given up on: see :mod:`otel_dashboard.state.log_events`)."""
+LogFailureListener = Callable[[list[ResolvedFailure]], object]
+"""Called, outside the store's lock, with the failures a span's arrival (or its giving up) resolved."""
 
 
 # ---------------------------------------------------------------------------------- the store
@@ -100,6 +115,12 @@ class TraceStore:
         # What the last summaries read of the traces read most recently (see trace_summary's
         # cache): a trace page polled while its trace runs re-reads only new and changed records.
         self._summary_caches: OrderedDict[int, dict[int, Any]] = OrderedDict()
+        # Log events waiting for their span, and what became of log events.
+        self._pending = PendingLogEvents()
+        self._attached_log_events = 0
+        self._dropped_log_events = 0
+        self.on_log_failures: LogFailureListener | None = None
+        """Told of the exception logs' failures resolved when their span arrives (the state sets it)."""
 
     def add_span(self, record: Mapping[str, Any]) -> bool:
         """Adds or updates one JSON span record (see
@@ -134,22 +155,26 @@ class TraceStore:
                     return False
                 self._put(trace_id, spans, span_id, stored)
                 self._account(trace_id, size)
-                return True
-            if isinstance(existing, tuple):
-                return False  # the in-process record is the truth about its span
-            if existing.get("end_time") is not None and not finished:
-                return False
-            before = record_bytes(existing)
-            for key, value in record.items():
-                if key in ("trace_id", "span_id") or value is None:
-                    continue
-                if key in ("attributes", "detail_attributes"):
-                    if isinstance(value, Mapping):
-                        existing[key] = {**(existing.get(key) or {}), **value}
-                else:
-                    existing[key] = value
-            self._account(trace_id, record_bytes(existing) - before)
-            return True
+                resolved = self._merge_pending(trace_id, span_id) if finished and self._pending else None
+            else:
+                if isinstance(existing, tuple):
+                    return False  # the in-process record is the truth about its span
+                if existing.get("end_time") is not None and not finished:
+                    return False
+                before = record_bytes(existing)
+                for key, value in record.items():
+                    if key in ("trace_id", "span_id", "log_events", "dropped_log_events") or value is None:
+                        continue
+                    if key in ("attributes", "detail_attributes"):
+                        if isinstance(value, Mapping):
+                            existing[key] = {**(existing.get(key) or {}), **value}
+                    else:
+                        existing[key] = value
+                self._account(trace_id, record_bytes(existing) - before)
+                resolved = self._merge_pending(trace_id, span_id) if finished and self._pending else None
+        if resolved:
+            self._tell(resolved)
+        return True
 
     def add_span_records(self, records: Iterable[SpanRecord], *, after_start: bool = False) -> int:
         """Adds or replaces compact span records (the in-process path), under one acquisition of the
@@ -172,7 +197,12 @@ class TraceStore:
         trace_bytes = self._trace_bytes
         max_spans = self._max_spans
         max_bytes = self._max_bytes
+        resolved: list[ResolvedFailure] = []
         with self._lock:
+            # Spans whose log events wait, or whose attached ones a new record would replace: rare,
+            # so checked only when there are any (neither changes during the loop).
+            waiting = bool(self._pending)
+            later: list[tuple[int, int, Any]] = []
             for record in records:
                 trace_id = record[TRACE_ID]
                 span_id = record[SPAN_ID]
@@ -195,6 +225,8 @@ class TraceStore:
                     if self._bytes > max_bytes:
                         self._account(trace_id, 0)
                     kept += 1
+                    if waiting and record[END_NS] is not None:
+                        later.append((trace_id, span_id, None))
                     continue
                 traces.move_to_end(trace_id)
                 existing = _get(spans, span_id)
@@ -207,10 +239,98 @@ class TraceStore:
                     continue  # a late start
                 else:
                     size -= record_bytes(existing)  # a record replaced: its estimate goes
+                    if type(existing) is dict and "log_events" in existing:
+                        later.append((trace_id, span_id, existing))  # its log events stay
                 self._put(trace_id, spans, span_id, record)
                 self._account(trace_id, size)
                 kept += 1
+                if waiting and record[END_NS] is not None:
+                    later.append((trace_id, span_id, None))
+            for trace_id, span_id, replaced in later:
+                if replaced is not None:
+                    resolved.extend(self._attach_to_kept(trace_id, span_id, replaced["log_events"],
+                                                         replaced.get("dropped_log_events", 0), ()))
+                else:
+                    resolved.extend(self._merge_pending(trace_id, span_id))
+        if resolved:
+            self._tell(resolved)
         return kept
+
+    # ---------------------------------------------------------------------------- log events
+    def attach_events(
+        self, trace_id: int, span_id: int, events: Sequence[dict[str, Any]], failures: Sequence[Any] = ()
+    ) -> list[ResolvedFailure]:
+        """Attach log events (JSON span events, bounded: :mod:`otel_dashboard.model.otlp.logs`) to
+        the span ``(trace_id, span_id)``, with the failures of its exception logs.
+
+        A kept, finished span takes them at once (at most
+        :data:`~otel_dashboard.state.log_events.MAX_LOG_EVENTS_PER_SPAN` log events and
+        :data:`~otel_dashboard.state.log_events.MAX_LOG_EVENT_BYTES_PER_SPAN` of them; the rest are
+        dropped and counted in its ``dropped_events``); otherwise (not kept yet, or still running)
+        they wait for it, bounded (:class:`~otel_dashboard.state.log_events.PendingLogEvents`), and
+        :attr:`on_log_failures` is told of the failures when it arrives. Entries that waited too long
+        are given up on here too.
+
+        Returns:
+            The failures resolved now: this span's when it is kept and finished, and those of spans
+            given up on (see :data:`ResolvedFailure`).
+        """
+        with self._lock:
+            resolved: list[ResolvedFailure] = [(failure, None) for failure in self._pending.expire()]
+            spans = self._traces.get(trace_id)
+            existing = _get(spans, span_id) if spans is not None else None
+            if existing is not None and _finished(existing):
+                resolved.extend(self._attach_to_kept(trace_id, span_id, events, 0, failures))
+            else:
+                given_up = self._pending.add((trace_id, span_id), events, failures)
+                resolved.extend((failure, None) for failure in given_up)
+        return resolved
+
+    def expire_pending(self) -> list[ResolvedFailure]:
+        """Give up on the spans whose log events waited too long; their failures (span None)."""
+        with self._lock:
+            return [(failure, None) for failure in self._pending.expire()]
+
+    def _merge_pending(self, trace_id: int, span_id: int) -> list[ResolvedFailure]:
+        # Called with the lock held, once the span is kept finished: its waiting events and failures.
+        entry = self._pending.take((trace_id, span_id))
+        if entry is None:
+            return []
+        return self._attach_to_kept(trace_id, span_id, entry.events, entry.dropped, entry.failures)
+
+    def _attach_to_kept(self, trace_id: int, span_id: int, events: Sequence[dict[str, Any]], dropped: int,
+                        failures: Iterable[Any]) -> list[ResolvedFailure]:
+        # Called with the lock held: the events added to the span's record (a compact one becomes a
+        # JSON record), its bytes accounted; the failures paired with the span's summary.
+        spans = self._traces.get(trace_id)
+        existing = _get(spans, span_id) if spans is not None else None
+        if spans is None or existing is None:  # evicted meanwhile: the events go, the span is unknown
+            self._dropped_log_events += len(events)
+            return [(failure, None) for failure in failures]
+        if isinstance(existing, tuple):
+            stored = expand_span_record(existing)
+            before = int(existing[SIZE])
+        else:
+            stored, before = existing, record_bytes(existing)
+        log = stored.get("log_events") or []
+        kept, refused, _ = cap_events(len(log), events_bytes(log), events)
+        if kept or stored is not existing:
+            stored["log_events"] = [*log, *kept]  # a new list: readers hold the old one
+        if dropped or refused:
+            stored["dropped_log_events"] = stored.get("dropped_log_events", 0) + dropped + refused
+        self._attached_log_events += len(kept)
+        self._dropped_log_events += refused  # ``dropped`` were counted where they were dropped
+        if stored is not existing:
+            self._put(trace_id, spans, span_id, stored)
+        self._traces.move_to_end(trace_id)
+        self._account(trace_id, record_bytes(stored) - before)
+        summary = _span_summary(stored)
+        return [(failure, summary) for failure in failures]
+
+    def _tell(self, resolved: list[ResolvedFailure]) -> None:
+        listener = self.on_log_failures
+        if listener is not None:
+            listener(resolved)
 
     def _trace_for(self, trace_id: int) -> _Spans:
         # Called with the lock held: the trace, created (evicting the stalest) or marked as fresh.
@@ -386,10 +506,7 @@ class TraceStore:
                 items: Iterable[Any] = () if one is None else (one,)
             else:
                 items = trace[1::2] if isinstance(trace, tuple) else trace.values()
-            kept = [
-                item if isinstance(item, tuple) else {**item, "attributes": dict(item["attributes"])}
-                for item in items
-            ]
+            kept = [item if isinstance(item, tuple) else _readable(item) for item in items]
             if wanted is not None and kept and not isinstance(kept[0], tuple):
                 kept[0]["detail_attributes"] = dict(kept[0].get("detail_attributes") or {})
             return key, kept, self._trace_dropped.get(number, 0)
@@ -402,7 +519,8 @@ class TraceStore:
         """Counters for ``/health`` and ``/metrics``: traces and spans kept, traces evicted (for
         either bound; ``evicted_traces_for_bytes`` for the memory budget), spans dropped for the
         per-trace cap or the budget, and the kept records' estimated ``bytes`` against
-        ``max_bytes``."""
+        ``max_bytes``; the log events attached to spans, the spans (and estimated bytes) whose log
+        events wait for them, and the log events dropped (per-span caps, given up on, evicted)."""
         with self._lock:
             return {
                 "traces": len(self._traces),
@@ -412,15 +530,46 @@ class TraceStore:
                 "dropped_spans": self._dropped_spans,
                 "bytes": self._bytes,
                 "max_bytes": self._max_bytes,
+                "log_events_attached": self._attached_log_events,
+                "log_events_waiting_spans": len(self._pending),
+                "log_events_waiting_bytes": self._pending.bytes,
+                "log_events_dropped": (self._dropped_log_events + self._pending.dropped_events
+                                       + self._pending.evicted_events),
             }
 
 
 def record_bytes(record: Mapping[str, Any] | SpanRecord) -> int:
     """The estimated memory a stored span record holds (:mod:`otel_dashboard.model.record_size`): a
-    compact record carries it, a JSON record's is computed (once per store or merge)."""
+    compact record carries it, a JSON record's is computed (once per store or merge), its attached
+    log events included."""
     if isinstance(record, tuple):
         return int(record[SIZE])
-    return json_record_bytes(record)
+    log = record.get("log_events")
+    return json_record_bytes(record) + (events_bytes(log) if log else 0)
+
+
+def _readable(item: dict[str, Any]) -> dict[str, Any]:
+    # A JSON record as reads serve it (a copy): its log events after its own events.
+    copy = {**item, "attributes": dict(item["attributes"])}
+    log = copy.pop("log_events", None)
+    dropped = copy.pop("dropped_log_events", 0)
+    if log:
+        copy["events"] = [*(copy.get("events") or ()), *log]
+    if dropped:
+        copy["dropped_events"] = (copy.get("dropped_events") or 0) + dropped
+    return copy
+
+
+def _span_summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    # What an exception log's error needs of its span (see ResolvedFailure).
+    own_exception = any(isinstance(event, Mapping) and event.get("name") == _EXCEPTION_EVENT
+                        for event in record.get("events") or ())
+    return {
+        "name": record.get("name"),
+        "service_name": record.get("service_name"),
+        "agent_name": record.get("agent_name"),
+        "failed": record.get("status") == "error" or own_exception,
+    }
 
 
 def _order(record: dict[str, Any] | SpanRecord) -> tuple[int, int]:
