@@ -296,6 +296,11 @@ class SpanMapper:
     def open_runs(self) -> int:
         return len(self._runs)
 
+    @property
+    def failures(self) -> FailureChain:
+        """The failed spans seen so far, one failure one error (read it under the mapper's lock)."""
+        return self._failures
+
     # ------------------------------------------------------------------ runs
     def _open_run(self, span: ReadableSpan, span_id: int, view: SpanView, parent: Run | None,
                   events: list[DashboardEvent]) -> Run:

@@ -126,7 +126,9 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     app[OPTIONS_KEY] = options
     app[BROADCASTER_KEY] = broadcaster
     app[HEALTH_KEY] = server_health
-    app[otlp_ingest.RECEIVED_MAPPER_KEY] = otlp_ingest.ReceivedSpanMapper(state, options.prices)
+    received = app[otlp_ingest.RECEIVED_MAPPER_KEY] = otlp_ingest.ReceivedSpanMapper(state, options.prices)
+    # An exception log whose failure a received span below it already reported adds no error.
+    state.log_failure_check = received.reported
     broker = RedisBroker(options.broker) if options.broker is not None else None
     if broker is not None:
         app[BROKER_KEY] = broker

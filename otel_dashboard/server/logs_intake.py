@@ -18,21 +18,17 @@ where a failure was caught, below which a span already gave that failure's error
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard.model.failures import FailureChain
-from otel_dashboard.model.otlp.logs import LogFailure, read_logs
+from otel_dashboard.model.otlp.logs import read_logs
 from otel_dashboard.server.broadcast import BROADCASTER_KEY
 from otel_dashboard.server.health import HEALTH_KEY
 from otel_dashboard.server.otlp_ingest import (
     DURABLE_RETRY_AFTER,
-    RECEIVED_MAPPER_KEY,
     ExportRefused,
     ExportResult,
-    ReceivedSpanMapper,
     charge_items,
     durable,
 )
@@ -49,8 +45,6 @@ async def accept_logs(app: web.Application, request: Any, *, address: str) -> Ex
     """
     state = app[BROADCASTER_KEY].state
     server_health = app[HEALTH_KEY]
-    if state.log_failure_check is None and RECEIVED_MAPPER_KEY in app:
-        state.log_failure_check = _failure_check(app[RECEIVED_MAPPER_KEY])
     read = await asyncio.to_thread(read_logs, request)
     try:
         charge_items(app, address, read.log_records)
@@ -67,18 +61,3 @@ async def accept_logs(app: web.Application, request: Any, *, address: str) -> Ex
         raise ExportRefused(503, "the log records were received but the store did not confirm their errors "
                                  "in time; send them again", retry_after=DURABLE_RETRY_AFTER)
     return ExportResult(read.rejected, read.message)
-
-
-def _failure_check(received: ReceivedSpanMapper) -> Callable[[Any], bool]:
-    """Whether an exception log reports a failure the received spans already gave an error for
-    (:meth:`~otel_dashboard.model.failures.FailureChain.reported`, under the mapper's lock)."""
-    # SpanMapper keeps its FailureChain private; read it where it is (None: the span decides alone).
-    chain = getattr(received.mapper, "_failures", None)
-
-    def check(failure: Any) -> bool:
-        if not isinstance(chain, FailureChain) or not isinstance(failure, LogFailure) or not failure.span_id:
-            return False
-        with received.lock:
-            return chain.reported(failure.trace_id, failure.span_id, failure.error_type, failure.message)
-
-    return check

@@ -35,6 +35,7 @@ from otel_dashboard.model.otlp import (
     events_from_otlp_spans,
     spans_from_request,
 )
+from otel_dashboard.model.otlp.logs import LogFailure
 from otel_dashboard.model.prices import default_price_book
 from otel_dashboard.model.runs import CostSource
 from otel_dashboard.model.span_mapper import SpanMapper
@@ -211,6 +212,17 @@ class ReceivedSpanMapper:
     def mapper(self) -> SpanMapper:
         """The mapper itself (read it under :attr:`lock`)."""
         return self._mapper
+
+    def reported(self, failure: Any) -> bool:
+        """Whether an exception log (a :class:`~otel_dashboard.model.otlp.logs.LogFailure`) reports a
+        failure the received spans already gave an error for: a failure below its span, caught there
+        and logged (:meth:`~otel_dashboard.model.failures.FailureChain.reported`). The state's
+        ``log_failure_check``."""
+        if not isinstance(failure, LogFailure) or not failure.span_id:
+            return False
+        with self._lock:
+            return self._mapper.failures.reported(failure.trace_id, failure.span_id, failure.error_type,
+                                                  failure.message)
 
     def map(self, spans: list[Any]) -> tuple[list[DashboardEvent], list[dict[str, Any]]]:
         """The events of one request's spans, and the live states of the runs they changed."""
