@@ -280,8 +280,10 @@ _IN_PROCESS_LOGS = pytest.mark.skipif(
 def test_in_process_metrics_reach_the_agents_table() -> None:
     state = DashboardState()
     assert record_usage(DashboardMetricExporter(state=state), agent="InProcess")
-    rows = [row for row in state.get_agent_stats()["agents"] if row.get("agent_name") == "InProcess"]
-    assert rows and rows[0]["tokens"]["input"] == 120, state.get_agent_stats()
+    (row,) = [row for row in state.get_agent_stats()["agents"] if row["agent"] == "InProcess"]
+    assert row["service"] == "exporter-tests"
+    assert row["tokens"] == {"input": 120, "output": 0}
+    assert row["sources"]["tokens"] == "metrics"
 
 
 @_IN_PROCESS_LOGS

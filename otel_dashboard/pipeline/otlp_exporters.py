@@ -38,6 +38,13 @@ Failures
     after it as INFO; ``failed_exports`` counts them all. After :meth:`shutdown` (idempotent; it
     interrupts a backoff in progress) every export is FAILURE. The requests are sent with
     OpenTelemetry instrumentation suppressed, so an instrumented HTTP client never traces them.
+
+(Over 400 lines on purpose: the two exporters are thin; what they share, the delivery to a server or
+to the state and the HTTP sender with its retry policy, is here with them. The sender is not
+:class:`~otel_dashboard.pipeline.remote.RemoteEventSender`, whose queue and thread suit events
+submitted from application code: an OTLP exporter is called on the SDK's export thread and must
+answer with the outcome, so it sends synchronously; it reuses that module's endpoint, header and
+``Retry-After`` parsing.)
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry import context as context_api
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.metrics import (
     Counter,
     Histogram,
@@ -87,12 +96,12 @@ from otel_dashboard.pipeline.remote import (
 )
 from otel_dashboard.state.dashboard import DashboardState, get_dashboard
 
-# The SDK renamed the log exporter interface (LogExporter -> LogRecordExporter, 1.39); the
-# configurator checks against the name of its own release, so subclass whichever it has.
+# The SDK renamed the log exporter interface (LogExporter -> LogRecordExporter); the configurator
+# checks against the name of its own release, so subclass whichever it has.
 try:
     from opentelemetry.sdk._logs.export import LogRecordExporter as _LogExporterBase
     from opentelemetry.sdk._logs.export import LogRecordExportResult as _LogExportResult
-except ImportError:  # pragma: no cover - opentelemetry-sdk before 1.39
+except ImportError:  # pragma: no cover - an older opentelemetry-sdk
     from opentelemetry.sdk._logs.export import LogExporter as _LogExporterBase
     from opentelemetry.sdk._logs.export import LogExportResult as _LogExportResult  # type: ignore[assignment]
 
@@ -289,7 +298,7 @@ class _Delivery:
         headers: Mapping[str, str] | None,
         token: str | None,
         timeout_millis: int,
-        in_process: Callable[[DashboardState, Message], None],
+        in_process: Callable[[DashboardState, Any], None],
     ) -> None:
         if endpoint is None:
             endpoint = os.environ.get(ENDPOINT_ENV, "").strip() or None
@@ -349,11 +358,12 @@ class _Delivery:
             self.sender.close()
 
 
-def _record_metrics(state: DashboardState, request: Message) -> None:
+def _record_metrics(state: DashboardState, request: ExportMetricsServiceRequest) -> None:
     cast(_MetricUsageSink, state).record_metric_usage(read_metrics(request))
 
 
-def _record_logs(state: DashboardState, request: Message) -> None:
+def _record_logs(state: DashboardState, request: ExportLogsServiceRequest) -> None:
+    # record_log_events publishes the exception logs' errors itself (and returns them).
     cast(_LogEventSink, state).record_log_events(read_logs(request))
 
 
