@@ -18,6 +18,7 @@ import asyncio
 import os
 import sys
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,18 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 def instrument_command() -> str:
-    """The ``opentelemetry-instrument`` of the Python running the tests (its venv's bin directory)."""
+    """The ``opentelemetry-instrument`` of the Python running the tests (its venv's bin directory).
+
+    Without ``opentelemetry-distro`` (its configurator) it would run the application unconfigured,
+    and these tests would fail for a reason they do not name: say it here.
+    """
     path = Path(sys.executable).parent / "opentelemetry-instrument"
     assert path.exists(), f"{path} missing: install the test extras (opentelemetry-instrumentation)"
+    try:
+        metadata.distribution("opentelemetry-distro")
+    except metadata.PackageNotFoundError:
+        raise AssertionError("opentelemetry-distro is missing: install the test extras "
+                             "(pip install -e '.[test]')") from None
     return str(path)
 
 
