@@ -3,12 +3,19 @@
 The application keeps its exporters (here a console exporter standing in for OTLP/Jaeger); the
 dashboard processor is one more processor on the same provider, so the same spans go to both.
 
-    python examples/existing_tracer_provider.py
+    python examples/existing_tracer_provider.py [--port 8000]
+    OTEL_DASHBOARD_ENDPOINT=http://127.0.0.1:8000 python examples/existing_tracer_provider.py
+
+With OTEL_DASHBOARD_ENDPOINT set, the processor ships the events to that server (with
+OTEL_DASHBOARD_TOKEN as its token, when set) and the program ends once they are delivered; without
+it, the program serves the dashboard on --port until Ctrl+C.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import time
 
 from opentelemetry import trace
@@ -17,13 +24,19 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from otel_dashboard import DashboardSpanProcessor, DashboardWebSocketServer, get_dashboard
 
+ENDPOINT = os.environ.get("OTEL_DASHBOARD_ENDPOINT") or None
+
 # The application's existing set-up.
 provider = TracerProvider()
 provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
 trace.set_tracer_provider(provider)
 
-# The one line the dashboard needs.
-provider.add_span_processor(DashboardSpanProcessor())
+# The one line the dashboard needs (in process, or to a server elsewhere).
+if ENDPOINT:
+    provider.add_span_processor(DashboardSpanProcessor(
+        endpoint=ENDPOINT, token=os.environ.get("OTEL_DASHBOARD_TOKEN") or None))
+else:
+    provider.add_span_processor(DashboardSpanProcessor())
 
 tracer = trace.get_tracer("my-app")
 
@@ -40,15 +53,27 @@ def plan_trip(destination: str) -> str:
         return f"itinerary for {destination}"
 
 
-async def main() -> None:
-    async with DashboardWebSocketServer(port=8000) as server:
+async def main(port: int) -> None:
+    def started(server: DashboardWebSocketServer) -> None:
         plan_trip("Lisbon")
         provider.force_flush()
         print("events so far:", get_dashboard().get_metrics()["total_events"])
-        print(f"open {server.url}/dashboard  (Ctrl+C to stop)")
-        await server.run_forever()
-    provider.shutdown()
+        print(f"open {server.dashboard_url}  (Ctrl+C to stop)", flush=True)
+
+    await DashboardWebSocketServer(port=port).run_forever(on_started=started)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8000,
+                        help="port of the dashboard served here (default: 8000; 0: any free port)")
+    args = parser.parse_args()
+    try:
+        if ENDPOINT:
+            plan_trip("Lisbon")
+            print(f"sent to {ENDPOINT}", flush=True)
+        else:
+            asyncio.run(main(args.port))
+    finally:
+        provider.shutdown()  # delivers what is still queued

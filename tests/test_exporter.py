@@ -22,6 +22,7 @@ from server_support import EventStream, of_type, running_server
 
 from otel_dashboard.model.events import EventType
 from otel_dashboard.pipeline.exporter import DashboardSpanExporter
+from otel_dashboard.pipeline.otlp_exporters import DashboardLogExporter, DashboardMetricExporter
 from otel_dashboard.state.dashboard import DashboardState
 
 pytestmark = pytest.mark.timeout(60)
@@ -159,18 +160,22 @@ def test_export_is_failure_after_shutdown() -> None:
     assert state.last_seq == seq  # nothing published after shutdown
 
 
-def test_the_entry_point_loads_the_exporter() -> None:
+def test_the_entry_points_load_the_exporters() -> None:
     (entry_point,) = metadata.entry_points(group="opentelemetry_traces_exporter", name="otel_dashboard")
     assert entry_point.load() is DashboardSpanExporter
     from opentelemetry.sdk._configuration import _import_exporters
 
-    span_exporters, _, _ = _import_exporters(["otel_dashboard"], [], [])
+    span_exporters, metric_exporters, log_exporters = _import_exporters(
+        ["otel_dashboard"], ["otel_dashboard"], ["otel_dashboard"])
     assert span_exporters == {"otel_dashboard": DashboardSpanExporter}
+    assert metric_exporters == {"otel_dashboard": DashboardMetricExporter}
+    assert log_exporters == {"otel_dashboard": DashboardLogExporter}
 
 
 async def test_zero_code_configuration_ships_to_the_server(session: aiohttp.ClientSession) -> None:
-    """``OTEL_TRACES_EXPORTER=otel_dashboard`` + ``OTEL_DASHBOARD_ENDPOINT``: the SDK's own configurator
-    (what ``opentelemetry-instrument`` runs) builds the exporter from the entry point."""
+    """``OTEL_{TRACES,METRICS,LOGS}_EXPORTER=otel_dashboard`` + ``OTEL_DASHBOARD_ENDPOINT``: the SDK's own
+    configurator (what ``opentelemetry-instrument`` runs) builds the three exporters from the entry
+    points. (The same under the real ``opentelemetry-instrument``: tests/test_zero_code.py.)"""
     script = textwrap.dedent("""
         from opentelemetry import trace
         from opentelemetry.sdk._configuration import _OTelSDKConfigurator
@@ -187,7 +192,7 @@ async def test_zero_code_configuration_ships_to_the_server(session: aiohttp.Clie
         stream = await EventStream.connect(session, server)
         env = {
             **os.environ, "OTEL_TRACES_EXPORTER": "otel_dashboard", "OTEL_DASHBOARD_ENDPOINT": server.url,
-            "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "otel_dashboard", "OTEL_LOGS_EXPORTER": "otel_dashboard",
             "OTEL_SERVICE_NAME": "zero-code-app",
         }
         process = await asyncio.create_subprocess_exec(
@@ -196,6 +201,7 @@ async def test_zero_code_configuration_ships_to_the_server(session: aiohttp.Clie
         )
         _, err = await asyncio.wait_for(process.communicate(), 30)
         assert process.returncode == 0, err.decode()
+        assert "not found in entry point" not in err.decode()
         completed = await stream.wait_for(of_type("agent_execution_completed", agent_name="ZeroCode"))
         assert completed["data"]["service_name"] == "zero-code-app"
         await stream.close()

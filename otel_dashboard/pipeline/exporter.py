@@ -6,8 +6,16 @@ Usage::
     provider.add_span_processor(BatchSpanProcessor(DashboardSpanExporter()))   # in process
     provider.add_span_processor(BatchSpanProcessor(DashboardSpanExporter("http://dashboard:8000")))
 
-Zero-code: ``OTEL_TRACES_EXPORTER=otel_dashboard OTEL_DASHBOARD_ENDPOINT=http://dashboard:8000
-opentelemetry-instrument python app.py`` (plus ``OTEL_DASHBOARD_TOKEN=...`` for a server with a token).
+Zero-code (with ``opentelemetry-distro`` installed)::
+
+    OTEL_TRACES_EXPORTER=otel_dashboard OTEL_METRICS_EXPORTER=otel_dashboard \
+    OTEL_LOGS_EXPORTER=otel_dashboard OTEL_DASHBOARD_ENDPOINT=http://dashboard:8000 \
+    opentelemetry-instrument python app.py
+
+plus ``OTEL_DASHBOARD_TOKEN=...`` for a server with a token. Set all three: the distro makes
+``otlp`` (OTLP/gRPC) the exporter of any signal left unset, and without
+``opentelemetry-exporter-otlp`` installed the configurator then fails and the app runs untraced. The
+metric and log exporters are :mod:`otel_dashboard.pipeline.otlp_exporters`.
 
 An exporter only ever sees ENDED spans: it yields completed events (and the span events, errors and
 registrations of ended spans) but never ``agent_execution_started`` or ``synthesis_started``, so the
