@@ -33,7 +33,7 @@ $(MIN_STAMP): pyproject.toml
 	@touch $(MIN_STAMP)
 
 system-deps:
-	@sh scripts/ensure-system-deps.sh chromium redis-server
+	@sh scripts/ensure-system-deps.sh chromium redis-server curl
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

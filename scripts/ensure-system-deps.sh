@@ -1,7 +1,7 @@
 #!/bin/sh
 # Makes sure the Debian packages the test suite needs are installed: installs them when missing
 # and running as root, otherwise stops with one line saying what to install.
-# Usage: ensure-system-deps.sh PACKAGE...   (chromium -> /usr/bin/chromium, redis-server -> redis-server)
+# Usage: ensure-system-deps.sh PACKAGE...   (chromium -> /usr/bin/chromium, others: the command of that name)
 set -eu
 missing=""
 for pkg in "$@"; do
