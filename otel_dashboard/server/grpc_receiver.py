@@ -124,21 +124,26 @@ def _grpc_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _bind_failure_reason(host: str, port: int) -> str:
-    """Why grpc could not bind ``host:port`` (grpc only says it failed): a plain socket's answer."""
+def _bind_failure_reason(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound, or None when it can: a plain socket's answer (grpc only
+    says that it failed, in a line of its own on stderr). Like grpc, one bindable address of the
+    host's is enough."""
     try:
         infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
     except OSError as exc:
         return f"cannot resolve the host ({exc.strerror or exc})"
+    reasons = []
     for family, kind, proto, _, address in infos:
         try:
             with socket.socket(family, kind, proto) as probe:
+                # As grpc binds: a port left in TIME_WAIT by a server just stopped is free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind(address)
+            return None
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return "address in use"
-            return str(exc.strerror or exc).lower()
-    return "grpc could not bind it"
+            in_use = exc.errno == errno.EADDRINUSE
+            reasons.append("address in use" if in_use else str(exc.strerror or exc).lower())
+    return reasons[0] if reasons else "the host has no address"
 
 
 class GrpcReceiver:
@@ -198,6 +203,11 @@ class GrpcReceiver:
             ("grpc.server_handshake_timeout_ms", int(config.header_timeout_seconds * 1000)),
             ("grpc.max_connection_idle_ms", int(config.keepalive_timeout_seconds * 1000)),
         ]
+        if self._requested_port:
+            # Asked first, so that a busy port is our one line, not grpc core's log line and then ours.
+            reason = _bind_failure_reason(self._host, self._requested_port)
+            if reason is not None:
+                raise GrpcBindError(self._host, self._requested_port, reason)
         server = grpc.aio.server(options=options, maximum_concurrent_rpcs=self._max_concurrent_rpcs)
         server.add_generic_rpc_handlers([self._handlers()])
         address = f"{_grpc_host(self._host)}:{self._requested_port}"
@@ -210,8 +220,8 @@ class GrpcReceiver:
             port = 0
         if not port:
             await server.stop(None)
-            raise GrpcBindError(self._host, self._requested_port,
-                                _bind_failure_reason(self._host, self._requested_port))
+            reason = _bind_failure_reason(self._host, self._requested_port)
+            raise GrpcBindError(self._host, self._requested_port, reason or "grpc could not bind it")
         await server.start()
         self._server = server
         self._port = port
