@@ -424,7 +424,7 @@ def grpc_port_of(args: argparse.Namespace) -> int | None:
     """The ``grpc_port`` for the server from ``--grpc-port``: None (off) for 0; when not given, 4317,
     or a free port (0) when ``--port 0`` asked for a free HTTP port: two servers started that way
     (tests, scripts) must not fight over 4317."""
-    from otel_dashboard.server.grpc_receiver import DEFAULT_GRPC_PORT
+    from otel_dashboard.server.options import DEFAULT_GRPC_PORT
 
     if args.grpc_port is None:
         return 0 if args.port == 0 else DEFAULT_GRPC_PORT

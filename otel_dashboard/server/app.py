@@ -48,7 +48,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -65,7 +65,6 @@ from otel_dashboard.server import (
 )
 from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster
 from otel_dashboard.server.broker import BROKER_KEY, RedisBroker
-from otel_dashboard.server.grpc_receiver import GrpcReceiver
 from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
 from otel_dashboard.server.options import OPTIONS_KEY, ServerOptions, check_int, make_options
 from otel_dashboard.server.prometheus import add_metrics_route
@@ -75,6 +74,9 @@ from otel_dashboard.server.security.connections import TrackedAppRunner
 from otel_dashboard.server.security.redact import install_log_redaction
 from otel_dashboard.server.websocket import websocket_handler
 from otel_dashboard.state.dashboard import DashboardState, get_dashboard
+
+if TYPE_CHECKING:
+    from otel_dashboard.server.grpc_receiver import GrpcReceiver
 
 __all__ = ["HUB_KEY", "DashboardWebSocketServer", "create_app"]
 
@@ -392,6 +394,9 @@ class DashboardWebSocketServer:
                 site = web.TCPSite(runner, self.host, self._requested_port, ssl_context=ssl_context)
                 await site.start()
                 if self._requested_grpc_port is not None:
+                    # Imported here: grpc costs ~9 MB of memory, paid only by a server that serves it.
+                    from otel_dashboard.server.grpc_receiver import GrpcReceiver
+
                     # After the HTTP site: the receiver keeps requests through the running app.
                     grpc_receiver = GrpcReceiver(
                         app, host=self.host, port=self._requested_grpc_port, security=config,

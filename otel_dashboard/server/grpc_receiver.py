@@ -41,6 +41,7 @@ from aiohttp import web
 
 from otel_dashboard.model.otlp import SIGNALS, OtlpError, Signal, export_response, parse_protobuf
 from otel_dashboard.server.health import HEALTH_KEY
+from otel_dashboard.server.options import DEFAULT_GRPC_PORT
 from otel_dashboard.server.otlp_ingest import (
     ExportRefused,
     accept_export,
@@ -61,8 +62,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GRPC_PORT = 4317
-"""The OTLP/gRPC port (the OpenTelemetry default)."""
 MAX_CONCURRENT_RPCS = 256
 """RPCs handled at once; grpc core answers ``RESOURCE_EXHAUSTED`` to more (exporters retry it)."""
 MAX_CONCURRENT_STREAMS = 100
