@@ -15,6 +15,7 @@ import asyncio
 import gzip
 import logging
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -247,6 +248,17 @@ async def test_tls_uses_the_servers_certificate(tmp_path: Path, key_in_certfile:
             endpoint=f"https://localhost:{server.grpc_port}", credentials=credentials, timeout=WAIT))
         await asyncio.to_thread(run_agent_through, exporter, "grpc-tls", "Secure")
         assert exporter.results == [SpanExportResult.SUCCESS] * 2
+        # A gRPC client on the HTTPS port gets through TLS (ALPN h2 is offered after http/1.1) to the
+        # answer naming the gRPC port; a client offering both still gets http/1.1.
+        with pytest.raises(grpc.aio.AioRpcError) as wrong_port:
+            await raw_call(f"localhost:{server.port}", b"", credentials=credentials)
+        assert wrong_port.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        assert f"send OTLP/gRPC to port {server.grpc_port}" in (wrong_port.value.details() or "")
+        context = ssl.create_default_context(cafile=str(cert))
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        _, writer = await asyncio.open_connection("localhost", server.port, ssl=context)
+        assert writer.get_extra_info("ssl_object").selected_alpn_protocol() == "http/1.1"
+        writer.close()
 
 
 # ------------------------------------------------------------------------------ rate limit

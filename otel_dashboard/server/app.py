@@ -378,6 +378,11 @@ class DashboardWebSocketServer:
                 return
             config = self._options.security
             ssl_context = config.ssl_context()
+            if ssl_context is not None:
+                # Browsers and HTTP clients get http/1.1 (the server's preference); a gRPC client, which
+                # offers h2 only, gets through TLS to the answer naming the gRPC port
+                # (security/grpc_on_http.py) instead of a TLS error about ALPN.
+                ssl_context.set_alpn_protocols(["http/1.1", "h2"])
             # Before anything can log a request: no token in any line (headers, malformed requests).
             install_log_redaction([config.token] if config.token else [])
             app = self.create_app()
