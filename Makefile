@@ -83,6 +83,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/bench_fanout.py --json $(BENCH_JSON)/fanout.json
 	$(PY) benchmarks/bench_cluster.py --json $(BENCH_JSON)/cluster.json
 	$(PY) benchmarks/bench_ingest.py --json $(BENCH_JSON)/ingest.json
+	$(PY) benchmarks/bench_otlp_ingest.py --json $(BENCH_JSON)/otlp_ingest.json
 	$(PY) benchmarks/bench_memory.py --json $(BENCH_JSON)/memory.json
 	$(PY) benchmarks/bench_startup.py --json $(BENCH_JSON)/startup.json
 	$(PY) benchmarks/bench_history.py --json $(BENCH_JSON)/history.json

@@ -82,7 +82,8 @@ async def _drive(send: Any, requests: list[bytes], concurrency: int, duration: f
 
 async def run_http(url: str, requests: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=args.concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    # Bounded like the gRPC calls: a stuck server ends the run in 30 s, not aiohttp's default 5 min.
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         async def send(body: bytes) -> None:
             async with session.post(url + "/v1/traces", data=body,
                                     headers={"Content-Type": "application/x-protobuf"}) as response:
