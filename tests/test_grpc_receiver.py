@@ -288,6 +288,7 @@ def test_peer_strings_become_the_http_sides_addresses() -> None:
     assert peer_address("ipv4:127.0.0.1:50123") == "127.0.0.1"
     assert peer_address("ipv6:[::1]:50123") == "::1"
     assert peer_address("ipv6:%5B::1%5D:50123") == "::1"
+    assert peer_address("ipv6:::1:50123") == "::1"
     assert peer_address("unix:/tmp/socket") == "unix:/tmp/socket"
 
 
@@ -491,3 +492,18 @@ async def test_stop_releases_the_grpc_port() -> None:
     assert port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))  # would raise EADDRINUSE if the receiver still listened
+
+
+async def test_an_ipv6_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    intake = RecordingIntake(ExportResult())
+    monkeypatch.setattr(grpc_receiver, "accept_export", intake)
+    async with running_server(host="::1", grpc_port=0) as server:
+        assert await raw_call(f"[::1]:{server.grpc_port}", b"") == b""
+    assert intake.calls == [("traces", "ExportTraceServiceRequest", "::1")]

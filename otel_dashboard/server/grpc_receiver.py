@@ -94,8 +94,9 @@ def peer_address(peer: str) -> str:
     kind, _, rest = unquote(peer).partition(":")
     if kind not in ("ipv4", "ipv6") or not rest:
         return peer
-    host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 or rest.startswith("[") else rest
-    return host.strip("[]")
+    # grpc always puts the port last: whatever is before the last colon is the address (so that an
+    # address never carries the port, which would make a bucket per connection).
+    return rest.rsplit(":", 1)[0].strip("[]")
 
 
 def _retry_info(seconds: float) -> bytes:
