@@ -8,7 +8,7 @@ security options (token, origins, TLS, limits; see ``docs/security.md``);
 2); a server that cannot start (busy port, unusable database, unusable certificate or key file)
 exits with 1 and one line on stderr naming what is wrong.
 
-This module is a little over ~400 lines for a reason: it is the one place where the command line,
+This module is about 600 lines for a reason: it is the one place where the command line,
 its environment variables and their checks meet; each subcommand's options sit next to the code
 that turns them into a server.
 """

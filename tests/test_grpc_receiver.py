@@ -7,6 +7,9 @@ no deserializer, so the test reads exactly the bytes the server answered.
 Metrics and logs: these tests pin the transport (routing, token, partial success, an intake that
 fails) with ``accept_export`` replaced by a recorder (the metric and log intakes are tested over
 HTTP by their own files; what they keep does not depend on the transport). Traces go all the way.
+
+About 500 lines for a reason: one file for every promise docs/otlp.md makes about OTLP/gRPC (each
+test is short; they share the request builders and the raw-call helper).
 """
 
 from __future__ import annotations

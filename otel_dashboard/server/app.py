@@ -35,8 +35,8 @@ This module puts the application together; each part lives in its own module:
 Here live :func:`create_app`, the timers (``metrics_updated``, ``system_health_updated``) and
 :class:`DashboardWebSocketServer`.
 
-A little over ~400 lines for a reason: the factory, the server's life cycle and its two timers are
-one start-up and shut-down order, read best in one file.
+About 500 lines for a reason: the factory, the server's life cycle (HTTP and OTLP/gRPC) and its two
+timers are one start-up and shut-down order, read best in one file.
 """
 
 from __future__ import annotations

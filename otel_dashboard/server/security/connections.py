@@ -38,7 +38,7 @@ as the protocol factory, the same from aiohttp 3.10 to 3.14.
 
 Everything runs on the event loop; nothing here is thread-safe, and nothing needs to be.
 
-A little over ~400 lines for a reason: the tracker, the protocol wrapper and the runner are one
+About 460 lines for a reason: the tracker, the protocol wrapper and the runner are one
 mechanism, and the fence around aiohttp's runner is kept in one file.
 """
 
