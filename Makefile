@@ -4,6 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
+GRPC_PORT ?= 4317
 
 .PHONY: test fuzz demo lint typecheck bench screenshot system-deps clean
 
@@ -68,7 +69,7 @@ fuzz: $(STAMP) system-deps
 		--hypothesis-show-statistics $(FUZZ_TESTS)
 
 demo: $(STAMP)
-	$(VENV)/bin/otel-dashboard demo --port $(PORT)
+	$(VENV)/bin/otel-dashboard demo --port $(PORT) --grpc-port $(GRPC_PORT)
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
@@ -83,6 +84,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/bench_fanout.py --json $(BENCH_JSON)/fanout.json
 	$(PY) benchmarks/bench_cluster.py --json $(BENCH_JSON)/cluster.json
 	$(PY) benchmarks/bench_ingest.py --json $(BENCH_JSON)/ingest.json
+	$(PY) benchmarks/bench_otlp_ingest.py --json $(BENCH_JSON)/otlp_ingest.json
 	$(PY) benchmarks/bench_memory.py --json $(BENCH_JSON)/memory.json
 	$(PY) benchmarks/bench_startup.py --json $(BENCH_JSON)/startup.json
 	$(PY) benchmarks/bench_history.py --json $(BENCH_JSON)/history.json

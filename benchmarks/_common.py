@@ -84,8 +84,9 @@ def dashboard_process(
     if "--db" not in args:
         args = ("--db", ":memory:", *args)
     port = free_port()
+    # OTLP/gRPC off unless ``args`` ask for it: two benchmark servers at once must not both want 4317.
     cmd = [sys.executable, "-m", "otel_dashboard", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", *args]
+           "--grpc-port", "0", "--log-level", "warning", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -35,7 +35,9 @@ def _command(port: int, db: str) -> list[str]:
     """The installed ``otel-dashboard`` script next to this interpreter, else ``python -m``."""
     script = Path(sys.executable).with_name("otel-dashboard")
     base = [str(script)] if script.exists() else [sys.executable, "-m", "otel_dashboard"]
-    return [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db, "--log-level", "warning"]
+    # OTLP/gRPC on (serve's default), on a free port rather than 4317.
+    return [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(free_port()),
+            "--db", db, "--log-level", "warning"]
 
 
 def _health_ok(port: int) -> bool:

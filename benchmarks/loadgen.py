@@ -184,8 +184,9 @@ def server_spec(kind: str, *, db: str = ":memory:", extra: Sequence[str] = ()) -
     port = free_port()
     base = f"127.0.0.1:{port}"
     if kind == "ours":
+        # OTLP/gRPC off unless ``extra`` asks for it (replicas at once must not both want 4317).
         cmd = [sys.executable, "-m", "otel_dashboard", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--db", db, "--log-level", "warning", *extra]
+               "--grpc-port", "0", "--db", db, "--log-level", "warning", *extra]
         return ServerSpec(kind, cmd, f"ws://{base}/ws", f"http://{base}/api/events", f"http://{base}/health")
     if kind in ("naive", "bare"):
         cmd = [sys.executable, os.path.join(_HERE, "baselines", "naive_server.py"), "--port", str(port),

@@ -8,7 +8,7 @@ security options (token, origins, TLS, limits; see ``docs/security.md``);
 2); a server that cannot start (busy port, unusable database, unusable certificate or key file)
 exits with 1 and one line on stderr naming what is wrong.
 
-This module is a little over ~400 lines for a reason: it is the one place where the command line,
+This module is about 600 lines for a reason: it is the one place where the command line,
 its environment variables and their checks meet; each subcommand's options sit next to the code
 that turns them into a server.
 """
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from otel_dashboard.server.security.config import SecurityConfig
     from otel_dashboard.store.base import EventStore
 
-__all__ = ["build_parser", "default_db_path", "main", "public_base_url"]
+__all__ = ["build_parser", "default_db_path", "grpc_address", "grpc_port_of", "main", "public_base_url"]
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _DEFAULT_HISTORY = 1000
@@ -68,6 +68,9 @@ def _int_in_range(low: int, high: int | None, message: str) -> Callable[[str], i
 
 
 _port = _int_in_range(0, 65535, "must be between 0 and 65535 (0 picks a free port)")
+_grpc_port = _int_in_range(0, 65535, "must be between 0 and 65535 (0 turns OTLP/gRPC off)")
+_GRPC_PORT_HELP = ("OTLP/gRPC port on the same host (default: 4317, the OpenTelemetry one; with --port 0, "
+                   "a free one too, printed at start); 0 turns OTLP/gRPC off")
 _positive_int = _int_in_range(1, 10_000_000, "must be between 1 and 10000000")
 _retention_events = _int_in_range(0, None, "must be 0 (no limit) or more")
 _string_bytes = _int_in_range(64, _MAX_BODY_BYTES, "must be between 64 and 1073741824")
@@ -231,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="interface to listen on (default: 127.0.0.1; 0.0.0.0 exposes it)")
     serve.add_argument("--port", type=_port, default=8000,
                        help="TCP port (default: 8000; 0 picks a free one, printed at start)")
+    serve.add_argument("--grpc-port", type=_grpc_port, default=None, metavar="N", help=_GRPC_PORT_HELP)
     serve.add_argument("--history", type=_positive_int, default=_DEFAULT_HISTORY, metavar="N",
                        help=f"with --db :memory:, events kept for /api/events and resume (default: "
                             f"{_DEFAULT_HISTORY}); in every mode, snapshots carry the newest "
@@ -272,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", type=_host, default="127.0.0.1",
                       help="interface to listen on (default: 127.0.0.1)")
     demo.add_argument("--port", type=_port, default=8000, help="TCP port (default: 8000)")
+    demo.add_argument("--grpc-port", type=_grpc_port, default=None, metavar="N", help=_GRPC_PORT_HELP)
     demo.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
                       help=f"logging level: {', '.join(_LOG_LEVELS)} (default: info)")
     demo.add_argument("--prices", type=_price_file, default=None, metavar="FILE", help=_PRICES_HELP)
@@ -415,12 +420,29 @@ def _security_config(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error(str(exc))
 
 
+def grpc_port_of(args: argparse.Namespace) -> int | None:
+    """The ``grpc_port`` for the server from ``--grpc-port``: None (off) for 0; when not given, 4317,
+    or a free port (0) when ``--port 0`` asked for a free HTTP port: two servers started that way
+    (tests, scripts) must not fight over 4317."""
+    from otel_dashboard.server.options import DEFAULT_GRPC_PORT
+
+    if args.grpc_port is None:
+        return 0 if args.port == 0 else DEFAULT_GRPC_PORT
+    return args.grpc_port or None
+
+
 def public_base_url(server: DashboardWebSocketServer) -> str:
     """How users reach ``server``: its URL, with this machine's name for a wildcard bind (0.0.0.0)."""
     if server.host not in _WILDCARD_HOSTS:
         return server.url
     scheme = "https" if server.security.tls_enabled else "http"
     return f"{scheme}://{socket.gethostname() or 'localhost'}:{server.port}"
+
+
+def grpc_address(server: DashboardWebSocketServer) -> str:
+    """``host:port`` of the server's OTLP/gRPC receiver (what ``OTEL_EXPORTER_OTLP_ENDPOINT`` names)."""
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    return f"{host}:{server.grpc_port}"
 
 
 def _configure_logging(level: str, token: str | None = None) -> None:
@@ -510,6 +532,7 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
         name=args.name, security=config, broker=_broker_config(args), prices=args.prices,
         max_client_queue_bytes=args.max_client_queue_bytes, max_total_queue_bytes=args.max_total_queue_bytes,
         max_scanned_rows=args.max_scanned_rows, max_response_bytes=args.max_response_bytes,
+        grpc_port=grpc_port_of(args),
     )
     # Signal handlers go in before the URL is printed: whoever reads it may signal at once.
     loop = asyncio.get_running_loop()
@@ -527,6 +550,8 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
         except OSError as exc:
             return _start_failed(exc, args)
         print(f"otel-dashboard serving on {server.dashboard_url}", flush=True)
+        if server.grpc_port is not None:
+            print(f"otel-dashboard OTLP/gRPC on {grpc_address(server)}", flush=True)
         if config.token_generated:
             print(f"open {config.login_url(public_base_url(server))}  to log in "
                   "(a token made for this run; set --token or OTEL_DASHBOARD_TOKEN to keep one)", flush=True)
@@ -546,14 +571,17 @@ def _demo(args: argparse.Namespace) -> int:
     from otel_dashboard import demo
 
     try:
-        return asyncio.run(demo.run_demo(args.host, args.port, prices=args.prices))
+        return asyncio.run(demo.run_demo(args.host, args.port, prices=args.prices,
+                                         grpc_port=grpc_port_of(args)))
     except OSError as exc:
         return _start_failed(exc, args)
 
 
 def _start_failed(exc: OSError, args: argparse.Namespace) -> int:
     """One line on stderr for a server that could not start; the exit code."""
-    if isinstance(exc, FileNotFoundError):  # the page is missing from this installation
+    from otel_dashboard.server.grpc_receiver import GrpcBindError
+
+    if isinstance(exc, (FileNotFoundError, GrpcBindError)):  # a missing page; the gRPC port, said whole
         print(f"otel-dashboard: {exc}", file=sys.stderr)
     else:
         print(f"otel-dashboard: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",

@@ -328,19 +328,25 @@ def install_demo_tracing(state: DashboardState, prices: PriceBook | None = None)
 
 
 async def run_demo(
-    host: str = "127.0.0.1", port: int = 8000, *, name: str = "demo", prices: PriceBook | None = None
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    name: str = "demo",
+    prices: PriceBook | None = None,
+    grpc_port: int | None = None,
 ) -> int:
     """Serve the dashboard and run the simulated agents until SIGINT/SIGTERM.
 
     ``prices`` (a :class:`~otel_dashboard.model.prices.PriceBook`; None: the built-in one) goes to the
-    server's options, as ``serve --prices`` does.
+    server's options, as ``serve --prices`` does. ``grpc_port`` is the server's OTLP/gRPC port (None:
+    off; ``otel-dashboard demo`` passes 4317, ``--grpc-port``).
 
     Returns:
         The process exit code (0 after a clean stop).
     """
     state = DashboardState(stall_threshold_seconds=DEMO_STALL_THRESHOLD_SECONDS)
     provider = install_demo_tracing(state, prices)
-    server = DashboardWebSocketServer(host, port, state=state, name=name, prices=prices)
+    server = DashboardWebSocketServer(host, port, state=state, name=name, prices=prices, grpc_port=grpc_port)
     scenario: asyncio.Future[None] | None = None
 
     def announce(server: DashboardWebSocketServer) -> None:

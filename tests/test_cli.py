@@ -161,7 +161,7 @@ def test_bad_arguments_exit_2(argv: list[str], needle: str, capsys: pytest.Captu
 def test_demo_calls_run_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, int]] = []
 
-    async def fake_run_demo(host: str, port: int, *, prices: object = None) -> int:
+    async def fake_run_demo(host: str, port: int, *, prices: object = None, grpc_port: object = None) -> int:
         assert prices is None  # no --prices
         calls.append((host, port))
         return 0

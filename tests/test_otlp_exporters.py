@@ -268,15 +268,8 @@ def test_an_endpoint_with_a_path_prefix_keeps_it() -> None:
 
 
 # ------------------------------------------------------------------------------- in process
-_IN_PROCESS_METRICS = pytest.mark.skipif(
-    not hasattr(DashboardState, "record_metric_usage"),
-    reason="needs DashboardState.record_metric_usage (the metrics part of issue 17): runs once it is merged")
-_IN_PROCESS_LOGS = pytest.mark.skipif(
-    not hasattr(DashboardState, "record_log_events"),
-    reason="needs DashboardState.record_log_events (the logs part of issue 17): runs once it is merged")
 
 
-@_IN_PROCESS_METRICS
 def test_in_process_metrics_reach_the_agents_table() -> None:
     state = DashboardState()
     assert record_usage(DashboardMetricExporter(state=state), agent="InProcess")
@@ -286,7 +279,6 @@ def test_in_process_metrics_reach_the_agents_table() -> None:
     assert row["sources"]["tokens"] == "metrics"
 
 
-@_IN_PROCESS_LOGS
 async def test_in_process_log_events_join_their_span(session: aiohttp.ClientSession) -> None:
     state = DashboardState()
     tracer_provider = TracerProvider()

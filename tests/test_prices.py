@@ -412,7 +412,9 @@ def test_cli_a_good_price_file_reaches_the_server(tmp_path: Path, monkeypatch: p
 
     import otel_dashboard.demo
 
-    async def fake_run_demo(host: str, port: int, *, prices: PriceBook | None = None) -> int:
+    async def fake_run_demo(
+        host: str, port: int, *, prices: PriceBook | None = None, grpc_port: int | None = None
+    ) -> int:
         seen["demo"] = prices
         return 0
 

@@ -1,4 +1,5 @@
-"""The dashboard's aiohttp server: the page, a live WebSocket stream, health, stats, history and intake.
+"""The dashboard's aiohttp server: the page, a live WebSocket stream, health, stats, history and intake
+(and the OTLP/gRPC receiver beside it).
 
 Usage::
 
@@ -34,8 +35,8 @@ This module puts the application together; each part lives in its own module:
 Here live :func:`create_app`, the timers (``metrics_updated``, ``system_health_updated``) and
 :class:`DashboardWebSocketServer`.
 
-A little over ~400 lines for a reason: the factory, the server's life cycle and its two timers are
-one start-up and shut-down order, read best in one file.
+About 500 lines for a reason: the factory, the server's life cycle (HTTP and OTLP/gRPC) and its two
+timers are one start-up and shut-down order, read best in one file.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -73,6 +74,9 @@ from otel_dashboard.server.security.connections import TrackedAppRunner
 from otel_dashboard.server.security.redact import install_log_redaction
 from otel_dashboard.server.websocket import websocket_handler
 from otel_dashboard.state.dashboard import DashboardState, get_dashboard
+
+if TYPE_CHECKING:
+    from otel_dashboard.server.grpc_receiver import GrpcReceiver
 
 __all__ = ["HUB_KEY", "DashboardWebSocketServer", "create_app"]
 
@@ -223,6 +227,10 @@ class DashboardWebSocketServer:
     Args:
         host: interface to listen on (loopback by default; ``"0.0.0.0"`` exposes it).
         port: TCP port; 0 picks a free one (read it back from :attr:`port`).
+        grpc_port: the OTLP/gRPC port (on the same host): None (the default here) serves no gRPC,
+            0 picks a free port (read it back from :attr:`grpc_port`). ``otel-dashboard serve``
+            and ``demo`` pass 4317 (``--grpc-port``). Same token, TLS certificate, size and rate
+            limits as OTLP/HTTP (see ``docs/otlp.md``).
         dashboard_html_path: the page served at ``/dashboard``; the package's ``web/index.html``
             by default.
         state: the :class:`DashboardState` to serve; :func:`get_dashboard` when None.
@@ -272,12 +280,15 @@ class DashboardWebSocketServer:
         state: DashboardState | None = None,
         history_size: int = 100,
         name: str | None = None,
+        grpc_port: int | None = None,
         **options: Any,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string, got {host!r}")
         self.host = host
         self._requested_port = check_int("port", port, 0, 65535)
+        self._requested_grpc_port = None if grpc_port is None else check_int("grpc_port", grpc_port, 0, 65535)
+        self._grpc: GrpcReceiver | None = None
         if state is not None and not isinstance(state, DashboardState):
             raise ValueError(f"state must be a DashboardState or None, got {type(state).__name__}")
         self._options = make_options(dashboard_html_path, history_size, name, options)
@@ -306,6 +317,14 @@ class DashboardWebSocketServer:
     def port(self) -> int:
         """The bound port once started (the chosen one when started with port 0)."""
         return self._port if self._port is not None else self._requested_port
+
+    @property
+    def grpc_port(self) -> int | None:
+        """The OTLP/gRPC port: the bound one once started (the chosen one when asked for 0), None
+        when gRPC is off."""
+        if self._grpc is not None and self._grpc.port is not None:
+            return self._grpc.port
+        return self._requested_grpc_port
 
     @property
     def security(self) -> SecurityConfig:
@@ -350,6 +369,8 @@ class DashboardWebSocketServer:
         Raises:
             FileNotFoundError: the dashboard page does not exist.
             TLSConfigError: a certificate or key file that cannot be used (the message names it).
+            GrpcBindError: the OTLP/gRPC port cannot be bound (an OSError; the message says why and
+                what to pass); nothing is left listening.
             OSError: the port cannot be bound.
         """
         if self._lock is None:
@@ -359,6 +380,11 @@ class DashboardWebSocketServer:
                 return
             config = self._options.security
             ssl_context = config.ssl_context()
+            if ssl_context is not None:
+                # Browsers and HTTP clients get http/1.1 (the server's preference); a gRPC client, which
+                # offers h2 only, gets through TLS to the answer naming the gRPC port
+                # (security/grpc_on_http.py) instead of a TLS error about ALPN.
+                ssl_context.set_alpn_protocols(["http/1.1", "h2"])
             # Before anything can log a request: no token in any line (headers, malformed requests).
             install_log_redaction([config.token] if config.token else [])
             app = self.create_app()
@@ -374,6 +400,18 @@ class DashboardWebSocketServer:
             try:
                 site = web.TCPSite(runner, self.host, self._requested_port, ssl_context=ssl_context)
                 await site.start()
+                if self._requested_grpc_port is not None:
+                    # Imported here: grpc costs ~9 MB of memory, paid only by a server that serves it.
+                    from otel_dashboard.server.grpc_receiver import GrpcReceiver
+
+                    # After the HTTP site: the receiver keeps requests through the running app.
+                    grpc_receiver = GrpcReceiver(
+                        app, host=self.host, port=self._requested_grpc_port, security=config,
+                        max_message_bytes=self._options.max_body_bytes)
+                    await grpc_receiver.start()
+                    self._grpc = grpc_receiver
+                    # A gRPC client sent to the HTTP port is told this one.
+                    app[SECURITY_KEY].http_connections.grpc_port = grpc_receiver.port
             except BaseException:
                 await runner.cleanup()
                 raise
@@ -396,8 +434,14 @@ class DashboardWebSocketServer:
             if runner is None:
                 return
             self._runner = None
+            grpc_receiver, self._grpc = self._grpc, None
             try:
-                await runner.cleanup()
+                try:
+                    if grpc_receiver is not None:
+                        # First: RPCs in flight finish (grace) while the app they keep into still runs.
+                        await grpc_receiver.stop()
+                finally:
+                    await runner.cleanup()
             finally:
                 self._app = None
                 if self._stopped is not None:

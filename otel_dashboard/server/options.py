@@ -21,6 +21,7 @@ from otel_dashboard.server.broker.config import BrokerConfig
 from otel_dashboard.server.security.config import SecurityConfig
 
 __all__ = [
+    "DEFAULT_GRPC_PORT",
     "OPTIONS_KEY",
     "OPTION_DEFAULTS",
     "SERVER_VERSION",
@@ -52,6 +53,10 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "max_response_bytes": 4 * 1024 * 1024,
 }
 """Defaults of the options passed as keyword arguments (``**options``)."""
+
+DEFAULT_GRPC_PORT = 4317
+"""The OTLP/gRPC port (the OpenTelemetry default), what ``serve`` and ``demo`` listen on unless told.
+Here, not in :mod:`~otel_dashboard.server.grpc_receiver`: reading it must not import grpc (~9 MB)."""
 
 _MAX_BODY_BYTES_LIMIT = 1024 * 1024 * 1024
 # Bounds of the two queue budgets: at least one largest frame (1 MiB) and one largest client message.

@@ -103,7 +103,7 @@ _RECEIVER_COUNTERS = (
     "otlp_refused_requests", "otlp_not_durable_requests",
     "otlp_metric_points_accepted", "otlp_metric_points_used", "otlp_metric_points_rejected",
     "otlp_log_records_accepted", "otlp_log_records_attached", "otlp_log_records_rejected",
-    "otlp_log_errors_published",
+    "otlp_log_errors_published", "grpc_requests", "grpc_refused_requests", "grpc_unauthenticated",
 )
 _DROP_REASONS = ("upstream", "queue_overflow", "slow_client_closed", "handoff_overflow")
 # Durable store stats() keys exported as counters (the store counts them since it opened).

@@ -12,6 +12,10 @@ watches its connections itself:
   closed (and counted, ``http_header_timeouts``);
 * **idle timeout** -- a connection idle between requests ``keepalive_timeout_seconds`` is closed
   (``http_idle_timeouts``);
+* **gRPC clients** -- a connection that opens with the HTTP/2 preface is a gRPC client sent to the
+  wrong port: it gets an ``UNIMPLEMENTED`` answer naming the OTLP/gRPC port
+  (:mod:`~otel_dashboard.server.security.grpc_on_http`), never reaches aiohttp (which logged an
+  ERROR traceback for each), and is counted (``grpc_on_http_port``) and logged once a minute at WARNING;
 * **caps** -- beyond ``max_http_connections_per_ip`` open connections from one address, or
   ``max_http_connections`` in all, the oldest connection that is not busy (waiting for a header or
   idle between requests) is closed to make room (``http_connections_evicted``); when every one is
@@ -34,7 +38,7 @@ as the protocol factory, the same from aiohttp 3.10 to 3.14.
 
 Everything runs on the event loop; nothing here is thread-safe, and nothing needs to be.
 
-A little over ~400 lines for a reason: the tracker, the protocol wrapper and the runner are one
+About 460 lines for a reason: the tracker, the protocol wrapper and the runner are one
 mechanism, and the fence around aiohttp's runner is kept in one file.
 """
 
@@ -50,6 +54,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import hdrs, web
+
+from otel_dashboard.server.security.grpc_on_http import (
+    HTTP2_PREFACE,
+    GrpcOnHttpAnswer,
+    grpc_hint,
+    preface_state,
+)
 
 __all__ = ["HttpConnectionTracker", "TrackedAppRunner"]
 
@@ -124,6 +135,8 @@ class HttpConnectionTracker:
         self._counted_total = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._last_logged: dict[str, float] = {}
+        self.grpc_port: int | None = None
+        """The server's OTLP/gRPC port (None: off), named to gRPC clients that come here instead."""
 
     # ------------------------------------------------------------------ numbers
     @property
@@ -199,6 +212,20 @@ class HttpConnectionTracker:
         if not conn.busy and conn.pending_since is None:
             conn.pending_since = self._clock()
             conn.idle_since = None
+
+    def grpc_client(self, conn: _Connection) -> GrpcOnHttpAnswer:
+        """``conn`` opened with the HTTP/2 preface: the answer that speaks to it from now on."""
+        self.counters["grpc_on_http_port"] += 1
+        now = time.monotonic()
+        if now - self._last_logged.get("grpc_on_http_port", -_LOG_EVERY_SECONDS) >= _LOG_EVERY_SECONDS:
+            self._last_logged["grpc_on_http_port"] = now
+            where = (f"port {self.grpc_port}" if self.grpc_port is not None
+                     else "the OTLP/gRPC port (off here: --grpc-port N turns it on)")
+            logger.warning("a gRPC client (from %s) connected to the OTLP/HTTP port: answered "
+                           "UNIMPLEMENTED, send OTLP/gRPC to %s; more in the next %.0f s are only counted "
+                           "(%s so far)", conn.address or "?", where, _LOG_EVERY_SECONDS,
+                           self.counters["grpc_on_http_port"])
+        return GrpcOnHttpAnswer(conn.transport, grpc_hint(self.grpc_port))
 
     def lost(self, conn: _Connection) -> None:
         """The connection is gone; idempotent."""
@@ -314,13 +341,16 @@ class HttpConnectionTracker:
 class _TrackedProtocol(asyncio.Protocol):
     """aiohttp's ``RequestHandler`` behind a thin protocol that reports to the tracker."""
 
-    __slots__ = ("_conn", "_inner", "_server", "_tracker")
+    __slots__ = ("_conn", "_first_bytes", "_grpc", "_inner", "_server", "_tracker")
 
     def __init__(self, server: web.Server, tracker: HttpConnectionTracker) -> None:
         self._server = server
         self._tracker = tracker
         self._conn: _Connection | None = None
         self._inner: Any = None
+        # The connection's first bytes while they may still be the HTTP/2 preface (None: decided).
+        self._first_bytes: bytes | None = b""
+        self._grpc: GrpcOnHttpAnswer | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         real = cast(asyncio.Transport, transport)
@@ -337,6 +367,20 @@ class _TrackedProtocol(asyncio.Protocol):
             return
         assert self._conn is not None
         self._tracker.received(self._conn)
+        if self._grpc is not None:
+            self._grpc.feed(data)
+            return
+        if self._first_bytes is not None:
+            data = self._first_bytes + data
+            is_preface = preface_state(data)
+            if is_preface is None:  # a prefix of the preface so far: wait for the rest
+                self._first_bytes = data
+                return
+            self._first_bytes = None
+            if is_preface:
+                self._grpc = self._tracker.grpc_client(self._conn)
+                self._grpc.feed(data[len(HTTP2_PREFACE):])
+                return
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
