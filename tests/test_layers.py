@@ -189,3 +189,42 @@ def test_the_public_names_still_import() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_an_idle_server_loads_no_otlp_codec_until_otlp_arrives() -> None:
+    """A serving dashboard (HTTP and OTLP/gRPC on) that has received nothing has not loaded the
+    protobuf messages, their JSON mapping, the span mapping nor the SDK (its idle footprint,
+    docs/benchmarks.md); the first OTLP request loads them."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import asyncio, json, sys, urllib.request
+            from otel_dashboard.server.app import DashboardWebSocketServer
+            from otel_dashboard.state.dashboard import DashboardState
+
+            HEAVY = ("opentelemetry.sdk", "google.protobuf.json_format", "opentelemetry.proto.collector",
+                     "otel_dashboard.model.mapping", "otel_dashboard.model.span_mapper")
+
+            def heavy():
+                return sorted(m for m in sys.modules if m.startswith(HEAVY))
+
+            async def main():
+                async with DashboardWebSocketServer(port=0, grpc_port=0, state=DashboardState()) as server:
+                    idle = heavy()
+                    body = json.dumps({"resourceSpans": []}).encode()
+                    request = urllib.request.Request(server.url + "/v1/traces", data=body,
+                                                     headers={"Content-Type": "application/json"})
+                    answer = await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)
+                    status = answer.status
+                    print(json.dumps({"idle": idle, "status": status, "after": heavy()}))
+
+            asyncio.run(main())
+            """
+        )],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = __import__("json").loads(result.stdout.splitlines()[-1])
+    assert outcome["idle"] == []
+    assert outcome["status"] == 200
+    assert "google.protobuf.json_format" in outcome["after"]

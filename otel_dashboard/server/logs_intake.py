@@ -22,7 +22,6 @@ from typing import Any
 
 from aiohttp import web
 
-from otel_dashboard.model.otlp.logs import read_logs
 from otel_dashboard.server.broadcast import BROADCASTER_KEY
 from otel_dashboard.server.health import HEALTH_KEY
 from otel_dashboard.server.otlp_ingest import (
@@ -45,7 +44,7 @@ async def accept_logs(app: web.Application, request: Any, *, address: str) -> Ex
     """
     state = app[BROADCASTER_KEY].state
     server_health = app[HEALTH_KEY]
-    read = await asyncio.to_thread(read_logs, request)
+    read = await asyncio.to_thread(_read, request)
     try:
         charge_items(app, address, read.log_records)
     except ExportRefused:
@@ -61,3 +60,10 @@ async def accept_logs(app: web.Application, request: Any, *, address: str) -> Ex
         raise ExportRefused(503, "the log records were received but the store did not confirm their errors "
                                  "in time; send them again", retry_after=DURABLE_RETRY_AFTER)
     return ExportResult(read.rejected, read.message)
+
+
+def _read(request: Any) -> Any:
+    """Worker thread: read the request (the reader and its protobuf modules load on first use)."""
+    from otel_dashboard.model.otlp.logs import read_logs
+
+    return read_logs(request)

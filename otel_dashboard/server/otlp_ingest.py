@@ -23,22 +23,12 @@ import asyncio
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from otel_dashboard.model.events import DashboardEvent
-from otel_dashboard.model.otlp import (
-    SIGNAL_LOGS,
-    SIGNAL_METRICS,
-    SIGNAL_TRACES,
-    events_from_otlp_spans,
-    spans_from_request,
-)
-from otel_dashboard.model.otlp.logs import LogFailure
-from otel_dashboard.model.prices import default_price_book
-from otel_dashboard.model.runs import CostSource
-from otel_dashboard.model.span_mapper import SpanMapper
+from otel_dashboard.model.otlp.signals import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES
 from otel_dashboard.model.span_records import span_record_from_span
 from otel_dashboard.server.broadcast import BROADCASTER_KEY
 from otel_dashboard.server.broker import BROKER_KEY
@@ -46,6 +36,10 @@ from otel_dashboard.server.health import HEALTH_KEY
 from otel_dashboard.server.security import SECURITY_KEY
 from otel_dashboard.server.security.ratelimit import failed_decode_events, retry_after_header
 from otel_dashboard.state.dashboard import DashboardState
+
+if TYPE_CHECKING:
+    from otel_dashboard.model.runs import CostSource
+    from otel_dashboard.model.span_mapper import SpanMapper
 
 __all__ = [
     "DURABLE_TIMEOUT_SECONDS",
@@ -171,7 +165,7 @@ async def accept_export(app: web.Application, signal: str, request: Any, *, addr
 async def _accept_traces(app: web.Application, request: Any, address: str) -> ExportResult:
     state = app[BROADCASTER_KEY].state
     server_health = app[HEALTH_KEY]
-    spans, rejected, message = await asyncio.to_thread(spans_from_request, request)
+    spans, rejected, message = await asyncio.to_thread(_spans_of, request)
     try:
         charge_items(app, address, len(spans))
         broker = app.get(BROKER_KEY)
@@ -193,14 +187,27 @@ async def _accept_traces(app: web.Application, request: Any, address: str) -> Ex
     return ExportResult(rejected, message or "")
 
 
+def _spans_of(request: Any) -> tuple[list[Any], int, str | None]:
+    """Worker thread: the SDK spans of a trace request (the conversion loads the SDK on first use)."""
+    from otel_dashboard.model.otlp.spans import spans_from_request
+
+    return spans_from_request(request)
+
+
 class ReceivedSpanMapper:
     """The server's one :class:`~otel_dashboard.model.span_mapper.SpanMapper` for received spans:
     runs, failures and spans waiting for their parent carry over between requests (and between
     the two transports). Requests are mapped one at a time (worker threads; the lock is held for
-    the mapping only)."""
+    the mapping only).
+
+    The mapper (and with it the mapping and the OpenTelemetry SDK) is made with the first received
+    span, not at start: a server that receives no OTLP never loads them (its idle footprint).
+    """
 
     def __init__(self, state: DashboardState, prices: CostSource | None) -> None:
-        self._mapper = SpanMapper(thresholds=state.quality_thresholds, prices=prices or default_price_book())
+        self._thresholds = state.quality_thresholds
+        self._prices = prices
+        self._mapper: SpanMapper | None = None
         self._lock = threading.Lock()
 
     @property
@@ -210,7 +217,13 @@ class ReceivedSpanMapper:
 
     @property
     def mapper(self) -> SpanMapper:
-        """The mapper itself (read it under :attr:`lock`)."""
+        """The mapper itself, made on first use (read it under :attr:`lock`)."""
+        if self._mapper is None:
+            from otel_dashboard.model.prices import default_price_book
+            from otel_dashboard.model.span_mapper import SpanMapper
+
+            prices = self._prices or default_price_book()
+            self._mapper = SpanMapper(thresholds=self._thresholds, prices=prices)
         return self._mapper
 
     def reported(self, failure: Any) -> bool:
@@ -218,17 +231,22 @@ class ReceivedSpanMapper:
         failure the received spans already gave an error for: a failure below its span, caught there
         and logged (:meth:`~otel_dashboard.model.failures.FailureChain.reported`). The state's
         ``log_failure_check``."""
-        if not isinstance(failure, LogFailure) or not failure.span_id:
-            return False
+        from otel_dashboard.model.otlp.logs import LogFailure  # loaded by the logs that sent it
+
+        if not isinstance(failure, LogFailure) or not failure.span_id or self._mapper is None:
+            return False  # no received span yet: none can have reported it
         with self._lock:
             return self._mapper.failures.reported(failure.trace_id, failure.span_id, failure.error_type,
                                                   failure.message)
 
     def map(self, spans: list[Any]) -> tuple[list[DashboardEvent], list[dict[str, Any]]]:
         """The events of one request's spans, and the live states of the runs they changed."""
+        from otel_dashboard.model.otlp.events import events_from_otlp_spans
+
         with self._lock:
-            events = events_from_otlp_spans(spans, mapper=self._mapper)
-            return events, self._mapper.take_progress()
+            mapper = self.mapper
+            events = events_from_otlp_spans(spans, mapper=mapper)
+            return events, mapper.take_progress()
 
 
 RECEIVED_MAPPER_KEY = web.AppKey("otel_dashboard_received_mapper", ReceivedSpanMapper)

@@ -46,29 +46,65 @@ Which spans are rejected (counted in ``partial_success.rejected_spans``, the res
     Links with invalid ids are dropped from their span, which is kept. A body that cannot be parsed
     at all (bad protobuf, bad JSON, a JSON document not shaped like the OTLP message) is a 400 for the
     whole request.
+
+The names below load on first use (PEP 562): a server that has not received OTLP yet has not loaded
+the protobuf message classes, their JSON mapping nor the OpenTelemetry SDK the span conversion needs
+(about 3.5 MB of its idle footprint, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from otel_dashboard.model.otlp.body import (
-    ENCODING_JSON,
-    ENCODING_PROTOBUF,
-    content_codings,
-    decode_body,
-    parse_protobuf,
-)
-from otel_dashboard.model.otlp.errors import OtlpDecodeError, OtlpError, PayloadTooLarge, UnsupportedMediaType
-from otel_dashboard.model.otlp.events import events_from_otlp_spans
-from otel_dashboard.model.otlp.response import encode_error, encode_response, export_response
-from otel_dashboard.model.otlp.signals import (
-    SIGNAL_LOGS,
-    SIGNAL_METRICS,
-    SIGNAL_TRACES,
-    SIGNALS,
-    Signal,
-    signal_of,
-)
-from otel_dashboard.model.otlp.spans import spans_from_request
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otel_dashboard.model.otlp.body import (
+        ENCODING_JSON,
+        ENCODING_PROTOBUF,
+        content_codings,
+        decode_body,
+        parse_protobuf,
+    )
+    from otel_dashboard.model.otlp.errors import (
+        OtlpDecodeError,
+        OtlpError,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+    )
+    from otel_dashboard.model.otlp.events import events_from_otlp_spans
+    from otel_dashboard.model.otlp.response import encode_error, encode_response, export_response
+    from otel_dashboard.model.otlp.signals import (
+        SIGNAL_LOGS,
+        SIGNAL_METRICS,
+        SIGNAL_TRACES,
+        SIGNALS,
+        Signal,
+        signal_of,
+    )
+    from otel_dashboard.model.otlp.spans import spans_from_request
+
+_MODULE_OF = {
+    "ENCODING_JSON": "body",
+    "ENCODING_PROTOBUF": "body",
+    "content_codings": "body",
+    "decode_body": "body",
+    "parse_protobuf": "body",
+    "OtlpDecodeError": "errors",
+    "OtlpError": "errors",
+    "PayloadTooLarge": "errors",
+    "UnsupportedMediaType": "errors",
+    "events_from_otlp_spans": "events",
+    "encode_error": "response",
+    "encode_response": "response",
+    "export_response": "response",
+    "SIGNAL_LOGS": "signals",
+    "SIGNAL_METRICS": "signals",
+    "SIGNAL_TRACES": "signals",
+    "SIGNALS": "signals",
+    "Signal": "signals",
+    "signal_of": "signals",
+    "spans_from_request": "spans",
+}
 
 __all__ = [
     "ENCODING_JSON",
@@ -92,3 +128,10 @@ __all__ = [
     "signal_of",
     "spans_from_request",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_dashboard.model.otlp' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"otel_dashboard.model.otlp.{module}"), name)

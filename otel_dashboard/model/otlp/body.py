@@ -12,14 +12,15 @@ from __future__ import annotations
 import base64
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from otel_dashboard.model.otlp.errors import OtlpDecodeError, OtlpError, PayloadTooLarge, UnsupportedMediaType
 from otel_dashboard.model.otlp.signals import SIGNAL_LOGS, SIGNAL_TRACES, Signal, signal_of
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 __all__ = [
     "ENCODING_JSON",
@@ -199,6 +200,8 @@ def _parse_json(data: bytes, signal: Signal) -> Message:
                               encoding=ENCODING_JSON) from None
     if not isinstance(document, dict):
         raise OtlpDecodeError("JSON body must be an object", encoding=ENCODING_JSON)
+    from google.protobuf import json_format  # first JSON body: not loaded by an idle server
+
     _hex_ids_to_base64(document, signal.name)
     message = signal.request_type()
     try:

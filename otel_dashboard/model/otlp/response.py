@@ -3,12 +3,15 @@ gRPC), and OTLP/HTTP error bodies (``google.rpc.Status``) in the request's encod
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
-from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from otel_dashboard.model.otlp.body import ENCODING_JSON, ENCODING_PROTOBUF
 from otel_dashboard.model.otlp.signals import SIGNAL_TRACES, signal_of
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 __all__ = ["encode_error", "encode_response", "export_response"]
 
@@ -63,6 +66,8 @@ def encode_response(
     response = export_response(signal, rejected, error_message)
     if encoding == ENCODING_PROTOBUF:
         return response.SerializeToString(), content_type
+    from google.protobuf import json_format  # a JSON request: loaded with the first one
+
     return orjson.dumps(json_format.MessageToDict(response)), content_type
 
 
