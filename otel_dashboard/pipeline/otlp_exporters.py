@@ -49,12 +49,9 @@ answer with the outcome, so it sends synchronously; it reuses that module's endp
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import logging
 import os
 import random
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -87,12 +84,12 @@ from otel_dashboard.model.otlp.logs import LogsRead, read_logs
 from otel_dashboard.model.otlp.metrics import MetricsRead, read_metrics
 from otel_dashboard.model.otlp.signals import SIGNAL_LOGS, SIGNAL_METRICS, Signal, signal_of
 from otel_dashboard.pipeline.exporter import ENDPOINT_ENV
+from otel_dashboard.pipeline.http_post import KeptAliveConnection
 from otel_dashboard.pipeline.remote import (
     _check_headers,
     _check_int,
     _host_port,
     _parse_endpoint,
-    _retry_after,
 )
 from otel_dashboard.state.dashboard import DashboardState, get_dashboard
 
@@ -149,7 +146,7 @@ class _OtlpSender:
     def __init__(self, endpoint: str, signal: Signal, *, headers: Mapping[str, str] | None) -> None:
         scheme, host, port, path = _parse_endpoint(endpoint)
         base_path = path[: -len(_EVENTS_PATH)]
-        self._scheme, self._host, self._port = scheme, host, port
+        self._http = KeptAliveConnection(scheme, host, port)
         self._path = base_path + signal.http_path
         self._signal = signal
         self.url = f"{scheme}://{_host_port(host, port)}{self._path}"
@@ -160,8 +157,6 @@ class _OtlpSender:
         }
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._conn: http.client.HTTPConnection | None = None
-        self._ssl_context: ssl.SSLContext | None = None
         self._failing = False
         self._logged_partial = False
 
@@ -203,50 +198,10 @@ class _OtlpSender:
             attempt += 1
 
     def _post(self, body: bytes, deadline: float) -> tuple[int | None, str, bytes, float | None]:
-        """One request (two when a kept-alive connection turns out closed): status (None when no
-        answer came), detail, answer body, Retry-After seconds."""
-        for _ in range(2):
-            timeout = max(deadline - time.monotonic(), 0.001)
-            reused = self._conn is not None
-            try:
-                conn = self._connection(timeout)
-                conn.request("POST", self._path, body=body, headers=self._headers)
-                response = conn.getresponse()
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                self._close_connection()
-                if reused and not isinstance(exc, TimeoutError):
-                    continue  # the server closed the idle connection: reopen at once
-                return None, f"{type(exc).__name__}: {exc}", b"", None
-            if response.will_close:
-                self._close_connection()
-            detail = f"HTTP {response.status} {payload[:200].decode('utf-8', 'replace')}"
-            return response.status, detail, payload, _retry_after(response.getheader("Retry-After"))
-        return None, "connection closed", b"", None
-
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        conn = self._conn
-        if conn is None:
-            if self._scheme == "https":
-                if self._ssl_context is None:
-                    self._ssl_context = ssl.create_default_context()
-                conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout, context=self._ssl_context
-                )
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-            self._conn = conn
-        else:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
-        return conn
-
-    def _close_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+        """One request: status (None when no answer came), detail, answer body, Retry-After seconds."""
+        answer = self._http.post(self._path, body, self._headers,
+                                 timeout_seconds=lambda: max(deadline - time.monotonic(), 0.001))
+        return answer.status, answer.detail, answer.payload, answer.retry_after
 
     def _succeeded(self, payload: bytes) -> None:
         if self._failing:
@@ -269,7 +224,7 @@ class _OtlpSender:
         """Stops retrying (at once) and closes the connection once no request uses it."""
         self._closed.set()
         with self._lock:
-            self._close_connection()
+            self._http.close()
 
 
 def _partial_success(signal: Signal, payload: bytes) -> tuple[int, str]:

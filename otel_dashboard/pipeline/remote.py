@@ -52,13 +52,9 @@ state is shared under one lock, and splitting them would spread that lock over s
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import logging
 import os
 import random
-import socket
-import ssl
 import threading
 import time
 import weakref
@@ -75,6 +71,7 @@ from instrumentation._suppression import suppressing_context
 from otel_dashboard.model.events import DashboardEvent, json_dumps
 from otel_dashboard.model.ingest import IngestError
 from otel_dashboard.model.run_records import MAX_RUNS_PER_REQUEST, copy_run, parse_run_records
+from otel_dashboard.pipeline.http_post import KeptAliveConnection
 
 __all__ = ["RemoteEventSender"]
 
@@ -158,7 +155,6 @@ class RemoteEventSender:
             **_check_headers(headers),
         }
         self.endpoint = f"{self._scheme}://{_host_port(self._host, self._port)}{self._path}"
-        self._ssl_context: ssl.SSLContext | None = None
 
         self._dropped_events = 0
         self._dropped_spans = 0
@@ -189,7 +185,7 @@ class RemoteEventSender:
         self._deadline: float | None = None
         self._dropped_at_shutdown = 0
         self._next_send_at = 0.0
-        self._conn: http.client.HTTPConnection | None = None
+        self._http = KeptAliveConnection(self._scheme, self._host, self._port)
         self._thread = threading.Thread(target=self._run, name="otel-dashboard-sender", daemon=True)
         self._thread.start()
 
@@ -393,11 +389,7 @@ class RemoteEventSender:
         )
 
     def _abort_request(self) -> None:
-        conn = self._conn
-        sock = getattr(conn, "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        self._http.abort()
 
     # ------------------------------------------------------------------ the sender thread
     def _run(self) -> None:
@@ -410,7 +402,7 @@ class RemoteEventSender:
                 try:
                     self._deliver(batch)
                 except Exception:  # a bug must not kill the thread
-                    self._close_connection()
+                    self._http.close()
                     spans = sum(1 for item in batch if isinstance(item, dict))
                     runs = sum(1 for item in batch if isinstance(item, _Run))
                     self._add_dropped(len(batch) - spans - runs, spans, runs)
@@ -420,7 +412,7 @@ class RemoteEventSender:
                     self._completed += len(batch)
                     self._progress.notify_all()
         finally:
-            self._close_connection()
+            self._http.close()
             context_api.detach(token)
 
     def _next_batch(self) -> list[_Item] | None:
@@ -583,55 +575,20 @@ class RemoteEventSender:
     def _post(self, body: bytes) -> tuple[int, str, float | None]:
         """One request (two when a kept-alive connection turns out closed): outcome, detail,
         Retry-After seconds."""
-        for _ in range(2):
-            timeout = self._timeout
-            if self._deadline is not None:
-                timeout = max(min(timeout, self._deadline - time.monotonic()), 0.001)
-            reused = self._conn is not None
-            try:
-                conn = self._connection(timeout)
-                conn.request("POST", self._path, body=body, headers=self._headers)
-                response = conn.getresponse()
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                self._close_connection()
-                if reused and not isinstance(exc, TimeoutError):
-                    continue  # the server closed the idle connection: reopen at once
-                return _RETRY, f"{type(exc).__name__}: {exc}", None
-            status = response.status
-            if response.will_close:
-                self._close_connection()
-            if 200 <= status < 300:
-                return _OK, str(status), None
-            detail = f"HTTP {status} {payload[:200].decode('utf-8', 'replace')}"
-            if status == 429 or status >= 500:
-                return _RETRY, detail, _retry_after(response.getheader("Retry-After"))
-            return _REJECTED, detail, None
-        return _RETRY, "connection closed", None
+        def timeout() -> float:
+            if self._deadline is None:
+                return self._timeout
+            return max(min(self._timeout, self._deadline - time.monotonic()), 0.001)
 
-    def _connection(self, timeout: float) -> http.client.HTTPConnection:
-        conn = self._conn
-        if conn is None:
-            if self._scheme == "https":
-                if self._ssl_context is None:
-                    self._ssl_context = ssl.create_default_context()
-                conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout, context=self._ssl_context
-                )
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-            self._conn = conn
-        else:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
-        return conn
-
-    def _close_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+        answer = self._http.post(self._path, body, self._headers, timeout_seconds=timeout)
+        status = answer.status
+        if status is None:
+            return _RETRY, answer.detail, None
+        if 200 <= status < 300:
+            return _OK, str(status), None
+        if status == 429 or status >= 500:
+            return _RETRY, answer.detail, answer.retry_after
+        return _REJECTED, answer.detail, None
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -643,16 +600,6 @@ def _attach_suppressed_context() -> Token[context_api.Context]:
     return context_api.attach(suppressing_context())
 
 
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None  # an HTTP date: not worth parsing here
-    return seconds if 0 <= seconds < 86_400 else None
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> int:

@@ -32,7 +32,6 @@ Nothing here raises on the request's content.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -42,6 +41,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from otel_dashboard.model.otlp.any_value import plain_value
 from otel_dashboard.model.span_events import json_events
 from otel_dashboard.model.transcript import CONTENT_EVENTS
 
@@ -58,7 +58,6 @@ _EXCEPTION_MESSAGE = "exception.message"
 _SERVICE_NAME = "service.name"
 _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
-_MAX_ANY_VALUE_DEPTH = 32
 _MAX_ERROR_MESSAGE_CHARS = 500
 _MAX_REASONS_IN_MESSAGE = 5
 _MAX_FAILURE_TEXT_CHARS = 4 * 1024
@@ -234,27 +233,11 @@ def _value(value: AnyValue) -> Any:
     if which is None:
         return None
     if which == "array_value":
-        items = [_plain(item, 1) for item in value.array_value.values]
+        items = [plain_value(item, 1) for item in value.array_value.values]
         kinds = {type(item) for item in items}
         if len(kinds) <= 1 and kinds <= {str, bool, int, float}:
             return items
         return orjson.dumps(items).decode()
     if which == "kvlist_value":
-        return orjson.dumps(_plain(value, 0)).decode()
-    return _plain(value, 0)
-
-
-def _plain(value: AnyValue, depth: int) -> Any:
-    """An AnyValue as plain JSON-ready data (bytes as base64), at most 32 levels deep."""
-    which = value.WhichOneof("value")
-    if which is None:
-        return None
-    if which in ("string_value", "bool_value", "int_value", "double_value"):
-        return getattr(value, which)
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if depth >= _MAX_ANY_VALUE_DEPTH:
-        return "..."
-    if which == "array_value":
-        return [_plain(item, depth + 1) for item in value.array_value.values]
-    return {kv.key: _plain(kv.value, depth + 1) for kv in value.kvlist_value.values}
+        return orjson.dumps(plain_value(value, 0)).decode()
+    return plain_value(value, 0)

@@ -3,7 +3,6 @@ objects the mapping reads in process; invalid spans are rejected one by one and 
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +17,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from otel_dashboard.model.otlp.any_value import plain_value
 
 __all__ = ["spans_from_request"]
 
@@ -40,7 +41,6 @@ _STATUS_CODE_ERROR = 2
 _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
 
-_MAX_ANY_VALUE_DEPTH = 32
 _MAX_ERROR_MESSAGE_CHARS = 500
 _MAX_REASONS_IN_MESSAGE = 5
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -183,7 +183,7 @@ def _attribute_value(value: AnyValue) -> Any:
     if which is None:
         return None
     if which == "array_value":
-        items = [_plain(v, 1) for v in value.array_value.values]
+        items = [plain_value(v, 1) for v in value.array_value.values]
         item_types = {type(item) for item in items}
         if not items:
             return ()
@@ -191,24 +191,8 @@ def _attribute_value(value: AnyValue) -> Any:
             return tuple(items)
         return _json_text(items)
     if which == "kvlist_value":
-        return _json_text(_plain(value, 0))
-    return _plain(value, 0)
-
-
-def _plain(value: AnyValue, depth: int) -> Any:
-    """An AnyValue as plain JSON-ready data (bytes as base64)."""
-    which = value.WhichOneof("value")
-    if which is None:
-        return None
-    if which in ("string_value", "bool_value", "int_value", "double_value"):
-        return getattr(value, which)
-    if which == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if depth >= _MAX_ANY_VALUE_DEPTH:
-        return "..."
-    if which == "array_value":
-        return [_plain(v, depth + 1) for v in value.array_value.values]
-    return {kv.key: _plain(kv.value, depth + 1) for kv in value.kvlist_value.values}
+        return _json_text(plain_value(value, 0))
+    return plain_value(value, 0)
 
 
 def _json_text(value: Any) -> str:
