@@ -20,6 +20,9 @@ The contract (docs/otlp.md, "Metrics"):
   taken, per agent, from the first family of :data:`~otel_dashboard.model.otlp.metrics.FIGURES` that
   has data in the window, never from the sum of two (an application that sends the same tokens under
   an old and a new name is counted once).
+* **A service's row.** Points without ``gen_ai.agent.name`` count for an agent named after their
+  service (:func:`is_service_row`); in the agents table that row gives way to the span rows of the
+  same service (:func:`service_row_figures`): they count the same calls under the agents' names.
 * **Cost.** A token delta is priced with the price book (a histogram's delta as ``count`` calls of its
   mean size, a counter's as one call): only when a price is known for its model, else it counts as
   ``no_price``. Input and output tokens only (cache reads are not discounted).
@@ -57,7 +60,15 @@ if TYPE_CHECKING:  # the model's OTLP package loads the SDK; the state only read
     from otel_dashboard.model.otlp.metrics import MetricPoint
     from otel_dashboard.model.runs import CostSource
 
-__all__ = ["DEFAULT_MAX_STREAMS", "MetricUsage", "merge_entry", "merge_totals", "metric_only_entry"]
+__all__ = [
+    "DEFAULT_MAX_STREAMS",
+    "MetricUsage",
+    "is_service_row",
+    "merge_entry",
+    "merge_totals",
+    "metric_only_entry",
+    "service_row_figures",
+]
 
 DEFAULT_MAX_STREAMS = 10_000
 """Cumulative streams whose last value is kept; the least recently updated is forgotten first."""
@@ -508,6 +519,37 @@ def metric_only_entry(key: tuple[str, str | None], figures: dict[str, Any], n_bu
         "activity": [0] * n_buckets, "failures_activity": [0] * n_buckets,
     }
     return merge_entry(empty, figures)
+
+
+def is_service_row(key: tuple[str, str | None]) -> bool:
+    """Whether a metrics row is its service's (points without ``gen_ai.agent.name`` count for an
+    agent named after the service, ``unknown_service`` without one)."""
+    return key[0] == (key[1] or "unknown_service")
+
+
+def service_row_figures(
+    figures: dict[str, Any], span_entries: Iterable[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """A service's metrics row (:func:`is_service_row`) beside the span rows of the same service.
+
+    Its points named no agent, so they are the same calls the span rows of its service already
+    count under their agents' names (OpenLLMetry and pydantic-ai put no ``gen_ai.agent.name`` on
+    ``gen_ai.client.token.usage``; their spans do): spans first, per service. The row's tokens and
+    cost are dropped when a span row of the service has tokens, its runs when one has runs. Returns
+    the figures left, or None when neither tokens nor runs are left (the row is not shown; with no
+    span row of the service, the figures unchanged).
+    """
+    entries = list(span_entries)
+    if not entries:
+        return figures
+    left = dict(figures)
+    if any(entry["tokens"]["input"] or entry["tokens"]["output"] for entry in entries):
+        left.update(tokens={"input": 0, "output": 0}, cost_usd=0.0, cost_status=None)
+    if any(entry["runs"] for entry in entries):
+        left.update(runs=0, failures=0, last_error=None)
+    if not (left["runs"] or left["tokens"]["input"] or left["tokens"]["output"]):
+        return None
+    return left
 
 
 def merge_totals(totals: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
 from otel_dashboard.state.agent_stats import parse_epoch
-from otel_dashboard.state.metric_usage import MetricUsage, merge_entry, metric_only_entry
+from otel_dashboard.state.metric_usage import (
+    MetricUsage,
+    is_service_row,
+    merge_entry,
+    metric_only_entry,
+    service_row_figures,
+)
 from otel_dashboard.state.traces import ResolvedFailure, TraceStore
 
 if TYPE_CHECKING:  # the model's OTLP package loads the SDK, which the state may not
@@ -181,6 +187,10 @@ class SignalIntake:
         for last_ts, key in newest:
             if key not in by_key:
                 figures = usage.figures(key)
+                if figures is not None and is_service_row(key):  # spans first, per service too
+                    service = key[1]
+                    figures = service_row_figures(
+                        figures, stats.agents(running, keep=lambda k, _ids: k[1] == service))  # noqa: B023 (called at once)
                 if figures is None:
                     continue
                 by_key[key] = metric_only_entry(key, figures, stats.buckets)
