@@ -5,6 +5,8 @@ One server and one page load for the module: each test draws one span after anot
 container with the module's own ``renderSpanDetail`` (the function the trace page calls with its
 ``#trace-span-pane``) and reads the pane back:
 
+* the transcript of a model call whose messages came as OTLP log records (opentelemetry-
+  instrumentation-openai-v2, tests/fixtures/signals), sent before their span;
 * the transcript of the second model call of each vocabulary (GenAI attributes: pydantic_ai, mcp;
   OpenInference: smolagents, openai_agents; OpenLLMetry's GenAI form: traceloop): roles in order,
   the tool call's name and pretty-printed arguments, the tool result, the answer, the model figures;
@@ -34,6 +36,7 @@ from test_browser_layout import CONTRAST_JS
 from otel_dashboard.state.dashboard import DashboardState
 
 SPANS_DIR = Path(__file__).parent / "fixtures" / "spans"
+SIGNALS_DIR = Path(__file__).parent / "fixtures" / "signals"
 HOSTILE = "<img src=x onerror=alert(1)>"
 HOSTILE_TRACE = "c0ffee00c0ffee00c0ffee00c0ffee01"
 
@@ -69,8 +72,8 @@ def _last_span(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return max((s for s in _spans(doc) if s["name"] == name), key=lambda s: int(s["startTimeUnixNano"]))
 
 
-def _post(server: ServerThread, doc: dict[str, Any]) -> None:
-    request = urllib.request.Request(f"{server.url}/v1/traces", data=json.dumps(doc).encode(),
+def _post(server: ServerThread, doc: dict[str, Any], signal: str = "traces") -> None:
+    request = urllib.request.Request(f"{server.url}/v1/{signal}", data=json.dumps(doc).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
@@ -108,6 +111,9 @@ def server() -> Iterator[ServerThread]:
         _post(srv, json.loads((SPANS_DIR / "pydantic_ai" / "tool_error.json").read_text()))
         _post(srv, json.loads((SPANS_DIR / "traceloop" / "ok_stream.json").read_text()))
         _post(srv, _hostile_doc())
+        # openai-v2 sends a model call's messages as log records: the logs first, their spans after.
+        _post(srv, json.loads((SIGNALS_DIR / "openai_v2" / "ok.logs.json").read_text()), "logs")
+        _post(srv, json.loads((SIGNALS_DIR / "openai_v2" / "ok.traces.json").read_text()))
         yield srv
     finally:
         srv.stop()
@@ -349,3 +355,17 @@ def test_the_trace_page_shows_the_selected_spans_details(pane_page: Page) -> Non
         expect(pane).to_contain_text(TOOL_RESULT)
     finally:
         page.evaluate('location.hash = ""; document.getElementById("test-span-pane").hidden = false')
+
+
+def test_the_transcript_of_a_model_call_whose_messages_came_as_logs(pane_page: Page) -> None:
+    doc = json.loads((SIGNALS_DIR / "openai_v2" / "ok.traces.json").read_text())
+    span = _last_span(doc, "chat fake-gpt")
+    pane = show(pane_page, span["traceId"], span["spanId"])
+    expect(pane.locator(".span-detail-transcript")).to_have_count(1)
+    inputs = _messages(pane, "input")
+    assert [m["role"] for m in inputs] == ["system", "user", "assistant", "tool"]
+    assert inputs[0]["text"] == [SYSTEM]
+    assert [c["name"] for c in inputs[2]["calls"]] == ["get_weather"]
+    assert TOOL_RESULT in " ".join([*inputs[3]["text"], *inputs[3]["results"]])
+    (answer,) = _messages(pane, "output")
+    assert answer["role"] == "assistant" and answer["text"] == [ANSWER]
