@@ -33,6 +33,7 @@ from otel_dashboard.model.events import (
     QualityThresholds,
     format_timestamp,
 )
+from otel_dashboard.model.guardrails import Guardrails
 from otel_dashboard.model.limits import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_SNAPSHOT_BYTES,
@@ -57,6 +58,7 @@ from otel_dashboard.state.direct_api import DirectApi
 from otel_dashboard.state.history import HistoryReads
 from otel_dashboard.state.metric_usage import MetricUsage, merge_entry, merge_totals
 from otel_dashboard.state.rebuild import rebuild_from_store
+from otel_dashboard.state.run_flags import RunFlags
 from otel_dashboard.state.runs import DEFAULT_MAX_OPEN_RUNS, ENDED, OpenRuns
 from otel_dashboard.state.signal_intake import SignalIntake
 from otel_dashboard.state.singleton import get_dashboard, reset_dashboard
@@ -138,7 +140,7 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
-class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake):
+class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlags):
     """Event history, metrics, running agents and opportunities; the in-process event bus.
 
     All methods are thread-safe. :meth:`publish` is the one way in: the span processor, the
@@ -231,6 +233,9 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake):
         """Whether an exception log (a LogFailure) reports a failure the span mapping already gave an
         error for (the server sets it to its received spans' FailureChain); None: the span's own
         status and exception events decide alone."""
+        self.guardrails = Guardrails()
+        """Budgets and loop thresholds (``docs/guardrails.md``); the default: no budget, the default loop
+        thresholds."""
         self._lock = threading.RLock()
         self._subscribers: tuple[Subscriber, ...] = ()
         self._runs = OpenRuns(max_open_runs=_positive_int("max_open_runs", max_open_runs))
