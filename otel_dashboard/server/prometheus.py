@@ -12,9 +12,11 @@ Usage (the app factory does this; tests may do it themselves before the app star
 Each application gets its OWN :class:`prometheus_client.CollectorRegistry` (never the global one), so
 any number of servers can run in one process (tests) without duplicated time series. Almost every
 figure is read at scrape time from the objects that already count it (the state, the broadcaster,
-the server's health counters, the store), so publishing an event costs nothing extra; the one
-exception is the ingest latency histogram, which the ingest handler feeds through
-:func:`observe_ingest_seconds`.
+the server's health counters, the store), so publishing an event costs nothing extra; the two
+exceptions are the ingest latency histogram, which the ingest handler feeds through
+:func:`observe_ingest_seconds`, and the per-agent series, which
+:class:`~otel_dashboard.server.agent_series.AgentSeries` counts as a state subscriber (one more
+subscriber while the application runs: ``subscribers`` in ``/stats`` counts it).
 
 Metrics (all prefixed ``otel_dashboard_``):
 
@@ -46,6 +48,12 @@ Metrics (all prefixed ``otel_dashboard_``):
   (counters); ``broker_reader_reading`` (gauge), ``broker_reader_restarts_total`` and
   ``broker_skipped_entries_total{kind}`` (counters: unusable stream entries, see
   :mod:`~otel_dashboard.server.broker.entries`);
+* per agent, counted since the server started by :class:`~otel_dashboard.server.agent_series.AgentSeries`
+  (a state subscriber, subscribed while the application runs): ``runs_total{agent,status}``,
+  ``run_duration_seconds{agent}`` (histogram), ``tokens_total{agent,model,type}``,
+  ``cost_usd_total{agent,model}``, ``budget_exceeded_total{agent,kind}`` and
+  ``agent_series_folded_total{label}`` (at most 100 agents and 50 models, the rest folded into
+  ``other``);
 * ``process_*``: CPU seconds, resident memory, open file descriptors (``prometheus_client``'s
   process collector, Linux).
 """
@@ -67,6 +75,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from otel_dashboard.server.agent_series import AgentSeries
 from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster
 from otel_dashboard.server.broker import BROKER_KEY
 from otel_dashboard.server.health import HEALTH_KEY
@@ -220,7 +229,9 @@ class _DashboardCollector(Collector):
 
 
 class DashboardMetrics:
-    """One application's registry: the collector above, the ingest histogram, process metrics."""
+    """One application's registry: the collector above, the ingest histogram, the per-agent series
+    (:attr:`agent_series`, which the application subscribes to its state while it runs), process
+    metrics."""
 
     def __init__(self, app: web.Application) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -230,6 +241,8 @@ class DashboardMetrics:
             buckets=INGEST_SECONDS_BUCKETS, registry=self.registry,
         )
         self.registry.register(_DashboardCollector(app, self))
+        self.agent_series = AgentSeries(prefix=PREFIX)
+        self.registry.register(self.agent_series)
         try:
             ProcessCollector(registry=self.registry)
         except Exception:  # pragma: no cover - platforms without /proc
@@ -280,9 +293,15 @@ def add_metrics_route(app: web.Application, path: str = "/metrics") -> Dashboard
     app[METRICS_KEY] = metrics
 
     async def on_startup(app: web.Application) -> None:
-        metrics.mark_started(app[BROADCASTER_KEY].state.last_seq)
+        state = app[BROADCASTER_KEY].state
+        metrics.mark_started(state.last_seq)
+        state.subscribe(metrics.agent_series)  # the per-agent counts start with the server
+
+    async def on_cleanup(app: web.Application) -> None:
+        app[BROADCASTER_KEY].state.unsubscribe(metrics.agent_series)
 
     app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
     app.router.add_get(path, metrics_handler)
     return metrics
 
