@@ -231,7 +231,7 @@ async def test_create_app_with_test_client(aiohttp_client: Any, html_path: Path)
     state = DashboardState()
     client = await aiohttp_client(create_app(state, dashboard_html_path=html_path,
                                              metrics_interval_seconds=None, health_interval_seconds=None))
-    assert state.get_counters()["subscribers"] == 1
+    assert state.get_counters()["subscribers"] == 2  # the broadcaster and /metrics' per-agent series
     resp = await client.get("/health")
     assert resp.status == 200 and (await resp.json())["connected_clients"] == 0
     ws = await client.ws_connect("/ws")
@@ -827,7 +827,7 @@ async def test_graceful_stop_closes_clients_with_1001(
         sockets = [(await connect(session, server))[0] for _ in range(3)]
         stalled = await stalled_client(server.port)  # its close cannot complete: aborted after 2 s
         await stall_server_side(server, stalled)
-        assert state.get_counters()["subscribers"] == 1
+        assert state.get_counters()["subscribers"] == 2  # the broadcaster and the per-agent series
         await wait_for_condition(lambda: server.connected_clients == 4)
         publish_many(state, 3000, pad="z" * 200)
         await asyncio.sleep(0.2)  # the writers send; the stalled one's transport backs up
