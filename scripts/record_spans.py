@@ -464,7 +464,8 @@ def record(out: Path, stacks: list[str], scenarios: list[str], timeout: float) -
     try:
         for stack in stacks:
             for scenario in [s for s in scenarios if s in STACK_SCENARIOS[stack]]:
-                mode = {"model_error": "error500", "ok_stream": "ok"}.get(scenario, scenario)  # runaway: its own
+                # The fake server's mode: runaway (like ok, tool_error) is its own.
+                mode = {"model_error": "error500", "ok_stream": "ok"}.get(scenario, scenario)
                 before = len(server.log)
                 with tempfile.TemporaryDirectory() as tmp:
                     result_path = Path(tmp) / "result.json"
