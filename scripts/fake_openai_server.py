@@ -9,6 +9,10 @@ Standard library only. ``POST /<mode>/v1/chat/completions`` answers by script, n
   error), or, when the request offers a ``final_answer`` tool as smolagents does, a call of that
   tool with that text. Every answer carries ``usage``: 101/17 tokens for the first turn, 163/24 for the
   later ones, so a reader of the spans can tell the turns apart.
+* ``runaway``: a model stuck in a loop: every call answers the same tool call
+  ``get_weather({"city": "Paris"})`` until the conversation holds :data:`RUNAWAY_TOOL_CALLS` results of
+  it, then the final answer (text, or the ``final_answer`` call); bounded, so the run ends. The
+  recorded ``runaway`` scenario (loop detection's fixture) is this mode.
 * ``error500`` / ``error400``: every call fails with that HTTP status and an OpenAI-style JSON error
   body (``{"error": {"message", "type", "param", "code"}}``).
 
@@ -38,7 +42,9 @@ FINAL_ANSWER = "It is sunny and 21 degrees Celsius in Paris."
 FAILED_ANSWER = "Sorry, I could not get the weather for Paris: the weather tool failed."
 USAGE_FIRST = {"prompt_tokens": 101, "completion_tokens": 17, "total_tokens": 118}
 USAGE_LATER = {"prompt_tokens": 163, "completion_tokens": 24, "total_tokens": 187}
-MODES = ("ok", "tool_error", "error500", "error400")
+RUNAWAY_TOOL_CALLS = 8
+"""How many identical get_weather calls the ``runaway`` mode asks for before it answers."""
+MODES = ("ok", "tool_error", "runaway", "error500", "error400")
 
 
 def _usage(base: dict[str, int]) -> dict[str, object]:
@@ -58,8 +64,9 @@ def _tool_names(body: dict) -> list[str]:
     return names
 
 
-def scripted_message(body: dict, turn_id: int) -> tuple[dict, dict[str, int], str]:
-    """The assistant message, the usage and the finish reason for one request of mode ``ok``."""
+def scripted_message(body: dict, turn_id: int, mode: str = "ok") -> tuple[dict, dict[str, int], str]:
+    """The assistant message, the usage and the finish reason for one request of mode ``ok`` (or
+    ``runaway``: the tool call again while fewer than :data:`RUNAWAY_TOOL_CALLS` results are in)."""
     messages = body.get("messages") or []
     tools = _tool_names(body)
     text = json.dumps(messages)
@@ -68,6 +75,9 @@ def scripted_message(body: dict, turn_id: int) -> tuple[dict, dict[str, int], st
     # results and tool errors into user text) the tool's result or error text.
     first_turn = not (any(m.get("role") == "assistant" for m in messages) or TOOL_RESULT_HINT in text
                       or tool_failed)
+    if mode == "runaway" and not tool_failed:
+        # Each result of the tool is in the conversation once (a tool message, or smolagents' text).
+        first_turn = text.count(TOOL_RESULT_HINT) < RUNAWAY_TOOL_CALLS
     if first_turn and "get_weather" in tools:
         call = {
             "id": f"call_weather_{turn_id}",
@@ -135,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
                                             "type": "invalid_request_error", "param": "messages",
                                             "code": "scripted_error"}})
             return
-        message, usage, finish = scripted_message(body, turn_id)
+        message, usage, finish = scripted_message(body, turn_id, mode)
         completion_id = f"chatcmpl-fake{turn_id:04d}"
         created = int(time.time())
         if body.get("stream"):

@@ -32,7 +32,10 @@ Stacks (each scenario runs in a fresh child interpreter, so instrumentations nev
                   fastmcp's client; the mcp SDK's own OTel spans on both sides (the server's spans are
                   recorded in the server process and written into the same document)
 Scenarios: ok (tool call, then an answer), tool_error (get_weather raises), model_error (every model
-call answers HTTP 500 with an OpenAI-style JSON error; clients are made with max_retries=0).
+call answers HTTP 500 with an OpenAI-style JSON error; clients are made with max_retries=0), runaway
+(pydantic_ai, smolagents, traceloop: the fake model asks for the same get_weather(city="Paris") call
+8 times before it answers, so the framework's own loop calls the tool 8 times: loop detection's
+fixture; the loops are allowed enough steps, MAX_RUNAWAY_STEPS).
 
 Offline: only 127.0.0.1 is reached. The frameworks' own telemetry is switched off by environment
 variables (see TELEMETRY_OFF) and, as a guard, an audit hook in every child refuses DNS look-ups and
@@ -83,10 +86,14 @@ STACK_PACKAGES = {
     "mcp": ["mcp", "fastmcp-slim", "pydantic-ai-slim", "openai", "opentelemetry-sdk", "opentelemetry-api"],
 }
 STACKS = list(STACK_PACKAGES)
-SCENARIOS = ["ok", "tool_error", "model_error", "ok_stream"]
+SCENARIOS = ["ok", "tool_error", "model_error", "ok_stream", "runaway"]
 # ok_stream (the same conversation with "stream": true and stream_options.include_usage) only where the
-# stack's own code chooses streaming; none of these stacks streams by default.
-STACK_SCENARIOS = {stack: SCENARIOS[:3] for stack in STACKS} | {"traceloop": SCENARIOS}
+# stack's own code chooses streaming; none of these stacks streams by default. runaway where the
+# agent's loop is the framework's (pydantic_ai, smolagents) and in traceloop's recorder loop.
+STACK_SCENARIOS = {stack: SCENARIOS[:3] for stack in STACKS} | {
+    "traceloop": SCENARIOS, "pydantic_ai": [*SCENARIOS[:3], "runaway"],
+    "smolagents": [*SCENARIOS[:3], "runaway"]}
+MAX_RUNAWAY_STEPS = 12  # steps a loop may take in the runaway scenario (the fake model asks for 8 calls)
 
 TELEMETRY_OFF = {
     "TRACELOOP_TELEMETRY": "false",          # traceloop-sdk's own usage telemetry (posthog)
@@ -266,8 +273,9 @@ def run_smolagents(scenario: str, base_url: str, provider: Any) -> str:
 
     model = OpenAIModel(model_id=MODEL, api_base=base_url, api_key="sk-dummy-recorder",
                         client_kwargs={"max_retries": 0})
+    max_steps = MAX_RUNAWAY_STEPS if scenario == "runaway" else 3
     agent = ToolCallingAgent(tools=[get_weather], model=model, name=AGENT_NAME,
-                             description="Answers weather questions", max_steps=3, verbosity_level=0)
+                             description="Answers weather questions", max_steps=max_steps, verbosity_level=0)
     result = agent.run(QUESTION)
     return f"output: {result!r}"
 
@@ -295,7 +303,7 @@ def run_traceloop(scenario: str, base_url: str, provider: Any) -> str:
     def weather_agent(question: str) -> str:
         messages: list[dict[str, Any]] = [{"role": "system", "content": INSTRUCTIONS},
                                           {"role": "user", "content": question}]
-        for _ in range(3):
+        for _ in range(MAX_RUNAWAY_STEPS if scenario == "runaway" else 3):
             if scenario == "ok_stream":
                 message = _streamed_message(client.chat.completions.create(
                     model=MODEL, messages=messages, tools=tools, stream=True,
@@ -456,6 +464,7 @@ def record(out: Path, stacks: list[str], scenarios: list[str], timeout: float) -
     try:
         for stack in stacks:
             for scenario in [s for s in scenarios if s in STACK_SCENARIOS[stack]]:
+                # The fake server's mode: runaway (like ok, tool_error) is its own.
                 mode = {"model_error": "error500", "ok_stream": "ok"}.get(scenario, scenario)
                 before = len(server.log)
                 with tempfile.TemporaryDirectory() as tmp:

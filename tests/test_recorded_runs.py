@@ -51,6 +51,9 @@ class Case:
 WEATHER = {"get_weather": (1, 0)}
 WEATHER_FAILED = {"get_weather": (1, 1)}
 TOOL_FAILURE = "__main__.ToolFailure"
+RUNAWAY_TOOLS = {"get_weather": (8, 0)}
+RUNAWAY_TOKENS = {"input": 8 * 101 + 163, "output": 8 * 17 + 24, "total": 8 * 118 + 187}
+LOOP = "LoopSuspected"
 
 CASES: dict[str, Case] = {
     # GenAI semconv (pydantic-ai): tokens on the chat spans only, the run's sums apart.
@@ -98,6 +101,15 @@ CASES: dict[str, Case] = {
         ],
         ["openai.InternalServerError"],
     ),
+    # The runaways (loop detection's fixture, tests/test_loops.py): the model asks for the same tool
+    # call 8 times (101/17 tokens each), then answers (163/24); one LoopSuspected at the 5th call.
+    "pydantic_ai/runaway": Case([RunRow("WeatherAgent", True, 9, RUNAWAY_TOOLS, RUNAWAY_TOKENS)], [LOOP]),
+    "smolagents/runaway": Case(
+        [RunRow("WeatherAgent", True, 9, {**RUNAWAY_TOOLS, "final_answer": (1, 0)}, RUNAWAY_TOKENS)], [LOOP]),
+    "traceloop/runaway": Case([
+        RunRow("WeatherAgent", True, 9, RUNAWAY_TOOLS, RUNAWAY_TOKENS, parent="weather_workflow"),
+        RunRow("weather_workflow", True, 0, {}, None, task=""),
+    ], [LOOP]),
     # OpenInference (OpenAI Agents SDK): agent.name; no exception events; tool errors swallowed.
     "openai_agents/ok": Case([
         RunRow("WeatherAgent", True, 2, WEATHER, BOTH_CALLS, parent="Agent workflow"),

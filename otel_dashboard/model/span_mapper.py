@@ -12,14 +12,19 @@ What it adds to the pure mapping's events (``docs/events.md``, "Runs" and "One f
   ``parent_span_id`` is the nearest enclosing run's span (the span's own parent outside any run);
 * ``agent_execution_completed`` carries the run's totals, its task when its span states none (the
   first model call's user message), and a failed run's origin error and type;
-* ``error_occurred`` comes once per failure, from the span where it first appeared.
+* ``error_occurred`` comes once per failure, from the span where it first appeared;
+* a ``LoopSuspected`` warning (an ``error_occurred``, severity warning) when a run looks stuck: the
+  same tool call or prompt repeated, an agent inside its own run (:mod:`.loops`; ``docs/guardrails.md``).
+  Spans received before their run's agent span count at the span they wait at, like their tallies;
+  their loop is reported once the run is known (a provisional run naming its agent, or the agent span).
 
 :meth:`SpanMapper.take_progress` returns the live states of the runs changed since the last call.
 Bounded everywhere: the oldest open spans, runs and pending tallies go first when a table is full.
 
 This module is longer than ~400 lines for a reason: :class:`SpanMapper` is one state (open spans,
-runs, pending tallies of received spans, provisional runs) that its start, end and received-span
-paths all update together; split, each part would reach into the others' tables.
+runs, pending tallies of received spans, provisional runs, the runs' loop memories) that its start,
+end and received-span paths all update together; split, each part would reach into the others'
+tables (the checks themselves are :mod:`.loops`).
 """
 
 from __future__ import annotations
@@ -32,8 +37,17 @@ from opentelemetry.trace import StatusCode
 
 from instrumentation import semconv as sc
 from otel_dashboard.model import mapping, sdk_span
-from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds, format_timestamp
+from otel_dashboard.model.events import (
+    DashboardEvent,
+    EventType,
+    QualityThresholds,
+    Severity,
+    format_timestamp,
+    new_event_id,
+)
 from otel_dashboard.model.failures import FailureChain
+from otel_dashboard.model.guardrails import LOOP_SUSPECTED, LoopThresholds
+from otel_dashboard.model.loops import LoopDetector, LoopFinding, LoopMemory
 from otel_dashboard.model.runs import CostSource, Run, Tally, price
 from otel_dashboard.model.span_facts import event_attributes, event_time, span_info, status_description
 from otel_dashboard.model.vocab import (
@@ -62,6 +76,7 @@ _COMPLETED = EventType.AGENT_EXECUTION_COMPLETED
 _STARTED = EventType.AGENT_EXECUTION_STARTED
 _ERROR = EventType.ERROR_OCCURRED
 _MAX_ANCESTORS = 64
+_DEFAULT_LOOPS = LoopThresholds()
 _KINDS_WITH_END_EVENTS = frozenset({KIND_AGENT, KIND_SYNTHESIS, KIND_REGISTRATION})
 _KINDS_WITH_VIEWS = frozenset({KIND_AGENT, KIND_MODEL, KIND_TOOL})
 
@@ -100,6 +115,11 @@ class SpanMapper:
             ever end, then completes without totals).
         max_open_spans: open spans tracked (for run membership and ancestry).
         max_pending: tallies of spans whose parent has not been seen, kept for it (OTLP).
+        loops: when a run is suspected of looping (a ``LoopSuspected`` event); ``None`` turns loop
+            detection off.
+
+    Raises:
+        ValueError: a bound that is not a positive integer, a loop threshold below 0.
     """
 
     def __init__(
@@ -110,6 +130,7 @@ class SpanMapper:
         max_open_runs: int = 10_000,
         max_open_spans: int = 100_000,
         max_pending: int = 10_000,
+        loops: LoopThresholds | None = _DEFAULT_LOOPS,
     ) -> None:
         self._thresholds = thresholds
         self._prices = prices
@@ -128,6 +149,11 @@ class SpanMapper:
         self._receiving = False
         self._failures = FailureChain(max_pending=max_pending)
         self.forgotten_runs = 0
+        # Loop detection's memories: by run id for open runs, by the span id they wait at for spans
+        # outside any open run (moved up with their tallies). Bounded with the runs and the pending.
+        self._loops = LoopDetector(loops)
+        self._loop_runs: dict[str, LoopMemory] = {}
+        self._loop_pending: dict[int, LoopMemory] = {}
 
     # ------------------------------------------------------------------ spans in
     def start(self, span: ReadableSpan) -> list[DashboardEvent]:
@@ -157,6 +183,10 @@ class SpanMapper:
                 self._provisional.pop(span_id, None)  # the run it stood for: same id, now known
             run = self._open_run(span, span_id, view, parent_node.run if parent_node else None, events)
             self._nodes[span_id] = _Node(run, None, False, False, view)
+            if parent_node is not None and self._loops.enabled:
+                found = self._check_self_invocation(run, span.start_time)
+                if found:
+                    events = [*events, *found]
         elif parent_node is not None:
             run = parent_node.run
             call_kind = kind if kind in (KIND_MODEL, KIND_TOOL) else None
@@ -216,9 +246,13 @@ class SpanMapper:
         if kind == KIND_AGENT:
             self._complete_run(span, span_id, parent_id, view, events, failure)
         elif node is not None:
-            self._count_in_run(span, span_id, parent_id, node, view, attrs, failed)
+            found = self._count_in_run(span, span_id, parent_id, node, view, attrs, failed)
+            if found:
+                events += found
         elif span_id:
-            self._count_pending(span, span_id, parent_id, view, attrs, failed)
+            found = self._count_pending(span, span_id, parent_id, view, attrs, failed)
+            if found:
+                events += found
         return events
 
     def map_received(self, spans: Iterable[ReadableSpan]) -> list[DashboardEvent]:
@@ -317,7 +351,9 @@ class SpanMapper:
         runs = self._runs
         if len(runs) >= self._max_open_runs:
             oldest = next(iter(runs))
-            self._dirty.pop(runs.pop(oldest).run_id, None)
+            forgotten = runs.pop(oldest).run_id
+            self._dirty.pop(forgotten, None)
+            self._loop_runs.pop(forgotten, None)
             self.forgotten_runs += 1
         runs[span_id] = run
         self._dirty[run.run_id] = run
@@ -335,6 +371,17 @@ class SpanMapper:
         pending = self._pending.pop(span_id, None) if self._pending and span_id else None
         if pending is not None:
             run.tally.merge(pending)
+        memory = self._loop_runs.pop(run.run_id, None)
+        waited = self._loop_pending.pop(span_id, None) if self._loop_pending and span_id else None
+        if waited is not None:  # the run's spans that arrived before it: their loops are reported now
+            if memory is not None:
+                self._loops.merge(memory, waited)
+            else:
+                memory = waited
+            found = self._loop_events(run, self._loops.due(memory), span.end_time)
+            if found:  # before the run's completion, inside the run
+                at = next((i for i, e in enumerate(events) if e.event_type is _COMPLETED), len(events))
+                events[at:at] = found
         completed = next((e for e in events if e.event_type is _COMPLETED), None)
         if completed is None:
             return
@@ -357,17 +404,25 @@ class SpanMapper:
             data["error_type"] = failure.error_type or data.get("error_type")
 
     def _count_in_run(self, span: ReadableSpan, span_id: int, parent_id: int, node: _Node,
-                      view: SpanView, attrs: Any, failed: bool) -> None:
+                      view: SpanView, attrs: Any, failed: bool) -> list[DashboardEvent] | None:
+        """Counts an ended span of an open run; its loop events, if any."""
         run = node.run
         pending = self._pending.pop(span_id, None) if self._pending else None
         if pending is not None:
             run.tally.merge(pending)
+        found: list[LoopFinding] | None = None
+        if self._loop_pending:
+            waited = self._loop_pending.pop(span_id, None)
+            if waited is not None:
+                memory = self._loop_memory(run)
+                self._loops.merge(memory, waited)
+                found = self._loops.due(memory)
         if node.call_kind == KIND_MODEL:
             if node.in_model:
                 outer = self._nodes.get(parent_id)
                 if outer is not None and view.tokens and outer.inner_tokens is None:
                     outer.inner_tokens, outer.inner_model = view.tokens, view.model
-                return
+                return self._loop_events(run, found, span.end_time)
             tokens = view.tokens or node.inner_tokens
             model = view.model or node.inner_model
             cost = price(self._prices, model, view.provider, tokens) if tokens else None
@@ -378,17 +433,30 @@ class SpanMapper:
                 run.tally.task = task_of(attrs, sdk_span.events(span), messages_only=True)
             run.open_steps.pop(span_id, None)
             self._dirty[run.run_id] = run
+            if self._loops.counts_calls:
+                finding = self._loops.model_call(self._loop_memory(run), attrs, sdk_span.events(span),
+                                                 span_id=f"{span_id:016x}")
+                if finding is not None:
+                    found = [*(found or ()), finding]
         elif node.call_kind == KIND_TOOL and not node.in_tool:
             run.tally.add_tool_call(view.tool_name or "tool", failed)
             run.open_steps.pop(span_id, None)
             self._dirty[run.run_id] = run
+            if self._loops.counts_calls:
+                finding = self._loops.tool_call(self._loop_memory(run), attrs,
+                                                tool_name=view.tool_name or "tool", span_id=f"{span_id:016x}")
+                if finding is not None:
+                    found = [*(found or ()), finding]
+        return self._loop_events(run, found, span.end_time)
 
     def _count_pending(self, span: ReadableSpan, span_id: int, parent_id: int, view: SpanView,
-                       attrs: Any, failed: bool) -> None:
+                       attrs: Any, failed: bool) -> list[DashboardEvent] | None:
         """A span outside any open run: its counts wait at its parent (received spans arrive
-        children first, possibly in an earlier request than their run's agent span)."""
+        children first, possibly in an earlier request than their run's agent span); its loop
+        memory moves with them, and loop events come once a provisional run stands for the parent."""
         pending = self._pending
         below = pending.pop(span_id, None) if pending else None
+        memory = self._loop_pending.pop(span_id, None) if self._loop_pending else None
         kind = view.kind
         if kind == KIND_MODEL:
             tally = Tally()
@@ -404,6 +472,10 @@ class SpanMapper:
             cost = price(self._prices, view.model, view.provider, tokens) if tokens else None
             tally.add_model_call(view.model, tokens, cost)
             tally.task = task_of(attrs, (), messages_only=True)
+            if self._loops.counts_calls:
+                memory = memory or LoopMemory()
+                self._loops.model_call(memory, attrs, sdk_span.events(span), span_id=f"{span_id:016x}",
+                                       report=False)
         elif kind == KIND_TOOL:
             tally = Tally()
             if below is not None:  # tool spans under a tool span are the same call
@@ -411,16 +483,22 @@ class SpanMapper:
                 below.tools = {}
                 tally.merge(below)
             tally.add_tool_call(view.tool_name or "tool", failed)
+            if self._loops.counts_calls:
+                # The tool spans under it (an MCP client's and server's) are the same call: not counted.
+                memory = memory or LoopMemory()
+                memory.forget_tool_calls()
+                self._loops.tool_call(memory, attrs, tool_name=view.tool_name or "tool",
+                                      span_id=f"{span_id:016x}", report=False)
         elif below is not None:
             tally = below
         else:
-            return
+            return None
         stood_for = self._provisional.pop(span_id, None) if self._provisional else None
         if stood_for is not None:  # not the agent span its spans were waiting for: look higher
             self._ended.append(stood_for.run_id)
             self._dirty.pop(stood_for.run_id, None)
         if not parent_id:
-            return
+            return None
         into = pending.get(parent_id)
         if into is not None:
             into.merge(tally)
@@ -428,9 +506,23 @@ class SpanMapper:
             if len(pending) >= self._max_pending:
                 self._forget_pending(next(iter(pending)))
             pending[parent_id] = into = tally
+        above = None
+        if memory is not None:
+            above = self._loop_pending.get(parent_id)
+            if above is not None:
+                self._loops.merge(above, memory)
+            else:
+                if len(self._loop_pending) >= self._max_pending:
+                    del self._loop_pending[next(iter(self._loop_pending))]
+                self._loop_pending[parent_id] = above = memory
         if self._receiving:
             self._show_provisional(span, parent_id, into, view.agent_name or (
                 stood_for.agent_name if stood_for is not None else None))
+            if above is not None:
+                run = self._provisional.get(parent_id)
+                if run is not None:
+                    return self._loop_events(run, self._loops.due(above), span.end_time)
+        return None
 
     def _show_provisional(
         self, span: ReadableSpan, parent_id: int, tally: Tally, agent_name: str | None
@@ -454,10 +546,68 @@ class SpanMapper:
 
     def _forget_pending(self, parent_id: int) -> None:
         del self._pending[parent_id]
+        self._loop_pending.pop(parent_id, None)
         run = self._provisional.pop(parent_id, None)
         if run is not None:
             self._ended.append(run.run_id)
             self._dirty.pop(run.run_id, None)
+
+    # ------------------------------------------------------------------ loops
+    def _loop_memory(self, run: Run) -> LoopMemory:
+        memory = self._loop_runs.get(run.run_id)
+        if memory is None:
+            memories = self._loop_runs
+            if len(memories) >= self._max_open_runs:  # runs forgotten unended: their memories too
+                del memories[next(iter(memories))]
+            memories[run.run_id] = memory = LoopMemory()
+        return memory
+
+    def _check_self_invocation(self, run: Run, time_ns: int | None) -> list[DashboardEvent] | None:
+        """At a nested run's start: whether its agent runs inside its own runs too deep."""
+        chain: list[tuple[str, str]] = [(run.agent_name, run.run_id)]
+        runs: dict[str, Run] = {}
+        outer = run
+        while outer.parent_run_id and len(chain) < _MAX_ANCESTORS:
+            parent = self._run_by_id(outer.parent_run_id)
+            if parent is None:
+                break
+            runs[parent.run_id] = outer = parent
+            chain.append((parent.agent_name, parent.run_id))
+        same = [run_id for name, run_id in chain[1:] if name == run.agent_name]
+        if not same:
+            return None
+        outermost = runs[same[-1]]
+        finding = self._loops.self_invocation(self._loop_memory(outermost), chain)
+        return self._loop_events(outermost, [finding], time_ns) if finding is not None else None
+
+    def _run_by_id(self, run_id: str) -> Run | None:
+        try:
+            return self._runs.get(int(run_id, 16))
+        except ValueError:
+            return None
+
+    def _loop_events(self, run: Run, found: list[LoopFinding] | None,
+                     time_ns: int | None) -> list[DashboardEvent] | None:
+        """The ``LoopSuspected`` events of a run's findings (``docs/guardrails.md``)."""
+        if not found:
+            return None
+        timestamp = format_timestamp(time_ns if isinstance(time_ns, int) and time_ns > 0 else None)
+        events = []
+        for finding in found:
+            data = {
+                "source": run.agent_name,
+                "error_type": LOOP_SUSPECTED,
+                "error_message": finding.message(run.agent_name),
+                "agent_name": run.agent_name,
+                "agent_id": run.agent_id,
+                "run_id": run.run_id,
+                "service_name": run.service_name,
+                "loop": finding.loop_data(),
+            }
+            last_span = finding.span_ids[-1] if finding.span_ids else None
+            events.append(DashboardEvent(new_event_id(), _ERROR, timestamp, data, Severity.WARNING,
+                                         run.trace_id, last_span))
+        return events
 
     # ------------------------------------------------------------------ helpers
     def _ancestors(self, parent_id: int) -> frozenset[int]:

@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from instrumentation._suppression import suppressing_context
 from otel_dashboard.model.events import DashboardEvent, QualityThresholds
+from otel_dashboard.model.guardrails import LoopThresholds
 from otel_dashboard.model.prices import default_price_book
 from otel_dashboard.model.runs import CostSource
 from otel_dashboard.model.span_mapper import SpanMapper
@@ -188,6 +189,9 @@ class DashboardSpanProcessor(SpanProcessor):
             (:class:`~otel_dashboard.model.prices.PriceBook`, e.g. ``load_price_file(path)`` for
             self-hosted or negotiated prices); the built-in book (genai-prices' bundled data, never
             fetched) when ``None``.
+        loops: when a run is suspected of looping (``LoopSuspected``, ``docs/guardrails.md``); when
+            ``None``, the state's ``guardrails.loops`` in process, the defaults with ``endpoint``.
+            ``LoopThresholds(0, 0, 0)`` turns loop detection off.
 
     Raises:
         ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``,
@@ -207,6 +211,7 @@ class DashboardSpanProcessor(SpanProcessor):
         schedule_delay_millis: int = 50,
         token: str | None = None,
         prices: CostSource | None = None,
+        loops: LoopThresholds | None = None,
     ) -> None:
         if token is not None:
             from otel_dashboard.model.auth import bearer_headers
@@ -240,6 +245,10 @@ class DashboardSpanProcessor(SpanProcessor):
         )
         self._max_queue_size = max_queue_size
         self._prices = prices
+        if loops is None:
+            guardrails = getattr(state, "guardrails", None)
+            loops = getattr(guardrails, "loops", None) if self._sender is None else None
+        self._loops: LoopThresholds = loops if loops is not None else LoopThresholds()
         # Where the events mapped from one batch of spans go, in order (called on the worker): the
         # state's bus, or the remote sender's queue.
         self._sink: Callable[[list[DashboardEvent]], object]
@@ -296,7 +305,8 @@ class DashboardSpanProcessor(SpanProcessor):
         self._next_drop_log = 0.0
         self._processed = 0
         # The runs and failures seen so far: the worker's alone (a forked child starts afresh).
-        self._mapper = SpanMapper(thresholds=self._thresholds, prices=self._prices or default_price_book())
+        self._mapper = SpanMapper(thresholds=self._thresholds, prices=self._prices or default_price_book(),
+                                  loops=self._loops)
         self._last_progress = 0.0
         self._worker = threading.Thread(
             target=self._run, name="otel-dashboard-span-processor", daemon=True

@@ -206,6 +206,7 @@ class ReceivedSpanMapper:
 
     def __init__(self, state: DashboardState, prices: CostSource | None) -> None:
         self._thresholds = state.quality_thresholds
+        self._state = state
         self._prices = prices
         self._mapper: SpanMapper | None = None
         self._lock = threading.Lock()
@@ -223,7 +224,10 @@ class ReceivedSpanMapper:
             from otel_dashboard.model.span_mapper import SpanMapper
 
             prices = self._prices or default_price_book()
-            self._mapper = SpanMapper(thresholds=self._thresholds, prices=prices)
+            # The state's loop thresholds as they are at the first received span (serve --budgets
+            # sets them before the server starts).
+            self._mapper = SpanMapper(thresholds=self._thresholds, prices=prices,
+                                      loops=self._state.guardrails.loops)
         return self._mapper
 
     def reported(self, failure: Any) -> bool:
