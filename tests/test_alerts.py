@@ -73,7 +73,10 @@ class Receiver:
             return web.Response(status=200)
         status, headers = action if isinstance(action, tuple) else (action, {})
         self.answered += 1
-        return web.Response(status=status, text="ok" if status < 300 else f"no <{status}>", headers=headers)
+        text = "ok" if status < 300 else f"no <{status}>"
+        if headers.pop("echo", None):  # an error page quoting the request, as many servers' 404s do
+            text = f"Cannot POST {request.path_qs}"
+        return web.Response(status=status, text=text, headers=headers)
 
     async def wait_hits(self, n: int) -> list[Hit]:
         deadline = time.monotonic() + WAIT
@@ -355,7 +358,8 @@ async def test_retry_after_is_honoured() -> None:
 
 
 async def test_a_client_error_is_not_retried() -> None:
-    async with receiver([404]) as rx, sender_of(rx.url, backoff_base_seconds=0.05) as (state, sender):
+    async with receiver([(404, {"echo": "1"})]) as rx, \
+            sender_of(rx.url, backoff_base_seconds=0.05) as (state, sender):
         state.publish(budget_event(run_id="1" * 16))
         state.publish(budget_event(run_id="2" * 16))
         hits = await rx.wait_hits(2)
@@ -366,7 +370,7 @@ async def test_a_client_error_is_not_retried() -> None:
             await asyncio.sleep(0.01)
         webhook = sender.health()[0]
         assert (webhook["failed"], webhook["retries"], webhook["sent"]) == (1, 0, 1)
-        assert webhook["last_error"] == "HTTP 404: no <404>" and not webhook["failing"]
+        assert webhook["last_error"] == "HTTP 404: Cannot POST ***" and not webhook["failing"]
 
 
 async def test_a_full_queue_drops_the_oldest_alerts() -> None:

@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -101,10 +102,13 @@ def _one_line(text: str) -> str:
 class _Webhook:
     """One webhook: its queue (shared with the publishing threads under the sender's lock) and counters."""
 
-    def __init__(self, url: str, index: int) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
         self.label = redact_url(url)
-        self.index = index
+        parts = urlsplit(url)
+        # What of the URL may be a secret, longest first; "/" and single characters say nothing.
+        candidates = (url, parts.path, parts.path.lstrip("/"), parts.query, parts.password or "")
+        self._secrets = sorted({p for p in candidates if len(p) > 1}, key=len, reverse=True)
         self.queue: deque[DashboardEvent] = deque()
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -118,6 +122,13 @@ class _Webhook:
         self.last_error: str | None = None
         self.last_error_at: str | None = None
         self.last_sent_at: str | None = None
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the parts of the URL beyond its scheme and host replaced by ``***``."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
 
     @property
     def failing(self) -> bool:
@@ -174,8 +185,8 @@ class AlertSender:
         seconds = (("timeout_seconds", timeout_seconds), ("backoff_base_seconds", backoff_base_seconds),
                    ("backoff_cap_seconds", backoff_cap_seconds))
         for name, value in seconds:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
-                raise ValueError(f"{name} must be a number of seconds in (0, 3600], got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86_400:
+                raise ValueError(f"{name} must be a number of seconds in (0, 86400], got {value!r}")
         for name, count in (("max_attempts", max_attempts), ("queue_size", queue_size)):
             if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1_000_000:
                 raise ValueError(f"{name} must be an integer between 1 and 1000000, got {count!r}")
@@ -191,7 +202,7 @@ class AlertSender:
         self.is_leader: Callable[[], Awaitable[bool]] | None = None
         """With a broker: whether this replica posts alerts (asked before each one); None: always."""
         self.not_leader = 0  # alerts another replica posts
-        self._webhooks = tuple(_Webhook(url, i) for i, url in enumerate(urls))
+        self._webhooks = tuple(_Webhook(url) for url in urls)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_scheduled = False
@@ -346,13 +357,15 @@ class AlertSender:
                 status = resp.status
                 if 200 <= status < 300:
                     return None, False, None
+                if 300 <= status < 400:
+                    return f"HTTP {status}: redirects are not followed (give the final URL)", False, None
                 try:
                     snippet = (await resp.content.read(_MAX_ERROR_CHARS)).decode("utf-8", "replace")
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     snippet = ""
+                # A receiver's error page may quote the path ("Cannot POST /services/..."): not shown.
+                snippet = webhook.scrub(snippet)
                 error = _one_line(f"HTTP {status}" + (f": {snippet}" if snippet.strip() else ""))
-                if 300 <= status < 400:
-                    return f"HTTP {status}: redirects are not followed (give the final URL)", False, None
                 retryable = status >= 500 or status in _RETRYABLE_STATUS
                 retry_after = _retry_after_seconds(resp.headers.get("Retry-After"), self.backoff_cap_seconds)
                 return error, retryable, retry_after
