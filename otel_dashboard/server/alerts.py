@@ -11,7 +11,8 @@ On the loop, one task per webhook sends its alerts in order, one at a time, thro
 :class:`aiohttp.ClientSession`: each attempt limited to ``timeout_seconds``; a connection error, a
 timeout, 408, 425, 429 or 5xx is retried (at most ``max_attempts`` attempts, exponential backoff with
 jitter, capped; a ``Retry-After`` header is honoured, capped too); any other status but 2xx gives up
-at once (a wrong URL or a revoked secret will not heal). The body is :func:`alert_payload` (see
+at once (a wrong URL or a revoked secret will not heal). The body is
+:func:`~otel_dashboard.server.alert_payload.alert_payload` (see
 ``docs/guardrails.md``, "Alerts out").
 
 A webhook URL may hold a secret (Slack's do, in the path): it is never logged whole. Log lines, health
@@ -56,6 +57,7 @@ __all__ = [
     "ALERTS_KEY",
     "ALERT_TYPES",
     "DEFAULT_QUEUE_SIZE",
+    "FAILING_AFTER_ATTEMPTS",
     "MAX_WEBHOOKS",
     "AlertSender",
     "alert_payload",
