@@ -20,6 +20,9 @@ and errors show :func:`redact_url` (scheme, host and port, then ``/***``).
 
 With a broker (several replicas), every replica accepts every event; only the replica that leads
 (the one that publishes ``metrics_updated``) posts alerts, so a cluster posts each alert once.
+
+Just over 400 lines for a reason: the hand-off, the sending with its retries, and the counters that
+health reads are one webhook's life cycle, read best in one file (the payload is in its own).
 """
 
 from __future__ import annotations
