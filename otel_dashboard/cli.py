@@ -270,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: 3600, one hour in minute buckets)")
     _add_security_arguments(serve)
     _add_broker_arguments(serve)
+    _add_alert_arguments(serve)
 
     demo = commands.add_parser("demo", help="run the server with simulated, instrumented agents",
                                description="Serve the dashboard and run a simulated multi-agent system.")
@@ -384,6 +385,45 @@ def _add_broker_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="BYTES",
                        help="a longer Redis stream entry is skipped and counted, never read into an "
                             "event (default: 33554432)")
+
+
+_ALERT_WEBHOOKS_ENV = "OTEL_DASHBOARD_ALERT_WEBHOOKS"
+
+
+def _webhook_url(text: str) -> str:
+    from otel_dashboard.server.alert_payload import check_webhook_url
+
+    try:
+        return check_webhook_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("an alert webhook ")) from None
+
+
+def _add_alert_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("alerts", "BudgetExceeded and LoopSuspected out: docs/guardrails.md")
+    group.add_argument("--alert-webhook", type=_webhook_url, action="append", default=None, metavar="URL",
+                       help="POST each alert as JSON (with a Slack-compatible text field) to this http(s) "
+                            "URL; repeatable, up to 20 (default: the URLs of $OTEL_DASHBOARD_ALERT_WEBHOOKS, "
+                            "separated by spaces, which keeps a secret URL off the command line)")
+
+
+def _alert_webhooks(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The webhooks from ``--alert-webhook``, else from the environment (exit 2 if bad)."""
+    from otel_dashboard.server.alert_payload import MAX_WEBHOOKS, check_webhook_url
+
+    urls: list[str] = args.alert_webhook
+    if urls is None:
+        urls = []
+        for url in os.environ.get(_ALERT_WEBHOOKS_ENV, "").split():
+            try:
+                urls.append(check_webhook_url(url))
+            except ValueError as exc:
+                parser.error(f"${_ALERT_WEBHOOKS_ENV}: {exc}")
+    if len(urls) > MAX_WEBHOOKS:
+        parser.error(f"argument --alert-webhook: at most {MAX_WEBHOOKS} webhooks, got {len(urls)}")
+    if len(set(urls)) != len(urls):
+        parser.error("argument --alert-webhook: a URL is given twice (each alert would be posted twice)")
+    return urls
 
 
 def _broker_config(args: argparse.Namespace) -> BrokerConfig | None:
@@ -533,6 +573,7 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
         max_client_queue_bytes=args.max_client_queue_bytes, max_total_queue_bytes=args.max_total_queue_bytes,
         max_scanned_rows=args.max_scanned_rows, max_response_bytes=args.max_response_bytes,
         grpc_port=grpc_port_of(args),
+        alert_webhooks=args.alert_webhooks,
     )
     # Signal handlers go in before the URL is printed: whoever reads it may signal at once.
     loop = asyncio.get_running_loop()
@@ -602,6 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         args.security = _security_config(args, parser)
+        args.alert_webhooks = _alert_webhooks(args, parser)
     _configure_logging(args.log_level, args.security.token if args.command == "serve" else None)
     try:
         if args.command == "serve":

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -63,10 +64,12 @@ from otel_dashboard.server import (
     span_api,
     traces_api,
 )
+from otel_dashboard.server.alert_payload import base_url_of
+from otel_dashboard.server.alerts import ALERTS_KEY, AlertSender
 from otel_dashboard.server.broadcast import BROADCASTER_KEY, Broadcaster
 from otel_dashboard.server.broker import BROKER_KEY, RedisBroker
 from otel_dashboard.server.health import HEALTH_KEY, ServerHealth
-from otel_dashboard.server.options import OPTIONS_KEY, ServerOptions, check_int, make_options
+from otel_dashboard.server.options import OPTIONS_KEY, SERVER_VERSION, ServerOptions, check_int, make_options
 from otel_dashboard.server.prometheus import add_metrics_route
 from otel_dashboard.server.security import SECURITY_KEY, SecurityConfig
 from otel_dashboard.server.security.config import is_loopback_host
@@ -138,6 +141,12 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
         app[BROKER_KEY] = broker
         server_health.broker = broker
         broadcaster.replica = broker.replica
+    alerts = None
+    if options.alert_webhooks:
+        alerts = app[ALERTS_KEY] = AlertSender(state, options.alert_webhooks,
+                                               timeout_seconds=options.alert_timeout_seconds,
+                                               user_agent=f"otel-dashboard/{SERVER_VERSION}")
+        server_health.alerts = alerts
     app[pages.HTML_KEY] = html.resolve()
     if static_dir is not None:
         app[pages.STATIC_KEY] = static_dir.resolve()
@@ -149,6 +158,12 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
         server_health.start()
         if broker is not None:
             await broker.start(state, on_provisional=broadcaster.send_provisional)
+        if alerts is not None:
+            if broker is not None:
+                # Every replica accepts every event: the leader (as for metrics_updated) posts the alert.
+                lease_millis = int((options.metrics_interval_seconds or 1.0) * 3000)
+                alerts.is_leader = functools.partial(broker.is_leader, lease_millis)
+            alerts.start()
         timers = []
         if options.metrics_interval_seconds is not None:
             timers.append(asyncio.ensure_future(
@@ -163,6 +178,8 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
             timer.cancel()
         if timers:
             await asyncio.wait(timers)
+        if alerts is not None:
+            await alerts.stop()
         if broker is not None:
             await broker.stop()
         await broadcaster.cleanup()
@@ -266,6 +283,10 @@ class DashboardWebSocketServer:
         prices: the :class:`~otel_dashboard.model.prices.PriceBook` that prices the model calls of
             the spans this server maps (``load_price_file(path)`` for ``serve --prices FILE``). None
             (the default): genai-prices' bundled prices (``default_price_book()``).
+        alert_webhooks: URLs (http or https, at most 20) each ``BudgetExceeded`` and ``LoopSuspected``
+            is POSTed to as JSON, with retries, from a bounded queue (``docs/guardrails.md``, "Alerts
+            out"; ``serve --alert-webhook``). Empty (the default): no alerts out.
+        alert_timeout_seconds: the limit of one attempt to post an alert (default 5).
 
     Raises:
         ValueError: an invalid option, named in the message.
@@ -417,6 +438,8 @@ class DashboardWebSocketServer:
                 raise
             addresses = runner.addresses
             self._port = int(addresses[0][1]) if addresses else self._requested_port
+            if ALERTS_KEY in app:  # the alerts link to the trace page
+                app[ALERTS_KEY].base_url = base_url_of(self.host, self._port, tls=config.tls_enabled)
             self._runner = runner
             self._app = app
             self._stopped = asyncio.Event()

@@ -4,9 +4,9 @@
 by reason) and the process's own (CPU time, resident memory, read without psutil).
 
 The health contract is the original design's: ``status`` is ``"healthy"`` or ``"degraded"``, about the
-*server* (dropped events, the broker, its stream reader, the event store), with ``reasons`` saying
-why; agents that run past the stall threshold are the agents' health, reported as ``stalled_agents``
-and shown on the agents, never a reason for the server to be degraded.
+*server* (dropped events, the broker, its stream reader, the event store, the alert webhooks), with
+``reasons`` saying why; agents that run past the stall threshold are the agents' health, reported
+as ``stalled_agents`` and shown on the agents, never a reason for the server to be degraded.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from otel_dashboard.model.events import DashboardEvent, EventType, Severity
+from otel_dashboard.server.alerts import AlertSender
 from otel_dashboard.server.broadcast import Broadcaster
 from otel_dashboard.server.broker import RedisBroker
 from otel_dashboard.server.options import ServerOptions
@@ -41,6 +42,7 @@ REASON_DROPPED = "recent dropped events"
 REASON_BROKER_DOWN = "broker down"
 REASON_READER = "broker reader not reading"
 REASON_STORE = "store not writing"
+REASON_ALERTS = "alert webhook failing"
 
 
 class _StoreWatch:
@@ -92,6 +94,7 @@ class ServerHealth:
         self._store_watch = _StoreWatch()
         self.counters: dict[str, int] = {}
         self.broker: RedisBroker | None = None  # set when the server shares events through Redis
+        self.alerts: AlertSender | None = None  # set when the server posts alerts to webhooks
 
     def start(self) -> None:
         """Reset the CPU sample (the server's start)."""
@@ -110,7 +113,9 @@ class ServerHealth:
         * ``"broker reader not reading"``: a cluster replica's stream reader is not running, keeps
           failing, or had no answer from Redis for 10 s while Redis is reachable;
         * ``"store not writing"``: the event store failed a write or dropped events within the
-          window, or it has events waiting and wrote none for 10 s.
+          window, or it has events waiting and wrote none for 10 s;
+        * ``"alert webhook failing"``: an alert webhook failed its last 2 attempts or gave an alert
+          up, and no alert got through since (``alerts`` says which).
 
         Stalled *agents* are not among them: they are the agents' health (``stalled_agents``).
         """
@@ -129,6 +134,8 @@ class ServerHealth:
                 reasons.append(REASON_READER)
         if not self._store_watch.writing(self.state.store, now, window):
             reasons.append(REASON_STORE)
+        if self.alerts is not None and self.alerts.failing:
+            reasons.append(REASON_ALERTS)
         return reasons
 
     def health(self) -> dict[str, Any]:
@@ -151,6 +158,8 @@ class ServerHealth:
         broker = self.broker
         if broker is not None:
             health["broker"] = {k: v for k, v in broker.status().items() if k in _HEALTH_BROKER_FIELDS}
+        if self.alerts is not None:
+            health["alerts"] = self.alerts.health()
         return health
 
     def stats(self) -> dict[str, Any]:
@@ -178,6 +187,8 @@ class ServerHealth:
         stats["receiver"] = dict(self.counters)
         if self.broker is not None:
             stats["broker"] = self.broker.status()
+        if self.alerts is not None:
+            stats["alerts"] = self.alerts.stats()
         return stats
 
     def _cpu_percent(self) -> float:

@@ -191,6 +191,8 @@ async def health(request: web.Request) -> web.Response:
     }
     if "broker" in numbers:
         body["broker"] = numbers["broker"]
+    if "alerts" in numbers:  # with alert webhooks: one entry per webhook (server/alerts.py)
+        body["alerts"] = numbers["alerts"]
     return json_response(body)
 
 

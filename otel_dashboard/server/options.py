@@ -10,6 +10,7 @@ naming the option; an unknown option raises ``TypeError``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -17,6 +18,7 @@ from typing import Any, Literal, overload
 from aiohttp import web
 
 from otel_dashboard.model.prices import PriceBook
+from otel_dashboard.server.alert_payload import MAX_WEBHOOKS, check_webhook_url
 from otel_dashboard.server.broker.config import BrokerConfig
 from otel_dashboard.server.security.config import SecurityConfig
 
@@ -51,6 +53,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "prices": None,
     "max_scanned_rows": 100_000,
     "max_response_bytes": 4 * 1024 * 1024,
+    "alert_webhooks": (),
+    "alert_timeout_seconds": 5.0,
 }
 """Defaults of the options passed as keyword arguments (``**options``)."""
 
@@ -102,6 +106,8 @@ class ServerOptions:
     """The server's validated options (shared by :func:`create_app` and the server)."""
 
     __slots__ = (
+        "alert_timeout_seconds",
+        "alert_webhooks",
         "broker",
         "client_queue_size",
         "compress",
@@ -149,6 +155,8 @@ class ServerOptions:
         prices: PriceBook | None = None,
         max_scanned_rows: int = 100_000,
         max_response_bytes: int = 4 * 1024 * 1024,
+        alert_webhooks: Sequence[str] = (),
+        alert_timeout_seconds: float = 5.0,
     ) -> None:
         self.history_size = check_int("history_size", history_size, 0, 100_000)
         if name is not None and (not isinstance(name, str) or len(name) > 200):
@@ -205,6 +213,18 @@ class ServerOptions:
         self.max_scanned_rows = check_int("max_scanned_rows", max_scanned_rows, 1, 1_000_000_000)
         self.max_response_bytes = check_int("max_response_bytes", max_response_bytes, 64 * 1024,
                                             _MAX_BODY_BYTES_LIMIT)
+        # Where BudgetExceeded and LoopSuspected are POSTed (server/alerts.py); a URL may hold a secret,
+        # so an error shows it redacted.
+        if isinstance(alert_webhooks, str) or not isinstance(alert_webhooks, (list, tuple)):
+            raise ValueError(
+                f"alert_webhooks must be a list of http(s) URLs, got {type(alert_webhooks).__name__}")
+        if len(alert_webhooks) > MAX_WEBHOOKS:
+            raise ValueError(f"alert_webhooks: at most {MAX_WEBHOOKS} URLs, got {len(alert_webhooks)}")
+        webhooks = tuple(check_webhook_url(url) for url in alert_webhooks)
+        if len(set(webhooks)) != len(webhooks):
+            raise ValueError("alert_webhooks: a URL is given twice (each alert would be posted twice)")
+        self.alert_webhooks = webhooks
+        self.alert_timeout_seconds = check_seconds("alert_timeout_seconds", alert_timeout_seconds)
 
 
 def make_options(
