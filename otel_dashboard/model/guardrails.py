@@ -737,6 +737,11 @@ class BudgetTracker:
             return list(self._kinds(run))
         return list(self._done.get(run_id, ()))
 
+    @property
+    def open_runs(self) -> int:
+        """Open runs tracked now."""
+        return len(self._open)
+
     def counters(self) -> dict[str, int]:
         """``budget_crossings``, ``budget_evicted_runs``, ``budget_evicted_keys``, ``budget_open_runs``."""
         return {"budget_crossings": self.crossings, "budget_evicted_runs": self.evicted_runs,
