@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from otel_dashboard.model.events import DashboardEvent, EventType
 from otel_dashboard.model.guardrails import Budget, BudgetCrossing, BudgetTracker, Guardrails, as_guardrails
+from otel_dashboard.state.runs import ENDED
 
 if TYPE_CHECKING:
     import threading
@@ -88,13 +89,10 @@ class StateBudgets:
         """Live run states just taken into the open runs: their crossings (publish them with
         :meth:`_publish_crossings` after the run subscribers); sets each entry's ``over_budget``."""
         tracker = self._budget_tracker
-        if tracker is None:
-            for entry in taken:
-                entry["over_budget"] = []
-            return []
-        crossings = tracker.observe(taken, time.time())
+        crossings = tracker.observe(taken, time.time()) if tracker is not None else []
         for entry in taken:
-            entry["over_budget"] = tracker.over_budget(entry["run_id"])
+            if entry.get("status") != ENDED:  # a run given up is a marker that tells pages to drop it
+                entry["over_budget"] = tracker.over_budget(entry["run_id"]) if tracker is not None else []
         return crossings
 
     def _budgets_on_event(self, event: DashboardEvent) -> None:
@@ -147,7 +145,7 @@ class StateBudgets:
         tracker = self._budget_tracker
         if tracker is None:
             return
-        entries = [entry for entry in self._runs.find(run_ids) if entry.get("status") != "ended"]
+        entries = [entry for entry in self._runs.find(run_ids) if entry.get("status") != ENDED]
         if not entries:
             return
         taken = self._runs.update([{**entry, "over_budget": tracker.over_budget(entry["run_id"])}
