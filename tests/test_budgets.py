@@ -409,3 +409,23 @@ def test_set_guardrails_and_events_without_budgets() -> None:
     state.update_runs([run_state(tokens={"input": 10})])
     assert [e.data["budget"]["kind"] for e in seen if e.event_type is EventType.ERROR_OCCURRED] == ["tokens"]
     assert state.get_open_runs()[0]["over_budget"] == ["tokens"]
+
+
+def test_processor_budgets_keep_the_states_loop_thresholds() -> None:
+    state = DashboardState(budgets=Guardrails(loops=LoopThresholds(repeated_tool_calls=3)))
+    processor = DashboardSpanProcessor(state=state, budgets=[Budget("run", {"tokens": 10})])
+    try:
+        assert state.guardrails == Guardrails(budgets=(Budget("run", {"tokens": 10}),),
+                                              loops=LoopThresholds(repeated_tool_calls=3))
+    finally:
+        processor.shutdown()
+
+
+def test_tracker_is_bounded_and_counts_what_it_forgot() -> None:
+    tracker = BudgetTracker([Budget("run", {"tokens": 10}), Budget("agent", {"tokens": 10})],
+                            max_runs=3, max_keys=2)
+    for i in range(5):
+        tracker.observe([{**run_state(f"{i:016x}"), "agent_name": f"A{i}"}], now=i)
+    assert tracker.counters() == {"budget_crossings": 0, "budget_evicted_runs": 2, "budget_evicted_keys": 3,
+                                  "budget_open_runs": 3}
+    assert tracker.observe([{"run_id": 5}, "not a run", {"run_id": "x" * 16, "tokens": "many"}], now=9) == []

@@ -714,10 +714,10 @@ class BudgetTracker:
                         out += self._check_run_budget(index, run, now)
         for index, sums in enumerate(self._sums):
             budget = self.budgets[index]
-            if budget.scope == "run":
-                continue
-            first = self._first_bucket(index, now)
             timed_sum = "duration_seconds" in budget.limits
+            if budget.scope == "run" or (budget.scope == "conversation" and not timed_sum):
+                continue  # nothing the clock changes (conversations are bounded by max_keys alone)
+            first = self._first_bucket(index, now)
             for key in list(sums):
                 entry = sums[key]
                 if budget.scope == "agent":

@@ -262,7 +262,7 @@ class DashboardSpanProcessor(SpanProcessor):
                 set_guardrails = getattr(state, "set_guardrails", None)
                 if not callable(set_guardrails):
                     raise ValueError(f"budgets need a DashboardState (set_guardrails), got {state!r}")
-                set_guardrails(checked_budgets)
+                set_guardrails(budgets)  # as given: a list of budgets keeps the state's loop thresholds
         self._thresholds: QualityThresholds = (
             quality_thresholds or getattr(state, "quality_thresholds", None) or QualityThresholds()
         )

@@ -457,7 +457,9 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
         ``max_open_runs`` (least recently updated evicted); strings cut as an event's
         (``max_string_bytes``). Only this state takes them: in a
         cluster, progress stays on the replica that received it (completions reach every replica).
-        Never raises: a failure is logged.
+        With budgets (:meth:`set_guardrails`), each run taken is checked against them and gets
+        ``over_budget`` (the kinds of the run budgets it crossed; ``[]`` without); a crossing is
+        published after the run subscribers were told. Never raises: a failure is logged.
         """
         try:
             bound = self._bound_data

@@ -89,7 +89,13 @@ class StateBudgets:
         """Live run states just taken into the open runs: their crossings (publish them with
         :meth:`_publish_crossings` after the run subscribers); sets each entry's ``over_budget``."""
         tracker = self._budget_tracker
-        crossings = tracker.observe(taken, time.time()) if tracker is not None else []
+        crossings: list[BudgetCrossing] = []
+        if tracker is not None:
+            try:
+                crossings = tracker.observe(taken, time.time())
+            except Exception:  # the progress itself must still be taken and shown
+                logger.exception("checking budgets on %d run states failed", len(taken))
+                tracker = None
         for entry in taken:
             if entry.get("status") != ENDED:  # a run given up is a marker that tells pages to drop it
                 entry["over_budget"] = tracker.over_budget(entry["run_id"]) if tracker is not None else []
