@@ -211,6 +211,10 @@ def test_conversation_budget_counts_open_and_completed_runs_once() -> None:
     assert crossing.message() == "conversation c-1 used 5 tool calls, over its budget of 4"
     assert tracker.observe([run_state("3" * 16, tool_calls=9, conversation_id="c-1")], now=2) == []
     assert tracker.observe([run_state("4" * 16, tool_calls=9)], now=2) == []  # no conversation
+    given_up = BudgetTracker([Budget("conversation", {"tool_calls": 4})])
+    assert given_up.observe([run_state("5" * 16, tool_calls=3, conversation_id="c-2")], now=0) == []
+    given_up.observe([{"run_id": "5" * 16, "status": "ended"}], now=1)  # not a run after all: uncounted
+    assert given_up.observe([run_state("6" * 16, tool_calls=3, conversation_id="c-2")], now=2) == []
 
 
 # ---------------------------------------------------------------------------------------------- end to end

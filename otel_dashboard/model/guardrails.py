@@ -460,12 +460,13 @@ class _Run:
     """What the tracker knows of one run: who it is, what it used, which run budgets it crossed."""
 
     __slots__ = ("agent_id", "agent_name", "conversation_id", "crossed", "done", "run_id", "service_name",
-                 "started", "trace_id", "usage")
+                 "started", "sums", "trace_id", "usage")
 
     def __init__(self, run_id: str, data: Mapping[str, Any]) -> None:
         self.run_id = run_id
         self.crossed: dict[tuple[int, str], None] = {}  # (budget index, kind), in crossing order
         self.done = False
+        self.sums: set[tuple[int, str]] = set()  # (budget index, key) of the sums it counts in, open
         self.started: float | None = None
         self.usage: dict[str, float] = {}
         self.agent_name: str | None = None
@@ -783,6 +784,7 @@ class BudgetTracker:
                             bucket[kind] = bucket.get(kind, 0.0) + run.value(kind, now)
             else:
                 entry.open[run.run_id] = run
+                run.sums.add((index, key))
             entry.last = run
             out += self._check_sum(index, key, entry, run, now)
         return out
@@ -801,9 +803,11 @@ class BudgetTracker:
 
     def _leave_sums(self, run: _Run) -> None:
         """A run forgotten without a completion: it no longer counts as open anywhere."""
-        for sums in self._sums:
-            for entry in sums.values():
+        for index, key in run.sums:
+            entry = self._sums[index].get(key)
+            if entry is not None:
                 entry.open.pop(run.run_id, None)
+        run.sums.clear()
 
     def _check_run_budget(self, index: int, run: _Run, now: float) -> list[BudgetCrossing]:
         budget = self.budgets[index]
