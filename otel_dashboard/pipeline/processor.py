@@ -203,8 +203,8 @@ class DashboardSpanProcessor(SpanProcessor):
     Raises:
         ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``,
             ``quality_thresholds`` not a :class:`~otel_dashboard.model.events.QualityThresholds`, both
-            ``state`` and ``endpoint`` given, a ``token`` without ``endpoint``, or an invalid
-            ``endpoint``/``headers``/``token``.
+            ``state`` and ``endpoint`` given, a ``token`` without ``endpoint``, an invalid
+            ``endpoint``/``headers``/``token``, or ``budgets`` for a state without ``set_guardrails``.
         GuardrailsConfigError: a bad budget (a ValueError naming the setting).
     """
 
