@@ -34,6 +34,7 @@ from otel_dashboard.model.limits import (
 )
 
 if TYPE_CHECKING:
+    from otel_dashboard.model.guardrails import Guardrails
     from otel_dashboard.model.prices import PriceBook
     from otel_dashboard.server.app import DashboardWebSocketServer
     from otel_dashboard.server.broker.config import BrokerConfig
@@ -214,6 +215,23 @@ def _price_file(text: str) -> PriceBook:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _budgets_file(text: str) -> Guardrails:
+    """The ``--budgets`` file read and checked now: a bad one is an argument error (exit 2), one line
+    naming ``file:line`` and the setting, before anything starts."""
+    from otel_dashboard.model.guardrails import GuardrailsConfigError, load_guardrails
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a file path")
+    try:
+        return load_guardrails(text)
+    except GuardrailsConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_BUDGETS_HELP = ("TOML or JSON file of budgets (per run, per agent over a window, per conversation: "
+                 "tokens, cost_usd, duration_seconds, model_calls, tool_calls) and loop thresholds; "
+                 "see docs/guardrails.md")
+
 _PRICES_HELP = ("JSON file of model prices in USD per million tokens, added to genai-prices' bundled "
                 "ones and overriding them for the models it names (self-hosted or negotiated prices); "
                 "see docs/events.md, \"Cost\"")
@@ -258,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", type=_log_level, default="INFO", metavar="LEVEL",
                        help=f"logging level: {', '.join(_LOG_LEVELS)} (default: info)")
     serve.add_argument("--prices", type=_price_file, default=None, metavar="FILE", help=_PRICES_HELP)
+    serve.add_argument("--budgets", type=_budgets_file, default=None, metavar="FILE", help=_BUDGETS_HELP)
     serve.add_argument("--max-scanned-rows", type=_positive_int, default=100_000, metavar="N",
                        help="stored events one /api/events request or one resume message walks at most; "
                             "beyond, the answer says where to continue (default: 100000)")
@@ -562,6 +581,7 @@ async def _serve_with(args: argparse.Namespace, store: EventStore) -> int:
             max_history=args.history, store=store, max_string_bytes=args.max_string_bytes,
             max_event_bytes=args.max_event_bytes, max_snapshot_bytes=args.max_snapshot_bytes,
             usage_window_seconds=args.usage_window_seconds, max_trace_bytes=args.max_trace_bytes,
+            budgets=args.budgets,
         ))
     except ValueError as exc:  # caps that contradict each other (max_event_bytes < max_string_bytes)
         print(f"otel-dashboard serve: error: {exc}", file=sys.stderr)

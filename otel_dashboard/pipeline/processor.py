@@ -29,8 +29,8 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from opentelemetry import context as context_api
@@ -38,8 +38,15 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from instrumentation._suppression import suppressing_context
-from otel_dashboard.model.events import DashboardEvent, QualityThresholds
-from otel_dashboard.model.guardrails import LoopThresholds
+from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds
+from otel_dashboard.model.guardrails import (
+    Budget,
+    BudgetCrossing,
+    BudgetTracker,
+    Guardrails,
+    LoopThresholds,
+    as_guardrails,
+)
 from otel_dashboard.model.prices import default_price_book
 from otel_dashboard.model.runs import CostSource
 from otel_dashboard.model.span_mapper import SpanMapper
@@ -70,6 +77,10 @@ _START = 0
 _END = 1
 _FLUSH = 2  # payload: a threading.Event the worker sets when it reaches the item
 _STOP = 3  # payload: None; the worker exits
+
+_BUDGET_TICK_SECONDS = 1.0  # remote budgets: how often the clock is checked (duration budgets)
+_MAX_LOCAL_FLAGS = 10_000  # remote budgets: runs remembered as over a run budget
+_COMPLETED = EventType.AGENT_EXECUTION_COMPLETED
 
 
 class SpanRecordStore(Protocol):
@@ -192,12 +203,19 @@ class DashboardSpanProcessor(SpanProcessor):
         loops: when a run is suspected of looping (``LoopSuspected``, ``docs/guardrails.md``); when
             ``None``, the state's ``guardrails.loops`` in process, the defaults with ``endpoint``.
             ``LoopThresholds(0, 0, 0)`` turns loop detection off.
+        budgets: budgets on the runs (``docs/guardrails.md``, "Budgets"): a
+            :class:`~otel_dashboard.model.guardrails.Guardrails` or a list of
+            :class:`~otel_dashboard.model.guardrails.Budget`. In process they become the state's
+            (``state.set_guardrails``); with ``endpoint`` the processor keeps its own tracker, fed by
+            its runs' progress and completions on the worker, and ships each ``BudgetExceeded``
+            with its other events (a run over a run budget is also remembered: :meth:`flagged`).
 
     Raises:
         ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``,
             ``quality_thresholds`` not a :class:`~otel_dashboard.model.events.QualityThresholds`, both
-            ``state`` and ``endpoint`` given, a ``token`` without ``endpoint``, or an invalid
-            ``endpoint``/``headers``/``token``.
+            ``state`` and ``endpoint`` given, a ``token`` without ``endpoint``, an invalid
+            ``endpoint``/``headers``/``token``, or ``budgets`` for a state without ``set_guardrails``.
+        GuardrailsConfigError: a bad budget (a ValueError naming the setting).
     """
 
     def __init__(
@@ -212,6 +230,7 @@ class DashboardSpanProcessor(SpanProcessor):
         token: str | None = None,
         prices: CostSource | None = None,
         loops: LoopThresholds | None = None,
+        budgets: Guardrails | Sequence[Budget] | None = None,
     ) -> None:
         if token is not None:
             from otel_dashboard.model.auth import bearer_headers
@@ -225,6 +244,7 @@ class DashboardSpanProcessor(SpanProcessor):
             raise ValueError(
                 f"quality_thresholds must be a QualityThresholds or None, got {quality_thresholds!r}"
             )
+        checked_budgets = as_guardrails(budgets) if budgets is not None else None  # raises before any thread
         self._sender: RemoteEventSender | None = None
         self._state: ProcessorState | None = None
         if endpoint is not None:
@@ -240,6 +260,20 @@ class DashboardSpanProcessor(SpanProcessor):
         elif not callable(getattr(state, "publish", None)):
             raise ValueError(f"state must be a DashboardState or None, got {state!r}")
         self._state = state
+        # Budgets: in process, the state's; remote, a tracker of this processor's own (the worker's
+        # alone) and the runs it found over a run budget (read by any thread: flagged()).
+        self._budget_tracker: BudgetTracker | None = None
+        self._local_flags: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._last_budget_tick = 0.0
+        if checked_budgets is not None:
+            if self._sender is not None:
+                if checked_budgets.budgets:
+                    self._budget_tracker = BudgetTracker(checked_budgets.budgets)
+            else:
+                set_guardrails = getattr(state, "set_guardrails", None)
+                if not callable(set_guardrails):
+                    raise ValueError(f"budgets need a DashboardState (set_guardrails), got {state!r}")
+                set_guardrails(budgets)  # as given: a list of budgets keeps the state's loop thresholds
         self._thresholds: QualityThresholds = (
             quality_thresholds or getattr(state, "quality_thresholds", None) or QualityThresholds()
         )
@@ -330,6 +364,12 @@ class DashboardSpanProcessor(SpanProcessor):
     def processed(self) -> int:
         """Queued spans (starts and ends) the worker has mapped and published so far."""
         return self._processed
+
+    def flagged(self, run_id: str) -> dict[str, str] | None:
+        """``{"reason", "kind": "budget"}`` when this processor's own budgets (``budgets=`` with
+        ``endpoint``) found the run ``run_id`` over a run budget, else None. Thread-safe (a copy)."""
+        flag = self._local_flags.get(run_id)
+        return dict(flag) if flag is not None else None
 
     # ------------------------------------------------------------------ SpanProcessor hooks
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -542,6 +582,8 @@ class DashboardSpanProcessor(SpanProcessor):
                 continue
             except Exception:
                 self._errors.exception("dashboard processor: recording span %r failed", _span_name(span))
+        if self._budget_tracker is not None and events:
+            events += self._budget_events(completions=events)
         if events:
             try:
                 self._sink(events)
@@ -563,25 +605,81 @@ class DashboardSpanProcessor(SpanProcessor):
         return marker
 
     def _progress_due(self) -> float | None:
-        """Seconds until the open runs' changed states are due, or None when none changed."""
+        """Seconds until the open runs' changed states (or, with remote budgets, the budgets' clock
+        check) are due, or None when nothing is."""
+        due = self._states_due()
+        tracker = self._budget_tracker
+        if tracker is not None and tracker.clock_work and tracker.open_runs:
+            tick_due = self._last_budget_tick + _BUDGET_TICK_SECONDS - time.monotonic()
+            due = tick_due if due is None else min(due, tick_due)
+        return due
+
+    def _states_due(self) -> float | None:
         if self._runs_sink is None or not self._mapper.has_progress:
             return None
         return self._last_progress + _PROGRESS_INTERVAL_SECONDS - time.monotonic()
+
+    def _budget_events(self, *, completions: list[DashboardEvent] | None = None,
+                       runs: list[dict[str, Any]] | None = None) -> list[DashboardEvent]:
+        """Remote budgets (worker): the ``BudgetExceeded`` events of a batch's completions, of the
+        runs' live states, or of the clock (neither given); never raises."""
+        tracker = self._budget_tracker
+        if tracker is None:
+            return []
+        try:
+            now = time.time()
+            crossings: list[BudgetCrossing] = []
+            if completions is not None:
+                for event in completions:
+                    if event.event_type is _COMPLETED:
+                        crossings += tracker.complete(event.data, timestamp=event.timestamp,
+                                                      trace_id=event.trace_id, now=now)
+            elif runs is not None:
+                crossings = tracker.observe(runs, now)
+            else:
+                self._last_budget_tick = time.monotonic()
+                crossings = tracker.tick(now)
+            events = []
+            for crossing in crossings:
+                event = crossing.event()
+                events.append(event)
+                if crossing.budget.scope == "run":
+                    self._local_flags[crossing.run_id] = {"reason": event.data["error_message"],
+                                                          "kind": "budget"}
+                    while len(self._local_flags) > _MAX_LOCAL_FLAGS:
+                        self._local_flags.popitem(last=False)
+            return events
+        except Exception:
+            self._errors.exception("dashboard processor: checking budgets failed")
+            return []
 
     def _send_progress(self, *, force: bool = False) -> None:
         """The changed states of open runs to the state (or the remote sender), at most once per
         ``_PROGRESS_INTERVAL_SECONDS``: a run that starts and ends within it costs no state at all,
         and each change still reaches the browsers well within 1 s."""
-        due = self._progress_due()
+        tracker = self._budget_tracker
+        if (tracker is not None and tracker.clock_work
+                and time.monotonic() - self._last_budget_tick >= _BUDGET_TICK_SECONDS):
+            self._deliver_budget_events(self._budget_events())
+        due = self._states_due()
         if due is None or (due > 0 and not force):
             return
         self._last_progress = time.monotonic()
         runs = self._mapper.take_progress()
+        if runs and tracker is not None:
+            self._deliver_budget_events(self._budget_events(runs=runs))
         if runs:
             try:
                 self._runs_sink(runs)  # type: ignore[misc]
             except Exception:
                 self._errors.exception("dashboard processor: publishing %d run states failed", len(runs))
+
+    def _deliver_budget_events(self, events: list[DashboardEvent]) -> None:
+        if events:
+            try:
+                self._sink(events)
+            except Exception:
+                self._errors.exception("dashboard processor: publishing %d budget events failed", len(events))
 
     def _keep_records(self, new_records: list[SpanRecord], later_records: list[SpanRecord]) -> None:
         """In process: a batch's compact records into the state's trace store. Separate calls, so that

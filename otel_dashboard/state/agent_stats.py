@@ -16,6 +16,9 @@ The contract:
   status, duration percentiles (``duration_ms`` of the newest :data:`DEFAULT_MAX_SAMPLES` runs in
   the window, nearest rank), the newest failure (``last_error``), the newest completion
   (``last_run_at``), and runs and failures per bucket (``activity``, ``failures_activity``).
+* Per agent too: ``over_budget_runs``, its runs that crossed a run budget in the window (counted in
+  the bucket of the crossing, by :meth:`AgentStats.record_over_budget`: live, not rebuilt after a
+  restart, as the budgets are this server's).
 * The totals cover every completion in the window, of every agent, evicted ones included.
 
 Bounded memory: at most ``max_agents`` agents are tracked; past it the least recently active one is
@@ -190,9 +193,11 @@ class _Sum:
 class _Agent:
     """One agent's buckets (by bucket index), durations and newest facts."""
 
-    __slots__ = ("agent_ids", "buckets", "durations", "last_error", "last_ts", "name", "service")
+    __slots__ = ("agent_ids", "buckets", "durations", "last_error", "last_ts", "name", "over_budget",
+                 "service")
 
     def __init__(self, name: str, service: str | None, max_samples: int) -> None:
+        self.over_budget: dict[int, int] = {}  # runs over a run budget, by bucket index
         self.name = name
         self.service = service
         self.agent_ids: set[str] = set()  # the ids it was seen under (the agent filter matches them too)
@@ -318,6 +323,30 @@ class AgentStats:
                 "_ts": ts,
             }
 
+    def record_over_budget(self, data: dict[str, Any], timestamp: str) -> None:
+        """Count one run of the agent of ``data`` (a ``BudgetExceeded`` error's data) over a run
+        budget, in the bucket of ``timestamp``; the caller counts each run once. Never raises."""
+        now = self._clock()
+        ts = parse_epoch(timestamp)
+        ts = now if ts is None else min(ts, now)
+        index = int(ts // self.bucket_seconds)
+        first = self._first_index(now)
+        if index < first:
+            return
+        key = agent_key(data)
+        agent = self._agents.get(key)
+        if agent is None:
+            agent = self._agents[key] = _Agent(key[0], key[1], self.max_samples)
+            self._agents.move_to_end(key, last=False)  # no completion yet: not recently active
+            while len(self._agents) > self.max_agents:
+                self._agents.popitem(last=False)
+                self.evicted += 1
+            if key not in self._agents:
+                return
+        agent.over_budget[index] = agent.over_budget.get(index, 0) + 1
+        for stale in [i for i in agent.over_budget if i < first]:
+            del agent.over_budget[stale]
+
     # ------------------------------------------------------------------ cluster export
     def export(self) -> dict[str, Any]:
         """Everything in the window as JSON-ready data, for a replica joining a cluster
@@ -409,8 +438,10 @@ class AgentStats:
         for key in list(self._agents):
             agent = self._agents[key]
             _prune(agent.buckets, first)
+            for stale in [i for i in agent.over_budget if i < first]:
+                del agent.over_budget[stale]
             count = running.get(key)
-            if not agent.buckets and not count:
+            if not agent.buckets and not count and not agent.over_budget:
                 del self._agents[key]  # nothing left in the window: forgotten
                 continue
             if keep is None or keep(key, agent.agent_ids):
@@ -448,6 +479,7 @@ class AgentStats:
             "cost_usd": numbers["cost_usd"],
             "cost_status": numbers["cost_status"],
             "last_error": last_error,
+            "over_budget_runs": sum(count for i, count in agent.over_budget.items() if i >= first),
             "last_run_at": format_timestamp(int(agent.last_ts * 1_000_000_000)) if agent.last_ts else None,
             "activity": [agent.buckets[i].runs if i in agent.buckets else 0
                          for i in range(first, first + self.buckets)],
@@ -461,7 +493,7 @@ class AgentStats:
             "agent": key[0], "service": key[1], "running": running, "runs": 0, "failures": 0,
             "success_rate": None, "duration_ms": {"p50": None, "p95": None, "samples": 0},
             "tokens": {"input": 0, "output": 0}, "cost_usd": 0.0, "cost_status": None,
-            "last_error": None, "last_run_at": None,
+            "last_error": None, "over_budget_runs": 0, "last_run_at": None,
             "activity": [0] * self.buckets, "failures_activity": [0] * self.buckets,
         }
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from otel_dashboard.model.events import (
@@ -33,7 +33,7 @@ from otel_dashboard.model.events import (
     QualityThresholds,
     format_timestamp,
 )
-from otel_dashboard.model.guardrails import Guardrails
+from otel_dashboard.model.guardrails import Budget, Guardrails
 from otel_dashboard.model.limits import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_SNAPSHOT_BYTES,
@@ -55,6 +55,7 @@ from otel_dashboard.state.cluster import (
 )
 from otel_dashboard.state.derived import DerivedState
 from otel_dashboard.state.direct_api import DirectApi
+from otel_dashboard.state.guardrails import StateBudgets
 from otel_dashboard.state.history import HistoryReads
 from otel_dashboard.state.metric_usage import MetricUsage, merge_entry, merge_totals
 from otel_dashboard.state.rebuild import rebuild_from_store
@@ -140,7 +141,7 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
-class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlags):
+class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlags, StateBudgets):
     """Event history, metrics, running agents and opportunities; the in-process event bus.
 
     All methods are thread-safe. :meth:`publish` is the one way in: the span processor, the
@@ -176,6 +177,12 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
         usage_window_seconds: the rolling window of the per-agent usage (:meth:`get_agent_stats`)
             and of the metrics' ``window_*`` fields: a multiple of 60 between 60 and 604800 (7 days),
             in 60 buckets; 3600 (one hour, minute buckets) by default.
+        budgets: budgets on the runs (``docs/guardrails.md``, "Budgets"): a
+            :class:`~otel_dashboard.model.guardrails.Guardrails` (its loop thresholds too, e.g.
+            from :func:`~otel_dashboard.model.guardrails.load_guardrails`) or a list of
+            :class:`~otel_dashboard.model.guardrails.Budget`; None: no budget. An ``"agent"``
+            budget without its own window uses ``usage_window_seconds``. :meth:`set_guardrails`
+            changes them later.
 
     The caps and what they did are in :attr:`limits` (its counters are in :meth:`get_counters`).
 
@@ -183,6 +190,7 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
         ValueError: a bound that is not a positive integer, or a non-positive stall threshold, or a
             byte cap below its minimum (see :class:`~otel_dashboard.model.limits.Limits`), or a
             ``usage_window_seconds`` that is not a multiple of 60 in its range.
+        GuardrailsConfigError: a bad budget (a ValueError naming the setting).
     """
 
     def __init__(
@@ -202,6 +210,7 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
         usage_window_seconds: int = DEFAULT_WINDOW_SECONDS,
+        budgets: Guardrails | Sequence[Budget] | None = None,
     ) -> None:
         _positive_int("max_history", max_history)
         self.limits = Limits(
@@ -241,6 +250,8 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
         self._runs = OpenRuns(max_open_runs=_positive_int("max_open_runs", max_open_runs))
         self._derived.open_runs = self._runs  # an accepted completion closes its run (derived.apply)
         window = _usage_window(usage_window_seconds)
+        self._budget_window_seconds = window
+        self.set_guardrails(budgets)  # checked before anything is built on it
         self._derived.agent_stats = AgentStats(window_seconds=window,
                                                bucket_seconds=window // DEFAULT_BUCKETS)
         self._derived.agent_graph = AgentGraph(window_seconds=window,
@@ -302,12 +313,17 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
             # A cluster numbers events once for every replica: the event comes back, numbered,
             # through accept_sequenced (registration on first sight included).
             sequencer.submit(event)
+            if self._budget_tracker is not None:
+                with self._lock:  # the replica that received a completion is the one that counts it
+                    self._budgets_on_event(event)
             return event
         with self._lock:
             agent_id = first_sight_agent_id(event)
             if agent_id and agent_id not in self._derived.known_agents:
                 self._accept(first_sight_registration(event, agent_id))
             self._accept(event)
+            if self._budget_tracker is not None:
+                self._budgets_on_event(event)  # after the event: a crossing it makes comes next
         return event
 
     def publish_many(self, events: Iterable[DashboardEvent]) -> None:
@@ -329,10 +345,15 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
             submit = sequencer.submit  # numbered by the cluster, as in publish
             for event in events:
                 submit(event)
+            if self._budget_tracker is not None:
+                with self._lock:
+                    for event in events:
+                        self._budgets_on_event(event)
             return
         take = self._take
         failed: Exception | None = None
         with self._lock:
+            on_budgets = self._budgets_on_event if self._budget_tracker is not None else None
             known_agents = self._derived.known_agents  # import_derived may replace it, under the lock
             for event in events:
                 try:
@@ -342,6 +363,8 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
                     # _accept inlined: this loop runs for every event the span processor maps.
                     self._seq = event.seq = self._seq + 1
                     take(event)
+                    if on_budgets is not None:
+                        on_budgets(event)
                 except Exception as exc:
                     failed = failed or exc
         if failed is not None:
@@ -384,8 +407,10 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
     def emit_metrics_if_changed(self) -> DashboardEvent | None:
         """Publish ``metrics_updated`` if anything changed since the last one (the server's timer
         calls this, which is what throttles it)."""
-        # The timer also gives up on the spans that exception logs waited for too long (their errors).
+        # The timer also gives up on the spans that exception logs waited for too long (their errors),
+        # and checks the budgets the clock crosses (durations, agent windows).
         self._publish_log_failures(self.traces.expire_pending())
+        self._budgets_tick()
         with self._lock:
             version = self._derived.version
             moving = self._moving_metrics()
@@ -432,7 +457,9 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
         ``max_open_runs`` (least recently updated evicted); strings cut as an event's
         (``max_string_bytes``). Only this state takes them: in a
         cluster, progress stays on the replica that received it (completions reach every replica).
-        Never raises: a failure is logged.
+        With budgets (:meth:`set_guardrails`), each run taken is checked against them and gets
+        ``over_budget`` (the kinds of the run budgets it crossed; ``[]`` without); a crossing is
+        published after the run subscribers were told. Never raises: a failure is logged.
         """
         try:
             bound = self._bound_data
@@ -440,6 +467,7 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
             runs = [bound(run) if type(run) is dict else run for run in runs]
             with self._lock:
                 taken = self._runs.update(runs)
+                crossings = self._budgets_on_runs(taken) if taken else []  # sets over_budget
                 derived = self._derived
                 if taken and derived.lost_agents:
                     # Progress naming a run unknown since a restart: its sender is still at work.
@@ -456,6 +484,8 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
                         except Exception:
                             self._subscriber_errors += 1
                             logger.exception("dashboard run subscriber %r failed", subscriber)
+                if crossings:
+                    self._publish_crossings(crossings, refresh=False)
         except Exception:  # the span worker and the ingest handler must not fail on progress
             logger.exception("updating %d runs failed", len(runs) if isinstance(runs, list) else -1)
 
@@ -577,6 +607,8 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
             else:
                 entries = [merge_entry(entry, None) for entry in entries]
             totals = merge_totals(stats.totals(), usage.totals())
+        for entry in entries:  # an agent seen only in the metrics has no budget figures
+            entry.setdefault("over_budget_runs", 0)
         totals["running"] = len(open_runs)
         return {
             "window_seconds": stats.window_seconds,
