@@ -27,7 +27,8 @@ WINDOW_KEYS = ("window_seconds", "window_runs", "window_failed_runs", "window_er
                "window_tokens_input", "window_tokens_output", "window_cost_usd", "window_cost_status")
 AGENT_KEYS = {"agent", "service", "running", "runs", "failures", "success_rate", "duration_ms", "tokens",
               "cost_usd", "cost_status", "last_error", "last_run_at", "activity", "failures_activity",
-              "sources", "metrics"}  # the last two: where the figures came from (tests/test_otlp_metrics.py)
+              "sources", "metrics",  # where the figures came from (tests/test_otlp_metrics.py)
+              "over_budget_runs"}  # runs of the window over a run budget (tests/test_budgets.py)
 
 
 def rid(n: int) -> str:
