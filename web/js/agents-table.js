@@ -3,9 +3,11 @@
 // activity), and the runs open now from the page's live model. Sortable by its column headers;
 // a row opens the agent view (#agent=<name>&service=<svc>). Rows are keyed by agent and service
 // and updated in place. Fetched on (re)connect, every 5 s while live and visible, and at most once
-// a second while runs start and end; frozen (and dimmed) while disconnected. Text only.
+// a second while runs start and end; frozen (and dimmed) while disconnected. Text only. The Failed
+// cell carries a small "N over budget" line when runs of the window crossed a run budget
+// (over_budget_runs, docs/guardrails.md).
 
-import { $, el, parseTime, txt } from "./util.js";
+import { $, el, intFormat, parseTime, txt } from "./util.js";
 import { model } from "./store.js";
 import { isLive } from "./liveness.js";
 import { openRoute } from "./router.js";
@@ -182,6 +184,20 @@ function setCell(td, text, title) {
   if (td.title !== title) td.title = title;
 }
 
+/** The Failed cell: the count, and under it a small mark for the runs over a run budget. */
+function setFailures(td, figure, stats) {
+  const n = stats && typeof stats.over_budget_runs === "number" && stats.over_budget_runs > 0 ? Math.round(stats.over_budget_runs) : 0;
+  const mark = n ? `${intFormat.format(n)} over budget` : "";
+  const sig = `${figure.text}\u0000${mark}`;
+  if (td._sig !== sig) {
+    td._sig = sig;
+    td.replaceChildren(figure.text); // a text node
+    if (mark) td.appendChild(el("span", "at-over-budget", mark));
+  }
+  const title = n ? `${figure.title}\n${mark}: runs of the window that crossed a run budget` : figure.title;
+  if (td.title !== title) td.title = title;
+}
+
 /** A cell of two lines (p50 over p95, tokens in over out). */
 function setPair(td, top, bottom, title) {
   const [l1, l2] = td.children;
@@ -196,7 +212,7 @@ function updateRow(tr, data) {
   setCell(c.running, String(data.running), `${data.running} running now`);
   tr.classList.toggle("is-running", data.running > 0);
   setCell(c.runs, f.runs.text, f.runs.title);
-  setCell(c.failures, f.failures.text, f.failures.title);
+  setFailures(c.failures, f.failures, data.stats);
   c.failures.classList.toggle("has-failures", Boolean(data.stats && data.stats.failures > 0));
   setCell(c.success, f.success.text, f.success.title);
   setPair(c.duration, f.p50.text, f.p95.text === "–" ? "" : `p95 ${f.p95.text}`, f.duration.title);
