@@ -78,28 +78,21 @@ def agent(
     unchanged. See :class:`SpanScope` for cancellation and generators closed early. Under suppressed
     instrumentation (``opentelemetry.context``'s suppression key set) a call makes no span.
 
-    Stopping (``docs/guardrails.md``): with ``stop_on_budget=True``, once the dashboard flags a run
-    of this agent (a run budget crossed, or "Stop run" on the page), the run's next decorated step
-    (a ``@tool``, a ``@synthesis`` or a nested ``@agent``, in its own code or in runs it started)
-    raises :class:`~instrumentation.guard.BudgetExceeded` before the step starts, so the run
-    unwinds and ends failed. The flags are known to the dashboard's span processor, which registers
-    the check (:mod:`instrumentation.guard`); without one, nothing is checked. A decorated nested
-    agent is itself a step: it raises the same way when a run around it is flagged to stop.
-
     Args:
         func: The callable to decorate (bare form only).
         name: ``gen_ai.agent.name``; defaults to the callable's qualified name (``Class.method``).
         agent_id: ``gen_ai.agent.id``; defaults to the name.
         description: ``gen_ai.agent.description``.
         task_description: A fixed task description for every run.
-        stop_on_budget: stop a flagged run of this agent at its next decorated step (above).
+        stop_on_budget: once the dashboard flags a run of this agent (a run budget crossed, "Stop
+            run"), its next decorated step (tool, synthesis, nested agent, in it or its sub-runs)
+            raises :class:`~instrumentation.guard.BudgetExceeded` before it starts (``guard.py``).
 
     Returns:
         The wrapped callable (bare form), or a decorator.
 
     Raises:
-        ValueError: if ``name``/``agent_id`` is empty, an option is not a string, or
-            ``stop_on_budget`` is not a bool.
+        ValueError: if ``name``/``agent_id`` is empty or an option has the wrong type.
         TypeError: if what is decorated is not callable (e.g. ``@agent("name")``).
     """
     name = optional_non_empty_str(name, "name")
@@ -142,8 +135,7 @@ def tool(
     Usable bare (``@tool``) or with options (``@tool(name="search")``). The span carries
     ``gen_ai.operation.name="execute_tool"``, ``gen_ai.tool.name``, ``gen_ai.tool.description`` (if
     given) and ``otel_dashboard.span.kind="tool"``. Arguments and results are not recorded. Outcome
-    rules are those of :func:`agent`; a call inside a run flagged to stop raises
-    :class:`~instrumentation.guard.BudgetExceeded` instead of running (see :func:`agent`).
+    rules are those of :func:`agent`, stopping included.
 
     Args:
         func: The callable to decorate (bare form only).

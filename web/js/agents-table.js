@@ -3,15 +3,13 @@
 // activity), and the runs open now from the page's live model. Sortable by its column headers;
 // a row opens the agent view (#agent=<name>&service=<svc>). Rows are keyed by agent and service
 // and updated in place. Fetched on (re)connect, every 5 s while live and visible, and at most once
-// a second while runs start and end; frozen (and dimmed) while disconnected. Text only. The Failed
-// cell carries a small "N over budget" line when runs of the window crossed a run budget
-// (over_budget_runs, docs/guardrails.md).
+// a second while runs start and end; frozen (and dimmed) while disconnected. Text only.
 
-import { $, el, intFormat, parseTime, txt } from "./util.js";
+import { $, el, parseTime, txt } from "./util.js";
 import { model } from "./store.js";
 import { isLive } from "./liveness.js";
 import { openRoute } from "./router.js";
-import { agentKey, figureTexts, liveByAgent, windowText } from "./agent-figures.js";
+import { agentKey, figureTexts, liveByAgent, setFailures, windowText } from "./agent-figures.js";
 import { renderAgentView, shownAgent, tickAgentView, updateAgentView } from "./agent-view.js";
 
 const REFRESH_MS = 5000; // a fetch this often while live and visible
@@ -181,20 +179,6 @@ function makeRow(data) {
 
 function setCell(td, text, title) {
   if (td.textContent !== text) td.textContent = text;
-  if (td.title !== title) td.title = title;
-}
-
-/** The Failed cell: the count, and under it a small mark for the runs over a run budget. */
-function setFailures(td, figure, stats) {
-  const n = stats && typeof stats.over_budget_runs === "number" && stats.over_budget_runs > 0 ? Math.round(stats.over_budget_runs) : 0;
-  const mark = n ? `${intFormat.format(n)} over budget` : "";
-  const sig = `${figure.text}\u0000${mark}`;
-  if (td._sig !== sig) {
-    td._sig = sig;
-    td.replaceChildren(figure.text); // a text node
-    if (mark) td.appendChild(el("span", "at-over-budget", mark));
-  }
-  const title = n ? `${figure.title}\n${mark}: runs of the window that crossed a run budget` : figure.title;
   if (td.title !== title) td.title = title;
 }
 

@@ -4,8 +4,8 @@
 // started and how long it ran (ticking while it runs), what it is doing now, its figures (model
 // calls, tool calls per tool, tokens, cost), its error, its parent and sub-runs (links), and the
 // trace waterfall of its trace. A running run shows its guardrail marks ("over budget", "stop
-// requested") and, when the page is logged in to a server with a token (GET api/auth), a "Stop run"
-// button: POST api/runs/<id>/stop flags it (docs/guardrails.md), and the answer is shown under it.
+// requested") and, when the page is logged in to a server with a token, a "Stop run" button
+// (run-stop.js).
 //
 // Where the run comes from, first found first: the running runs (model.agents and model.runs,
 // through runningEntries()), the runs unknown since a restart, the events the page holds
@@ -16,7 +16,8 @@
 import { $, el, fmtClock, fmtDurationMs, isObject, kvRow, num, parseTime, txt } from "./util.js";
 import { model } from "./store.js";
 import { openPanel, setBadge } from "./detail.js";
-import { flagBadges, hasRunFigures, runBreakdown, stepText } from "./runs.js";
+import { flagsRow, hasRunFigures, runBreakdown, stepText } from "./runs.js";
+import { drawStop, makeStopControls, openStop, stopKey } from "./run-stop.js";
 import { heldChildren, heldRun, holdEvent } from "./held.js";
 import { pageNow, runningEntries } from "./agents.js";
 import { renderTraceView } from "./trace-view.js";
@@ -39,75 +40,18 @@ const view = {
   fetchError: "",
   controller: null,
   clock: null, // {startMs, endMs, live}: what the elapsed line shows
-  stopping: false, // a stop request is on its way
-  stopAnswer: null, // {text, error}: what the server answered the last stop request
 };
-
-// Whether this page may stop runs: the server has a token and the page is logged in with it
-// (GET api/auth). Asked again each time the run view opens: a login may have happened since.
-const stopAuth = { state: "unknown" }; // unknown | checking | allowed | denied
 
 /** Open the run view on a run (the router calls it for #run=<id>). */
 export function openRunView(runId) {
   if (view.controller) view.controller.abort();
-  Object.assign(view, {
-    runId, key: "", traceId: null, fetch: "idle", fetchError: "", controller: null, clock: null,
-    stopping: false, stopAnswer: null,
-  });
+  Object.assign(view, { runId, key: "", traceId: null, fetch: "idle", fetchError: "", controller: null, clock: null });
   openPanel({ kind: "run", title: "Run", route: { run: runId }, build(body) { view.els = skeleton(body); } });
-  stopAuth.state = "unknown";
-  checkStopAllowed();
-  updateRunView();
-}
-
-function checkStopAllowed() {
-  if (stopAuth.state !== "unknown") return;
-  stopAuth.state = "checking";
-  fetch("api/auth", { cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json" } })
-    .then((res) => (res.ok ? res.json() : null))
-    .then((body) => {
-      const allowed = isObject(body) && body.auth_required === true && body.authenticated === true;
-      stopAuth.state = allowed ? "allowed" : "denied";
-    })
-    .catch(() => {
-      stopAuth.state = "denied";
-    })
-    .finally(() => {
-      view.key = "";
-      updateRunView();
-    });
-}
-
-async function requestStop() {
-  const id = view.runId;
-  if (!id || view.stopping) return;
-  view.stopping = true;
-  view.stopAnswer = null;
-  view.key = "";
-  updateRunView();
-  let answer;
-  try {
-    const res = await fetch(`api/runs/${encodeURIComponent(id)}/stop`, {
-      method: "POST", cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json" },
-    });
-    const body = await res.json().catch(() => ({}));
-    const error = isObject(body) && typeof body.error === "string" ? txt(body.error, 200) : "";
-    if (res.ok) {
-      answer = {
-        text: isObject(body) && body.flagged === false ? "This run was flagged to stop already."
-          : "Stop requested: the run stops at its next decorated step if it opted in (stop_on_budget).",
-        error: false,
-      };
-    } else {
-      answer = { text: `The server refused to stop the run (HTTP ${res.status})${error ? `: ${error}` : ""}.`, error: true };
-    }
-  } catch {
-    answer = { text: "The server cannot be reached. Try again in a moment.", error: true };
-  }
-  if (view.runId !== id) return; // another run opened meanwhile
-  view.stopping = false;
-  view.stopAnswer = answer;
-  view.key = "";
+  openStop(runId, () => {
+    if (view.runId !== runId) return;
+    view.key = "";
+    updateRunView();
+  });
   updateRunView();
 }
 
@@ -126,24 +70,17 @@ function skeleton(body) {
   openTrace.addEventListener("click", () => {
     if (view.traceId) openRoute(traceRoute(view.traceId));
   });
-  const stopButton = el("button", "button run-view-stop", "Stop run");
-  stopButton.type = "button";
-  stopButton.hidden = true;
-  stopButton.title = "Flag this run to stop: its next decorated step raises BudgetExceeded in the agent's code, if it opted in";
-  stopButton.addEventListener("click", requestStop);
-  const stopAnswer = el("p", "run-view-stop-answer");
-  stopAnswer.setAttribute("role", "status");
-  stopAnswer.hidden = true;
+  const stopControls = makeStopControls();
   const status = el("p", "detail-message run-view-status");
   status.setAttribute("role", "status");
   const summary = el("dl", "kv-list run-view-summary");
-  body.append(openTrace, stopButton, stopAnswer, status, summary);
+  body.append(openTrace, stopControls.button, stopControls.answer, status, summary);
   const figures = el("dl", "kv-list run-view-figures");
   const error = el("dl", "kv-list run-view-error");
   const related = el("ul", "run-view-related");
   const trace = el("div", "trace-view");
   return {
-    openTrace, stopButton, stopAnswer, status, summary, figures, error, related, trace,
+    openTrace, stopControls, status, summary, figures, error, related, trace,
     figuresBox: section(body, "Figures", figures),
     errorBox: section(body, "Error", error),
     relatedBox: section(body, "Related runs", related),
@@ -317,7 +254,7 @@ function draw(run) {
   const key = JSON.stringify([status, run && {
     s: run.status, i: run.info, f: run.figures, e: run.errors.map((e) => e.seq), st: run.step, t: run.traceId,
     p: run.parentId, c: childrenOf(view.runId).map((c) => [c.runId, c.status]), u: run.unknownSince,
-  }, stopAuth.state, view.stopping, view.stopAnswer]);
+  }, stopKey()]);
   if (key === view.key) {
     tickRunView();
     return;
@@ -332,7 +269,7 @@ function draw(run) {
   els.summary.replaceChildren();
   els.elapsed = null;
   view.clock = run ? run.clock : null;
-  drawStop(run);
+  drawStop(view.els.stopControls, run);
   for (const box of [els.figuresBox, els.errorBox, els.relatedBox, els.traceBox]) box.hidden = !run;
   if (!run) {
     kvRow(els.summary, "run id", view.runId, { mono: true });
@@ -364,15 +301,7 @@ function drawSummary(run) {
   }
   list.appendChild(dd);
   kvRow(list, "outcome", run.status);
-  const flags = flagBadges(info);
-  if (flags.length) {
-    list.appendChild(el("dt", null, "guardrails"));
-    const box = el("dd");
-    const badges = el("span", "run-flags run-view-flags");
-    badges.append(...flags);
-    box.appendChild(badges);
-    list.appendChild(box);
-  }
+  flagsRow(list, info);
   if (info.service_name) kvRow(list, "service", txt(info.service_name, 120));
   if (info.task_description) kvRow(list, "task", txt(info.task_description, 500));
   kvRow(list, "run id", view.runId, { mono: true });
@@ -388,21 +317,6 @@ function drawSummary(run) {
   view.els.elapsed = spans[spans.length - 1];
   view.els.elapsed.classList.add("run-view-elapsed");
   if (live) kvRow(list, "now", run.step || "running");
-}
-
-/** The "Stop run" button: a running run not flagged yet, on a page logged in to a server with a token. */
-function drawStop(run) {
-  const { stopButton, stopAnswer } = view.els;
-  const live = Boolean(run) && (run.status === "running" || run.status === "stalled");
-  const flagged = Boolean(run) && isObject(run.info.stop);
-  const sent = Boolean(view.stopAnswer) && !view.stopAnswer.error;
-  stopButton.hidden = !(live && stopAuth.state === "allowed" && !flagged && !sent);
-  stopButton.disabled = view.stopping;
-  stopButton.textContent = view.stopping ? "Stopping…" : "Stop run";
-  const answer = view.stopAnswer;
-  stopAnswer.hidden = !answer;
-  stopAnswer.textContent = answer ? answer.text : "";
-  stopAnswer.classList.toggle("is-error", Boolean(answer && answer.error));
 }
 
 function drawError(run) {

@@ -132,6 +132,18 @@ export function flagBadges(run) {
   });
 }
 
+/** The run view's "guardrails" row (the marks as badges), when the run has any. */
+export function flagsRow(list, run) {
+  const flags = flagBadges(run);
+  if (!flags.length) return;
+  list.appendChild(el("dt", null, "guardrails"));
+  const dd = el("dd");
+  const badges = el("span", "run-flags run-view-flags");
+  badges.append(...flags);
+  dd.appendChild(badges);
+  list.appendChild(dd);
+}
+
 // ---------------------------------------------------------------------------------- live rows
 
 /**
