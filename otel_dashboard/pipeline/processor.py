@@ -290,6 +290,8 @@ class DashboardSpanProcessor(SpanProcessor):
         # Stopping a flagged run (instrumentation/guard.py): asked on the agents' threads before
         # each decorated step, so it only reads dicts.
         self._stop_on_budget = stop_on_budget
+        run_flag = getattr(state, "run_flag", None)
+        self._run_flag: Callable[[str], Any] | None = run_flag if callable(run_flag) else None
         self._guard_handle: GuardHandle | None = register_step_guard(self._stop_request)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
@@ -465,10 +467,8 @@ class DashboardSpanProcessor(SpanProcessor):
                 local = getattr(self, "_local_flags", None)  # the remote budget tracker's crossings
                 if local:
                     flag = local.get(run_id)
-        else:
-            run_flag = getattr(self._state, "run_flag", None)
-            if run_flag is not None:
-                flag = run_flag(run_id)
+        elif self._run_flag is not None:
+            flag = self._run_flag(run_id)
         if not flag:
             return None
         return StopRequest(str(flag.get("reason") or "run flagged to stop"), str(flag.get("kind") or "user"),
