@@ -17,6 +17,10 @@ recorded and instrumented code runs as if undecorated. Usage::
         record_quality_score(92.5)
         return summarise(hits)
 
+A run can be stopped from inside: ``@agent(stop_on_budget=True)`` makes the next decorated step
+of a run the dashboard flagged (a budget crossed, "Stop run") raise :class:`BudgetExceeded`
+(``docs/guardrails.md``, :mod:`instrumentation.guard`).
+
 Environment:
     ``OTEL_DASHBOARD_HIDE_INPUTS=true`` keeps call arguments out of spans: an agent's task
     description is then only ever the explicit ``task_description=``.
@@ -25,10 +29,12 @@ See ``docs/instrumentation.md`` for the span names and attributes produced.
 """
 
 from instrumentation.decorators import agent, synthesis, tool
+from instrumentation.guard import BudgetExceeded
 from instrumentation.records import record_opportunity, record_quality_score, register_agent
 from instrumentation.spans import agent_span, synthesis_span, tool_span
 
 __all__ = [
+    "BudgetExceeded",
     "agent",
     "agent_span",
     "record_opportunity",

@@ -26,6 +26,7 @@ from opentelemetry.util.types import AttributeValue
 from instrumentation import semconv
 from instrumentation._serialize import safe_str
 from instrumentation._suppression import suppressed
+from instrumentation.guard import check_step, with_run
 
 TRACER_NAME: Final = "otel_dashboard.instrumentation"
 """Instrumentation scope name of every span this package starts."""
@@ -47,12 +48,15 @@ class SpanSpec:
         agent_name: Set for agent spans: the span is then also the "current agent" for the code it
             runs (see :func:`current_agent`).
         on_result: Called with the span and the body's result on success, to add result attributes.
+        stop_on_budget: For agent spans: a flagged run of this agent stops at its next decorated
+            step (:mod:`instrumentation.guard`).
     """
 
     name: str
     attributes: Mapping[str, AttributeValue]
     agent_name: str | None = None
     on_result: Callable[[Span, object], None] | None = None
+    stop_on_budget: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,9 @@ class SpanScope:
 
     The exception itself always propagates unchanged. A scope can be entered once.
 
+    Entering raises :class:`~instrumentation.guard.BudgetExceeded`, before any span starts, when a
+    run enclosing this step is flagged to stop and its stop is enabled (:mod:`instrumentation.guard`).
+
     When instrumentation is suppressed in the context the scope is entered in (the SDK does so while
     exporting; so does contrib's ``suppress_instrumentation()``), it starts no span, makes nothing
     current, and its ``as`` target is ``trace.INVALID_SPAN``: the body runs as if not instrumented.
@@ -167,6 +174,9 @@ class SpanScope:
         parent = context_api.get_current()
         if spec is None or suppressed(parent):
             return trace.INVALID_SPAN  # and no span to end: _span stays None
+        # A step of a run flagged to stop raises BudgetExceeded here, before its span starts: the
+        # step never ran, and the agent's own code unwinds from it.
+        check_step(parent)
         try:
             span = get_tracer().start_span(
                 spec.name,
@@ -184,6 +194,9 @@ class SpanScope:
         ctx = trace.set_span_in_context(span, parent)
         if spec.agent_name is not None:
             ctx = context_api.set_value(_AGENT_KEY, AgentRef(spec.agent_name, span), ctx)
+            span_id = span.get_span_context().span_id
+            if span_id:  # a real span (not INVALID_SPAN): its id is the run id the dashboard flags
+                ctx = with_run(ctx, format(span_id, "016x"), spec.stop_on_budget)
         self._span, self._context = span, ctx
         if self._activate:
             self._token = context_api.attach(ctx)

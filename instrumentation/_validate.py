@@ -46,3 +46,10 @@ def string(value: object, argument: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{argument} must be a string, got {render(value)!s}")
     return value
+
+
+def check_bool(value: object, argument: str) -> bool:
+    """Returns ``value`` if it is a bool, else raises ``ValueError``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{argument} must be True or False, got {render(value)!s}")
+    return value

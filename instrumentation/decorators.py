@@ -19,7 +19,7 @@ from instrumentation._config import hide_inputs
 from instrumentation._serialize import render
 from instrumentation._span import SpanScope, SpanSpec
 from instrumentation._suppression import suppressed
-from instrumentation._validate import optional_non_empty_str, optional_str
+from instrumentation._validate import check_bool, optional_non_empty_str, optional_str
 from instrumentation.spans import agent_spec, synthesis_spec, tool_spec
 
 __all__ = ["agent", "synthesis", "tool"]
@@ -47,6 +47,7 @@ def agent(
     agent_id: str | None = None,
     description: str | None = None,
     task_description: str | None = None,
+    stop_on_budget: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -58,6 +59,7 @@ def agent(
     agent_id: str | None = None,
     description: str | None = None,
     task_description: str | None = None,
+    stop_on_budget: bool = False,
 ) -> F | Callable[[F], F]:
     """Records each call of the decorated callable as one agent run (span ``invoke_agent {name}``).
 
@@ -82,18 +84,22 @@ def agent(
         agent_id: ``gen_ai.agent.id``; defaults to the name.
         description: ``gen_ai.agent.description``.
         task_description: A fixed task description for every run.
+        stop_on_budget: once the dashboard flags a run of this agent (a run budget crossed, "Stop
+            run"), its next decorated step (tool, synthesis, nested agent, in it or its sub-runs)
+            raises :class:`~instrumentation.guard.BudgetExceeded` before it starts (``guard.py``).
 
     Returns:
         The wrapped callable (bare form), or a decorator.
 
     Raises:
-        ValueError: if ``name``/``agent_id`` is empty or an option is not a string.
+        ValueError: if ``name``/``agent_id`` is empty or an option has the wrong type.
         TypeError: if what is decorated is not callable (e.g. ``@agent("name")``).
     """
     name = optional_non_empty_str(name, "name")
     agent_id = optional_non_empty_str(agent_id, "agent_id")
     description = optional_str(description, "description")
     task_description = optional_str(task_description, "task_description")
+    stop_on_budget = check_bool(stop_on_budget, "stop_on_budget")
 
     def specs_for(fn: Callable[..., Any]) -> _MakeSpec:
         agent_name = name or _display_name(fn)
@@ -105,7 +111,8 @@ def agent(
                 value = first_argument.pick(args, kwargs)
                 if value is not _MISSING:
                     task = render(value)
-            return agent_spec(agent_name, agent_id=agent_id, description=description, task_description=task)
+            return agent_spec(agent_name, agent_id=agent_id, description=description, task_description=task,
+                              stop_on_budget=stop_on_budget)
 
         return make_spec
 
@@ -128,7 +135,7 @@ def tool(
     Usable bare (``@tool``) or with options (``@tool(name="search")``). The span carries
     ``gen_ai.operation.name="execute_tool"``, ``gen_ai.tool.name``, ``gen_ai.tool.description`` (if
     given) and ``otel_dashboard.span.kind="tool"``. Arguments and results are not recorded. Outcome
-    rules are those of :func:`agent`.
+    rules are those of :func:`agent`, stopping included.
 
     Args:
         func: The callable to decorate (bare form only).

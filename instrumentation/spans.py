@@ -16,7 +16,7 @@ from opentelemetry.util.types import AttributeValue
 
 from instrumentation import semconv
 from instrumentation._span import SpanScope, SpanSpec
-from instrumentation._validate import non_empty_str, optional_non_empty_str, optional_str
+from instrumentation._validate import check_bool, non_empty_str, optional_non_empty_str, optional_str
 
 __all__ = ["agent_span", "synthesis_span", "tool_span"]
 
@@ -27,6 +27,7 @@ def agent_span(
     agent_id: str | None = None,
     description: str | None = None,
     task_description: str | None = None,
+    stop_on_budget: bool = False,
 ) -> AbstractContextManager[Span]:
     """Runs the ``with`` block as one agent run: a span named ``invoke_agent {name}``.
 
@@ -40,12 +41,15 @@ def agent_span(
         agent_id: ``gen_ai.agent.id``; defaults to ``name``.
         description: ``gen_ai.agent.description``, omitted when not given.
         task_description: What this run was asked to do, omitted when not given.
+        stop_on_budget: when the dashboard flags this run (a budget crossed, "Stop run"), its next
+            decorated step raises :class:`~instrumentation.guard.BudgetExceeded` (see ``@agent``).
 
     Returns:
         A single-use context manager whose ``as`` target is the started :class:`Span`.
 
     Raises:
         ValueError: if ``name`` or ``agent_id`` is empty, or an option is not a string.
+        BudgetExceeded: on entering, when an enclosing run is flagged to stop (a nested run is a step).
     """
     return SpanScope(
         agent_spec(
@@ -53,6 +57,7 @@ def agent_span(
             agent_id=optional_non_empty_str(agent_id, "agent_id"),
             description=optional_str(description, "description"),
             task_description=optional_str(task_description, "task_description"),
+            stop_on_budget=check_bool(stop_on_budget, "stop_on_budget"),
         )
     )
 
@@ -101,6 +106,7 @@ def agent_spec(
     agent_id: str | None = None,
     description: str | None = None,
     task_description: str | None = None,
+    stop_on_budget: bool = False,
 ) -> SpanSpec:
     """Builds the span spec of one agent run (arguments already validated)."""
     attributes: dict[str, AttributeValue] = {
@@ -113,7 +119,9 @@ def agent_spec(
         attributes[semconv.GEN_AI_AGENT_DESCRIPTION] = description
     if task_description:
         attributes[semconv.TASK_DESCRIPTION] = task_description
-    return SpanSpec(f"{semconv.OPERATION_INVOKE_AGENT} {name}", attributes, agent_name=name)
+    return SpanSpec(
+        f"{semconv.OPERATION_INVOKE_AGENT} {name}", attributes, agent_name=name, stop_on_budget=stop_on_budget
+    )
 
 
 def tool_spec(name: str, *, description: str | None = None) -> SpanSpec:

@@ -32,8 +32,9 @@ QUIET = 0.3  # how long "nothing arrives" is watched for
 
 # --------------------------------------------------------------------------- helpers
 def delivered(run: dict[str, Any]) -> dict[str, Any]:
-    """A run state as the clients get it: the server adds the guardrails' fields (docs/guardrails.md)."""
-    return {**run, "over_budget": []}
+    """A run state as the clients get it: the state adds the guardrails' fields (``over_budget``,
+    ``stop``: docs/guardrails.md)."""
+    return {**run, "over_budget": [], "stop": None}
 
 
 def run_state(run_id: str, agent_name: str = "Researcher", **fields: Any) -> dict[str, Any]:

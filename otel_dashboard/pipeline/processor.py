@@ -38,6 +38,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from instrumentation._suppression import suppressing_context
+from instrumentation.guard import GuardHandle, StopRequest, register_step_guard
 from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds
 from otel_dashboard.model.guardrails import (
     Budget,
@@ -209,6 +210,13 @@ class DashboardSpanProcessor(SpanProcessor):
             (``state.set_guardrails``); with ``endpoint`` the processor keeps its own tracker, fed by
             its runs' progress and completions on the worker, and ships each ``BudgetExceeded``
             with its other events (a run over a run budget is also remembered: :meth:`flagged`).
+        stop_on_budget: stop every flagged run whose spans this processor sees, at its next
+            decorated step (:class:`~instrumentation.guard.BudgetExceeded` in the agent's code), as
+            if each agent had ``@agent(stop_on_budget=True)``; False: only the runs of such agents.
+            Either way the processor registers the check (:mod:`instrumentation.guard`) until
+            :meth:`shutdown`: in process it asks the state's flags (``state.run_flag``); remote,
+            the flags the server's answers named (``"stop_runs"``) and the processor's own run
+            budget crossings (``docs/guardrails.md``, "Stopping").
 
     Raises:
         ValueError: ``max_queue_size`` not a positive integer, ``state`` without ``publish``,
@@ -231,7 +239,10 @@ class DashboardSpanProcessor(SpanProcessor):
         prices: CostSource | None = None,
         loops: LoopThresholds | None = None,
         budgets: Guardrails | Sequence[Budget] | None = None,
+        stop_on_budget: bool = False,
     ) -> None:
+        if not isinstance(stop_on_budget, bool):
+            raise ValueError(f"stop_on_budget must be True or False, got {stop_on_budget!r}")
         if token is not None:
             from otel_dashboard.model.auth import bearer_headers
 
@@ -319,6 +330,12 @@ class DashboardSpanProcessor(SpanProcessor):
                 self._deliver_records = self._keep_records
                 self._record_starts = True
         self._errors = _RateLimitedLog(_ERROR_LOG_INTERVAL_SECONDS)
+        # Stopping a flagged run (instrumentation/guard.py): asked on the agents' threads before
+        # each decorated step, so it only reads dicts.
+        self._stop_on_budget = stop_on_budget
+        run_flag = getattr(state, "run_flag", None)
+        self._run_flag: Callable[[str], Any] | None = run_flag if callable(run_flag) else None
+        self._guard_handle: GuardHandle | None = register_step_guard(self._stop_request)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         self._post_shutdown_logged = False
@@ -484,7 +501,28 @@ class DashboardSpanProcessor(SpanProcessor):
             self._worker.join(max(deadline - time.monotonic(), 0))
         if self._sender is not None:
             self._sender.shutdown(_remaining_millis(deadline))
+        if self._guard_handle is not None:
+            self._guard_handle.unregister()
         _after_fork_processors.discard(self)
+
+    # ------------------------------------------------------------------ stopping flagged runs
+    def _stop_request(self, run_id: str) -> StopRequest | None:
+        """The step guard: the flag of ``run_id`` (in process: the state's; remote: the server's
+        answers, then the processor's own budget crossings), None when not flagged."""
+        flag: Any = None
+        sender = self._sender
+        if sender is not None:
+            flag = sender.stop_request(run_id)
+            if flag is None:
+                local = getattr(self, "_local_flags", None)  # the remote budget tracker's crossings
+                if local:
+                    flag = local.get(run_id)
+        elif self._run_flag is not None:
+            flag = self._run_flag(run_id)
+        if not flag:
+            return None
+        return StopRequest(str(flag.get("reason") or "run flagged to stop"), str(flag.get("kind") or "user"),
+                           self._stop_on_budget)
 
     # ------------------------------------------------------------------ the worker
     def _run(self) -> None:

@@ -42,6 +42,13 @@ Failures
     server has closed is reopened once at once, without counting a failure. Delivery is at least once:
     a request whose answer is lost is sent again.
 
+Stop requests
+    A 2xx answer may name runs the server flagged to stop (``"stop_runs": [{"run_id", "reason",
+    "kind"}]``: a run budget crossed, or "Stop run" on the page), among the runs the request spoke
+    of. The sender remembers them (bounded: the newest :data:`MAX_STOP_RUNS` run ids) for
+    :meth:`RemoteEventSender.stop_request`, which the processor's step guard asks
+    (:mod:`instrumentation.guard`).
+
 The thread runs with OpenTelemetry instrumentation suppressed, so an instrumented ``http.client``
 never traces the dashboard's own shipping.
 
@@ -73,7 +80,7 @@ from otel_dashboard.model.ingest import IngestError
 from otel_dashboard.model.run_records import MAX_RUNS_PER_REQUEST, copy_run, parse_run_records
 from otel_dashboard.pipeline.http_post import KeptAliveConnection
 
-__all__ = ["RemoteEventSender"]
+__all__ = ["MAX_STOP_RUNS", "RemoteEventSender"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +97,11 @@ _INITIAL_RETRY_DELAY_SECONDS = 0.1
 _DROP_LOG_INTERVAL_SECONDS = 10.0
 _EVENTS_PATH = "/api/events"
 _USER_AGENT = "otel-dashboard-remote"
+
+MAX_STOP_RUNS = 1000
+"""Run ids flagged to stop that the sender remembers at most (the oldest forgotten first)."""
+_MAX_STOP_TEXT_CHARS = 500
+_STOP_KINDS = frozenset({"budget", "user"})
 
 _OK = 0
 _RETRY = 1
@@ -167,6 +179,9 @@ class RemoteEventSender:
         self._next_drop_log = 0.0
         self._logged_rejection = False
         self._failing = False
+        # Runs the server said to stop, run id -> {"reason", "kind"}: written by the sender thread,
+        # read lock-free by the agents' threads (a dict lookup), oldest first.
+        self._stop_runs: dict[str, dict[str, str]] = {}
         self._init_worker_state()
         if hasattr(os, "register_at_fork"):
             weak_reinit = weakref.WeakMethod(self._at_fork_reinit)
@@ -236,6 +251,16 @@ class RemoteEventSender:
         """Run states dropped: queue full, after shutdown, invalid, refused by the server, or not
         delivered before shutdown's deadline (a state replaced by a newer one is not counted)."""
         return self._dropped_runs
+
+    def stop_request(self, run_id: str) -> dict[str, str] | None:
+        """``{"reason", "kind"}`` of a run the server's answers named to stop, None otherwise.
+        Lock-free; never raises."""
+        return self._stop_runs.get(run_id) if isinstance(run_id, str) else None
+
+    @property
+    def stop_runs(self) -> int:
+        """Runs the server named to stop, remembered now."""
+        return len(self._stop_runs)
 
     @property
     def queue_size(self) -> int:
@@ -585,10 +610,38 @@ class RemoteEventSender:
         if status is None:
             return _RETRY, answer.detail, None
         if 200 <= status < 300:
+            if b'"stop_runs"' in answer.payload:
+                self._note_stop_runs(answer.payload)
             return _OK, str(status), None
         if status == 429 or status >= 500:
             return _RETRY, answer.detail, answer.retry_after
         return _REJECTED, answer.detail, None
+
+
+    def _note_stop_runs(self, payload: bytes) -> None:
+        """Remember the ``"stop_runs"`` of an answer; anything malformed in it is skipped."""
+        try:
+            answer = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        named = answer.get("stop_runs") if isinstance(answer, dict) else None
+        if not isinstance(named, list):
+            return
+        stops = self._stop_runs
+        for item in named[:MAX_STOP_RUNS]:
+            if not isinstance(item, dict):
+                continue
+            run_id, reason, kind = item.get("run_id"), item.get("reason"), item.get("kind")
+            if not isinstance(run_id, str) or not 0 < len(run_id) <= 64 or run_id in stops:
+                continue
+            logger.info("The dashboard server asks to stop run %s: %s", run_id,
+                        str(reason)[:_MAX_STOP_TEXT_CHARS])
+            stops[run_id] = {
+                "reason": reason[:_MAX_STOP_TEXT_CHARS] if isinstance(reason, str) else "run flagged to stop",
+                "kind": kind if kind in _STOP_KINDS else "user",
+            }
+            while len(stops) > MAX_STOP_RUNS:
+                del stops[next(iter(stops))]
 
 
 # ---------------------------------------------------------------------------------- helpers

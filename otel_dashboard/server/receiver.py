@@ -12,10 +12,13 @@
     published in order, then the span records (and records derived from run events that came without
     their span) go to the state's trace store, then the batch's ``"runs"`` (the live state of open
     agent runs, checked by :mod:`otel_dashboard.model.run_records`) to ``state.update_runs``.
-    Answers: 200 ``{"accepted", "first_seq", "last_seq"}``, 400 naming the field (and ``index``, the
-    event's place in the batch), 413 over ``max_body_bytes`` or for an event whose data is over the
-    state's ``max_event_bytes`` once its strings are cut (named as a 400 is), 415 for a content type
-    other than ``application/json`` or a content coding other than ``identity``, 429 with
+    Answers: 200 ``{"accepted", "first_seq", "last_seq"}`` (plus ``"stop_runs": [{"run_id", "reason",
+    "kind"}]`` when runs the request speaks of, by the ``run_id``, ``parent_run_id`` or
+    ``root_run_id`` of its events and runs, are flagged to stop: how a remote processor learns of
+    a budget crossed or "Stop run" on the page, ``docs/guardrails.md``), 400 naming the field (and
+    ``index``, the event's place in the batch), 413 over ``max_body_bytes`` or for an event whose data
+    is over the state's ``max_event_bytes`` once its strings are cut (named as a 400 is), 415 for a
+    content type other than ``application/json`` or a content coding other than ``identity``, 429 with
     ``Retry-After`` over the per-address ingest rate (nothing accepted); 200 only once the events are
     committed to the store: 503 with ``Retry-After`` when a durable store does not confirm them within
     :data:`DURABLE_TIMEOUT_SECONDS` (the sender retries; delivery is at least once). On a cluster
@@ -121,7 +124,7 @@ async def ingest_events(request: web.Request) -> web.Response:
     broker = request.app.get(BROKER_KEY)
     if broker is not None:
         state.update_runs(runs)  # progress is not shared through Redis: this replica's clients only
-        return await _ingest_through_broker(broker, state, events, spans, server_health)
+        return await _ingest_through_broker(broker, state, events, spans, runs, server_health)
     for event in events:
         state.publish(event)
     _record_ingested_spans(state, events, spans)
@@ -133,16 +136,37 @@ async def ingest_events(request: web.Request) -> web.Response:
         server_health.count("ingest_not_durable_requests")
         return json_error(503, "the events were published but the store did not confirm them in time; "
                                "send them again", headers={"Retry-After": DURABLE_RETRY_AFTER})
-    return json_response({
+    return json_response(_with_stop_runs(state, events, runs, {
         "accepted": len(events),
         "first_seq": events[0].seq if events else None,
         "last_seq": events[-1].seq if events else None,
-    })
+    }))
+
+
+_RUN_ID_KEYS = ("run_id", "parent_run_id", "root_run_id")
+
+
+def _with_stop_runs(
+    state: DashboardState, events: list[DashboardEvent], runs: list[dict[str, Any]], answer: dict[str, Any]
+) -> dict[str, Any]:
+    """The answer with ``"stop_runs"``: the flagged runs among those the request speaks of."""
+    if not state.has_run_flags():  # the common case: nothing to look up
+        return answer
+    ids: list[Any] = []
+    for event in events:
+        data = event.data
+        ids.extend(data.get(key) for key in _RUN_ID_KEYS)
+    for run in runs:
+        ids.extend(run.get(key) for key in _RUN_ID_KEYS)
+    stop_runs = state.stop_runs_among(ids)
+    if stop_runs:
+        answer["stop_runs"] = stop_runs
+    return answer
 
 
 async def _ingest_through_broker(
     broker: RedisBroker, state: DashboardState, events: list[DashboardEvent],
-    spans: list[dict[str, Any]], server_health: ServerHealth,
+    spans: list[dict[str, Any]], runs: list[dict[str, Any]], server_health: ServerHealth,
 ) -> web.Response:
     """A cluster replica's ingest: 200 once Redis has numbered the events, or once they wait in the
     replica's buffer because Redis is unreachable (``"buffered": true``, no seqs yet)."""
@@ -154,12 +178,12 @@ async def _ingest_through_broker(
     _record_ingested_spans(state, events, spans)
     server_health.count("ingest_requests")
     server_health.count("ingested_events", len(events))
-    return json_response({
+    return json_response(_with_stop_runs(state, events, runs, {
         "accepted": len(events),
         "first_seq": seqs[0] if seqs else None,
         "last_seq": seqs[-1] if seqs else None,
         "buffered": seqs is None,
-    })
+    }))
 
 
 def _spans_of(body: bytes) -> list[dict[str, Any]]:

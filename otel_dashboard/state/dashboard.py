@@ -465,6 +465,7 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
             bound = self._bound_data
             # A run's strings (its task, its step, a tool's name) are bounded as an event's are.
             runs = [bound(run) if type(run) is dict else run for run in runs]
+            runs = self.with_stop_fields(runs)  # "stop": the run's flag or None (state/run_flags.py)
             with self._lock:
                 taken = self._runs.update(runs)
                 crossings = self._budgets_on_runs(taken) if taken else []  # sets over_budget

@@ -5,7 +5,7 @@
 
 import * as agentsModule from "./agents.js";
 import { model, startFromTimestamp } from "./store.js";
-import { fmtDurationMs, intFormat, isObject, num, parseTime, txt } from "./util.js";
+import { el, fmtDurationMs, intFormat, isObject, num, parseTime, txt } from "./util.js";
 import { costText } from "./runs.js";
 
 const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
@@ -108,4 +108,21 @@ export function liveByAgent() {
     byAgent.get(key).entries.push(entry);
   }
   return byAgent;
+}
+
+/**
+ * The agents table's Failed cell: the count, and under it a small "N over budget" line for the
+ * runs of the window that crossed a run budget (over_budget_runs, docs/guardrails.md).
+ */
+export function setFailures(td, figure, stats) {
+  const n = stats && typeof stats.over_budget_runs === "number" && stats.over_budget_runs > 0 ? Math.round(stats.over_budget_runs) : 0;
+  const mark = n ? `${intFormat.format(n)} over budget` : "";
+  const sig = `${figure.text}\u0000${mark}`;
+  if (td._sig !== sig) {
+    td._sig = sig;
+    td.replaceChildren(figure.text); // a text node
+    if (mark) td.appendChild(el("span", "at-over-budget", mark));
+  }
+  const title = n ? `${figure.title}\n${mark}: runs of the window that crossed a run budget` : figure.title;
+  if (td.title !== title) td.title = title;
 }

@@ -9,7 +9,7 @@ import { $, el, parseTime, txt } from "./util.js";
 import { model } from "./store.js";
 import { isLive } from "./liveness.js";
 import { openRoute } from "./router.js";
-import { agentKey, figureTexts, liveByAgent, windowText } from "./agent-figures.js";
+import { agentKey, figureTexts, liveByAgent, setFailures, windowText } from "./agent-figures.js";
 import { renderAgentView, shownAgent, tickAgentView, updateAgentView } from "./agent-view.js";
 
 const REFRESH_MS = 5000; // a fetch this often while live and visible
@@ -196,7 +196,7 @@ function updateRow(tr, data) {
   setCell(c.running, String(data.running), `${data.running} running now`);
   tr.classList.toggle("is-running", data.running > 0);
   setCell(c.runs, f.runs.text, f.runs.title);
-  setCell(c.failures, f.failures.text, f.failures.title);
+  setFailures(c.failures, f.failures, data.stats);
   c.failures.classList.toggle("has-failures", Boolean(data.stats && data.stats.failures > 0));
   setCell(c.success, f.success.text, f.success.title);
   setPair(c.duration, f.p50.text, f.p95.text === "–" ? "" : `p95 ${f.p95.text}`, f.duration.title);

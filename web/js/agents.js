@@ -13,7 +13,7 @@
 import { CONFIG } from "./config.js";
 import { $, el, fmtClock, fmtSpan, intFormat, pad2, parseTime, txt } from "./util.js";
 import { addAgent, dirty, model, startFromTimestamp } from "./store.js";
-import { makeRunDetails, updateRunDetails } from "./runs.js";
+import { flagBadges, makeRunDetails, updateRunDetails } from "./runs.js";
 import { isLive } from "./liveness.js";
 import { openRoute } from "./router.js";
 import { tickRunView, updateRunView } from "./run-view.js";
@@ -159,6 +159,8 @@ function makeAgentRow(entry) {
   const main = el("span", "agent-main");
   const head = el("span", "agent-head");
   head.appendChild(el("span", "agent-name", txt(base.agent_name || base.agent_id || "agent", 80)));
+  li._flags = el("span", "run-flags"); // "over budget", "stop requested" (runs.js runFlags)
+  head.appendChild(li._flags);
   main.appendChild(head);
   li._parent = el("span", "agent-parent");
   main.appendChild(li._parent);
@@ -193,6 +195,7 @@ function updateLive(row, entry) {
   if (row._run !== entry.run) {
     row._run = entry.run;
     updateRunDetails(row._live, entry.run);
+    row._flags.replaceChildren(...flagBadges(entry.run));
     row.classList.toggle("has-run", Boolean(entry.run));
   }
 }

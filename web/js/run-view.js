@@ -3,7 +3,9 @@
 // trace" button opens the trace page at the run's own span (once its trace id is known); then when it
 // started and how long it ran (ticking while it runs), what it is doing now, its figures (model
 // calls, tool calls per tool, tokens, cost), its error, its parent and sub-runs (links), and the
-// trace waterfall of its trace.
+// trace waterfall of its trace. A running run shows its guardrail marks ("over budget", "stop
+// requested") and, when the page is logged in to a server with a token, a "Stop run" button
+// (run-stop.js).
 //
 // Where the run comes from, first found first: the running runs (model.agents and model.runs,
 // through runningEntries()), the runs unknown since a restart, the events the page holds
@@ -14,7 +16,8 @@
 import { $, el, fmtClock, fmtDurationMs, isObject, kvRow, num, parseTime, txt } from "./util.js";
 import { model } from "./store.js";
 import { openPanel, setBadge } from "./detail.js";
-import { hasRunFigures, runBreakdown, stepText } from "./runs.js";
+import { flagsRow, hasRunFigures, runBreakdown, stepText } from "./runs.js";
+import { drawStop, makeStopControls, openStop, stopKey } from "./run-stop.js";
 import { heldChildren, heldRun, holdEvent } from "./held.js";
 import { pageNow, runningEntries } from "./agents.js";
 import { renderTraceView } from "./trace-view.js";
@@ -44,6 +47,11 @@ export function openRunView(runId) {
   if (view.controller) view.controller.abort();
   Object.assign(view, { runId, key: "", traceId: null, fetch: "idle", fetchError: "", controller: null, clock: null });
   openPanel({ kind: "run", title: "Run", route: { run: runId }, build(body) { view.els = skeleton(body); } });
+  openStop(runId, () => {
+    if (view.runId !== runId) return;
+    view.key = "";
+    updateRunView();
+  });
   updateRunView();
 }
 
@@ -62,16 +70,17 @@ function skeleton(body) {
   openTrace.addEventListener("click", () => {
     if (view.traceId) openRoute(traceRoute(view.traceId));
   });
+  const stopControls = makeStopControls();
   const status = el("p", "detail-message run-view-status");
   status.setAttribute("role", "status");
   const summary = el("dl", "kv-list run-view-summary");
-  body.append(openTrace, status, summary);
+  body.append(openTrace, stopControls.button, stopControls.answer, status, summary);
   const figures = el("dl", "kv-list run-view-figures");
   const error = el("dl", "kv-list run-view-error");
   const related = el("ul", "run-view-related");
   const trace = el("div", "trace-view");
   return {
-    openTrace, status, summary, figures, error, related, trace,
+    openTrace, stopControls, status, summary, figures, error, related, trace,
     figuresBox: section(body, "Figures", figures),
     errorBox: section(body, "Error", error),
     relatedBox: section(body, "Related runs", related),
@@ -245,7 +254,7 @@ function draw(run) {
   const key = JSON.stringify([status, run && {
     s: run.status, i: run.info, f: run.figures, e: run.errors.map((e) => e.seq), st: run.step, t: run.traceId,
     p: run.parentId, c: childrenOf(view.runId).map((c) => [c.runId, c.status]), u: run.unknownSince,
-  }]);
+  }, stopKey()]);
   if (key === view.key) {
     tickRunView();
     return;
@@ -260,6 +269,7 @@ function draw(run) {
   els.summary.replaceChildren();
   els.elapsed = null;
   view.clock = run ? run.clock : null;
+  drawStop(view.els.stopControls, run);
   for (const box of [els.figuresBox, els.errorBox, els.relatedBox, els.traceBox]) box.hidden = !run;
   if (!run) {
     kvRow(els.summary, "run id", view.runId, { mono: true });
@@ -291,6 +301,7 @@ function drawSummary(run) {
   }
   list.appendChild(dd);
   kvRow(list, "outcome", run.status);
+  flagsRow(list, info);
   if (info.service_name) kvRow(list, "service", txt(info.service_name, 120));
   if (info.task_description) kvRow(list, "task", txt(info.task_description, 500));
   kvRow(list, "run id", view.runId, { mono: true });

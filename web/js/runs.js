@@ -93,6 +93,57 @@ function modelNames(r) {
   return Array.isArray(r.models) ? r.models.slice(0, 20).map((m) => txt(m, 60)) : [];
 }
 
+// ---------------------------------------------------------------------------------- guardrails
+
+const BUDGET_KINDS = {
+  tokens: "tokens", cost_usd: "cost", duration_seconds: "duration", model_calls: "model calls", tool_calls: "tool calls",
+};
+
+/**
+ * The guardrail marks of a live run (docs/guardrails.md): "over budget" when its state lists the
+ * budget kinds it went over (over_budget), "stop requested" when it is flagged to stop (stop).
+ * Each: {cls, text, title}; none for a run without them (or from a server without guardrails).
+ */
+export function runFlags(run) {
+  const flags = [];
+  if (!isObject(run)) return flags;
+  const over = Array.isArray(run.over_budget) ? run.over_budget.filter((k) => typeof k === "string").slice(0, 5) : [];
+  if (over.length) {
+    const kinds = over.map((k) => (Object.hasOwn(BUDGET_KINDS, k) ? BUDGET_KINDS[k] : txt(k, 30)));
+    flags.push({ cls: "run-flag run-flag-over", text: "over budget", title: `Over its budget: ${kinds.join(", ")}` });
+  }
+  if (isObject(run.stop)) {
+    const who = run.stop.kind === "budget" ? "a budget crossed" : "requested on the dashboard";
+    const reason = typeof run.stop.reason === "string" ? txt(run.stop.reason, 300) : "";
+    flags.push({
+      cls: "run-flag run-flag-stop", text: "stop requested",
+      title: `Flagged to stop (${who})${reason ? `: ${reason}` : ""}. It stops at its next decorated step if it opted in (stop_on_budget).`,
+    });
+  }
+  return flags;
+}
+
+/** The marks of runFlags() as small badges (text only). */
+export function flagBadges(run) {
+  return runFlags(run).map((f) => {
+    const badge = el("span", f.cls, f.text);
+    badge.title = f.title;
+    return badge;
+  });
+}
+
+/** The run view's "guardrails" row (the marks as badges), when the run has any. */
+export function flagsRow(list, run) {
+  const flags = flagBadges(run);
+  if (!flags.length) return;
+  list.appendChild(el("dt", null, "guardrails"));
+  const dd = el("dd");
+  const badges = el("span", "run-flags run-view-flags");
+  badges.append(...flags);
+  dd.appendChild(badges);
+  list.appendChild(dd);
+}
+
 // ---------------------------------------------------------------------------------- live rows
 
 /**
