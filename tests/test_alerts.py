@@ -303,7 +303,7 @@ async def test_a_hung_webhook_never_blocks_ingest_and_overflow_is_counted(
         webhook = health["alerts"][0]
         assert webhook["last_error"] == "timed out after 0.3 s"
         assert webhook["queued"] == 1000 + 1  # the full queue, and the alert being tried
-        assert webhook["dropped"] + webhook["queued"] + webhook["failed"] == 1150
+        assert webhook["dropped"] + webhook["queued"] + webhook["failed"] == 1150, webhook
         assert webhook["dropped"] >= 149 and webhook["sent"] == 0
         assert SECRET not in orjson.dumps(health).decode()
     assert len(rx.hits) >= 2 and all(h.body["alert"]["run_id"] == f"{0:016x}" for h in rx.hits)

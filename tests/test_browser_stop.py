@@ -9,14 +9,14 @@ in the run view. Without a token configured the server answers the POST with 403
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import Console, ServerThread, agent_started
-from playwright.sync_api import Page, Route, expect
+from browser_support import Console, ServerThread, agent_completed, agent_started
+from playwright.sync_api import Page, expect
 
+from otel_dashboard.model.guardrails import Budget
 from otel_dashboard.server.security import SecurityConfig
 from otel_dashboard.state.dashboard import DashboardState
 
@@ -65,9 +65,12 @@ def test_no_button_without_a_token_and_the_server_refuses_with_403(
 ) -> None:
     console.allow(r"status of 40[34]")  # the browser logs the refused POST (and the untraced run's trace)
     server = start(servers)
+    server.state.set_guardrails([Budget(scope="run", limits={"tokens": 1000, "cost_usd": 0.001})])
     run_id = "aaaa0000bbbb1111"
     server.publish(agent_started("runaway", "Runaway", "Loop forever", run_id=run_id))
-    server.state.update_runs([live_run(run_id, over_budget=["tokens", "cost_usd"])])
+    # Over both budgets: the state's tracker marks the run (over_budget) and flags it (kind "budget").
+    server.state.update_runs([live_run(run_id, tokens={"input": 4000, "output": 1000, "total": 5000},
+                                       cost_usd=0.02, cost_status="priced")])
     open_run(page, server, run_id)
 
     # The over-budget mark, on the row and in the run view; no stop requested, no button.
@@ -83,7 +86,8 @@ def test_no_button_without_a_token_and_the_server_refuses_with_403(
         return [res.status, await res.json()];
     }""", run_id)
     assert answer == [403, {"error": "stopping runs needs a token (serve --token)"}]
-    assert server.state.run_flag(run_id) is None
+    flag = server.state.run_flag(run_id)
+    assert flag is not None and flag["kind"] == "budget"  # the budget's flag, not the refused request's
     expect(page.locator(".run-view-stop")).to_be_hidden()
     page.goto("about:blank")
 
@@ -99,17 +103,13 @@ def test_with_a_token_the_button_flags_the_run_and_the_marks_show(
     page.goto(f"{server.dashboard_url}?token={TOKEN}")  # logs in (the cookie)
     expect(page.locator("#conn-text")).to_have_text(CONNECTED)
 
-    # The agents table's Failed cell marks the runs of the window over a run budget. The budget
-    # tracker that counts them is another part of the issue; the server's answer is taken as it is
-    # and that one field added, so the page's side is tested here on its own.
-    def with_over_budget(route: Route) -> None:
-        response = route.fetch()
-        body = response.json()
-        for entry in body.get("agents", []):
-            entry["over_budget_runs"] = 2
-        route.fulfill(response=response, json=body)
-
-    page.route(re.compile(r"/api/agents(\?|$)"), with_over_budget)
+    # The agents table's Failed cell marks the runs of the window over a run budget: two finished
+    # runs of the agent went over the state's token budget (the tracker counts them at completion).
+    server.state.set_guardrails([Budget(scope="run", limits={"tokens": 1000})])
+    for n in (1, 2):
+        server.publish(agent_completed("runaway", "Runaway", "Loop forever", run_id=f"eeee0000ffff000{n}",
+                                       duration_ms=1000.0, success=True, service_name="tests",
+                                       tokens={"input": 4000, "output": 1000, "total": 5000}))
     open_run(page, server, run_id)
     button = page.locator(".run-view-stop")
     expect(button).to_be_visible()

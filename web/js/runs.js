@@ -112,7 +112,8 @@ export function runFlags(run) {
     const kinds = over.map((k) => (Object.hasOwn(BUDGET_KINDS, k) ? BUDGET_KINDS[k] : txt(k, 30)));
     flags.push({ cls: "run-flag run-flag-over", text: "over budget", title: `Over its budget: ${kinds.join(", ")}` });
   }
-  if (isObject(run.stop)) {
+  // A run over a run budget is flagged to stop too (kind "budget"): "over budget" already says so.
+  if (isObject(run.stop) && !(run.stop.kind === "budget" && over.length)) {
     const who = run.stop.kind === "budget" ? "a budget crossed" : "requested on the dashboard";
     const reason = typeof run.stop.reason === "string" ? txt(run.stop.reason, 300) : "";
     flags.push({
