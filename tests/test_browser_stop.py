@@ -135,3 +135,28 @@ def test_with_a_token_the_button_flags_the_run_and_the_marks_show(
     expect(page.locator(".run-view-flags .run-flag-stop")).to_have_text("stop requested")
     expect(page.locator(".run-view-stop")).to_be_hidden()
     page.goto("about:blank")
+
+
+def test_the_budgets_in_force_show_under_the_agents_title(page: Page, servers: list[ServerThread]) -> None:
+    """GET /api/guardrails gives the state's budgets and loop thresholds; the page writes them in one
+    line under the agents table's title, and writes nothing for a server without budgets."""
+    plain = start(servers)
+    page.goto(plain.dashboard_url)
+    expect(page.locator("#conn-text")).to_have_text(CONNECTED)
+    body = page.evaluate("async () => (await fetch('api/guardrails')).json()")
+    assert body == {"budgets": [], "stop_needs_token": True, "loops": {
+        "repeated_tool_calls": 5, "repeated_prompts": 5, "self_invocation_depth": 3}}
+    expect(page.locator("#agents-table-budgets")).to_be_hidden()
+    page.goto("about:blank")
+
+    server = start(servers)
+    server.state.set_guardrails([
+        Budget(scope="run", limits={"tokens": 200_000, "cost_usd": 2.5, "duration_seconds": 900}),
+        Budget(scope="agent", agent="Planner", limits={"cost_usd": 20}, window_seconds=3600),
+        Budget(scope="conversation", limits={"cost_usd": 5}),
+    ])
+    page.goto(server.dashboard_url)
+    expect(page.locator("#agents-table-budgets")).to_have_text(
+        "Budgets: each run ≤ 200K tokens · $2.50 · 15m 00s; Planner ≤ $20 per 1h 00m; "
+        "each conversation ≤ $5.00")
+    page.goto("about:blank")

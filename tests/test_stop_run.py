@@ -1,4 +1,5 @@
-"""Stopping a runaway run (issue 18, ``docs/guardrails.md``, "Stopping a runaway run").
+"""Stopping a runaway run (issue 18, ``docs/guardrails.md``, "Stopping a runaway run"); the last test
+crosses a real token budget with real model-call spans, nothing flagged by hand.
 
 Real decorated agents on the global SDK provider (``tracing_support.routed_to``), a real
 :class:`DashboardSpanProcessor` in process and with ``endpoint=`` to a real server, and
@@ -362,3 +363,58 @@ async def test_a_remote_run_stopped_from_the_api_ends_failed_in_its_own_code() -
         finally:
             await asyncio.to_thread(processor.shutdown, 5000)
         await stream.close()
+
+
+# ----------------------------------------------------------------------- a real budget, end to end
+def test_a_real_token_budget_crossed_by_model_calls_stops_the_run_at_its_next_tool(
+    state: DashboardState,
+) -> None:
+    """Nothing flagged by hand: the run's own model calls (GenAI chat spans with token usage) cross
+    the state's run token budget; the state's tracker publishes BudgetExceeded and flags the run; the
+    agent, opted in, gets BudgetExceeded raised at its next tool and the run ends failed."""
+    from opentelemetry import trace
+
+    from otel_dashboard.model.guardrails import Budget
+
+    processor = DashboardSpanProcessor(state=state, budgets=[Budget(scope="run", limits={"tokens": 1000})],
+                                       schedule_delay_millis=10)
+    budget_events: list[DashboardEvent] = []
+
+    def keep_budget_events(event: DashboardEvent) -> None:
+        if event.data.get("error_type") == "BudgetExceeded":
+            budget_events.append(event)
+
+    state.subscribe(keep_budget_events)
+    tracer = trace.get_tracer("tests.stop_run")
+    tools_run: list[int] = []
+
+    @agent(name="Spender", stop_on_budget=True)
+    def spender() -> None:
+        run_id = own_run_id()
+        for i in range(20):
+            with tracer.start_as_current_span("chat gpt-4o", attributes={
+                "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 300, "gen_ai.usage.output_tokens": 100,
+            }):
+                pass
+            if i == 2:  # 1,200 tokens now: wait (bounded) until the tracker has flagged the run
+                deadline = time.monotonic() + WAIT
+                while state.run_flag(run_id) is None:
+                    assert time.monotonic() < deadline, "the run was never flagged"
+                    time.sleep(0.01)
+            lookup(str(i))
+            tools_run.append(i)
+
+    try:
+        with routed_to(processor), pytest.raises(BudgetExceeded) as raised:
+            spender()
+        assert processor.force_flush(5000)
+    finally:
+        processor.shutdown(5000)
+    assert tools_run == [0, 1]  # the third tool call, after the crossing, never ran
+    assert raised.value.kind == "budget"
+    (crossing,) = budget_events  # one event for the crossing, none again for the rest of the run
+    assert crossing.data["budget"]["kind"] == "tokens" and crossing.data["budget"]["limit"] == 1000
+    assert crossing.data["budget"]["value"] >= 1200 and crossing.data["run_id"] == raised.value.run_id
+    done = completions(state)["Spender"]
+    assert done["success"] is False and done["error_type"].endswith("BudgetExceeded")

@@ -22,6 +22,7 @@ import { scheduleTraceFetch, traceView } from "./js/trace-view.js";
 import { applyTheme, storedTheme, toggleTheme } from "./js/theme.js";
 import { wireRouter } from "./js/router.js";
 import { wireAgentsTable } from "./js/agents-table.js";
+import { wireGuardrailsNote } from "./js/guardrails-note.js";
 
 function wire() {
   wireStream();
@@ -69,6 +70,7 @@ function wire() {
   renderLost();
   renderOpportunities();
   wireAgentsTable();
+  wireGuardrailsNote();
 }
 
 function tick() {

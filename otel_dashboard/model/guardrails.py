@@ -117,6 +117,18 @@ class Guardrails:
     budgets: tuple[Budget, ...] = ()
     loops: LoopThresholds = field(default_factory=LoopThresholds)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (``GET /api/guardrails``): ``{"budgets": [{"scope", "agent", "limits",
+        "window_seconds"}, ...], "loops": {"repeated_tool_calls", "repeated_prompts",
+        "self_invocation_depth"}}``."""
+        return {
+            "budgets": [{"scope": b.scope, "agent": b.agent, "limits": dict(b.limits),
+                         "window_seconds": b.window_seconds} for b in self.budgets],
+            "loops": {"repeated_tool_calls": self.loops.repeated_tool_calls,
+                      "repeated_prompts": self.loops.repeated_prompts,
+                      "self_invocation_depth": self.loops.self_invocation_depth},
+        }
+
 
 # ---------------------------------------------------------------------------------------------- checks
 Locate = Callable[[tuple[Any, ...]], "int | None"]

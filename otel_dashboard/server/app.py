@@ -207,6 +207,7 @@ def _build_app(state: DashboardState | None, options: ServerOptions) -> web.Appl
     app.router.add_get("/api/graph", graph_api.api_graph)
     app.router.add_get("/api/conversations/{conversation_id}", traces_api.api_conversation)
     app.router.add_get("/api/runs", http_api.api_runs)
+    app.router.add_get("/api/guardrails", runs_api.api_guardrails)
     app.router.add_post("/api/runs/{run_id}/stop", runs_api.stop_run)  # flags a run (token required)
     app.router.add_get("/api/agents", http_api.api_agents)
     if static_dir is not None:

@@ -1,4 +1,5 @@
-"""``POST /api/runs/{run_id}/stop``: flag a run to stop, as "Stop run" on the page does (issue 18,
+"""``GET /api/guardrails`` (the budgets and loop thresholds in force, for the page) and
+``POST /api/runs/{run_id}/stop``: flag a run to stop, as "Stop run" on the page does (issue 18,
 ``docs/guardrails.md``, "Stopping a runaway run").
 
 Flagging only marks the run (:meth:`~otel_dashboard.state.run_flags.RunFlags.flag_run`, kind
@@ -25,11 +26,22 @@ from otel_dashboard.server.broadcast import BROADCASTER_KEY
 from otel_dashboard.server.http_api import json_error, json_response
 from otel_dashboard.server.security import SECURITY_KEY
 
-__all__ = ["NO_TOKEN_MESSAGE", "USER_STOP_REASON", "stop_run"]
+__all__ = ["NO_TOKEN_MESSAGE", "USER_STOP_REASON", "api_guardrails", "stop_run"]
 
 NO_TOKEN_MESSAGE = "stopping runs needs a token (serve --token)"
 USER_STOP_REASON = "stop requested on the dashboard"
 _HEX = frozenset("0123456789abcdef")
+
+
+async def api_guardrails(request: web.Request) -> web.Response:
+    """``GET /api/guardrails``: the state's budgets and loop thresholds
+    (:meth:`~otel_dashboard.model.guardrails.Guardrails.to_dict`), and whether this server can stop
+    runs from the page (``"stop_needs_token"``: no token configured)."""
+    state = request.app[BROADCASTER_KEY].state
+    security = request.app.get(SECURITY_KEY)
+    body = state.guardrails.to_dict()
+    body["stop_needs_token"] = security is None or security.config.token is None
+    return json_response(body)
 
 
 async def stop_run(request: web.Request) -> web.Response:
