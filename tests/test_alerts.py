@@ -306,7 +306,9 @@ async def test_a_hung_webhook_never_blocks_ingest_and_overflow_is_counted(
         assert webhook["dropped"] + webhook["queued"] + webhook["failed"] == 1150, webhook
         assert webhook["dropped"] >= 149 and webhook["sent"] == 0
         assert SECRET not in orjson.dumps(health).decode()
-    assert len(rx.hits) >= 2 and all(h.body["alert"]["run_id"] == f"{0:016x}" for h in rx.hits)
+    # Every attempt was for the one alert being tried (the first taken: run 0, or a later one when the
+    # thread filled the queue before the loop first ran the sender).
+    assert len(rx.hits) >= 2 and len({h.body["alert"]["run_id"] for h in rx.hits}) == 1
     logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
     assert SECRET not in logged
     assert re.search(r"alert webhook http://127\.0\.0\.1:\d+/\*\*\*: \d+ alert\(s\) not sent at shutdown",

@@ -315,7 +315,9 @@ class AlertSender:
                 await self._send(webhook, event)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug here must not end the webhook's task
+            except Exception:  # a bug here must not end the webhook's task; the alert counts as failed
+                webhook.failed += 1
+                webhook.gave_up_since_success = True
                 logger.exception("alert webhook %s: sending alert seq=%s failed", webhook.label, event.seq)
             finally:
                 webhook.busy = False
@@ -376,7 +378,7 @@ class AlertSender:
                 return error, retryable, retry_after
         except asyncio.TimeoutError:
             return f"timed out after {self.timeout_seconds:g} s", True, None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, OSError) as exc:  # OSError: a reset that aiohttp did not wrap
             # The exception's text may quote the whole URL (a ClientResponseError does): name its type only,
             # with the OS error of a failed connection, which holds no path.
             reason = type(exc).__name__
