@@ -21,12 +21,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from instrumentation import agent, record_opportunity, record_quality_score, register_agent, synthesis, tool
+from otel_dashboard.model.guardrails import Budget
 from otel_dashboard.model.prices import PriceBook
 from otel_dashboard.pipeline.processor import DashboardSpanProcessor
 from otel_dashboard.server.app import DashboardWebSocketServer
 from otel_dashboard.state.dashboard import DashboardState
 
-__all__ = ["DEMO_STALL_THRESHOLD_SECONDS", "RateLimitError", "run_demo", "run_scenario"]
+__all__ = ["DEMO_BUDGETS", "DEMO_STALL_THRESHOLD_SECONDS", "RateLimitError", "run_demo", "run_scenario"]
 
 logger = logging.getLogger(__name__)
 _TRACER = trace.get_tracer("otel_dashboard.demo")  # a proxy: spans go to the provider set later
@@ -34,6 +35,9 @@ _TRACER = trace.get_tracer("otel_dashboard.demo")  # a proxy: spans go to the pr
 DEMO_STALL_THRESHOLD_SECONDS: Final = 45.0
 """The demo's stall threshold: past it a running run shows as stalled. DeepDiver takes 27-65 s, so
 it crosses it now and then (when its slow filing download happens); no other agent ever does."""
+DEMO_BUDGETS: Final = (Budget(scope="run", agent="MarketResearcher", limits={"tokens": 5_000}),)
+"""The demo's one budget (docs/guardrails.md): a MarketResearcher run goes over 5,000 tokens now and
+then, so the page shows the budgets line, the "over budget" marks and a ``BudgetExceeded``."""
 
 
 @dataclass(frozen=True)
@@ -344,7 +348,7 @@ async def run_demo(
     Returns:
         The process exit code (0 after a clean stop).
     """
-    state = DashboardState(stall_threshold_seconds=DEMO_STALL_THRESHOLD_SECONDS)
+    state = DashboardState(stall_threshold_seconds=DEMO_STALL_THRESHOLD_SECONDS, budgets=DEMO_BUDGETS)
     provider = install_demo_tracing(state, prices)
     server = DashboardWebSocketServer(host, port, state=state, name=name, prices=prices, grpc_port=grpc_port)
     scenario: asyncio.Future[None] | None = None

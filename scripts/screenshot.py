@@ -34,7 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
 
-from otel_dashboard.demo import DEMO_STALL_THRESHOLD_SECONDS, install_demo_tracing, run_scenario  # noqa: E402
+from otel_dashboard.demo import (  # noqa: E402
+    DEMO_BUDGETS,
+    DEMO_STALL_THRESHOLD_SECONDS,
+    install_demo_tracing,
+    run_scenario,
+)
 from otel_dashboard.server.app import DashboardWebSocketServer  # noqa: E402
 from otel_dashboard.state.dashboard import DashboardState  # noqa: E402
 
@@ -199,7 +204,8 @@ async def _shoot_pages(page: Page, folder: Path, wait_seconds: float) -> None:
 
 async def main(out: Path, seconds: float, wait_seconds: float) -> int:
     # The demo's stall threshold, sped up like the demo: the pictures show what `make demo` shows.
-    state = DashboardState(max_history=2000, stall_threshold_seconds=DEMO_STALL_THRESHOLD_SECONDS / SPEED)
+    state = DashboardState(max_history=2000, stall_threshold_seconds=DEMO_STALL_THRESHOLD_SECONDS / SPEED,
+                           budgets=DEMO_BUDGETS)
     provider = install_demo_tracing(state)
     # Frequent health and metrics updates: the sparkline fills and the cards track the panels.
     server = DashboardWebSocketServer("127.0.0.1", 0, state=state, name="demo",
