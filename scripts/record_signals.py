@@ -303,15 +303,7 @@ def logs_json(records: Any) -> dict[str, Any]:
 
 
 def _versions(stack: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for name in STACK_PACKAGES[stack]:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return rs.package_versions(STACK_PACKAGES[stack])
 
 
 def child_main(stack: str, scenario: str, base_url: str, result_path: Path) -> None:

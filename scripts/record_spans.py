@@ -408,16 +408,21 @@ def mcp_server_main() -> None:
     server.run()
 
 
-def _versions(stack: str) -> dict[str, str]:
+def package_versions(names: list[str]) -> dict[str, str]:
+    """The Python version and the installed version of each distribution (``"not installed"``)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0]}
-    for name in STACK_PACKAGES[stack]:
+    for name in names:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def _versions(stack: str) -> dict[str, str]:
+    return package_versions(STACK_PACKAGES[stack])
 
 
 def child_main(stack: str, scenario: str, base_url: str, result_path: Path) -> None:

@@ -479,16 +479,21 @@ class DashboardState(ClusterSync, HistoryReads, DirectApi, SignalIntake, RunFlag
                             else:
                                 derived.revive(run["run_id"])
                 if taken:
-                    for subscriber in self._run_subscribers:
-                        try:
-                            subscriber(taken)
-                        except Exception:
-                            self._subscriber_errors += 1
-                            logger.exception("dashboard run subscriber %r failed", subscriber)
+                    self._tell_run_subscribers(taken)
                 if crossings:
                     self._publish_crossings(crossings, refresh=False)
         except Exception:  # the span worker and the ingest handler must not fail on progress
             logger.exception("updating %d runs failed", len(runs) if isinstance(runs, list) else -1)
+
+    def _tell_run_subscribers(self, taken: list[dict[str, Any]]) -> None:
+        """Hand the run states just taken to every run subscriber (under the lock); a failing one is
+        counted and logged, the others still told."""
+        for subscriber in self._run_subscribers:
+            try:
+                subscriber(taken)
+            except Exception:
+                self._subscriber_errors += 1
+                logger.exception("dashboard run subscriber %r failed", subscriber)
 
     def subscribe_runs(self, callback: RunSubscriber) -> None:
         """Call ``callback`` with the runs of every :meth:`update_runs` from now on

@@ -51,10 +51,8 @@ class StateBudgets:
         _lock: threading.RLock
         _runs: OpenRuns
         _derived: DerivedState
-        _run_subscribers: tuple[Any, ...]
-        _subscriber_errors: int
-
         def publish(self, event: DashboardEvent) -> DashboardEvent: ...
+        def _tell_run_subscribers(self, taken: list[dict[str, Any]]) -> None: ...
         def flag_run(self, run_id: str, *, reason: str, kind: str) -> bool: ...
 
     _budget_tracker: BudgetTracker | None = None
@@ -156,9 +154,4 @@ class StateBudgets:
             return
         taken = self._runs.update([{**entry, "over_budget": tracker.over_budget(entry["run_id"])}
                                    for entry in entries])
-        for subscriber in self._run_subscribers:
-            try:
-                subscriber(taken)
-            except Exception:
-                self._subscriber_errors += 1
-                logger.exception("dashboard run subscriber %r failed", subscriber)
+        self._tell_run_subscribers(taken)
