@@ -24,10 +24,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from server_support import WAIT, EventStream, running_server
 
 from otel_dashboard.cli import main
+from otel_dashboard.model.budget_tracker import BudgetTracker
 from otel_dashboard.model.events import DashboardEvent, EventType
 from otel_dashboard.model.guardrails import (
     Budget,
-    BudgetTracker,
     Guardrails,
     GuardrailsConfigError,
     LoopThresholds,

@@ -39,11 +39,10 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from instrumentation._suppression import suppressing_context
 from instrumentation.guard import GuardHandle, StopRequest, register_step_guard
+from otel_dashboard.model.budget_tracker import BudgetCrossing, BudgetTracker
 from otel_dashboard.model.events import DashboardEvent, EventType, QualityThresholds
 from otel_dashboard.model.guardrails import (
     Budget,
-    BudgetCrossing,
-    BudgetTracker,
     Guardrails,
     LoopThresholds,
     as_guardrails,

@@ -1,7 +1,7 @@
 """The state's side of the budgets (issue 18, ``docs/guardrails.md``, "Budgets").
 
 :class:`StateBudgets` is a part of :class:`~otel_dashboard.state.dashboard.DashboardState`: it keeps
-a :class:`~otel_dashboard.model.guardrails.BudgetTracker` for the state's budgets and feeds it, under
+a :class:`~otel_dashboard.model.budget_tracker.BudgetTracker` for the state's budgets and feeds it, under
 the state's lock, from the three places where usage shows:
 
 * :meth:`update_runs <otel_dashboard.state.dashboard.DashboardState.update_runs>` (live run states:
@@ -26,8 +26,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from otel_dashboard.model.budget_tracker import BudgetCrossing, BudgetTracker
 from otel_dashboard.model.events import DashboardEvent, EventType
-from otel_dashboard.model.guardrails import Budget, BudgetCrossing, BudgetTracker, Guardrails, as_guardrails
+from otel_dashboard.model.guardrails import Budget, Guardrails, as_guardrails
 from otel_dashboard.state.runs import ENDED
 
 if TYPE_CHECKING:
