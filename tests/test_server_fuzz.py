@@ -4,8 +4,10 @@
   messages with random fields, random strings and bytes, huge numbers, deep nesting, oversized text)
   gets an ``error`` message or a valid reply, never a crash or a disconnect; the connection answers a
   ``ping`` after every one.
-- The ingest endpoints over HTTP: any body, with any of the content types clients send, gets a 2xx
-  or a 4xx, never a 5xx.
+- The ingest endpoints over HTTP (``/api/events`` and the three OTLP signals): any body, with any of
+  the content types clients send, gets a 2xx or a 4xx, never a 5xx.
+- The OTLP/gRPC receiver: random bytes, and real requests of the three signals with bytes replaced
+  and cut short, are answered OK or INVALID_ARGUMENT, never INTERNAL.
 
 The server runs in its own thread and loop (``browser_support.ServerThread``); the test thread drives
 one client connection from its own loop, one example at a time. Nothing may be logged at ERROR.
@@ -17,9 +19,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import orjson
 import pytest
 from aiohttp import WSMsgType
@@ -29,6 +33,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from otel_dashboard.model.events import EventType, Severity
+from otel_dashboard.model.otlp import SIGNALS, decode_body
 from otel_dashboard.server.security import SecurityConfig
 from otel_dashboard.state.dashboard import DashboardState
 
@@ -245,6 +250,65 @@ otlp_bodies = st.one_of(
             optional={"resource": json_values}), max_size=2) | json_values,
     }).map(lambda d: json.dumps(d).encode()),
 )
+# OTLP metrics and logs (/v1/metrics, /v1/logs): shaped like the documents real exporters send, with
+# the GenAI names the readers act on, and any value where a number, an id or a body belongs.
+hexish = st.text("0123456789abcdefABCDEF", max_size=34) | json_values
+any_value_json = st.recursive(
+    st.one_of(st.fixed_dictionaries({"stringValue": st.text(max_size=30)}),
+              st.fixed_dictionaries({"intValue": st.integers() | st.text(max_size=8)}),
+              st.fixed_dictionaries({"doubleValue": st.floats(allow_nan=False) | json_scalars}),
+              json_scalars),
+    lambda children: (st.fixed_dictionaries({"arrayValue": st.fixed_dictionaries(
+        {"values": st.lists(children, max_size=4)})})
+        | st.fixed_dictionaries({"kvlistValue": st.fixed_dictionaries({"values": st.lists(
+            st.fixed_dictionaries({"key": st.text(max_size=10), "value": children}), max_size=4)})})),
+    max_leaves=12,
+)
+key_values = st.lists(st.fixed_dictionaries({
+    "key": st.sampled_from(["gen_ai.token.type", "gen_ai.agent.name", "gen_ai.request.model", "error.type",
+                            "event.name", "exception.type", "exception.message", "content", "role"])
+    | st.text(max_size=12),
+    "value": any_value_json}), max_size=4)
+data_points = st.lists(st.fixed_dictionaries({}, optional={
+    "attributes": key_values, "count": st.integers(min_value=-5) | json_scalars,
+    "sum": st.floats() | json_scalars, "asInt": st.integers() | json_scalars,
+    "asDouble": st.floats() | json_scalars, "bucketCounts": st.lists(st.integers(min_value=-2), max_size=5),
+    "explicitBounds": st.lists(st.floats(), max_size=5),
+    "startTimeUnixNano": st.integers(min_value=-1) | json_scalars,
+    "timeUnixNano": st.integers(min_value=-1) | json_scalars}), max_size=3)
+metric_names = st.sampled_from([
+    "gen_ai.client.token.usage", "gen_ai.client.operation.duration", "gen_ai.invoke_agent.duration",
+    "gen_ai.execute_tool.duration", "mcp.client.operation.duration",
+    "gen_ai.client.inference.usage.input_tokens"]) | st.text(max_size=20)
+metrics_json = st.fixed_dictionaries({"name": metric_names}, optional={
+    "histogram": st.fixed_dictionaries(
+        {"dataPoints": data_points}, optional={"aggregationTemporality": st.integers(-1, 3) | json_scalars}),
+    "sum": st.fixed_dictionaries({"dataPoints": data_points},
+                                 optional={"aggregationTemporality": st.integers(-1, 3) | json_scalars,
+                                           "isMonotonic": st.booleans() | json_scalars}),
+    "gauge": st.fixed_dictionaries({"dataPoints": data_points})})
+otlp_metrics_bodies = st.one_of(
+    st.binary(max_size=400),
+    json_values.map(lambda d: json.dumps(d).encode()),
+    st.fixed_dictionaries({"resourceMetrics": st.lists(st.fixed_dictionaries(
+        {"scopeMetrics": st.lists(st.fixed_dictionaries({"metrics": st.lists(metrics_json, max_size=3)}),
+                                  max_size=2)},
+        optional={"resource": st.fixed_dictionaries({"attributes": key_values})}), max_size=2)})
+    .map(lambda d: json.dumps(d).encode()),
+)
+log_records = st.lists(st.fixed_dictionaries({}, optional={
+    "traceId": hexish, "spanId": hexish, "timeUnixNano": st.integers(min_value=-1) | json_scalars,
+    "eventName": st.sampled_from(["gen_ai.user.message", "gen_ai.choice", "gen_ai.system.message",
+                                  "gen_ai.client.inference.operation.details"]) | st.text(max_size=12),
+    "severityNumber": st.integers(-1, 30) | json_scalars, "body": any_value_json,
+    "attributes": key_values}), max_size=4)
+otlp_logs_bodies = st.one_of(
+    st.binary(max_size=400),
+    json_values.map(lambda d: json.dumps(d).encode()),
+    st.fixed_dictionaries({"resourceLogs": st.lists(st.fixed_dictionaries(
+        {"scopeLogs": st.lists(st.fixed_dictionaries({"logRecords": log_records}), max_size=2)}),
+        max_size=2)}).map(lambda d: json.dumps(d).encode()),
+)
 content_types = st.sampled_from([
     "application/json", "application/json", "application/json", "application/json; charset=utf-8",
     "application/x-protobuf", "text/plain", "application/x-www-form-urlencoded", None,
@@ -287,6 +351,24 @@ def test_any_otlp_body_gets_a_2xx_or_4xx(client: Client, body: bytes, content_ty
     assert 200 <= status < 500, (status, body[:200])
 
 
+@FUZZ
+@given(body=otlp_metrics_bodies, content_type=content_types, coding=codings)
+def test_any_otlp_metrics_body_gets_a_2xx_or_4xx(client: Client, body: bytes, content_type: str | None,
+                                                 coding: str | None) -> None:
+    status = post(client, "/v1/metrics", body, content_type, coding)
+    event(f"status {status}")
+    assert 200 <= status < 500, (status, body[:200])
+
+
+@FUZZ
+@given(body=otlp_logs_bodies, content_type=content_types, coding=codings)
+def test_any_otlp_logs_body_gets_a_2xx_or_4xx(client: Client, body: bytes, content_type: str | None,
+                                              coding: str | None) -> None:
+    status = post(client, "/v1/logs", body, content_type, coding)
+    event(f"status {status}")
+    assert 200 <= status < 500, (status, body[:200])
+
+
 def test_the_server_is_healthy_after_the_fuzzing(client: Client) -> None:
     async def health() -> dict[str, Any]:
         async with client.session.get(f"{client.server.url}/health") as response:
@@ -294,3 +376,59 @@ def test_the_server_is_healthy_after_the_fuzzing(client: Client) -> None:
             return await response.json()
 
     assert client.run(health())["status"] in ("healthy", "degraded")
+
+
+# ------------------------------------------------------------------------------ OTLP/gRPC
+_FIXTURES = Path(__file__).parent / "fixtures"
+_GRPC_SEEDS = [  # real requests of the three signals, as protobuf, for the mutations to start from
+    (SIGNALS[signal].grpc_method, decode_body(path.read_bytes(), content_type="application/json",
+                                              content_encoding=None, max_decoded_bytes=1 << 24,
+                                              signal=signal)[0].SerializeToString())
+    for signal, path in (("traces", _FIXTURES / "spans" / "pydantic_ai" / "runaway.json"),
+                         ("metrics", _FIXTURES / "signals" / "openai_v2" / "ok.metrics.json"),
+                         ("logs", _FIXTURES / "signals" / "openai_v2" / "ok.logs.json"))
+]
+grpc_messages = st.one_of(
+    st.tuples(st.sampled_from([method for method, _ in _GRPC_SEEDS]), st.binary(max_size=400)),
+    st.tuples(st.sampled_from(_GRPC_SEEDS),
+              st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=3),
+              st.just(1.0) | st.floats(0.05, 1)).map(
+        lambda t: (t[0][0], _mutated(t[0][1], t[1], t[2]))),
+)
+
+
+def _mutated(data: bytes, flips: list[tuple[float, int]], keep: float) -> bytes:
+    """``data`` with some bytes replaced, cut to a fraction of its length."""
+    out = bytearray(data)
+    for where, value in flips:
+        out[int(where * len(out))] = value
+    return bytes(out[: max(1, int(len(out) * keep))])
+
+
+@pytest.fixture(scope="module")
+def grpc_server() -> Iterator[ServerThread]:
+    server = ServerThread(DashboardState(max_history=500), grpc_port=0, health_interval_seconds=None,
+                          metrics_interval_seconds=None,
+                          security=SecurityConfig(ingest_events_per_second=1_000_000)).start()
+    yield server
+    server.stop()
+
+
+@FUZZ
+@given(message=grpc_messages)
+def test_any_grpc_message_is_answered_ok_or_invalid_argument(
+    grpc_server: ServerThread, message: tuple[str, bytes]
+) -> None:
+    """Random bytes, and real requests of the three signals with bytes replaced and cut short: each
+    RPC is answered, OK (maybe a partial success) or INVALID_ARGUMENT, never INTERNAL."""
+    method, data = message
+    server = grpc_server.server
+    assert server is not None and server.grpc_port
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        try:
+            channel.unary_unary(method)(data, timeout=WAIT)
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            code = exc.code()
+    event(f"{method.rsplit('.', 1)[-1]} {code.name}")
+    assert code in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT), (code, method, data[:100])
