@@ -4,7 +4,8 @@ The fixtures (tests/fixtures/signals, made by scripts/record_signals.py; the REA
 each stack sent) are what opentelemetry-instrumentation-openai-v2 (its default and its latest GenAI
 conventions), traceloop-sdk (OpenLLMetry, events as logs, metrics on) and pydantic-ai emitted against
 the scripted model server: a chat that asks for ``get_weather``, then one that answers (101/17 then
-163/24 tokens); or an HTTP 500. Each set is posted as it was recorded, OTLP/JSON (the transcripts
+163/24 tokens); or an HTTP 500. Each set is posted as it was recorded, its times moved so that the
+newest is now (the agents table counts the last hour only), OTLP/JSON (the transcripts
 also re-encoded as protobuf), to ``/v1/traces``, ``/v1/logs`` and ``/v1/metrics`` of a real server,
 in both orders a real app's exporters can take (the logs before their span ends, or after), and read
 back as a user would: the span API's transcript, ``GET /api/agents``, ``GET /api/events``, ``/stats``.
@@ -13,7 +14,8 @@ back as a user would: the span API's transcript, ``GET /api/agents``, ``GET /api
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +85,10 @@ async def _replay(session: aiohttp.ClientSession, server: DashboardWebSocketServ
                   scenario: str, order: tuple[str, ...], *, protobuf: bool = False) -> None:
     """Posts the recorded documents in this order, as OTLP/JSON (or re-encoded as protobuf, what the
     stock OTLP/HTTP exporters send)."""
+    docs = {signal: _doc(stack, scenario, signal) for signal in order}
+    shift = _shift(stack, scenario)
     for signal in order:
-        body = (SIGNALS_DIR / stack / f"{scenario}.{signal}.json").read_bytes()
+        body = json.dumps(_shifted(docs[signal], shift)).encode()
         content_type = "application/json"
         if protobuf:
             request, _ = decode_body(body, content_type=content_type, content_encoding=None,
@@ -95,6 +99,43 @@ async def _replay(session: aiohttp.ClientSession, server: DashboardWebSocketServ
             assert response.status == 200, (signal, await response.text())
             # no partial success: nothing rejected (an empty response message)
             assert (await response.read() == b"") if protobuf else (await response.json() == {}), signal
+
+
+_SHIFTS: dict[tuple[str, str], int] = {}
+
+
+def _shift(stack: str, scenario: str) -> int:
+    """Recorded on one day, replayed on another: every time of a recording moves by the same amount
+    (once per test run, so that a document sent again is the same document) so that its newest time
+    is now, inside the agents table's window (the last hour), the order unchanged."""
+    key = (stack, scenario)
+    if key not in _SHIFTS:
+        newest = max((t for signal in SIGNALS for t in _times(_doc(stack, scenario, signal))), default=0)
+        _SHIFTS[key] = time.time_ns() - newest if newest else 0
+    return _SHIFTS[key]
+
+
+def _times(value: Any) -> Iterator[int]:
+    """Every ``...UnixNano`` value of a recorded OTLP/JSON document (strings or numbers, 0 aside)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.endswith("UnixNano") and isinstance(item, (str, int)) and int(item) > 0:
+                yield int(item)
+            else:
+                yield from _times(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _times(item)
+
+
+def _shifted(value: Any, shift: int) -> Any:
+    """The document with every non-zero ``...UnixNano`` value moved by ``shift`` nanoseconds."""
+    if isinstance(value, dict):
+        return {key: (str(int(item) + shift) if key.endswith("UnixNano") and isinstance(item, (str, int))
+                      and int(item) > 0 else _shifted(item, shift)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shifted(item, shift) for item in value]
+    return value
 
 
 async def _get(session: aiohttp.ClientSession, server: DashboardWebSocketServer, path: str) -> Any:
