@@ -51,9 +51,7 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -349,18 +347,11 @@ def record(out: Path, stacks: list[str], scenarios: list[str], timeout: float) -
             for scenario in scenarios:
                 mode = {"model_error": "error500"}.get(scenario, scenario)
                 before = len(server.log)
-                with tempfile.TemporaryDirectory() as tmp:
-                    result_path = Path(tmp) / "result.json"
-                    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", stack,
-                           "--scenario", scenario, "--base-url", server.base_url(mode),
-                           "--result", str(result_path)]
-                    proc = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
-                    if proc.returncode != 0 or not result_path.exists():
-                        failures += 1
-                        print(f"FAILED {stack}/{scenario} (exit {proc.returncode}):\n{proc.stderr[-3000:]}",
-                              file=sys.stderr)
-                        continue
-                    result = json.loads(result_path.read_text())
+                result, proc = rs.run_child(Path(__file__), stack, scenario, server.base_url(mode), env,
+                                             timeout)
+                if result is None:
+                    failures += 1
+                    continue
                 recording = {"stack": stack, "scenario": scenario, "outcome": result["outcome"],
                              "model_calls": server.log[before:], "env": STACK_ENV[stack],
                              "versions": result["versions"]}

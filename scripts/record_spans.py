@@ -458,6 +458,24 @@ def _span_count(doc: dict[str, Any]) -> int:
                for rs in doc.get("resourceSpans", []) for ss in rs.get("scopeSpans", []))
 
 
+def run_child(script: Path, stack: str, scenario: str, base_url: str, env: dict[str, str],
+              timeout: float) -> tuple[dict[str, Any] | None, subprocess.CompletedProcess[str]]:
+    """Run ``script --child`` for one stack and scenario in a fresh interpreter; its result (None,
+    said on stderr, when the child failed) and the finished process (its stderr holds the guard's
+    refusals)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(script.resolve()), "--child", stack, "--scenario", scenario,
+               "--base-url", base_url, "--result", str(result_path)]
+        proc = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
+        if proc.returncode != 0 or not result_path.exists():
+            print(f"FAILED {stack}/{scenario} (exit {proc.returncode}):\n{proc.stderr[-3000:]}",
+                  file=sys.stderr)
+            return None, proc
+        result: dict[str, Any] = json.loads(result_path.read_text())
+        return result, proc
+
+
 def record(out: Path, stacks: list[str], scenarios: list[str], timeout: float) -> int:
     import fake_openai_server
 
@@ -472,18 +490,11 @@ def record(out: Path, stacks: list[str], scenarios: list[str], timeout: float) -
                 # The fake server's mode: runaway (like ok, tool_error) is its own.
                 mode = {"model_error": "error500", "ok_stream": "ok"}.get(scenario, scenario)
                 before = len(server.log)
-                with tempfile.TemporaryDirectory() as tmp:
-                    result_path = Path(tmp) / "result.json"
-                    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", stack,
-                           "--scenario", scenario, "--base-url", server.base_url(mode),
-                           "--result", str(result_path)]
-                    proc = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
-                    if proc.returncode != 0 or not result_path.exists():
-                        failures += 1
-                        print(f"FAILED {stack}/{scenario} (exit {proc.returncode}):\n{proc.stderr[-3000:]}",
-                              file=sys.stderr)
-                        continue
-                    result = json.loads(result_path.read_text())
+                result, proc = run_child(Path(__file__), stack, scenario, server.base_url(mode), env,
+                                          timeout)
+                if result is None:
+                    failures += 1
+                    continue
                 calls = server.log[before:]
                 doc = result["doc"]
                 doc["recording"] = {

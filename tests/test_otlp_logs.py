@@ -50,11 +50,6 @@ async def fixture_server() -> AsyncIterator[DashboardWebSocketServer]:
         yield server
 
 
-@pytest.fixture(name="session")
-async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
 
 class Telemetry:
     """A tracer and a logger exporting with the stock OTLP/HTTP exporters, synchronously (Simple

@@ -75,11 +75,6 @@ async def fixture_server() -> AsyncIterator[DashboardWebSocketServer]:
         yield server
 
 
-@pytest.fixture(name="session")
-async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
 
 async def _replay(session: aiohttp.ClientSession, server: DashboardWebSocketServer, stack: str,
                   scenario: str, order: tuple[str, ...], *, protobuf: bool = False) -> None:

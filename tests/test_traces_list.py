@@ -8,7 +8,6 @@ in-memory store and a real SQLite file; and the run's ``conversation_id`` read f
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +78,6 @@ async def get(session: aiohttp.ClientSession, server: DashboardWebSocketServer, 
         assert response.content_type == "application/json"
         return response.status, await response.json()
 
-
-@pytest.fixture(name="session")
-async def fixture_session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def make_state(kind: str, tmp_path: Path) -> DashboardState:

@@ -6,6 +6,10 @@ is crossed (``docs/guardrails.md``, "Budgets").
 lock, no clock of its own beyond the ``now`` it is given, no SDK; its owner (the state, or a remote
 processor) feeds it and publishes what it returns. The budgets themselves, their file and their
 checks are :mod:`otel_dashboard.model.guardrails`.
+
+A little over 400 lines for a reason: the three scopes (a run, an agent's rolling window in
+buckets, a conversation) share one account of what a run used and one rule of when a crossing is
+new; split apart, each would carry its own copy of both.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ that report a crossing (``docs/guardrails.md``).
   :func:`parse_guardrails` checks an already decoded mapping; a bad setting is a
   :class:`GuardrailsConfigError` naming the file, the line (when it can be found) and the setting.
 * What the budgets count, and when they are crossed, is :mod:`otel_dashboard.model.budget_tracker`.
+
+A little over 400 lines for a reason: the file's line finders (TOML by its table headers and keys,
+JSON through a decoder that remembers where each object started) exist only so that the checks can
+name ``file:line``; they and the checks are one piece.
 """
 
 from __future__ import annotations
